@@ -1,0 +1,109 @@
+"""Configuration from environment variables, with documented defaults.
+
+Each concern has one settings class with its own prefix, read independently,
+so a service composes exactly the ones it needs and a docker-compose file can
+be checked against the variable names (:func:`env_names`). Defaults point at
+the local stack (``rtml stack up``) on 127.0.0.1 with standard ports.
+
+>>> KafkaSettings(bootstrap_servers="127.0.0.1:19092").bootstrap_servers
+'127.0.0.1:19092'
+>>> sorted(env_names(RedisSettings))[:2]
+['RTML_REDIS_SOCKET_TIMEOUT_S', 'RTML_REDIS_URL']
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka connection and consumer-loop behaviour (prefix ``RTML_KAFKA_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RTML_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list."
+    )
+    client_id: str = Field(default="rtml", description="Client id prefix seen by the broker.")
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1_000, description="Consumer-group session timeout."
+    )
+    batch_size: int = Field(default=500, ge=1, description="Max records handled per batch.")
+    poll_timeout_s: float = Field(default=0.5, gt=0, description="Max wait for a batch.")
+    max_retries: int = Field(
+        default=3, ge=0, description="Retries of a failing batch before dead-lettering."
+    )
+    retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay; doubles.")
+    flush_timeout_s: float = Field(
+        default=30.0, gt=0, description="Max wait for producer deliveries before failing."
+    )
+    extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka properties as JSON, e.g. SASL settings.",
+    )
+
+
+class RedisSettings(BaseSettings):
+    """Online feature store connection (prefix ``RTML_REDIS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RTML_REDIS_", extra="ignore")
+
+    url: str = Field(default="redis://127.0.0.1:6379/0", description="redis:// URL.")
+    socket_timeout_s: float = Field(default=1.0, gt=0, description="Per-command timeout.")
+
+
+class MlflowSettings(BaseSettings):
+    """Model registry backend (prefix ``RTML_MLFLOW_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RTML_MLFLOW_", extra="ignore")
+
+    tracking_uri: str = Field(default="http://127.0.0.1:5000", description="MLflow server URL.")
+
+
+class CassandraSettings(BaseSettings):
+    """Prediction / decision log (prefix ``RTML_CASSANDRA_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RTML_CASSANDRA_", extra="ignore")
+
+    contact_points: str = Field(default="127.0.0.1", description="Comma-separated hosts.")
+    port: int = Field(default=9042, ge=1, le=65535)
+    keyspace: str = Field(default="rtml")
+    protocol_version: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="CQL protocol; 1 for the local Cassandra 1.2 stand-in, 4+ for Cassandra 5.",
+    )
+
+
+class TelemetrySettings(BaseSettings):
+    """Metrics, traces and logs (prefix ``RTML_TELEMETRY_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RTML_TELEMETRY_", extra="ignore")
+
+    metrics_host: str = Field(default="127.0.0.1", description="Prometheus endpoint bind host.")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Prometheus endpoint port; 0 disables it."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP base URL for traces, e.g. http://collector:4318."
+    )
+    log_level: str = Field(default="INFO")
+    log_json: bool = Field(default=True, description="Structured JSON logs with trace ids.")
+
+
+def env_names(settings_type: type[BaseSettings]) -> set[str]:
+    """The environment variable names a settings class reads."""
+    prefix = str(settings_type.model_config.get("env_prefix", ""))
+    return {(prefix + name).upper() for name in settings_type.model_fields}
+
+
+#: Settings classes every service may read.
+SHARED_SETTINGS: tuple[type[BaseSettings], ...] = (
+    KafkaSettings,
+    RedisSettings,
+    MlflowSettings,
+    CassandraSettings,
+    TelemetrySettings,
+)

@@ -1,0 +1,301 @@
+"""At-least-once consumer loop with bounded retries and a dead-letter path.
+
+The contract every rtml consumer relies on:
+
+1. Offsets are committed only after a batch has been handled *and* every
+   record the handler produced has been acknowledged by the broker (the shared
+   :class:`~rtml_common.kafka.producer.EventProducer` is flushed first). A crash
+   at any point therefore replays, never skips: handlers must be idempotent
+   (dedupe by event id, idempotent writes) — the broker's transactions are not
+   relied upon because the local broker does not implement them correctly.
+2. A record whose bytes are not a valid event goes straight to ``<topic>.dlq``
+   with the precise validation reason; retrying cannot fix it.
+3. A batch whose handler raises is retried ``max_retries`` times with
+   exponential backoff (transient faults: a Redis blip). If it still fails,
+   the batch is split and each record retried alone, so one poison record is
+   dead-lettered with the exception as reason and its neighbours still land.
+4. SIGTERM / SIGINT (or :meth:`ConsumerLoop.stop`) lets the in-flight batch
+   finish, commits it, flushes the producer and leaves the group cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Generic, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from opentelemetry import metrics
+
+from rtml_common.config import KafkaSettings
+from rtml_common.events import Event
+from rtml_common.kafka.dead_letter import dead_letter_record
+from rtml_common.kafka.headers import normalise_headers
+from rtml_common.kafka.producer import EventProducer
+from rtml_common.serde import DecodeError, decode
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Record(Generic[E]):
+    """A decoded event with the coordinates it was read from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: E
+    headers: Sequence[tuple[str, bytes | None]]
+    timestamp_ms: int
+
+
+BatchHandler = Callable[[list[Record[Any]]], None]
+
+
+def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """librdkafka properties for a manually committing group member."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": f"{settings.client_id}-{group_id}",
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "partition.assignment.strategy": "cooperative-sticky",
+    }
+    config.update(settings.extra)
+    config.update(overrides)
+    return config
+
+
+@dataclass
+class LoopStats:
+    """Counters of one loop's life, for tests, logs and progress output."""
+
+    consumed: int = 0
+    handled: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    batches: int = 0
+    commits: int = 0
+
+
+class ConsumerLoop:
+    """Consume ``topics`` (name -> event type) as ``group_id`` and hand batches to a handler.
+
+    The handler receives decoded :class:`Record` objects in partition order and
+    may produce through ``self.producer``; see the module docstring for the
+    delivery contract.
+    """
+
+    def __init__(
+        self,
+        topics: Mapping[str, type[Event]],
+        group_id: str,
+        handler: BatchHandler,
+        settings: KafkaSettings | None = None,
+        producer: EventProducer | None = None,
+        **consumer_overrides: Any,
+    ) -> None:
+        if not topics:
+            raise ValueError("ConsumerLoop needs at least one topic")
+        self.settings = settings or KafkaSettings()
+        self.topics = dict(topics)
+        self.group_id = group_id
+        self.handler = handler
+        self.producer = producer or EventProducer(self.settings)
+        self._consumer = Consumer(consumer_config(self.settings, group_id, **consumer_overrides))
+        self._stop = threading.Event()
+        self.stats = LoopStats()
+        meter = metrics.get_meter("rtml.kafka")
+        self._consumed_counter = meter.create_counter(
+            "rtml_events_consumed", description="Records read from Kafka"
+        )
+        self._dead_letter_counter = meter.create_counter(
+            "rtml_dead_letters", description="Records sent to a dead-letter topic"
+        )
+        self._retry_counter = meter.create_counter(
+            "rtml_handler_retries", description="Handler retries after an exception"
+        )
+        self._batch_seconds = meter.create_histogram(
+            "rtml_batch_duration", unit="s", description="Time to handle and commit one batch"
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its in-flight batch, commit and return."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM and SIGINT (main thread only)."""
+
+        def _handle(signum: int, _frame: FrameType | None) -> None:
+            logger.info("signal %s received: finishing in-flight batch", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, _handle)
+        signal.signal(signal.SIGINT, _handle)
+
+    def run(self, max_idle_s: float | None = None) -> LoopStats:
+        """Consume until stopped (or idle for ``max_idle_s``), then commit and close."""
+        self._consumer.subscribe(list(self.topics))
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                messages = self._consumer.consume(
+                    num_messages=self.settings.batch_size, timeout=self.settings.poll_timeout_s
+                )
+                if not messages:
+                    if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                        break
+                    continue
+                idle_since = time.monotonic()
+                self._process_batch(messages)
+        finally:
+            self._close()
+        return self.stats
+
+    def _close(self) -> None:
+        try:
+            self.producer.flush()
+        finally:
+            self._consumer.close()
+
+    # -- one batch ---------------------------------------------------------
+
+    def _process_batch(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        records: list[Record[Any]] = []
+        sources: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_client_error(error)
+                continue
+            self.stats.consumed += 1
+            self._consumed_counter.add(1, {"topic": message.topic() or ""})
+            try:
+                records.append(self._decode(message))
+                sources.append(message)
+            except DecodeError as exc:
+                self._dead_letter(message, str(exc), "DecodeError", attempts=1)
+        if records:
+            self._handle_with_retries(records, sources)
+        self.producer.flush()
+        self._commit(messages)
+        self.stats.batches += 1
+        self._batch_seconds.record(time.perf_counter() - started)
+
+    def _decode(self, message: Message) -> Record[Any]:
+        topic = message.topic() or ""
+        event_type = self.topics.get(topic)
+        if event_type is None:
+            raise DecodeError(f"no event type configured for topic {topic!r}")
+        headers = normalise_headers(message.headers())
+        return Record(
+            topic=topic,
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            key=message.key(),
+            value=decode(message.value(), event_type, headers),
+            headers=headers,
+            timestamp_ms=message.timestamp()[1],
+        )
+
+    def _handle_with_retries(self, records: list[Record[Any]], sources: list[Message]) -> None:
+        error = self._attempt(records)
+        if error is None:
+            self.stats.handled += len(records)
+            return
+        if len(records) == 1:
+            self._dead_letter_failed(sources[0], error)
+            return
+        # Isolate the poison record(s): each record gets its own retries.
+        for record, source in zip(records, sources, strict=True):
+            error = self._attempt([record])
+            if error is None:
+                self.stats.handled += 1
+            else:
+                self._dead_letter_failed(source, error)
+
+    def _attempt(self, records: list[Record[Any]]) -> BaseException | None:
+        """Run the handler with bounded retries; return the last error, or None."""
+        delay = self.settings.retry_backoff_s
+        last_error: BaseException | None = None
+        for attempt in range(self.settings.max_retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                self._retry_counter.add(1)
+                time.sleep(delay)
+                delay *= 2
+            try:
+                self.handler(records)
+                return None
+            except Exception as exc:  # any handler failure is retried, then isolated
+                last_error = exc
+                logger.warning(
+                    "handler failed on %d record(s) (attempt %d/%d): %r",
+                    len(records), attempt + 1, self.settings.max_retries + 1, exc,
+                )
+        return last_error
+
+    def _dead_letter_failed(self, source: Message, error: BaseException) -> None:
+        attempts = self.settings.max_retries + 1
+        self._dead_letter(
+            source,
+            f"handler error after {attempts} attempts: {type(error).__name__}: {error}",
+            type(error).__name__,
+            attempts=attempts,
+        )
+
+    def _dead_letter(self, message: Message, reason: str, error_type: str, attempts: int) -> None:
+        topic, key, value, headers = dead_letter_record(
+            message, self.group_id, reason, error_type, attempts
+        )
+        self.producer.send_raw(topic, key, value, headers)
+        self.stats.dead_lettered += 1
+        self._dead_letter_counter.add(
+            1, {"topic": message.topic() or "", "error_type": error_type}
+        )
+        logger.warning(
+            "dead-lettered %s[%s]@%s: %s",
+            message.topic(), message.partition(), message.offset(), reason,
+        )
+
+    def _commit(self, messages: list[Message]) -> None:
+        """Commit the next offset of every partition seen in the batch (synchronously)."""
+        next_offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            if message.error() is None:
+                next_offsets[(message.topic() or "", message.partition() or 0)] = (
+                    (message.offset() or 0) + 1
+                )
+        if not next_offsets:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self.stats.commits += 1
+        except KafkaException as exc:
+            # A commit lost to a rebalance means the batch is replayed: safe (idempotent).
+            logger.warning("commit failed, batch will be redelivered: %s", exc)
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            raise KafkaException(error)
+        if error.code() != KafkaError._PARTITION_EOF:
+            logger.warning("consumer error: %s", error)
