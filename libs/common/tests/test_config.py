@@ -2,6 +2,7 @@
 
 import pytest
 from pydantic import ValidationError
+
 from rtml_common.config import SHARED_SETTINGS, KafkaSettings, TelemetrySettings, env_names
 
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+
 from rtml_common.kafka.dead_letter import (
     MAX_REASON_BYTES,
     REASON,

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
+
 from rtml_common.events import Decision, FiredRule, Label, Outcome, Prediction, Transaction
 
 T0 = datetime(2018, 4, 1, 12, tzinfo=UTC)

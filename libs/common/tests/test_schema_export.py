@@ -7,6 +7,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+
 from rtml_common.events import Transaction
 from rtml_common.schema_export import DEFAULT_DIR, main, stale_files, write
 from rtml_common.serde import encode

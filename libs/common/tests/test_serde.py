@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+
 from rtml_common.events import Label, Transaction
 from rtml_common.serde import (
     EVENT_TYPE_HEADER,

@@ -1,6 +1,7 @@
 """Topic registry: every event has a topic, keys co-partition the customer streams."""
 
 import pytest
+
 from rtml_common.events import Event
 from rtml_common.kafka.admin import default_partitions
 from rtml_common.topics import (
