@@ -1,0 +1,1 @@
+"""Feature definitions shared by the streaming, batch and Flink engines."""

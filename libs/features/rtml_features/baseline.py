@@ -1,0 +1,82 @@
+"""The default feature set: the 15 baseline fraud features.
+
+Three row features (amount, weekend, night), the customer's number of
+transactions and mean amount over the last 1, 7 and 30 days (including the
+current transaction), and the terminal's number of transactions and fraud
+risk over 1, 7 and 30-day windows shifted back by a 7-day label delay — the
+time fraud labels take to arrive. Adding a feature is one more entry here.
+
+>>> len(BASELINE.names)
+15
+>>> BASELINE.names[:4]
+['tx_amount', 'tx_during_weekend', 'tx_during_night', 'customer_id_nb_tx_1day_window']
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rtml_features.definitions import (
+    Agg,
+    Entity,
+    Feature,
+    FeatureSet,
+    Ratio,
+    RowFeature,
+    RowKind,
+    WindowAggregate,
+)
+
+CUSTOMER = Entity("customer", key="customer_id")
+TERMINAL = Entity("terminal", key="terminal_id")
+WINDOW_DAYS = (1, 7, 30)
+LABEL_DELAY = timedelta(days=7)
+
+
+def _customer_features() -> list[Feature]:
+    features: list[Feature] = []
+    for days in WINDOW_DAYS:
+        window = timedelta(days=days)
+        features += [
+            WindowAggregate(f"customer_id_nb_tx_{days}day_window", CUSTOMER, Agg.COUNT, window),
+            WindowAggregate(f"customer_id_avg_amount_{days}day_window", CUSTOMER, Agg.MEAN,
+                            window, field="amount"),
+        ]
+    return features
+
+
+def _terminal_features() -> list[Feature]:
+    features: list[Feature] = []
+    for days in WINDOW_DAYS:
+        window = timedelta(days=days)
+        count = WindowAggregate(f"terminal_id_nb_tx_{days}day_window", TERMINAL, Agg.COUNT,
+                                window, label_delay=LABEL_DELAY)
+        frauds = WindowAggregate(f"terminal_id_nb_fraud_{days}day_window", TERMINAL, Agg.SUM,
+                                 window, field="is_fraud", label_delay=LABEL_DELAY)
+        features += [count, Ratio(f"terminal_id_risk_{days}day_window", frauds, count)]
+    return features
+
+
+BASELINE = FeatureSet(
+    "baseline",
+    [
+        RowFeature("tx_amount", RowKind.FIELD, field="amount"),
+        RowFeature("tx_during_weekend", RowKind.WEEKEND),
+        RowFeature("tx_during_night", RowKind.NIGHT, night_end_hour=6),
+        *_customer_features(),
+        *_terminal_features(),
+    ],
+    description="Customer spending and terminal risk windows of the reference fraud handbook.",
+)
+
+#: Feature sets known by name (config ``RTML_FEATURE_PIPELINE_FEATURE_SET``).
+REGISTRY: dict[str, FeatureSet] = {BASELINE.name: BASELINE}
+
+
+def get_feature_set(name: str) -> FeatureSet:
+    """A registered feature set, with the known names in the error."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise KeyError(f"unknown feature set {name!r}; known: {known}") from None

@@ -1,0 +1,303 @@
+"""Point-in-time-correct feature computation over history, vectorized with numpy.
+
+Given a *spine* (the rows to compute features for: entity ids, event time,
+amount, and optionally the transaction id) and the transaction and label
+history, :func:`compute_features` returns each row's feature values as the
+streaming engine would have computed them at that row's time: only events at
+or before it (ties broken by transaction id, see
+:mod:`rtml_features.definitions`), and only labels known by then.
+
+How it stays fast (1.75 M rows x 15 features in seconds, no Python loop per
+row): events are sorted once per entity by ``(entity, time, id)`` into one
+int64 key ``entity << 38 | milliseconds``; a window ``(t - n, t]`` is then a
+contiguous slice found by ``searchsorted`` and summed with prefix sums. A
+label-delayed window ``(t - (n + d), t - d]`` is turned around: event ``j``
+contributes to every row of its entity whose time lies in
+``[max(s_j + d, L_j), s_j + n + d)`` (``L_j`` = when its label became known,
+only for label fields), so a row's sum is "contributions started" minus
+"contributions ended", two more ``searchsorted`` calls.
+
+Times are resolved to milliseconds (the streaming engine uses the same unit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from rtml_features.definitions import (
+    Agg,
+    Entity,
+    FeatureSet,
+    Ratio,
+    RowFeature,
+    RowKind,
+    WindowAggregate,
+)
+
+TIME_BITS = 38  # 2**38 ms ~ 8.7 years per key (history + horizons); entity codes get 25 bits
+MS_PER_DAY = 86_400_000
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+class SpineError(ValueError):
+    """The spine or history frame lacks a column or has invalid values."""
+
+
+def to_epoch_ms(values: pd.Series) -> I64:
+    """UTC epoch milliseconds of a datetime column (naive values are taken as UTC)."""
+    series = pd.to_datetime(values, utc=True)
+    return np.asarray(series.dt.tz_localize(None).astype("datetime64[ms]").astype("int64"))
+
+
+def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SpineError(f"{what} lacks column(s) {missing}; has {list(frame.columns)}")
+
+
+@dataclass
+class _EntityIndex:
+    """History of one entity kind, sorted by (entity, time, transaction id)."""
+
+    keys: I64  # entity << TIME_BITS | (time - origin), sorted ascending
+    time_ms: I64  # event times in that order
+    amount: F64
+    labeled_at_ms: I64  # label known time, or INT64_MAX when no label is known at all
+    is_fraud: F64
+    codes: dict[object, int]  # entity id -> code
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+
+def _id_ranks(ids: pd.Series) -> I64:
+    """Ranks of transaction ids compared as strings (the cross-engine tie-break order)."""
+    as_text = ids.astype(str).to_numpy(dtype=str)
+    order = np.argsort(as_text, kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order), dtype=np.int64)
+    return ranks
+
+
+class _Engine:
+    def __init__(self, feature_set: FeatureSet, history: pd.DataFrame,
+                 labels: pd.DataFrame | None, spine_ms: I64):
+        _require(history, ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"],
+                 "transaction history")
+        self.feature_set = feature_set
+        self.history = history.reset_index(drop=True)
+        self.time_ms = to_epoch_ms(self.history["event_time"])
+        # Keys stay inside their entity's range only if every offset, minus or plus the
+        # longest horizon, stays within [0, 2**TIME_BITS): put the origin a horizon early.
+        horizon_ms = max(
+            (int(a.horizon.total_seconds() * 1000) for a in feature_set.window_aggregates),
+            default=0,
+        )
+        all_ms = np.concatenate((self.time_ms, spine_ms))
+        self.origin = (int(all_ms.min()) if len(all_ms) else 0) - horizon_ms - 1
+        span = (int(all_ms.max()) if len(all_ms) else 0) - self.origin + horizon_ms
+        if span >= 2**TIME_BITS:
+            raise SpineError("history, spine and windows span more than ~8 years; split the job")
+        self.id_rank = _id_ranks(self.history["transaction_id"])
+        self.labeled_at, self.is_fraud = self._join_labels(labels)
+        self.indexes: dict[str, _EntityIndex] = {}
+        self._positions: dict[str, I64] = {}
+
+    def _join_labels(self, labels: pd.DataFrame | None) -> tuple[I64, F64]:
+        n = len(self.history)
+        labeled_at = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        is_fraud = np.zeros(n, dtype=np.float64)
+        if labels is None or labels.empty:
+            return labeled_at, is_fraud
+        _require(labels, ["transaction_id", "labeled_at", "is_fraud"], "labels")
+        # A transaction labelled twice keeps its first known label (the streaming engine does too).
+        known = labels.assign(_ms=to_epoch_ms(labels["labeled_at"])).sort_values("_ms")
+        known = known.drop_duplicates("transaction_id", keep="first")
+        position = pd.Series(np.arange(n), index=self.history["transaction_id"].to_numpy())
+        matched = known["transaction_id"].isin(position.index)
+        rows = position.loc[known.loc[matched, "transaction_id"].to_numpy()].to_numpy()
+        labeled_at[rows] = known.loc[matched, "_ms"].to_numpy()
+        is_fraud[rows] = known.loc[matched, "is_fraud"].astype(float).to_numpy()
+        return labeled_at, is_fraud
+
+    def entity_index(self, entity: Entity) -> _EntityIndex:
+        if entity.name in self.indexes:
+            return self.indexes[entity.name]
+        ids = self.history[entity.key]
+        present = ids.notna().to_numpy()
+        codes_arr, uniques = pd.factorize(ids[present], sort=False)
+        codes = np.full(len(ids), -1, dtype=np.int64)
+        codes[present] = codes_arr
+        if len(uniques) >= 2 ** (63 - TIME_BITS):
+            raise SpineError(f"too many distinct {entity.key} values for the key encoding")
+        offset = self.time_ms - self.origin
+        order = np.lexsort((self.id_rank, offset, codes))
+        order = order[codes[order] >= 0]
+        keys = (codes[order] << TIME_BITS) | offset[order]
+        index = _EntityIndex(
+            keys=keys, time_ms=self.time_ms[order],
+            amount=self.history["amount"].to_numpy(dtype=np.float64)[order],
+            labeled_at_ms=self.labeled_at[order], is_fraud=self.is_fraud[order],
+            codes={value: i for i, value in enumerate(uniques)},
+        )
+        # Position of each history row in this entity's order (for tie-aware windows).
+        positions = np.full(len(ids), -1, dtype=np.int64)
+        positions[order] = np.arange(len(order), dtype=np.int64)
+        self._positions[entity.name] = positions
+        self.indexes[entity.name] = index
+        return index
+
+
+def compute_features(
+    feature_set: FeatureSet,
+    spine: pd.DataFrame,
+    history: pd.DataFrame,
+    labels: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Feature values for every spine row, point-in-time correct.
+
+    ``history`` columns: transaction_id, event_time, customer_id, terminal_id,
+    amount. ``labels`` columns: transaction_id, labeled_at, is_fraud.
+    ``spine`` columns: event_time, customer_id, terminal_id, amount and
+    optionally transaction_id — a spine row whose transaction id is in the
+    history sees exactly the events ordered before it (ties by id); other
+    rows see every event at or before their time.
+
+    Returns the spine's columns plus one float64 column per feature, in the
+    feature set's order; ``attrs["feature_set_version"]`` records the version.
+    """
+    _require(spine, ["event_time", "customer_id", "terminal_id", "amount"], "spine")
+    spine = spine.reset_index(drop=True)
+    spine_ms = to_epoch_ms(spine["event_time"])
+    engine = _Engine(feature_set, history, labels, spine_ms)
+    values: dict[str, F64] = {}
+    for row_feature in feature_set.row_features:
+        values[row_feature.name] = _row_feature(row_feature, spine, spine_ms)
+    aggregates = {
+        aggregate.name: _window_aggregate(engine, aggregate, spine, spine_ms)
+        for aggregate in feature_set.window_aggregates
+    }
+    for feature in feature_set.features:
+        if isinstance(feature, WindowAggregate):
+            values[feature.name] = aggregates[feature.name]
+        elif isinstance(feature, Ratio):
+            numerator = aggregates[feature.numerator.name]
+            denominator = aggregates[feature.denominator.name]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values[feature.name] = np.where(
+                    denominator != 0, numerator / np.where(denominator != 0, denominator, 1),
+                    feature.default,
+                )
+    result = pd.concat(
+        [spine, pd.DataFrame({name: values[name] for name in feature_set.names})], axis=1
+    )
+    result.attrs["feature_set"] = feature_set.name
+    result.attrs["feature_set_version"] = feature_set.version
+    return result
+
+
+def _row_feature(feature: RowFeature, spine: pd.DataFrame, spine_ms: I64) -> F64:
+    if feature.kind is RowKind.FIELD:
+        return spine[feature.field].to_numpy(dtype=np.float64)
+    days = np.floor_divide(spine_ms, MS_PER_DAY)
+    if feature.kind is RowKind.WEEKEND:
+        weekday = (days + 3) % 7  # 1970-01-01 was a Thursday (weekday 3, Monday = 0)
+        return (weekday >= 5).astype(np.float64)
+    hour = (spine_ms - days * MS_PER_DAY) // 3_600_000
+    return (hour <= feature.night_end_hour).astype(np.float64)
+
+
+def _spine_keys(engine: _Engine, entity: Entity, spine: pd.DataFrame,
+                spine_ms: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
+    index = engine.entity_index(entity)
+    codes = spine[entity.key].map(index.codes)
+    known = codes.notna().to_numpy()
+    code_values = np.where(known, codes.fillna(0).to_numpy(dtype=np.float64), 0).astype(np.int64)
+    return (code_values << TIME_BITS) + (spine_ms - engine.origin), known
+
+
+def _window_aggregate(engine: _Engine, aggregate: WindowAggregate, spine: pd.DataFrame,
+                      spine_ms: I64) -> F64:
+    index = engine.entity_index(aggregate.entity)
+    keys, known = _spine_keys(engine, aggregate.entity, spine, spine_ms)
+    window_ms = int(aggregate.window.total_seconds() * 1000)
+    delay_ms = int(aggregate.delay.total_seconds() * 1000)
+    if aggregate.agg in (Agg.MIN, Agg.MAX):
+        raise NotImplementedError("min/max aggregates are not supported by the batch engine yet")
+    if delay_ms == 0:
+        count, total = _trailing_window(engine, aggregate, index, keys, spine, window_ms)
+    else:
+        count, total = _delayed_window(aggregate, index, keys, window_ms, delay_ms)
+    result: F64
+    if aggregate.agg is Agg.COUNT:
+        result = count
+    elif aggregate.agg is Agg.SUM:
+        result = total
+    else:  # mean over an empty window is 0 (documented in definitions)
+        result = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return np.where(known, result, 0.0)
+
+
+def _values(index: _EntityIndex, field: str | None) -> F64:
+    if field is None:
+        return np.ones(index.size, dtype=np.float64)
+    if field == "amount":
+        return index.amount
+    raise SpineError(f"field {field!r} is not available without a label delay")
+
+
+def _trailing_window(engine: _Engine, aggregate: WindowAggregate, index: _EntityIndex,
+                     keys: I64, spine: pd.DataFrame, window_ms: int) -> tuple[F64, F64]:
+    """Window (t - n, t] over events ordered at or before the row."""
+    upper = np.searchsorted(index.keys, keys, side="right")
+    if "transaction_id" in spine.columns:
+        # A spine row that is a history transaction sees only events up to itself (ties by id).
+        row_of = pd.Series(np.arange(len(engine.history)),
+                           index=engine.history["transaction_id"].to_numpy())
+        rows = spine["transaction_id"].map(row_of)
+        in_history = rows.notna().to_numpy()
+        positions = engine._positions[aggregate.entity.name]
+        own = np.full(len(spine), -1, dtype=np.int64)
+        own[in_history] = positions[rows[in_history].to_numpy(dtype=np.int64)]
+        usable = own >= 0
+        upper = np.where(usable, own + 1, upper)
+    lower = np.searchsorted(index.keys, keys - window_ms, side="right")
+    prefix = np.concatenate(([0.0], np.cumsum(_values(index, aggregate.field))))
+    count = (upper - lower).astype(np.float64)
+    total = prefix[upper] - prefix[lower]
+    return count, total
+
+
+def _delayed_window(aggregate: WindowAggregate, index: _EntityIndex, keys: I64,
+                    window_ms: int, delay_ms: int) -> tuple[F64, F64]:
+    """Window (t - (n + d), t - d], label fields counted once their label is known."""
+    starts = index.keys + delay_ms
+    ends = starts + window_ms
+    count = _interval_cover(starts, ends, np.ones(index.size), keys)
+    if aggregate.field is None:
+        return count, count
+    if aggregate.uses_labels:
+        # Contribution starts when both the delay has passed and the label is known;
+        # a label known only after the window has passed contributes nothing (empty interval).
+        label_delay = np.minimum(index.labeled_at_ms - index.time_ms, delay_ms + window_ms)
+        label_starts = np.minimum(np.maximum(starts, index.keys + label_delay), ends)
+        return count, _interval_cover(label_starts, ends, index.is_fraud, keys)
+    return count, _interval_cover(starts, ends, _values(index, aggregate.field), keys)
+
+
+def _interval_cover(starts: I64, ends: I64, weights: F64, points: I64) -> F64:
+    """Sum of weights of intervals [start, end) that contain each point."""
+    start_order = np.argsort(starts, kind="stable")
+    end_order = np.argsort(ends, kind="stable")
+    started = np.concatenate(([0.0], np.cumsum(weights[start_order])))
+    ended = np.concatenate(([0.0], np.cumsum(weights[end_order])))
+    n_started = np.searchsorted(starts[start_order], points, side="right")
+    n_ended = np.searchsorted(ends[end_order], points, side="right")
+    return started[n_started] - ended[n_ended]

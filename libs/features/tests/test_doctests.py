@@ -1,0 +1,16 @@
+"""The runnable examples in the docstrings stay true."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["rtml_features.definitions", "rtml_features.baseline", "rtml_features.online",
+           "rtml_features.stream"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
