@@ -108,7 +108,10 @@ class _Engine:
         self.id_rank = _id_ranks(self.history["transaction_id"])
         self.labeled_at, self.is_fraud = self._join_labels(labels)
         self.indexes: dict[str, _EntityIndex] = {}
-        self._positions: dict[str, I64] = {}
+        self.positions: dict[str, I64] = {}
+        self.spine_indexes: dict[str, _SpineIndex] = {}
+        self.row_of_id = pd.Series(np.arange(len(self.history)),
+                                   index=self.history["transaction_id"].to_numpy())
 
     def _join_labels(self, labels: pd.DataFrame | None) -> tuple[I64, F64]:
         n = len(self.history)
@@ -150,7 +153,7 @@ class _Engine:
         # Position of each history row in this entity's order (for tie-aware windows).
         positions = np.full(len(ids), -1, dtype=np.int64)
         positions[order] = np.arange(len(order), dtype=np.int64)
-        self._positions[entity.name] = positions
+        self.positions[entity.name] = positions
         self.indexes[entity.name] = index
         return index
 
@@ -214,27 +217,66 @@ def _row_feature(feature: RowFeature, spine: pd.DataFrame, spine_ms: I64) -> F64
     return (hour <= feature.night_end_hour).astype(np.float64)
 
 
-def _spine_keys(engine: _Engine, entity: Entity, spine: pd.DataFrame,
-                spine_ms: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
+@dataclass
+class _SpineIndex:
+    """Spine rows as keys of one entity, with the order that sorts them.
+
+    numpy's ``searchsorted`` narrows each search with the previous result when
+    the needles are sorted, which turns random probes of a 1.75 M-row array
+    (cache misses) into a near-linear merge: ~10x faster on the full backfill.
+    """
+
+    keys: I64
+    known: npt.NDArray[np.bool_]
+    order: I64
+    sorted_keys: I64
+    upper_own: I64 | None  # own position + 1 for rows that are history transactions, else -1
+
+    def search(self, haystack: I64, offset: int = 0) -> I64:
+        """``searchsorted(haystack, keys + offset, 'right')`` in spine row order."""
+        found = np.searchsorted(haystack, self.sorted_keys + offset, side="right")
+        result = np.empty_like(found)
+        result[self.order] = found
+        return result
+
+
+def _spine_index(engine: _Engine, entity: Entity, spine: pd.DataFrame,
+                 spine_ms: I64) -> _SpineIndex:
+    cached = engine.spine_indexes.get(entity.name)
+    if cached is not None:
+        return cached
     index = engine.entity_index(entity)
     codes = spine[entity.key].map(index.codes)
     known = codes.notna().to_numpy()
     code_values = np.where(known, codes.fillna(0).to_numpy(dtype=np.float64), 0).astype(np.int64)
-    return (code_values << TIME_BITS) + (spine_ms - engine.origin), known
+    keys = (code_values << TIME_BITS) + (spine_ms - engine.origin)
+    upper_own = None
+    if "transaction_id" in spine.columns:
+        # A spine row that is a history transaction sees only events up to itself (ties by id).
+        rows = spine["transaction_id"].map(engine.row_of_id)
+        in_history = rows.notna().to_numpy()
+        positions = engine.positions[entity.name]
+        upper_own = np.full(len(spine), -1, dtype=np.int64)
+        own = positions[rows[in_history].to_numpy(dtype=np.int64)]
+        upper_own[in_history] = np.where(own >= 0, own + 1, -1)
+    order = np.argsort(keys, kind="stable")
+    result = _SpineIndex(keys, known, order, keys[order], upper_own)
+    engine.spine_indexes[entity.name] = result
+    return result
 
 
 def _window_aggregate(engine: _Engine, aggregate: WindowAggregate, spine: pd.DataFrame,
                       spine_ms: I64) -> F64:
     index = engine.entity_index(aggregate.entity)
-    keys, known = _spine_keys(engine, aggregate.entity, spine, spine_ms)
+    points = _spine_index(engine, aggregate.entity, spine, spine_ms)
     window_ms = int(aggregate.window.total_seconds() * 1000)
     delay_ms = int(aggregate.delay.total_seconds() * 1000)
     if aggregate.agg in (Agg.MIN, Agg.MAX):
         raise NotImplementedError("min/max aggregates are not supported by the batch engine yet")
     if delay_ms == 0:
-        count, total = _trailing_window(engine, aggregate, index, keys, spine, window_ms)
+        count, total = _trailing_window(aggregate, index, points, window_ms)
     else:
-        count, total = _delayed_window(aggregate, index, keys, window_ms, delay_ms)
+        count, total = _delayed_window(aggregate, index, points, window_ms, delay_ms)
     result: F64
     if aggregate.agg is Agg.COUNT:
         result = count
@@ -242,7 +284,7 @@ def _window_aggregate(engine: _Engine, aggregate: WindowAggregate, spine: pd.Dat
         result = total
     else:  # mean over an empty window is 0 (documented in definitions)
         result = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    return np.where(known, result, 0.0)
+    return np.where(points.known, result, 0.0)
 
 
 def _values(index: _EntityIndex, field: str | None) -> F64:
@@ -253,34 +295,25 @@ def _values(index: _EntityIndex, field: str | None) -> F64:
     raise SpineError(f"field {field!r} is not available without a label delay")
 
 
-def _trailing_window(engine: _Engine, aggregate: WindowAggregate, index: _EntityIndex,
-                     keys: I64, spine: pd.DataFrame, window_ms: int) -> tuple[F64, F64]:
+def _trailing_window(aggregate: WindowAggregate, index: _EntityIndex, points: _SpineIndex,
+                     window_ms: int) -> tuple[F64, F64]:
     """Window (t - n, t] over events ordered at or before the row."""
-    upper = np.searchsorted(index.keys, keys, side="right")
-    if "transaction_id" in spine.columns:
-        # A spine row that is a history transaction sees only events up to itself (ties by id).
-        row_of = pd.Series(np.arange(len(engine.history)),
-                           index=engine.history["transaction_id"].to_numpy())
-        rows = spine["transaction_id"].map(row_of)
-        in_history = rows.notna().to_numpy()
-        positions = engine._positions[aggregate.entity.name]
-        own = np.full(len(spine), -1, dtype=np.int64)
-        own[in_history] = positions[rows[in_history].to_numpy(dtype=np.int64)]
-        usable = own >= 0
-        upper = np.where(usable, own + 1, upper)
-    lower = np.searchsorted(index.keys, keys - window_ms, side="right")
+    upper = points.search(index.keys)
+    if points.upper_own is not None:
+        upper = np.where(points.upper_own >= 0, points.upper_own, upper)
+    lower = points.search(index.keys, -window_ms)
     prefix = np.concatenate(([0.0], np.cumsum(_values(index, aggregate.field))))
     count = (upper - lower).astype(np.float64)
     total = prefix[upper] - prefix[lower]
     return count, total
 
 
-def _delayed_window(aggregate: WindowAggregate, index: _EntityIndex, keys: I64,
+def _delayed_window(aggregate: WindowAggregate, index: _EntityIndex, points: _SpineIndex,
                     window_ms: int, delay_ms: int) -> tuple[F64, F64]:
     """Window (t - (n + d), t - d], label fields counted once their label is known."""
-    starts = index.keys + delay_ms
+    starts = index.keys + delay_ms  # sorted, like index.keys
     ends = starts + window_ms
-    count = _interval_cover(starts, ends, np.ones(index.size), keys)
+    count = _interval_cover(starts, ends, np.ones(index.size), points)
     if aggregate.field is None:
         return count, count
     if aggregate.uses_labels:
@@ -288,16 +321,21 @@ def _delayed_window(aggregate: WindowAggregate, index: _EntityIndex, keys: I64,
         # a label known only after the window has passed contributes nothing (empty interval).
         label_delay = np.minimum(index.labeled_at_ms - index.time_ms, delay_ms + window_ms)
         label_starts = np.minimum(np.maximum(starts, index.keys + label_delay), ends)
-        return count, _interval_cover(label_starts, ends, index.is_fraud, keys)
-    return count, _interval_cover(starts, ends, _values(index, aggregate.field), keys)
+        return count, _interval_cover(label_starts, ends, index.is_fraud, points)
+    return count, _interval_cover(starts, ends, _values(index, aggregate.field), points)
 
 
-def _interval_cover(starts: I64, ends: I64, weights: F64, points: I64) -> F64:
-    """Sum of weights of intervals [start, end) that contain each point."""
-    start_order = np.argsort(starts, kind="stable")
-    end_order = np.argsort(ends, kind="stable")
-    started = np.concatenate(([0.0], np.cumsum(weights[start_order])))
-    ended = np.concatenate(([0.0], np.cumsum(weights[end_order])))
-    n_started = np.searchsorted(starts[start_order], points, side="right")
-    n_ended = np.searchsorted(ends[end_order], points, side="right")
-    return started[n_started] - ended[n_ended]
+def _sorted_with(values: I64, weights: F64) -> tuple[I64, F64]:
+    if len(values) < 2 or bool(np.all(values[1:] >= values[:-1])):
+        return values, weights
+    order = np.argsort(values, kind="stable")
+    return values[order], weights[order]
+
+
+def _interval_cover(starts: I64, ends: I64, weights: F64, points: _SpineIndex) -> F64:
+    """Sum of weights of intervals [start, end) that contain each spine point."""
+    starts, start_weights = _sorted_with(starts, weights)
+    ends, end_weights = _sorted_with(ends, weights)
+    started = np.concatenate(([0.0], np.cumsum(start_weights)))
+    ended = np.concatenate(([0.0], np.cumsum(end_weights)))
+    return started[points.search(starts)] - ended[points.search(ends)]
