@@ -30,33 +30,46 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
+#: "No fraud known": larger than any epoch millisecond.
+NEVER = 1 << 62
+
 
 @dataclass(slots=True)
 class EntityState:
     """Recent transactions of one entity, with the labels known for them."""
 
-    #: (time_ms, transaction_id) sorted ascending; parallel to ``amounts``.
+    #: (time_ms, transaction_id) sorted ascending; parallel to the lists below.
     order: list[tuple[int, str]] = field(default_factory=list)
     times: list[int] = field(default_factory=list)
     amounts: list[float] = field(default_factory=list)
+    #: When the event became known as fraud (labeled_at), or NEVER.
+    fraud_known_at: list[int] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
     #: transaction id -> (labeled_at_ms, is_fraud, transaction time_ms), first label wins.
     labels: dict[str, tuple[int, float, int]] = field(default_factory=dict)
+    #: Events currently marked fraud; lets window scans skip the label check when 0.
+    n_frauds: int = 0
 
     def add_transaction(self, transaction_id: str, time_ms: int, amount: float) -> bool:
         """Insert an event in order; False if it was already present."""
         if transaction_id in self.ids:
             return False
+        label = self.labels.get(transaction_id)  # a label may arrive before its transaction
+        known_at = label[0] if label is not None and label[1] else NEVER
         key = (time_ms, transaction_id)
         if not self.order or key > self.order[-1]:
             self.order.append(key)
             self.times.append(time_ms)
             self.amounts.append(amount)
+            self.fraud_known_at.append(known_at)
         else:
             position = bisect_right(self.order, key)
             self.order.insert(position, key)
             self.times.insert(position, time_ms)
             self.amounts.insert(position, amount)
+            self.fraud_known_at.insert(position, known_at)
+        if known_at != NEVER:
+            self.n_frauds += 1
         self.ids.add(transaction_id)
         return True
 
@@ -68,12 +81,23 @@ class EntityState:
             return False
         self.labels[transaction_id] = (labeled_at_ms, 1.0 if is_fraud else 0.0,
                                        transaction_time_ms)
+        if is_fraud and transaction_id in self.ids:
+            position = bisect_right(self.order, (transaction_time_ms, transaction_id)) - 1
+            if position >= 0 and self.order[position][1] == transaction_id:
+                self.fraud_known_at[position] = labeled_at_ms
+                self.n_frauds += 1
         return True
 
     def trailing(self, time_ms: int, transaction_id: str, window_ms: int) -> tuple[int, float]:
         """(count, sum of amounts) over ``(t - n, t]`` of events ordered at or before (t, id)."""
-        upper = bisect_right(self.order, (time_ms, transaction_id))
-        lower = bisect_right(self.times, time_ms - window_ms, 0, upper)
+        times = self.times
+        if not times:
+            return 0, 0.0
+        if times[-1] < time_ms or (times[-1] == time_ms and self.order[-1][1] <= transaction_id):
+            upper = len(times)  # the common case: the newest event
+        else:
+            upper = bisect_right(self.order, (time_ms, transaction_id))
+        lower = bisect_right(times, time_ms - window_ms, 0, upper)
         return upper - lower, sum(self.amounts[lower:upper])
 
     def delayed(self, time_ms: int, window_ms: int, delay_ms: int) -> tuple[int, float, float]:
@@ -81,26 +105,28 @@ class EntityState:
         upper = bisect_right(self.times, time_ms - delay_ms)
         lower = bisect_right(self.times, time_ms - delay_ms - window_ms, 0, upper)
         frauds = 0.0
-        labels = self.labels
-        for _, transaction_id in self.order[lower:upper]:
-            label = labels.get(transaction_id)
-            if label is not None and label[0] <= time_ms:
-                frauds += label[1]
+        if self.n_frauds:
+            frauds = float(sum(1 for at in self.fraud_known_at[lower:upper] if at <= time_ms))
         return upper - lower, sum(self.amounts[lower:upper]), frauds
 
-    def evict(self, before_ms: int) -> int:
-        """Drop events and labels of transactions with time < ``before_ms``; return events dropped.
+    def evict(self, before_ms: int, purge_labels: bool = False) -> int:
+        """Drop events with time < ``before_ms`` and their labels; return events dropped.
 
-        Labels are dropped by their transaction's time, so a label whose
-        transaction never arrives does not stay forever.
+        With ``purge_labels`` also drop labels whose transaction (older than
+        ``before_ms``) never arrived — a full scan, for periodic sweeps.
         """
         cut = bisect_right(self.times, before_ms - 1)
-        for _, transaction_id in self.order[:cut]:
-            self.ids.discard(transaction_id)
-        del self.order[:cut], self.times[:cut], self.amounts[:cut]
-        stale = [tid for tid, (_, _, tx_ms) in self.labels.items() if tx_ms < before_ms]
-        for transaction_id in stale:
-            del self.labels[transaction_id]
+        if cut:
+            for _, transaction_id in self.order[:cut]:
+                self.ids.discard(transaction_id)
+                self.labels.pop(transaction_id, None)
+            self.n_frauds -= sum(1 for at in self.fraud_known_at[:cut] if at != NEVER)
+            del self.order[:cut], self.times[:cut], self.amounts[:cut]
+            del self.fraud_known_at[:cut]
+        if purge_labels and self.labels:
+            stale = [tid for tid, (_, _, tx_ms) in self.labels.items() if tx_ms < before_ms]
+            for transaction_id in stale:
+                del self.labels[transaction_id]
         return cut
 
     def is_empty(self) -> bool:
@@ -108,4 +134,3 @@ class EntityState:
 
     def __len__(self) -> int:
         return len(self.order)
-

@@ -29,6 +29,7 @@ equals the batch engine's point-in-time value.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -63,60 +64,85 @@ def row_feature_value(feature: RowFeature, time_ms: int, amount: float) -> float
 class _Emitted:
     """What is needed to recompute an emitted transaction's vector."""
 
-    ids: dict[str, str | None]
+    ids: tuple[str | None, str | None]  # (customer_id, terminal_id)
     time_ms: int
     amount: float
     vector: dict[str, float]
 
 
-@dataclass(frozen=True)
+# Output kinds of an aggregate, resolved once so the hot path compares ints.
+_COUNT, _SUM, _MEAN, _FRAUD_SUM, _FRAUD_MEAN = range(5)
+_KEY_INDEX = {"customer_id": 0, "terminal_id": 1}
+
+
+def _output_kind(aggregate: WindowAggregate) -> int:
+    if aggregate.agg is Agg.COUNT:
+        return _COUNT
+    if aggregate.agg is Agg.SUM:
+        return _FRAUD_SUM if aggregate.uses_labels else _SUM
+    if aggregate.agg is Agg.MEAN:
+        return _FRAUD_MEAN if aggregate.uses_labels else _MEAN
+    raise NotImplementedError(f"{aggregate.name}: {aggregate.agg} is not supported here yet")
+
+
+@dataclass(frozen=True, slots=True)
 class _Scan:
     """One window scan shared by the aggregates with the same (entity, window, delay)."""
 
     entity: str
-    key: str
+    key_index: int
     window_ms: int
     delay_ms: int
-    aggregates: tuple[WindowAggregate, ...]
+    outputs: tuple[tuple[str, int], ...]  # (aggregate name, output kind)
+    uses_labels: bool
 
 
 class StreamingFeatureComputer:
-    """Per-entity window state plus the feature set's arithmetic."""
+    """Per-entity window state plus the feature set's arithmetic.
 
-    def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0)):
+    Eviction is lazy: an entity's expired events are dropped when it is next
+    touched, and a sweep every ``sweep_every`` of event time drops idle
+    entities, so per-event cost does not grow with the number of entities.
+    """
+
+    def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0),
+                 sweep_every: timedelta = timedelta(days=1)):
         self.feature_set = feature_set
         self.allowed_lateness_ms = int(allowed_lateness.total_seconds() * 1000)
+        self.sweep_every_ms = int(sweep_every.total_seconds() * 1000)
         self.states: dict[tuple[str, str], EntityState] = {}
         self.watermark_ms: int | None = None
         #: Transactions emitted within the lateness horizon (candidates for revision).
         self.recent: dict[str, _Emitted] = {}
+        self._recent_order: deque[tuple[int, str]] = deque()
         self.revisions = 0
+        self._last_sweep_ms: int | None = None
         self.horizon_ms = {
             entity.name: int(feature_set.horizon(entity).total_seconds() * 1000)
             for entity in feature_set.entities
         }
-        grouped: dict[tuple[str, int, int], list[WindowAggregate]] = {}
-        keys: dict[str, str] = {}
+        grouped: dict[tuple[str, str, int, int], list[WindowAggregate]] = {}
         for aggregate in feature_set.window_aggregates:
-            if aggregate.agg in (Agg.MIN, Agg.MAX):
-                raise NotImplementedError("min/max aggregates are not supported by this engine yet")
-            scan_key = (aggregate.entity.name, int(aggregate.window.total_seconds() * 1000),
+            scan_key = (aggregate.entity.name, aggregate.entity.key,
+                        int(aggregate.window.total_seconds() * 1000),
                         int(aggregate.delay.total_seconds() * 1000))
             grouped.setdefault(scan_key, []).append(aggregate)
-            keys[aggregate.entity.name] = aggregate.entity.key
         self._scans = [
-            _Scan(entity, keys[entity], window_ms, delay_ms, tuple(aggregates))
-            for (entity, window_ms, delay_ms), aggregates in grouped.items()
+            _Scan(entity, _KEY_INDEX[key], window_ms, delay_ms,
+                  tuple((a.name, _output_kind(a)) for a in aggregates),
+                  any(a.uses_labels for a in aggregates))
+            for (entity, key, window_ms, delay_ms), aggregates in grouped.items()
         ]
-        self._entity_keys = sorted({(scan.entity, scan.key) for scan in self._scans})
-        self._label_entity_keys = sorted(
-            {(scan.entity, scan.key) for scan in self._scans if _uses_labels(scan)}
+        self._entities = sorted({(scan.entity, scan.key_index) for scan in self._scans})
+        self._label_entities = sorted(
+            {(scan.entity, scan.key_index) for scan in self._scans if scan.uses_labels}
         )
-        self._row_features = feature_set.row_features
-        self._ratios = [f for f in feature_set.features if isinstance(f, Ratio)]
+        self._row_features = [(f.name, f) for f in feature_set.row_features]
+        self._ratios = [(f.name, f.numerator.name, f.denominator.name, f.default)
+                        for f in feature_set.features if isinstance(f, Ratio)]
         self._names = feature_set.names
 
-    def state(self, entity: str, entity_id: str) -> EntityState:
+    def _state(self, entity: str, entity_id: str) -> EntityState:
         key = (entity, entity_id)
         state = self.states.get(key)
         if state is None:
@@ -129,55 +155,61 @@ class StreamingFeatureComputer:
 
         A redelivered transaction changes no state and returns its vector again.
         """
-        if self.watermark_ms is not None and time_ms < self.watermark_ms - self.allowed_lateness_ms:
+        watermark = self.watermark_ms
+        if watermark is not None and time_ms < watermark - self.allowed_lateness_ms:
             raise LateEvent(
                 f"transaction {transaction_id} at {time_ms} is "
-                f"{self.watermark_ms - time_ms} ms behind the watermark "
+                f"{watermark - time_ms} ms behind the watermark "
                 f"(allowed {self.allowed_lateness_ms} ms)"
             )
-        ids = {"customer_id": customer_id, "terminal_id": terminal_id}
+        ids = (customer_id, terminal_id)
         added = False
-        for entity, key in self._entity_keys:
-            entity_id = ids[key]
+        for entity, key_index in self._entities:
+            entity_id = ids[key_index]
             if entity_id is not None:
-                added |= self.state(entity, entity_id).add_transaction(
-                    transaction_id, time_ms, amount
-                )
-        out_of_order = self.watermark_ms is not None and time_ms < self.watermark_ms
-        if self.watermark_ms is None or time_ms > self.watermark_ms:
+                state = self._state(entity, entity_id)
+                added |= state.add_transaction(transaction_id, time_ms, amount)
+                if watermark is not None and state.times[0] < watermark - self._retention(entity):
+                    state.evict(watermark - self._retention(entity))
+        if watermark is None or time_ms > watermark:
             self.watermark_ms = time_ms
         vector = self.vector(transaction_id, ids, time_ms, amount)
+        if transaction_id not in self.recent:
+            self._recent_order.append((time_ms, transaction_id))
         self.recent[transaction_id] = _Emitted(ids, time_ms, amount, vector)
         emitted = [(transaction_id, vector)]
-        if added and out_of_order:
+        if added and watermark is not None and time_ms < watermark:
             emitted += self._revise(ids, after=(time_ms, transaction_id))
+        self._maybe_sweep()
         return emitted
 
     def on_label(self, transaction_id: str, customer_id: str, terminal_id: str | None,
                  transaction_time_ms: int, labeled_at_ms: int,
                  is_fraud: bool) -> list[tuple[str, dict[str, float]]]:
         """Record a label; return revised vectors of emitted transactions it should reach."""
-        ids = {"customer_id": customer_id, "terminal_id": terminal_id}
+        ids = (customer_id, terminal_id)
         added = False
-        for entity, key in self._label_entity_keys:
-            entity_id = ids[key]
+        for entity, key_index in self._label_entities:
+            entity_id = ids[key_index]
             if entity_id is not None:
-                added |= self.state(entity, entity_id).add_label(
+                added |= self._state(entity, entity_id).add_label(
                     transaction_id, labeled_at_ms, is_fraud, transaction_time_ms
                 )
         if not added or self.watermark_ms is None or labeled_at_ms > self.watermark_ms:
             return []
         return self._revise(ids, after=(labeled_at_ms, ""))
 
-    def _revise(self, ids: dict[str, str | None],
+    def _retention(self, entity: str) -> int:
+        return self.allowed_lateness_ms + self.horizon_ms[entity]
+
+    def _revise(self, ids: tuple[str | None, str | None],
                 after: tuple[int, str]) -> list[tuple[str, dict[str, float]]]:
         """Recompute recent vectors sharing an entity with ``ids`` and ordered after ``after``."""
         revised = []
         for other_id, emitted in self.recent.items():
             if (emitted.time_ms, other_id) <= after:
                 continue
-            if not any(ids[key] is not None and emitted.ids[key] == ids[key]
-                       for _, key in self._entity_keys):
+            if not any(ids[k] is not None and emitted.ids[k] == ids[k] for _, k in self._entities):
                 continue
             vector = self.vector(other_id, emitted.ids, emitted.time_ms, emitted.amount)
             if vector != emitted.vector:
@@ -187,15 +219,16 @@ class StreamingFeatureComputer:
         self.revisions += len(revised)
         return revised
 
-    def vector(self, transaction_id: str, ids: dict[str, str | None], time_ms: int,
+    def vector(self, transaction_id: str, ids: tuple[str | None, str | None], time_ms: int,
                amount: float) -> dict[str, float]:
         """The feature vector at (time, id) from the current state (no state change)."""
         values: dict[str, float] = {
-            f.name: row_feature_value(f, time_ms, amount) for f in self._row_features
+            name: row_feature_value(f, time_ms, amount) for name, f in self._row_features
         }
+        states = self.states
         for scan in self._scans:
-            entity_id = ids[scan.key]
-            state = self.states.get((scan.entity, entity_id)) if entity_id is not None else None
+            entity_id = ids[scan.key_index]
+            state = states.get((scan.entity, entity_id)) if entity_id is not None else None
             if state is None:
                 count, total, frauds = 0, 0.0, 0.0
             elif scan.delay_ms == 0:
@@ -203,39 +236,46 @@ class StreamingFeatureComputer:
                 frauds = 0.0
             else:
                 count, total, frauds = state.delayed(time_ms, scan.window_ms, scan.delay_ms)
-            for aggregate in scan.aggregates:
-                values[aggregate.name] = _aggregate_value(aggregate, count, total, frauds)
-        for ratio in self._ratios:
-            denominator = values[ratio.denominator.name]
-            values[ratio.name] = (
-                values[ratio.numerator.name] / denominator if denominator else ratio.default
-            )
+            for name, kind in scan.outputs:
+                if kind == _COUNT:
+                    values[name] = float(count)
+                elif kind == _SUM:
+                    values[name] = total
+                elif kind == _MEAN:
+                    values[name] = total / count if count else 0.0
+                elif kind == _FRAUD_SUM:
+                    values[name] = frauds
+                else:
+                    values[name] = frauds / count if count else 0.0
+        for name, numerator, denominator, default in self._ratios:
+            below = values[denominator]
+            values[name] = values[numerator] / below if below else default
         return {name: values[name] for name in self._names}
 
+    def _maybe_sweep(self) -> None:
+        watermark = self.watermark_ms
+        if watermark is None:
+            return
+        cutoff = watermark - self.allowed_lateness_ms
+        order = self._recent_order
+        while order and order[0][0] < cutoff:
+            _, transaction_id = order.popleft()
+            emitted = self.recent.get(transaction_id)
+            if emitted is not None and emitted.time_ms < cutoff:
+                del self.recent[transaction_id]
+        if self._last_sweep_ms is None:
+            self._last_sweep_ms = watermark
+        elif watermark - self._last_sweep_ms >= self.sweep_every_ms:
+            self.evict()
+            self._last_sweep_ms = watermark
+
     def evict(self) -> int:
-        """Drop state no window can reach any more; return events dropped."""
+        """Drop all state no window can reach any more; return events dropped."""
         if self.watermark_ms is None:
             return 0
-        oldest_revisable = self.watermark_ms - self.allowed_lateness_ms
-        for transaction_id in [t for t, e in self.recent.items() if e.time_ms < oldest_revisable]:
-            del self.recent[transaction_id]
         dropped = 0
         for (entity, entity_id), state in list(self.states.items()):
-            cutoff = self.watermark_ms - self.allowed_lateness_ms - self.horizon_ms[entity]
-            dropped += state.evict(cutoff)
+            dropped += state.evict(self.watermark_ms - self._retention(entity), purge_labels=True)
             if state.is_empty():
                 del self.states[(entity, entity_id)]
         return dropped
-
-
-def _uses_labels(scan: _Scan) -> bool:
-    return any(a.uses_labels for a in scan.aggregates)
-
-
-def _aggregate_value(aggregate: WindowAggregate, count: int, total: float, frauds: float) -> float:
-    if aggregate.agg is Agg.COUNT:
-        return float(count)
-    value = frauds if aggregate.uses_labels else total
-    if aggregate.agg is Agg.SUM:
-        return value
-    return value / count if count else 0.0
