@@ -1,0 +1,44 @@
+# Entry points for people and CI. `make demo` and `make test` are the two
+# Quick start commands; both install what they need first (scripts/bootstrap.sh).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bootstrap demo test test-fast lint lock stack-up stack-down stack-status schemas
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+## Start the local stack, simulate transactions, replay a slice, show what happened.
+demo: bootstrap
+	@$(VENV)/bin/rtml demo
+
+## The whole test suite (unit + integration against real local servers).
+test: bootstrap
+	@$(PY) -m pytest -q
+
+## Unit tests only (no servers).
+test-fast: bootstrap
+	@$(PY) -m pytest -q -m "not integration"
+
+lint: bootstrap
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy $$(ls -d libs/*/rtml_* services/*/rtml_* | grep -v egg-info)
+
+## Regenerate the exported JSON Schemas after changing an event.
+schemas: bootstrap
+	@$(VENV)/bin/rtml-export-schemas
+
+## Pin the resolved versions of the current venv (commit the result).
+lock:
+	@$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > requirements/constraints.txt
+	@echo "wrote requirements/constraints.txt"
+
+stack-up: bootstrap
+	@$(VENV)/bin/rtml stack up
+
+stack-down:
+	@$(VENV)/bin/rtml stack down
+
+stack-status:
+	@$(VENV)/bin/rtml stack status

@@ -1,0 +1,63 @@
+"""Feature-pipeline configuration (environment variables ``RTML_FEATURE_PIPELINE_*``).
+
+Only what this service decides lives here. Kafka, Redis and telemetry settings
+come from :mod:`rtml_common.config` (listed in ``SHARED_SETTINGS_USED``) so
+every service spells them the same way and docker-compose can be checked
+against one set of names.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rtml_common.config import KafkaSettings, RedisSettings, TelemetrySettings
+
+ENV_PREFIX = "RTML_FEATURE_PIPELINE_"
+
+#: Shared settings classes this service reads (validated at start-up too).
+SHARED_SETTINGS_USED: tuple[type[BaseSettings], ...] = (
+    KafkaSettings,
+    RedisSettings,
+    TelemetrySettings,
+)
+
+
+class Settings(BaseSettings):
+    """How features are computed from ``transactions`` and ``labels`` (issue #3)."""
+
+    # Empty values count as unset so compose's ``${VAR:-}`` falls back to the default.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, env_ignore_empty=True
+    )
+
+    feature_set: str = Field(
+        default="baseline",
+        min_length=1,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description=(
+            "Name of the feature set to compute; written into every feature vector and "
+            "used in Redis keys, so it must be a plain identifier."
+        ),
+    )
+    consumer_group: str = Field(
+        default="rtml-feature-pipeline",
+        min_length=1,
+        description="Kafka consumer group: workers sharing it split the co-partitioned topics.",
+    )
+    redis_ttl_s: int = Field(
+        default=31 * 24 * 3600,
+        ge=60,
+        description=(
+            "TTL of a customer's / terminal's feature hash in Redis. Longer than the longest "
+            "window (30 days) so state expires only once it can no longer count."
+        ),
+    )
+    allowed_lateness_s: int = Field(
+        default=300,
+        ge=0,
+        description=(
+            "How far behind the newest event time seen an event may arrive and still "
+            "update windows; later events are counted as late instead."
+        ),
+    )
