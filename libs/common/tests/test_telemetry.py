@@ -33,7 +33,10 @@ def test_metrics_are_served_with_prometheus_names() -> None:
         init_telemetry("probe")
         meter = metrics.get_meter("rtml.kafka")
         meter.create_counter("rtml_events_consumed").add(3, {{"topic": "transactions"}})
-        meter.create_histogram("rtml_batch_duration", unit="s").record(0.25)
+        from rtml_common.metric_buckets import DURATION_SECONDS
+        meter.create_histogram("rtml_batch_duration", unit="s",
+                               explicit_bucket_boundaries_advisory=list(DURATION_SECONDS),
+                               ).record(0.003)
         print(urllib.request.urlopen("http://127.0.0.1:{port}/metrics").read().decode())
     """, RTML_TELEMETRY_METRICS_PORT=str(port))
     assert result.returncode == 0, result.stderr
@@ -41,6 +44,11 @@ def test_metrics_are_served_with_prometheus_names() -> None:
                      result.stdout, re.MULTILINE)
     assert re.search(r"^rtml_batch_duration_seconds_count\{[^}]*\} 1\.0$", result.stdout,
                      re.MULTILINE)
+    # Sub-10 ms durations resolve into fine buckets, not the default first one.
+    assert re.search(r'^rtml_batch_duration_seconds_bucket\{[^}]*le="0\.0025"[^}]*\} 0\.0$',
+                     result.stdout, re.MULTILINE)
+    assert re.search(r'^rtml_batch_duration_seconds_bucket\{[^}]*le="0\.005"[^}]*\} 1\.0$',
+                     result.stdout, re.MULTILINE)
 
 
 def test_logs_are_json_lines_with_trace_ids() -> None:

@@ -37,6 +37,7 @@ from rtml_common.events import Event
 from rtml_common.kafka.dead_letter import dead_letter_record
 from rtml_common.kafka.headers import normalise_headers
 from rtml_common.kafka.producer import EventProducer
+from rtml_common.metric_buckets import DURATION_SECONDS
 from rtml_common.serde import DecodeError, decode
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ class ConsumerLoop:
             "rtml_handler_retries", description="Handler retries after an exception"
         )
         self._batch_seconds = meter.create_histogram(
-            "rtml_batch_duration", unit="s", description="Time to handle and commit one batch"
+            "rtml_batch_duration", unit="s", description="Time to handle and commit one batch",
+            explicit_bucket_boundaries_advisory=list(DURATION_SECONDS),
         )
 
     # -- lifecycle ---------------------------------------------------------
