@@ -184,6 +184,15 @@ class Ratio:
 Feature = RowFeature | WindowAggregate | Ratio
 
 
+def entity_of(feature: Feature) -> Entity | None:
+    """The entity a feature's value belongs to (None for row features)."""
+    if isinstance(feature, WindowAggregate):
+        return feature.entity
+    if isinstance(feature, Ratio):
+        return feature.numerator.entity
+    return None
+
+
 def _describe(feature: Feature) -> dict[str, Any]:
     """Canonical, JSON-able description of a feature (the input of the version hash)."""
     if isinstance(feature, RowFeature):

@@ -19,12 +19,12 @@ equals the batch engine's point-in-time value.
 >>> from datetime import timedelta
 >>> from rtml_features.baseline import BASELINE
 >>> computer = StreamingFeatureComputer(BASELINE, allowed_lateness=timedelta(minutes=5))
->>> [(tx_id, v["customer_id_nb_tx_1day_window"]) for tx_id, v in
-...  computer.on_transaction("2", "c1", "t1", 1_522_584_060_000, 20.0)]
-[('2', 1.0)]
->>> [(tx_id, v["customer_id_nb_tx_1day_window"]) for tx_id, v in  # one minute out of order
-...  computer.on_transaction("1", "c1", "t1", 1_522_584_000_000, 5.0)]
-[('1', 1.0), ('2', 2.0)]
+>>> [(e.transaction_id, e.revision, e.vector["customer_id_nb_tx_1day_window"])
+...  for e in computer.on_transaction("2", "c1", "t1", 1_522_584_060_000, 20.0)]
+[('2', 0, 1.0)]
+>>> [(e.transaction_id, e.revision, e.vector["customer_id_nb_tx_1day_window"])
+...  for e in computer.on_transaction("1", "c1", "t1", 1_522_584_000_000, 5.0)]  # 1 min late
+[('1', 0, 1.0), ('2', 1, 2.0)]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from rtml_features.definitions import (
     Agg,
@@ -41,7 +42,7 @@ from rtml_features.definitions import (
     RowKind,
     WindowAggregate,
 )
-from rtml_features.online import EntityState
+from rtml_features.online import NEVER, EntityState
 
 MS_PER_DAY = 86_400_000
 
@@ -61,13 +62,19 @@ def row_feature_value(feature: RowFeature, time_ms: int, amount: float) -> float
 
 
 @dataclass(frozen=True, slots=True)
-class _Emitted:
-    """What is needed to recompute an emitted transaction's vector."""
+class Emission:
+    """A feature vector for a transaction, with what is needed to publish or recompute it.
 
+    ``revision`` is 0 for the first vector of a transaction and counts up each
+    time a late event or label changes it.
+    """
+
+    transaction_id: str
     ids: tuple[str | None, str | None]  # (customer_id, terminal_id)
     time_ms: int
     amount: float
     vector: dict[str, float]
+    revision: int = 0
 
 
 # Output kinds of an aggregate, resolved once so the hot path compares ints.
@@ -113,7 +120,7 @@ class StreamingFeatureComputer:
         self.states: dict[tuple[str, str], EntityState] = {}
         self.watermark_ms: int | None = None
         #: Transactions emitted within the lateness horizon (candidates for revision).
-        self.recent: dict[str, _Emitted] = {}
+        self.recent: dict[str, Emission] = {}
         self._recent_order: deque[tuple[int, str]] = deque()
         self.revisions = 0
         self._last_sweep_ms: int | None = None
@@ -150,7 +157,7 @@ class StreamingFeatureComputer:
         return state
 
     def on_transaction(self, transaction_id: str, customer_id: str, terminal_id: str | None,
-                       time_ms: int, amount: float) -> list[tuple[str, dict[str, float]]]:
+                       time_ms: int, amount: float) -> list[Emission]:
         """Apply a transaction; return its vector first, then any revised earlier vectors.
 
         A redelivered transaction changes no state and returns its vector again.
@@ -174,10 +181,13 @@ class StreamingFeatureComputer:
         if watermark is None or time_ms > watermark:
             self.watermark_ms = time_ms
         vector = self.vector(transaction_id, ids, time_ms, amount)
-        if transaction_id not in self.recent:
+        previous = self.recent.get(transaction_id)
+        if previous is None:
             self._recent_order.append((time_ms, transaction_id))
-        self.recent[transaction_id] = _Emitted(ids, time_ms, amount, vector)
-        emitted = [(transaction_id, vector)]
+        emission = Emission(transaction_id, ids, time_ms, amount, vector,
+                            previous.revision if previous is not None else 0)
+        self.recent[transaction_id] = emission
+        emitted = [emission]
         if added and watermark is not None and time_ms < watermark:
             emitted += self._revise(ids, after=(time_ms, transaction_id))
         self._maybe_sweep()
@@ -185,7 +195,7 @@ class StreamingFeatureComputer:
 
     def on_label(self, transaction_id: str, customer_id: str, terminal_id: str | None,
                  transaction_time_ms: int, labeled_at_ms: int,
-                 is_fraud: bool) -> list[tuple[str, dict[str, float]]]:
+                 is_fraud: bool) -> list[Emission]:
         """Record a label; return revised vectors of emitted transactions it should reach."""
         ids = (customer_id, terminal_id)
         added = False
@@ -203,7 +213,7 @@ class StreamingFeatureComputer:
         return self.allowed_lateness_ms + self.horizon_ms[entity]
 
     def _revise(self, ids: tuple[str | None, str | None],
-                after: tuple[int, str]) -> list[tuple[str, dict[str, float]]]:
+                after: tuple[int, str]) -> list[Emission]:
         """Recompute recent vectors sharing an entity with ``ids`` and ordered after ``after``."""
         revised = []
         for other_id, emitted in self.recent.items():
@@ -213,9 +223,10 @@ class StreamingFeatureComputer:
                 continue
             vector = self.vector(other_id, emitted.ids, emitted.time_ms, emitted.amount)
             if vector != emitted.vector:
-                self.recent[other_id] = _Emitted(emitted.ids, emitted.time_ms, emitted.amount,
-                                                 vector)
-                revised.append((other_id, vector))
+                revision = Emission(other_id, emitted.ids, emitted.time_ms, emitted.amount,
+                                    vector, emitted.revision + 1)
+                self.recent[other_id] = revision
+                revised.append(revision)
         self.revisions += len(revised)
         return revised
 
@@ -279,3 +290,65 @@ class StreamingFeatureComputer:
             if state.is_empty():
                 del self.states[(entity, entity_id)]
         return dropped
+
+
+SNAPSHOT_FORMAT = 1
+
+
+def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:
+    """The computer's whole state as plain JSON-able data (for checkpoints).
+
+    Plain data, not pickle: a checkpoint read back from a shared store must
+    not be able to run code.
+    """
+    states = [
+        [entity, entity_id, state.times, [tid for _, tid in state.order], state.amounts,
+         state.fraud_known_at, [[tid, *label] for tid, label in state.labels.items()]]
+        for (entity, entity_id), state in computer.states.items()
+    ]
+    names = computer.feature_set.names
+    recent = [
+        [e.transaction_id, e.ids[0], e.ids[1], e.time_ms, e.amount, e.revision,
+         [e.vector[n] for n in names]]
+        for e in computer.recent.values()
+    ]
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "feature_set": computer.feature_set.name,
+        "feature_set_version": computer.feature_set.version,
+        "watermark_ms": computer.watermark_ms,
+        "last_sweep_ms": computer._last_sweep_ms,
+        "revisions": computer.revisions,
+        "states": states,
+        "recent": recent,
+    }
+
+
+def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
+    """Load a :func:`snapshot` into an empty computer of the same feature set version."""
+    if data.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError(f"unsupported snapshot format {data.get('format')!r}")
+    if data["feature_set_version"] != computer.feature_set.version:
+        raise ValueError(
+            f"snapshot is for feature set version {data['feature_set_version']}, "
+            f"not {computer.feature_set.version}"
+        )
+    if computer.states or computer.recent:
+        raise ValueError("restore needs a fresh computer")
+    for entity, entity_id, times, ids, amounts, fraud_known_at, labels in data["states"]:
+        state = EntityState(
+            order=list(zip(times, ids, strict=True)), times=list(times), amounts=list(amounts),
+            fraud_known_at=list(fraud_known_at), ids=set(ids),
+            labels={tid: (labeled_at, is_fraud, tx_ms) for tid, labeled_at, is_fraud, tx_ms
+                    in labels},
+            n_frauds=sum(1 for at in fraud_known_at if at != NEVER),
+        )
+        computer.states[(entity, entity_id)] = state
+    names = computer.feature_set.names
+    for tid, customer_id, terminal_id, time_ms, amount, revision, values in data["recent"]:
+        computer.recent[tid] = Emission(tid, (customer_id, terminal_id), time_ms, amount,
+                                        dict(zip(names, values, strict=True)), revision)
+        computer._recent_order.append((time_ms, tid))
+    computer.watermark_ms = data["watermark_ms"]
+    computer._last_sweep_ms = data["last_sweep_ms"]
+    computer.revisions = data["revisions"]

@@ -1,0 +1,1 @@
+"""Online stores: where the latest feature values of each entity are served from."""

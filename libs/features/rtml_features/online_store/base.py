@@ -1,0 +1,61 @@
+"""The online store contract: one small interface, one folder per backend.
+
+An online store keeps, per feature set version and entity (a customer, a
+terminal), the entity's feature values as of its newest transaction, so the
+decision API can fetch every entity of a request in one round trip.
+
+Contract every backend honours:
+
+* :meth:`OnlineStore.write` is idempotent and last-write-wins per entity;
+  callers (the streaming engines) only write an entity's values computed at
+  its newest known event, so a replay after a crash converges to the same
+  state as an uninterrupted run.
+* Keys carry the feature set's *version*: a changed definition never reads
+  values computed by the old one.
+* Entries expire after a TTL longer than the longest window, so an entity
+  that stops transacting eventually disappears.
+* :meth:`OnlineStore.read` returns ``None`` for an entity it does not know —
+  never zeros, which would look like real values.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rtml_features.definitions import Entity, FeatureSet, entity_of
+
+
+@dataclass(frozen=True, slots=True)
+class EntityValues:
+    """An entity's feature values as of one of its events."""
+
+    entity: str
+    entity_id: str
+    values: dict[str, float]
+    as_of_ms: int
+    transaction_id: str
+
+
+def entity_features(feature_set: FeatureSet, entity: Entity) -> list[str]:
+    """Names of the features of ``feature_set`` that belong to ``entity`` (in order)."""
+    return [f.name for f in feature_set.features if entity_of(f) == entity]
+
+
+class OnlineStore(ABC):
+    """Latest feature values per entity, for one or more feature set versions."""
+
+    @abstractmethod
+    def write(self, feature_set: FeatureSet, updates: Sequence[EntityValues]) -> None:
+        """Store each entity's values (idempotent, last write wins)."""
+
+    @abstractmethod
+    def read(
+        self, feature_set: FeatureSet, entities: Sequence[tuple[str, str]]
+    ) -> list[EntityValues | None]:
+        """Values of ``(entity name, entity id)`` pairs, in one round trip; None if unknown."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

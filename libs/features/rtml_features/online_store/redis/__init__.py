@@ -1,0 +1,1 @@
+"""Redis online store backend."""
