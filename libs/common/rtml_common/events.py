@@ -91,6 +91,12 @@ class FeatureVector(Event):
     feature_set: str = Field(min_length=1, description="Feature set name, e.g. 'baseline'.")
     feature_set_version: str = Field(min_length=1, description="Content hash of the definitions.")
     features: dict[str, float] = Field(description="Feature name -> value.")
+    revision: int = Field(
+        default=0,
+        ge=0,
+        description="0 for a transaction's first vector; n > 0 when a late event corrected it "
+        "(consumers keep the highest revision per transaction).",
+    )
     computed_at: UtcDatetime
 
 

@@ -34,6 +34,8 @@ from rtml_common.events import (
 )
 
 DEAD_LETTER_SUFFIX = ".dlq"
+#: Events that arrived later than a consumer's allowed lateness (not errors: kept for audit).
+LATE_SUFFIX = ".late"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,15 @@ def dead_letter_topic(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
 
 
+def late_topic(topic: str) -> str:
+    """Name of the topic receiving records of ``topic`` that arrived too late to apply."""
+    return topic + LATE_SUFFIX
+
+
+#: Topics whose consumers apply event-time windows and so may find events too late.
+WINDOWED_TOPICS = ("transactions",)
+
+
 _SPECS = [
     TopicSpec("transactions", Transaction, "customer_id", 4, "Card payments as they happen."),
     TopicSpec("labels", Label, "customer_id", 4, "Fraud tags, arriving later than payments."),
@@ -82,10 +93,14 @@ TOPICS: dict[str, TopicSpec] = {spec.name: spec for spec in _SPECS}
 
 
 def all_topic_names(include_dead_letters: bool = True) -> list[str]:
-    """Every topic the platform uses, in a stable order (for stack set-up)."""
+    """Every topic the platform uses, in a stable order (for stack set-up).
+
+    ``include_dead_letters`` adds the dead-letter and late-event topics.
+    """
     names = [spec.name for spec in _SPECS]
     if include_dead_letters:
         names += [spec.dead_letter for spec in _SPECS if spec.consumed]
+        names += [late_topic(topic) for topic in WINDOWED_TOPICS]
     return names
 
 

@@ -27,7 +27,7 @@ from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.kafka.dead_letter import DeadLetter
 from rtml_common.kafka.producer import DeliveryError, EventProducer
 from rtml_common.serde import encode, headers_for
-from rtml_localstack.testing import consume_messages
+from rtml_localstack.testing import consume
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def settings_for(bootstrap: str, **overrides: Any) -> KafkaSettings:
 
 
 def run_loop(settings: KafkaSettings, handler: Any, topics: dict[str, Any] | None = None,
-             max_idle_s: float = 3.0) -> ConsumerLoop:
+             max_idle_s: float = 1.5) -> ConsumerLoop:
     loop = ConsumerLoop(topics or {"transactions": Transaction}, "test-group", handler, settings)
     loop.run(max_idle_s=max_idle_s)
     return loop
@@ -84,8 +84,8 @@ def test_malformed_events_are_dead_lettered_and_the_consumer_keeps_going(
 
     assert sorted(handled, key=int) == [str(i) for i in range(6)]
     assert loop.stats.dead_lettered == 3
-    dead = [DeadLetter.from_message(m)
-            for m in consume_messages(bootstrap, "transactions.dlq", 3, timeout_s=20)]
+    dead = [DeadLetter.from_parts(r.topic, r.key, r.value, r.headers)
+            for r in consume(bootstrap, "transactions.dlq", 3, timeout_s=20)]
     by_value = {d.value: d for d in dead}
     assert set(by_value) == {value for _, value in malformed}
     assert "Invalid JSON" in by_value[b"{not json"].reason
@@ -117,8 +117,8 @@ def test_poison_record_is_isolated_from_its_batch(fresh_kafka_broker: Any) -> No
     loop = run_loop(settings, handler)
     assert handled == {str(i) for i in range(20)} - {"13"}
     assert loop.stats.dead_lettered == 1
-    [message] = consume_messages(bootstrap, "transactions.dlq", 1, timeout_s=20)
-    dead = DeadLetter.from_message(message)
+    [record] = consume(bootstrap, "transactions.dlq", 1, timeout_s=20)
+    dead = DeadLetter.from_parts(record.topic, record.key, record.value, record.headers)
     assert dead.error_type == "RuntimeError"
     assert "feature store rejected transaction 13" in dead.reason
     assert dead.attempts == 3
@@ -185,7 +185,7 @@ def test_sigterm_mid_replay_loses_nothing(fresh_kafka_broker: Any, redis_server:
     after_first = int(store.scard("processed"))
     assert after_first < total, "the worker finished before SIGTERM: the test proved nothing"
 
-    second = subprocess.run([sys.executable, str(WORKER)], env={**env, "WORKER_IDLE_S": "4"},
+    second = subprocess.run([sys.executable, str(WORKER)], env={**env, "WORKER_IDLE_S": "2"},
                             capture_output=True, timeout=120)
     assert second.returncode == 0, second.stderr.decode()[-2000:]
 

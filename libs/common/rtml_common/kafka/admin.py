@@ -12,15 +12,16 @@ from collections.abc import Iterable, Mapping
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from rtml_common.topics import DEAD_LETTER_SUFFIX, TOPICS, all_topic_names
+from rtml_common.topics import DEAD_LETTER_SUFFIX, LATE_SUFFIX, TOPICS, all_topic_names
 
 
 def default_partitions(topic: str) -> int:
     """The partition count a topic gets unless configured otherwise.
 
-    Dead-letter topics get one partition: they are low-volume and read by people.
+    Dead-letter and late-event topics get one partition: they are low-volume and
+    read by people.
     """
-    if topic.endswith(DEAD_LETTER_SUFFIX):
+    if topic.endswith((DEAD_LETTER_SUFFIX, LATE_SUFFIX)):
         return 1
     spec = TOPICS.get(topic)
     return spec.default_partitions if spec else 1

@@ -59,6 +59,8 @@ class Record(Generic[E]):
 
 
 BatchHandler = Callable[[list[Record[Any]]], None]
+#: Where to start a newly assigned (topic, partition); None = the group's committed offset.
+StartOffsets = Callable[[str, int], int | None]
 
 
 def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
@@ -105,6 +107,7 @@ class ConsumerLoop:
         handler: BatchHandler,
         settings: KafkaSettings | None = None,
         producer: EventProducer | None = None,
+        start_offsets: StartOffsets | None = None,
         **consumer_overrides: Any,
     ) -> None:
         if not topics:
@@ -116,6 +119,8 @@ class ConsumerLoop:
         self.producer = producer or EventProducer(self.settings)
         self._consumer = Consumer(consumer_config(self.settings, group_id, **consumer_overrides))
         self._stop = threading.Event()
+        self._start_offsets = start_offsets
+        self.assigned: set[tuple[str, int]] = set()
         self.stats = LoopStats()
         meter = metrics.get_meter("rtml.kafka")
         self._consumed_counter = meter.create_counter(
@@ -152,9 +157,30 @@ class ConsumerLoop:
         signal.signal(signal.SIGTERM, _handle)
         signal.signal(signal.SIGINT, _handle)
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start partitions where ``start_offsets`` says (e.g. a state checkpoint)."""
+        if self._start_offsets is not None:
+            for tp in partitions:
+                offset = self._start_offsets(tp.topic, tp.partition)
+                if offset is not None:
+                    tp.offset = offset
+        consumer.incremental_assign(partitions)
+        self.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        logger.info("assigned %s", sorted(self.assigned))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.incremental_unassign(partitions)
+        self.assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+
     def run(self, max_idle_s: float | None = None) -> LoopStats:
-        """Consume until stopped (or idle for ``max_idle_s``), then commit and close."""
-        self._consumer.subscribe(list(self.topics))
+        """Consume until stopped (or idle for ``max_idle_s`` once assigned), then close.
+
+        Idle time counts only while partitions are assigned: joining a group
+        takes seconds and must not look like an empty topic.
+        """
+        self._consumer.subscribe(
+            list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
         idle_since = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -162,7 +188,9 @@ class ConsumerLoop:
                     num_messages=self.settings.batch_size, timeout=self.settings.poll_timeout_s
                 )
                 if not messages:
-                    if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                    if not self.assigned:
+                        idle_since = time.monotonic()
+                    elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                         break
                     continue
                 idle_since = time.monotonic()

@@ -112,16 +112,21 @@ class DeadLetter:
     @classmethod
     def from_message(cls, message: Message) -> DeadLetter:
         """Parse a dead-letter topic record; raises ValueError if it is not one."""
-        topic = message.topic() or ""
+        return cls.from_parts(message.topic() or "", message.key(), message.value(),
+                              normalise_headers(message.headers()))
+
+    @classmethod
+    def from_parts(cls, topic: str, key: bytes | None, value: bytes | None,
+                   headers: HeaderList) -> DeadLetter:
+        """Parse a dead-letter record given as its parts (e.g. a detached test record)."""
         if not topic.endswith(DEAD_LETTER_SUFFIX):
             raise ValueError(f"{topic!r} is not a dead-letter topic")
-        headers = normalise_headers(message.headers())
 
         def text(name: str) -> str:
-            value = header_value(headers, name)
-            if value is None:
+            found = header_value(headers, name)
+            if found is None:
                 raise ValueError(f"dead-letter record at {topic} lacks header {name!r}")
-            return value.decode(errors="replace")
+            return found.decode(errors="replace")
 
         return cls(
             source_topic=text(SOURCE_TOPIC),
@@ -132,7 +137,7 @@ class DeadLetter:
             error_type=text(ERROR_TYPE),
             attempts=int(text(ATTEMPTS)),
             failed_at=text(FAILED_AT),
-            key=message.key(),
-            value=message.value(),
+            key=key,
+            value=value,
             original_headers=_source_headers(headers),
         )
