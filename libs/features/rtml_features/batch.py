@@ -4,11 +4,11 @@ Given a *spine* (the rows to compute features for: entity ids, event time,
 amount, and optionally the transaction id) and the transaction and label
 history, :func:`compute_features` returns each row's feature values as the
 streaming engine would have computed them at that row's time: only events at
-or before it (ties broken by transaction id, see
+or before it (simultaneous ones included, see
 :mod:`rtml_features.definitions`), and only labels known by then.
 
 How it stays fast (1.75 M rows x 15 features in seconds, no Python loop per
-row): events are sorted once per entity by ``(entity, time, id)`` into one
+row): events are sorted once per entity by ``(entity, time)`` into one
 int64 key ``entity << 38 | milliseconds``; a window ``(t - n, t]`` is then a
 contiguous slice found by ``searchsorted`` and summed with prefix sums. A
 label-delayed window ``(t - (n + d), t - d]`` is turned around: event ``j``
@@ -63,7 +63,7 @@ def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
 
 @dataclass
 class _EntityIndex:
-    """History of one entity kind, sorted by (entity, time, transaction id)."""
+    """History of one entity kind, sorted by (entity, time)."""
 
     keys: I64  # entity << TIME_BITS | (time - origin), sorted ascending
     time_ms: I64  # event times in that order
@@ -75,15 +75,6 @@ class _EntityIndex:
     @property
     def size(self) -> int:
         return len(self.keys)
-
-
-def _id_ranks(ids: pd.Series) -> I64:
-    """Ranks of transaction ids compared as strings (the cross-engine tie-break order)."""
-    as_text = ids.astype(str).to_numpy(dtype=str)
-    order = np.argsort(as_text, kind="stable")
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = np.arange(len(order), dtype=np.int64)
-    return ranks
 
 
 class _Engine:
@@ -105,13 +96,9 @@ class _Engine:
         span = (int(all_ms.max()) if len(all_ms) else 0) - self.origin + horizon_ms
         if span >= 2**TIME_BITS:
             raise SpineError("history, spine and windows span more than ~8 years; split the job")
-        self.id_rank = _id_ranks(self.history["transaction_id"])
         self.labeled_at, self.is_fraud = self._join_labels(labels)
         self.indexes: dict[str, _EntityIndex] = {}
-        self.positions: dict[str, I64] = {}
         self.spine_indexes: dict[str, _SpineIndex] = {}
-        self.row_of_id = pd.Series(np.arange(len(self.history)),
-                                   index=self.history["transaction_id"].to_numpy())
 
     def _join_labels(self, labels: pd.DataFrame | None) -> tuple[I64, F64]:
         n = len(self.history)
@@ -141,7 +128,7 @@ class _Engine:
         if len(uniques) >= 2 ** (63 - TIME_BITS):
             raise SpineError(f"too many distinct {entity.key} values for the key encoding")
         offset = self.time_ms - self.origin
-        order = np.lexsort((self.id_rank, offset, codes))
+        order = np.lexsort((offset, codes))
         order = order[codes[order] >= 0]
         keys = (codes[order] << TIME_BITS) | offset[order]
         index = _EntityIndex(
@@ -150,10 +137,6 @@ class _Engine:
             labeled_at_ms=self.labeled_at[order], is_fraud=self.is_fraud[order],
             codes={value: i for i, value in enumerate(uniques)},
         )
-        # Position of each history row in this entity's order (for tie-aware windows).
-        positions = np.full(len(ids), -1, dtype=np.int64)
-        positions[order] = np.arange(len(order), dtype=np.int64)
-        self.positions[entity.name] = positions
         self.indexes[entity.name] = index
         return index
 
@@ -168,10 +151,9 @@ def compute_features(
 
     ``history`` columns: transaction_id, event_time, customer_id, terminal_id,
     amount. ``labels`` columns: transaction_id, labeled_at, is_fraud.
-    ``spine`` columns: event_time, customer_id, terminal_id, amount and
-    optionally transaction_id — a spine row whose transaction id is in the
-    history sees exactly the events ordered before it (ties by id); other
-    rows see every event at or before their time.
+    ``spine`` columns: event_time, customer_id, terminal_id, amount (other
+    columns, e.g. transaction_id or a label, are carried through). A row sees
+    every history event at or before its time.
 
     Returns the spine's columns plus one float64 column per feature, in the
     feature set's order; ``attrs["feature_set_version"]`` records the version.
@@ -230,7 +212,6 @@ class _SpineIndex:
     known: npt.NDArray[np.bool_]
     order: I64
     sorted_keys: I64
-    upper_own: I64 | None  # own position + 1 for rows that are history transactions, else -1
 
     def search(self, haystack: I64, offset: int = 0) -> I64:
         """``searchsorted(haystack, keys + offset, 'right')`` in spine row order."""
@@ -250,17 +231,8 @@ def _spine_index(engine: _Engine, entity: Entity, spine: pd.DataFrame,
     known = codes.notna().to_numpy()
     code_values = np.where(known, codes.fillna(0).to_numpy(dtype=np.float64), 0).astype(np.int64)
     keys = (code_values << TIME_BITS) + (spine_ms - engine.origin)
-    upper_own = None
-    if "transaction_id" in spine.columns:
-        # A spine row that is a history transaction sees only events up to itself (ties by id).
-        rows = spine["transaction_id"].map(engine.row_of_id)
-        in_history = rows.notna().to_numpy()
-        positions = engine.positions[entity.name]
-        upper_own = np.full(len(spine), -1, dtype=np.int64)
-        own = positions[rows[in_history].to_numpy(dtype=np.int64)]
-        upper_own[in_history] = np.where(own >= 0, own + 1, -1)
     order = np.argsort(keys, kind="stable")
-    result = _SpineIndex(keys, known, order, keys[order], upper_own)
+    result = _SpineIndex(keys, known, order, keys[order])
     engine.spine_indexes[entity.name] = result
     return result
 
@@ -297,10 +269,8 @@ def _values(index: _EntityIndex, field: str | None) -> F64:
 
 def _trailing_window(aggregate: WindowAggregate, index: _EntityIndex, points: _SpineIndex,
                      window_ms: int) -> tuple[F64, F64]:
-    """Window (t - n, t] over events ordered at or before the row."""
+    """Window (t - n, t], simultaneous events included."""
     upper = points.search(index.keys)
-    if points.upper_own is not None:
-        upper = np.where(points.upper_own >= 0, points.upper_own, upper)
     lower = points.search(index.keys, -window_ms)
     prefix = np.concatenate(([0.0], np.cumsum(_values(index, aggregate.field))))
     count = (upper - lower).astype(np.float64)

@@ -20,9 +20,10 @@ read these objects. The feature set's :attr:`FeatureSet.version` is a hash of
 the canonical definitions, so changing any definition changes the Redis keys
 and training sets it produces.
 
-Ordering of simultaneous events: windows contain the events ordered before
-the current one by ``(event_time, transaction_id)``; a later event with the
-same timestamp is not visible.
+Simultaneous events: a window ending at ``t`` contains every event with
+event time ``<= t``, including other events stamped exactly ``t`` (the SQL
+``RANGE ... CURRENT ROW`` convention, so the Flink engine agrees). Times are
+resolved to milliseconds in every engine.
 
 >>> from datetime import timedelta
 >>> customer = Entity("customer", key="customer_id")

@@ -5,9 +5,9 @@ an :class:`EntityState` per entity id and ask it for aggregates at a
 transaction's time. It implements exactly the semantics of
 :mod:`rtml_features.definitions` (and of :mod:`rtml_features.batch`):
 
-* events are kept sorted by ``(time_ms, transaction id)``, so an event that
-  arrives out of order is inserted where it belongs and later computations
-  see it in the right place;
+* events are kept sorted by ``(time_ms, transaction id)`` (the id only makes
+  the order deterministic), so an event that arrives out of order is inserted
+  where it belongs and later computations see it in the right place;
 * adding a transaction id already present is a no-op (at-least-once
   redelivery never double counts);
 * labels are joined by transaction id, whichever arrives first, and count
@@ -21,7 +21,7 @@ True
 False
 >>> state.add_transaction("t0", 500, 30.0)    # arrived late, inserted in order
 True
->>> state.trailing(1_000, "t1", window_ms=1_000)
+>>> state.trailing(1_000, window_ms=1_000)
 (2, 40.0)
 """
 
@@ -88,15 +88,12 @@ class EntityState:
                 self.n_frauds += 1
         return True
 
-    def trailing(self, time_ms: int, transaction_id: str, window_ms: int) -> tuple[int, float]:
-        """(count, sum of amounts) over ``(t - n, t]`` of events ordered at or before (t, id)."""
+    def trailing(self, time_ms: int, window_ms: int) -> tuple[int, float]:
+        """(count, sum of amounts) over ``(t - n, t]``, simultaneous events included."""
         times = self.times
         if not times:
             return 0, 0.0
-        if times[-1] < time_ms or (times[-1] == time_ms and self.order[-1][1] <= transaction_id):
-            upper = len(times)  # the common case: the newest event
-        else:
-            upper = bisect_right(self.order, (time_ms, transaction_id))
+        upper = len(times) if times[-1] <= time_ms else bisect_right(times, time_ms)
         lower = bisect_right(times, time_ms - window_ms, 0, upper)
         return upper - lower, sum(self.amounts[lower:upper])
 

@@ -7,7 +7,9 @@ the batch engine computes it over history (the parity tests hold them to
 only move events in and vectors out; they never compute features themselves.
 
 Out-of-order and late events: the computer tracks the highest event time
-seen (the watermark). A transaction older than ``watermark -
+seen per *source* (an input partition) and takes the lowest of those as the
+watermark, so a consumer that reads one partition ahead of another does not
+make the other's events look late. A transaction older than ``watermark -
 allowed_lateness`` is refused with :class:`LateEvent` so the engine can route
 it to its late path (its windows may already have been evicted). One within
 the lateness is inserted where it belongs, and every already-emitted
@@ -119,6 +121,11 @@ class StreamingFeatureComputer:
         self.sweep_every_ms = int(sweep_every.total_seconds() * 1000)
         self.states: dict[tuple[str, str], EntityState] = {}
         self.watermark_ms: int | None = None
+        #: Highest event time per source (None: expected, nothing read yet); the
+        #: watermark is their minimum, undefined while an expected source is silent.
+        self.source_times: dict[str, int | None] = {}
+        #: Highest event time of any transaction applied (revisions look back from it).
+        self.max_time_ms: int | None = None
         #: Transactions emitted within the lateness horizon (candidates for revision).
         self.recent: dict[str, Emission] = {}
         self._recent_order: deque[tuple[int, str]] = deque()
@@ -157,10 +164,12 @@ class StreamingFeatureComputer:
         return state
 
     def on_transaction(self, transaction_id: str, customer_id: str, terminal_id: str | None,
-                       time_ms: int, amount: float) -> list[Emission]:
+                       time_ms: int, amount: float, source: str = "") -> list[Emission]:
         """Apply a transaction; return its vector first, then any revised earlier vectors.
 
-        A redelivered transaction changes no state and returns its vector again.
+        ``source`` names the input partition it was read from (for the
+        watermark). A redelivered transaction changes no state and returns its
+        vector again.
         """
         watermark = self.watermark_ms
         if watermark is not None and time_ms < watermark - self.allowed_lateness_ms:
@@ -178,8 +187,13 @@ class StreamingFeatureComputer:
                 added |= state.add_transaction(transaction_id, time_ms, amount)
                 if watermark is not None and state.times[0] < watermark - self._retention(entity):
                     state.evict(watermark - self._retention(entity))
-        if watermark is None or time_ms > watermark:
-            self.watermark_ms = time_ms
+        seen = self.source_times.get(source)
+        if seen is None or time_ms > seen:
+            self.source_times[source] = time_ms
+            self._update_watermark()
+        newest = self.max_time_ms
+        if newest is None or time_ms > newest:
+            self.max_time_ms = time_ms
         vector = self.vector(transaction_id, ids, time_ms, amount)
         previous = self.recent.get(transaction_id)
         if previous is None:
@@ -188,8 +202,9 @@ class StreamingFeatureComputer:
                             previous.revision if previous is not None else 0)
         self.recent[transaction_id] = emission
         emitted = [emission]
-        if added and watermark is not None and time_ms < watermark:
-            emitted += self._revise(ids, after=(time_ms, transaction_id))
+        if added and newest is not None and time_ms <= newest:
+            # Emitted transactions at or after this time may have counted without it.
+            emitted += self._revise(ids, since_ms=time_ms, skip=transaction_id)
         self._maybe_sweep()
         return emitted
 
@@ -205,19 +220,47 @@ class StreamingFeatureComputer:
                 added |= self._state(entity, entity_id).add_label(
                     transaction_id, labeled_at_ms, is_fraud, transaction_time_ms
                 )
-        if not added or self.watermark_ms is None or labeled_at_ms > self.watermark_ms:
+        if not added or self.max_time_ms is None or labeled_at_ms > self.max_time_ms:
             return []
-        return self._revise(ids, after=(labeled_at_ms, ""))
+        return self._revise(ids, since_ms=labeled_at_ms)
+
+    def expect_sources(self, sources: list[str]) -> None:
+        """Declare input partitions that will deliver events (e.g. on assignment).
+
+        Until each has delivered one, the watermark stays undefined: nothing is
+        judged late and nothing evicted while a slower partition may still
+        hold older events.
+        """
+        for source in sources:
+            self.source_times.setdefault(source, None)
+        self._update_watermark()
+
+    def _update_watermark(self) -> None:
+        times = list(self.source_times.values())
+        if times and all(t is not None for t in times):
+            self.watermark_ms = min(t for t in times if t is not None)
+        else:
+            self.watermark_ms = None
+
+    def newest(self, entity: str, entity_id: str) -> tuple[int, str] | None:
+        """(time_ms, transaction id) of the entity's newest known event, if any."""
+        state = self.states.get((entity, entity_id))
+        return state.order[-1] if state is not None and state.order else None
+
+    @property
+    def entity_keys(self) -> list[tuple[str, int]]:
+        """(entity name, index into the (customer_id, terminal_id) ids tuple)."""
+        return list(self._entities)
 
     def _retention(self, entity: str) -> int:
         return self.allowed_lateness_ms + self.horizon_ms[entity]
 
-    def _revise(self, ids: tuple[str | None, str | None],
-                after: tuple[int, str]) -> list[Emission]:
-        """Recompute recent vectors sharing an entity with ``ids`` and ordered after ``after``."""
+    def _revise(self, ids: tuple[str | None, str | None], since_ms: int,
+                skip: str | None = None) -> list[Emission]:
+        """Recompute recent vectors sharing an entity with ``ids``, stamped >= ``since_ms``."""
         revised = []
         for other_id, emitted in self.recent.items():
-            if (emitted.time_ms, other_id) <= after:
+            if emitted.time_ms < since_ms or other_id == skip:
                 continue
             if not any(ids[k] is not None and emitted.ids[k] == ids[k] for _, k in self._entities):
                 continue
@@ -243,7 +286,7 @@ class StreamingFeatureComputer:
             if state is None:
                 count, total, frauds = 0, 0.0, 0.0
             elif scan.delay_ms == 0:
-                count, total = state.trailing(time_ms, transaction_id, scan.window_ms)
+                count, total = state.trailing(time_ms, scan.window_ms)
                 frauds = 0.0
             else:
                 count, total, frauds = state.delayed(time_ms, scan.window_ms, scan.delay_ms)
@@ -317,6 +360,8 @@ def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:
         "feature_set": computer.feature_set.name,
         "feature_set_version": computer.feature_set.version,
         "watermark_ms": computer.watermark_ms,
+        "source_times": computer.source_times,
+        "max_time_ms": computer.max_time_ms,
         "last_sweep_ms": computer._last_sweep_ms,
         "revisions": computer.revisions,
         "states": states,
@@ -350,5 +395,7 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
                                         dict(zip(names, values, strict=True)), revision)
         computer._recent_order.append((time_ms, tid))
     computer.watermark_ms = data["watermark_ms"]
+    computer.source_times = dict(data["source_times"])
+    computer.max_time_ms = data["max_time_ms"]
     computer._last_sweep_ms = data["last_sweep_ms"]
     computer.revisions = data["revisions"]

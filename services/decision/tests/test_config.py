@@ -1,30 +1,20 @@
-"""rtml_decision settings: defaults, environment overrides, validation, and the entry point.
+"""rtml_decision settings: its defaults, an override, canary weights and the admin key.
 
-The entry point is run in a subprocess because its contract is the process
-exit code and stderr that an orchestrator sees.
+The contract every service keeps (README, entry point, shared settings) is
+checked for all of them in ``tests/test_service_configs.py``, where the entry
+point runs in a subprocess; here :func:`main` is called directly.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
-import sys
-from enum import Enum
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from pydantic.fields import FieldInfo
 
-from rtml_common.config import SHARED_SETTINGS, env_names
-from rtml_common.topics import all_topic_names
-from rtml_decision import ISSUE
-from rtml_decision.__main__ import EXIT_BAD_CONFIG, EXIT_NOT_IMPLEMENTED, unknown_variables
-from rtml_decision.config import ENV_PREFIX, SHARED_SETTINGS_USED, Settings
-
-README = Path(__file__).resolve().parents[1] / "README.md"
+from rtml_common.service_config import EXIT_BAD_CONFIG
+from rtml_decision.__main__ import main
+from rtml_decision.config import Settings
 
 #: Defaults the README promises; changing one is a behaviour change.
 EXPECTED_DEFAULTS = {
@@ -41,38 +31,8 @@ EXPECTED_DEFAULTS = {
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Drop RTML_* variables of the developer's shell so defaults are really defaults."""
-    for name in list(os.environ):
-        if name.upper().startswith("RTML_"):
-            monkeypatch.delenv(name)
-
-
-def run_service(**env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m rtml_decision`` with only ``env`` as RTML_* configuration."""
-    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("RTML_")}
-    return subprocess.run(
-        [sys.executable, "-m", "rtml_decision"],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def rendered_default(field: FieldInfo) -> str:
-    """A default as the README's configuration table writes it."""
-    value = field.get_default(call_default_factory=True)
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    for name in [name for name in os.environ if name.upper().startswith("RTML_")]:
+        monkeypatch.delenv(name)
 
 
 def test_defaults_parse_to_the_documented_values() -> None:
@@ -87,79 +47,6 @@ def test_environment_overrides_a_default(monkeypatch: pytest.MonkeyPatch) -> Non
     assert Settings().canary_weights == expected
 
 
-def test_invalid_value_raises_naming_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RTML_DECISION_REQUEST_TIMEOUT_MS", "0")
-    with pytest.raises(ValidationError, match="request_timeout_ms"):
-        Settings()
-
-
-def test_settings_do_not_duplicate_shared_settings() -> None:
-    assert set(SHARED_SETTINGS_USED) <= set(SHARED_SETTINGS)
-    own = env_names(Settings)
-    assert all(name.startswith(ENV_PREFIX) for name in own)
-    for shared in SHARED_SETTINGS:
-        assert not own & env_names(shared), shared.__name__
-
-
-def test_unknown_prefixed_variable_is_flagged() -> None:
-    typo = "RTML_DECISION_CANARY_WEIGHTS"[:-1]
-    assert unknown_variables({typo: "x", "RTML_DECISION_CANARY_WEIGHTS": "y", "PATH": "/bin"}) == [
-        typo
-    ]
-
-
-def test_readme_documents_every_setting_with_its_default() -> None:
-    text = README.read_text()
-    for name, field in Settings.model_fields.items():
-        assert field.description, f"{name} has no description"
-        env = f"{ENV_PREFIX}{name.upper()}"
-        rows = [line for line in text.splitlines() if line.startswith(f"| `{env}` |")]
-        assert rows, f"README does not document {env}"
-        assert f"`{rendered_default(field)}`" in rows[0], f"README default of {env} is stale"
-    for shared in SHARED_SETTINGS_USED:
-        prefix = str(shared.model_config.get("env_prefix"))
-        assert f"`{prefix}*`" in text, f"README does not mention {prefix}*"
-    assert f"Status: not implemented yet (issue #{ISSUE})" in text
-
-
-def test_readme_topics_are_platform_topics() -> None:
-    section = README.read_text().split("## Topics", 1)[1].split("\n## ", 1)[0]
-    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
-    topic_cells = [cells[1] for cells in rows[1:]]  # column 2 of the table, header row skipped
-    named = {name for cell in topic_cells for name in re.findall(r"`([^`]+)`", cell)}
-    assert named, "README names no topics"
-    assert named <= set(all_topic_names())
-
-
-def test_entry_point_rejects_a_bad_value_with_exit_2() -> None:
-    result = run_service(RTML_DECISION_REQUEST_TIMEOUT_MS="0")
-    assert result.returncode == EXIT_BAD_CONFIG, result.stderr
-    assert "RTML_DECISION_REQUEST_TIMEOUT_MS" in result.stderr
-    assert "request_timeout_ms" in result.stderr
-
-
-def test_entry_point_rejects_a_bad_shared_value_with_exit_2() -> None:
-    result = run_service(RTML_KAFKA_SESSION_TIMEOUT_MS="5")
-    assert result.returncode == EXIT_BAD_CONFIG, result.stderr
-    assert "RTML_KAFKA_SESSION_TIMEOUT_MS" in result.stderr
-
-
-def test_entry_point_rejects_a_misspelt_variable_with_exit_2() -> None:
-    typo = "RTML_DECISION_CANARY_WEIGHTS"[:-1]
-    result = run_service(**{typo: '{"champion": 95, "challenger": 5}'})
-    assert result.returncode == EXIT_BAD_CONFIG, result.stderr
-    assert typo in result.stderr
-
-
-def test_entry_point_says_it_is_not_implemented_and_exits_78() -> None:
-    result = run_service(RTML_DECISION_CANARY_WEIGHTS='{"champion": 95, "challenger": 5}')
-    assert result.returncode == EXIT_NOT_IMPLEMENTED, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "not implemented" in lines[0]
-    assert f"issue #{ISSUE}" in lines[0]
-
-
 @pytest.mark.parametrize(
     "weights",
     ['{"champion": -1, "challenger": 2}', '{"champion": 0, "challenger": 0}', '{" ": 1}'],
@@ -172,17 +59,22 @@ def test_canary_weights_must_describe_a_split(
         Settings()
 
 
-def test_malformed_canary_json_exits_2_naming_the_field() -> None:
-    result = run_service(RTML_DECISION_CANARY_WEIGHTS="champion=95")
-    assert result.returncode == EXIT_BAD_CONFIG, result.stderr
-    assert "canary_weights" in result.stderr
+def test_malformed_canary_json_exits_2_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RTML_DECISION_CANARY_WEIGHTS", "champion=95")
+    assert main() == EXIT_BAD_CONFIG
+    assert "canary_weights" in capsys.readouterr().err
 
 
-def test_short_admin_key_is_refused_without_echoing_it() -> None:
-    result = run_service(RTML_DECISION_ADMIN_API_KEY="hunter2-secret")
-    assert result.returncode == EXIT_BAD_CONFIG, result.stderr
-    assert "RTML_DECISION_ADMIN_API_KEY" in result.stderr
-    assert "hunter2-secret" not in result.stderr
+def test_short_admin_key_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RTML_DECISION_ADMIN_API_KEY", "hunter2-secret")
+    assert main() == EXIT_BAD_CONFIG
+    captured = capsys.readouterr()
+    assert "RTML_DECISION_ADMIN_API_KEY" in captured.err
+    assert "hunter2-secret" not in captured.err + captured.out
 
 
 def test_admin_key_is_kept_secret(monkeypatch: pytest.MonkeyPatch) -> None:

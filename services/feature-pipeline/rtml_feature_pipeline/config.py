@@ -43,14 +43,18 @@ class Settings(BaseSettings):
     consumer_group: str = Field(
         default="rtml-feature-pipeline",
         min_length=1,
-        description="Kafka consumer group: workers sharing it split the co-partitioned topics.",
+        description=(
+            "Kafka consumer group. One worker per group owns every partition: terminal "
+            "windows need all of a terminal's transactions, which are keyed by customer."
+        ),
     )
     redis_ttl_s: int = Field(
-        default=31 * 24 * 3600,
+        default=38 * 24 * 3600,
         ge=60,
         description=(
             "TTL of a customer's / terminal's feature hash in Redis. Longer than the longest "
-            "window (30 days) so state expires only once it can no longer count."
+            "horizon (30-day window + 7-day label delay) so a hash expires only once none of "
+            "its values can still be non-zero."
         ),
     )
     allowed_lateness_s: int = Field(
@@ -59,5 +63,13 @@ class Settings(BaseSettings):
         description=(
             "How far behind the newest event time seen an event may arrive and still "
             "update windows; later events are counted as late instead."
+        ),
+    )
+    checkpoint_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "How often the window state is checkpointed to Redis with the offsets it covers; "
+            "a crash replays at most this much input."
         ),
     )

@@ -157,6 +157,10 @@ class ConsumerLoop:
         signal.signal(signal.SIGTERM, _handle)
         signal.signal(signal.SIGINT, _handle)
 
+    def set_start_offsets(self, start_offsets: StartOffsets | None) -> None:
+        """Replace the start-offset hook (before :meth:`run`)."""
+        self._start_offsets = start_offsets
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start partitions where ``start_offsets`` says (e.g. a state checkpoint)."""
         if self._start_offsets is not None:

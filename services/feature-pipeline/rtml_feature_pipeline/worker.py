@@ -1,0 +1,215 @@
+"""The feature worker: records in; feature vectors, online-store writes and late records out.
+
+Transport-agnostic: the Kafka consumer loop and the Faust app both hand it
+decoded batches. Per batch it
+
+1. applies each transaction / label to the :class:`StreamingFeatureComputer`
+   (which dedupes by transaction id, so a redelivered batch changes nothing);
+2. publishes a ``features`` event per emitted vector — a transaction's first
+   vector and any revision a late event caused (consumers keep the highest
+   revision);
+3. writes each touched entity's values to the online store, but only values
+   computed at that entity's newest known event, so the store converges to
+   the same state whatever order partitions are interleaved in;
+4. sends transactions older than the allowed lateness to
+   ``transactions.late`` with the reason, and counts them;
+5. every ``checkpoint_interval_s``, flushes the producer and saves the state
+   with the offsets it covers (see :mod:`.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opentelemetry import metrics
+
+from rtml_common.events import FeatureVector, Label, Transaction
+from rtml_common.kafka.consumer import ConsumerLoop, Record
+from rtml_common.kafka.producer import EventProducer
+from rtml_common.serde import dumps, headers_for
+from rtml_common.topics import late_topic, spec_for_event
+from rtml_feature_pipeline.checkpoint import Checkpoint, CheckpointStore
+from rtml_features.definitions import FeatureSet
+from rtml_features.online_store.base import EntityValues, OnlineStore, entity_features
+from rtml_features.stream import Emission, LateEvent, StreamingFeatureComputer, restore, snapshot
+
+logger = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LATE_REASON_HEADER = "rtml-late-reason"
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Exact integer milliseconds since the epoch (floor), as the batch engine computes them."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+class FeatureWorker:
+    """Applies batches of transaction and label records; see the module docstring."""
+
+    def __init__(
+        self,
+        feature_set: FeatureSet,
+        store: OnlineStore,
+        producer: EventProducer,
+        allowed_lateness: timedelta,
+        checkpoints: CheckpointStore | None = None,
+        checkpoint_interval_s: float = 5.0,
+    ) -> None:
+        self.feature_set = feature_set
+        self.store = store
+        self.producer = producer
+        self.computer = StreamingFeatureComputer(feature_set, allowed_lateness)
+        self.checkpoints = checkpoints
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.events_applied = 0
+        self.late_events = 0
+        self.vectors_published = 0
+        self._last_checkpoint = time.monotonic()
+        self._features_topic = spec_for_event(FeatureVector).name
+        self._features_headers = headers_for(FeatureVector)
+        self._late_topic = late_topic(spec_for_event(Transaction).name)
+        self._entity_features = {
+            entity.name: entity_features(feature_set, entity) for entity in feature_set.entities
+        }
+        meter = metrics.get_meter("rtml.feature_pipeline")
+        self._vectors = meter.create_counter(
+            "rtml_feature_vectors", description="Feature vectors published (incl. revisions)")
+        self._revisions = meter.create_counter(
+            "rtml_feature_revisions", description="Vectors re-published after a late event")
+        self._late = meter.create_counter(
+            "rtml_late_events", description="Transactions beyond the allowed lateness")
+        self._freshness = meter.create_histogram(
+            "rtml_feature_freshness", unit="s",
+            description="Kafka record timestamp of a transaction to its vector published",
+            explicit_bucket_boundaries_advisory=[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        )
+
+    # -- recovery ------------------------------------------------------------
+
+    def recover(self) -> Checkpoint | None:
+        """Restore the last checkpoint, if any; the consumer then starts at its offsets."""
+        if self.checkpoints is None:
+            return None
+        checkpoint = self.checkpoints.load()
+        if checkpoint is None:
+            logger.info("no checkpoint: starting from the earliest offsets")
+            return None
+        restore(self.computer, checkpoint.state)
+        self.offsets = dict(checkpoint.offsets)
+        self.events_applied = checkpoint.events_applied
+        logger.info("restored checkpoint: %d events applied, offsets %s",
+                    checkpoint.events_applied, sorted(checkpoint.offsets.items()))
+        return checkpoint
+
+    def watch_assignments(self, loop: ConsumerLoop) -> None:
+        """Declare assigned transaction partitions as watermark sources as they arrive."""
+        transactions = spec_for_event(Transaction).name
+
+        def start_offset(topic: str, partition: int) -> int | None:
+            if topic == transactions:
+                self.computer.expect_sources([f"{topic}:{partition}"])
+            return self.start_offset(topic, partition)
+
+        loop.set_start_offsets(start_offset)
+
+    def start_offset(self, topic: str, partition: int) -> int | None:
+        """Where to resume a partition: the checkpoint's offset, else the beginning (0).
+
+        Never the group's committed offset: events before it but after the
+        last checkpoint would be missing from the state.
+        """
+        return self.offsets.get((topic, partition), 0)
+
+    def checkpoint(self) -> None:
+        """Flush outputs, then save state and offsets atomically."""
+        if self.checkpoints is None:
+            return
+        self.producer.flush()
+        size = self.checkpoints.save(Checkpoint(snapshot(self.computer), dict(self.offsets),
+                                                self.events_applied))
+        self._last_checkpoint = time.monotonic()
+        logger.debug("checkpoint saved: %d bytes, %d events", size, self.events_applied)
+
+    # -- processing ----------------------------------------------------------
+
+    def handle(self, records: list[Record[Any]]) -> None:
+        """Apply one batch (idempotent: a retried batch changes nothing)."""
+        updates: dict[tuple[str, str], EntityValues] = {}
+        now = time.time()
+        for record in records:
+            event = record.value
+            if isinstance(event, Transaction):
+                try:
+                    emitted = self.computer.on_transaction(
+                        event.transaction_id, event.customer_id, event.terminal_id,
+                        epoch_ms(event.event_time), event.amount,
+                        f"{record.topic}:{record.partition}")
+                except LateEvent as exc:
+                    self._send_late(record, str(exc))
+                    emitted = []
+                else:
+                    self._freshness.record(max(0.0, now - record.timestamp_ms / 1000))
+            elif isinstance(event, Label):
+                emitted = self.computer.on_label(
+                    event.transaction_id, event.customer_id, event.terminal_id,
+                    epoch_ms(event.transaction_time), epoch_ms(event.labeled_at), event.is_fraud)
+            else:
+                raise TypeError(f"unexpected event {type(event).__name__} on {record.topic}")
+            for emission in emitted:
+                self._publish(emission)
+                self._collect_updates(emission, updates)
+            key = (record.topic, record.partition)
+            self.offsets[key] = max(self.offsets.get(key, 0), record.offset + 1)
+            self.events_applied += 1
+        self.store.write(self.feature_set, list(updates.values()))
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
+            self.checkpoint()
+
+    def _publish(self, emission: Emission) -> None:
+        customer_id, terminal_id = emission.ids
+        value = dumps({
+            "transaction_id": emission.transaction_id,
+            "customer_id": customer_id,
+            "terminal_id": terminal_id,
+            "event_time": EPOCH + timedelta(milliseconds=emission.time_ms),
+            "amount": emission.amount,
+            "feature_set": self.feature_set.name,
+            "feature_set_version": self.feature_set.version,
+            "features": emission.vector,
+            "revision": emission.revision,
+            "computed_at": datetime.now(UTC),
+        })
+        self.producer.send_raw(self._features_topic, str(customer_id).encode(), value,
+                               self._features_headers)
+        self.vectors_published += 1
+        self._vectors.add(1)
+        if emission.revision:
+            self._revisions.add(1)
+
+    def _collect_updates(self, emission: Emission,
+                         updates: dict[tuple[str, str], EntityValues]) -> None:
+        for entity, key_index in self.computer.entity_keys:
+            entity_id = emission.ids[key_index]
+            if entity_id is None:
+                continue
+            if self.computer.newest(entity, entity_id) != (emission.time_ms,
+                                                          emission.transaction_id):
+                continue  # an older event's values must never overwrite newer ones
+            updates[(entity, entity_id)] = EntityValues(
+                entity, entity_id,
+                {name: emission.vector[name] for name in self._entity_features[entity]},
+                emission.time_ms, emission.transaction_id)
+
+    def _send_late(self, record: Record[Any], reason: str) -> None:
+        self.late_events += 1
+        self._late.add(1)
+        headers = [*record.headers, (LATE_REASON_HEADER, reason.encode())]
+        self.producer.send_raw(self._late_topic, record.key,
+                               dumps(record.value.model_dump()), headers)
+        logger.info("late transaction sent to %s: %s", self._late_topic, reason)
