@@ -31,6 +31,7 @@ equals the batch engine's point-in-time value.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
@@ -40,7 +41,6 @@ from rtml_features.definitions import (
     Agg,
     FeatureSet,
     Ratio,
-    RowFeature,
     RowKind,
     WindowAggregate,
 )
@@ -51,16 +51,6 @@ MS_PER_DAY = 86_400_000
 
 class LateEvent(ValueError):
     """A transaction arrived later than the allowed lateness."""
-
-
-def row_feature_value(feature: RowFeature, time_ms: int, amount: float) -> float:
-    """Scalar twin of the batch engine's vectorized row features."""
-    if feature.kind is RowKind.FIELD:
-        return float(amount)
-    days, in_day = divmod(time_ms, MS_PER_DAY)
-    if feature.kind is RowKind.WEEKEND:
-        return 1.0 if (days + 3) % 7 >= 5 else 0.0  # 1970-01-01 was a Thursday
-    return 1.0 if in_day // 3_600_000 <= feature.night_end_hour else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +102,12 @@ class StreamingFeatureComputer:
     Eviction is lazy: an entity's expired events are dropped when it is next
     touched, and a sweep every ``sweep_every`` of event time drops idle
     entities, so per-event cost does not grow with the number of entities.
+    Vectors are dicts keyed by feature name; their key order is not the
+    feature set's order (use ``feature_set.names`` for model input order).
     """
 
     def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0),
-                 sweep_every: timedelta = timedelta(days=1)):
+                 sweep_every: timedelta = timedelta(days=7)):
         self.feature_set = feature_set
         self.allowed_lateness_ms = int(allowed_lateness.total_seconds() * 1000)
         self.sweep_every_ms = int(sweep_every.total_seconds() * 1000)
@@ -148,10 +140,18 @@ class StreamingFeatureComputer:
             for (entity, key, window_ms, delay_ms), aggregates in grouped.items()
         ]
         self._entities = sorted({(scan.entity, scan.key_index) for scan in self._scans})
+        #: An event at t can only change vectors of its entity stamped >= t + this.
+        self._min_delay = {
+            entity: min(scan.delay_ms for scan in self._scans if scan.entity == entity)
+            for entity, _ in self._entities
+        }
         self._label_entities = sorted(
             {(scan.entity, scan.key_index) for scan in self._scans if scan.uses_labels}
         )
-        self._row_features = [(f.name, f) for f in feature_set.row_features]
+        self._row_kinds = [(f.name, f.kind, f.night_end_hour) for f in feature_set.row_features]
+        #: Aggregates computed only as parts of ratios, not features themselves.
+        self._internal = [a.name for a in feature_set.window_aggregates
+                          if a.name not in set(feature_set.names)]
         self._ratios = [(f.name, f.numerator.name, f.denominator.name, f.default)
                         for f in feature_set.features if isinstance(f, Ratio)]
         self._names = feature_set.names
@@ -190,7 +190,9 @@ class StreamingFeatureComputer:
         seen = self.source_times.get(source)
         if seen is None or time_ms > seen:
             self.source_times[source] = time_ms
-            self._update_watermark()
+            # The minimum can only move if this source was (one of) the slowest.
+            if seen is None or watermark is None or seen <= watermark:
+                self._update_watermark()
         newest = self.max_time_ms
         if newest is None or time_ms > newest:
             self.max_time_ms = time_ms
@@ -204,7 +206,7 @@ class StreamingFeatureComputer:
         emitted = [emission]
         if added and newest is not None and time_ms <= newest:
             # Emitted transactions at or after this time may have counted without it.
-            emitted += self._revise(ids, since_ms=time_ms, skip=transaction_id)
+            emitted += self._revise(ids, since_ms=time_ms, skip=transaction_id, add_delay=True)
         self._maybe_sweep()
         return emitted
 
@@ -220,9 +222,11 @@ class StreamingFeatureComputer:
                 added |= self._state(entity, entity_id).add_label(
                     transaction_id, labeled_at_ms, is_fraud, transaction_time_ms
                 )
-        if not added or self.max_time_ms is None or labeled_at_ms > self.max_time_ms:
+        # Only fraud labels change vectors (label fields are fraud counts).
+        newest = self.max_time_ms
+        if not added or not is_fraud or newest is None or labeled_at_ms > newest:
             return []
-        return self._revise(ids, since_ms=labeled_at_ms)
+        return self._revise(ids, since_ms=max(labeled_at_ms, transaction_time_ms))
 
     def expect_sources(self, sources: list[str]) -> None:
         """Declare input partitions that will deliver events (e.g. on assignment).
@@ -256,14 +260,29 @@ class StreamingFeatureComputer:
         return self.allowed_lateness_ms + self.horizon_ms[entity]
 
     def _revise(self, ids: tuple[str | None, str | None], since_ms: int,
-                skip: str | None = None) -> list[Emission]:
-        """Recompute recent vectors sharing an entity with ``ids``, stamped >= ``since_ms``."""
+                skip: str | None = None, add_delay: bool = False) -> list[Emission]:
+        """Recompute recent vectors sharing an entity with ``ids``, stamped >= ``since_ms``.
+
+        Candidates come from the entities' own sorted events, so the cost is
+        the number of affected events, not the size of ``recent``. With
+        ``add_delay`` (a new transaction) an entity whose windows all lie a
+        label delay back only looks from ``since_ms + delay``.
+        """
+        candidates: set[str] = set()
+        for entity, key_index in self._entities:
+            entity_id = ids[key_index]
+            state = self.states.get((entity, entity_id)) if entity_id is not None else None
+            if state is None:
+                continue
+            since = since_ms + self._min_delay[entity] if add_delay else since_ms
+            if state.times[-1] < since if state.times else True:
+                continue
+            start = bisect_left(state.times, since)
+            candidates.update(tid for _, tid in state.order[start:] if tid in self.recent)
+        candidates.discard(skip or "")
         revised = []
-        for other_id, emitted in self.recent.items():
-            if emitted.time_ms < since_ms or other_id == skip:
-                continue
-            if not any(ids[k] is not None and emitted.ids[k] == ids[k] for _, k in self._entities):
-                continue
+        for other_id in sorted(candidates, key=lambda tid: (self.recent[tid].time_ms, tid)):
+            emitted = self.recent[other_id]
             vector = self.vector(other_id, emitted.ids, emitted.time_ms, emitted.amount)
             if vector != emitted.vector:
                 revision = Emission(other_id, emitted.ids, emitted.time_ms, emitted.amount,
@@ -276,9 +295,17 @@ class StreamingFeatureComputer:
     def vector(self, transaction_id: str, ids: tuple[str | None, str | None], time_ms: int,
                amount: float) -> dict[str, float]:
         """The feature vector at (time, id) from the current state (no state change)."""
-        values: dict[str, float] = {
-            name: row_feature_value(f, time_ms, amount) for name, f in self._row_features
-        }
+        days, in_day = divmod(time_ms, MS_PER_DAY)
+        weekend = 1.0 if (days + 3) % 7 >= 5 else 0.0  # 1970-01-01 was a Thursday
+        hour = in_day // 3_600_000
+        values: dict[str, float] = {}
+        for name, row_kind, night_end_hour in self._row_kinds:
+            if row_kind is RowKind.FIELD:
+                values[name] = float(amount)
+            elif row_kind is RowKind.WEEKEND:
+                values[name] = weekend
+            else:
+                values[name] = 1.0 if hour <= night_end_hour else 0.0
         states = self.states
         for scan in self._scans:
             entity_id = ids[scan.key_index]
@@ -304,7 +331,10 @@ class StreamingFeatureComputer:
         for name, numerator, denominator, default in self._ratios:
             below = values[denominator]
             values[name] = values[numerator] / below if below else default
-        return {name: values[name] for name in self._names}
+        if self._internal:
+            for name in self._internal:
+                del values[name]
+        return values
 
     def _maybe_sweep(self) -> None:
         watermark = self.watermark_ms

@@ -164,6 +164,12 @@ def replay_command(
     create_topics: Annotated[bool, typer.Option(help="Create missing topics first.")] = True,
     replication_factor: Annotated[int, typer.Option(
         help="For created topics; -1 = broker default.")] = -1,
+    out_of_order: Annotated[float, typer.Option(
+        min=0.0, max=1.0,
+        help="Fraction of transactions sent late (out of order), to test lateness.")] = 0.0,
+    out_of_order_max_s: Annotated[float, typer.Option(
+        min=0.0, help="How much later (event-time seconds) a delayed transaction may be sent.",
+    )] = 240.0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Replay a data set to Kafka in event-time order, with delayed labels."""
@@ -180,7 +186,8 @@ def replay_command(
             label_delay=timedelta(days=label_delay_days), pending_labels=pending_labels,
             earlier_labels=earlier_labels, pace=pace, transactions_topic=transactions_topic,
             labels_topic=labels_topic, create_topics=create_topics,
-            replication_factor=replication_factor,
+            replication_factor=replication_factor, out_of_order_fraction=out_of_order,
+            out_of_order_max=timedelta(seconds=out_of_order_max_s),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

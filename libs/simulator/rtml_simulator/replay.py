@@ -93,6 +93,12 @@ class ReplayOptions:
     create_topics: bool = True
     #: For ``create_topics``: -1 = broker default; 1 for a one-broker stack.
     replication_factor: int = -1
+    #: Fraction of transactions delivered late, to exercise out-of-order handling:
+    #: each is sent as if its event time were up to ``out_of_order_max`` later.
+    out_of_order_fraction: float = 0.0
+    out_of_order_max: timedelta = timedelta(minutes=4)
+    #: Seeds which transactions are delayed and by how much (reproducible runs).
+    out_of_order_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.start_day < 0:
@@ -103,6 +109,10 @@ class ReplayOptions:
             raise ValueError("limit must be >= 0")
         if self.label_delay < timedelta(0):
             raise ValueError("label_delay must be >= 0")
+        if not 0.0 <= self.out_of_order_fraction <= 1.0:
+            raise ValueError("out_of_order_fraction must be in [0, 1]")
+        if self.out_of_order_max < timedelta(0):
+            raise ValueError("out_of_order_max must be >= 0")
 
     @property
     def label_delay_us(self) -> int:
@@ -171,7 +181,15 @@ def plan_replay(table: pa.Table, options: ReplayOptions) -> ReplayPlan:
     kinds = np.concatenate([np.full(len(tx_rows), TRANSACTION, np.int8),
                             np.full(len(label_rows), LABEL, np.int8)])
     rows = np.concatenate([tx_rows, label_rows])
-    order = np.lexsort((rows, kinds, all_times))
+    send_times = all_times.copy()
+    if options.out_of_order_fraction > 0 and len(tx_rows):
+        # Delay a seeded sample of transactions: sent later than events up to
+        # out_of_order_max after them, so consumers see them out of order.
+        rng = np.random.default_rng(options.out_of_order_seed)
+        late = rng.random(len(tx_rows)) < options.out_of_order_fraction
+        max_us = options.out_of_order_max // timedelta(microseconds=1)
+        send_times[: len(tx_rows)][late] += rng.integers(1, max(2, max_us + 1), int(late.sum()))
+    order = np.lexsort((rows, kinds, send_times))
     kinds, rows, all_times = kinds[order], rows[order], all_times[order]
     if options.pending_labels and len(pending):
         kinds = np.concatenate([kinds, np.full(len(pending), LABEL, np.int8)])

@@ -210,3 +210,22 @@ def test_pacer_targets_are_absolute_and_follow_the_mode() -> None:
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_out_of_order_option_delays_a_seeded_fraction_within_the_bound(tmp_path: Path) -> None:
+    """5 % of transactions are sent after events up to the bound later, never further."""
+    write_dataset(simulate(SimulationConfig(n_customers=3000, n_terminals=3000, n_days=3,
+                                            seed=5)), tmp_path)
+    table = read_transactions(tmp_path)
+    bound = timedelta(minutes=4)
+    plain = plan_replay(table, ReplayOptions(days=3))
+    options = ReplayOptions(days=3, out_of_order_fraction=0.05, out_of_order_max=bound,
+                            out_of_order_seed=1)
+    shuffled = plan_replay(table, options)
+    assert sorted(plain.rows.tolist()) == sorted(shuffled.rows.tolist())  # nothing lost
+    times = shuffled.times_us[shuffled.kinds == TRANSACTION]
+    # A transaction is out of order when a transaction sent before it is stamped later.
+    behind = np.maximum.accumulate(times) - times
+    assert 0.03 < float((behind > 0).mean()) < 0.07
+    assert int(behind.max()) <= bound // timedelta(microseconds=1)
+    assert plan_replay(table, options).rows.tolist() == shuffled.rows.tolist()  # seeded

@@ -66,10 +66,18 @@ class Settings(BaseSettings):
         ),
     )
     checkpoint_interval_s: float = Field(
-        default=5.0,
+        default=30.0,
         gt=0,
         description=(
             "How often the window state is checkpointed to Redis with the offsets it covers; "
             "a crash replays at most this much input."
+        ),
+    )
+    fetch_partition_bytes: int = Field(
+        default=262_144,
+        ge=1024,
+        description=(
+            "Max bytes fetched per partition per request. Smaller fetches interleave "
+            "partitions more finely in event time, so fewer vectors need revising."
         ),
     )

@@ -70,7 +70,8 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         spec_for_event(Transaction).name: Transaction, spec_for_event(Label).name: Label,
     }
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
-                        start_offsets=worker.start_offset)
+                        start_offsets=worker.start_offset,
+                        **{"max.partition.fetch.bytes": settings.fetch_partition_bytes})
     worker.watch_assignments(loop)
     if install_signal_handlers:
         loop.install_signal_handlers()

@@ -16,5 +16,7 @@ def normalise_headers(raw: Any) -> HeaderList:
     """Headers as (name, bytes-or-None) pairs, whatever shape the client returned."""
     if not raw:
         return []
+    if isinstance(raw, list):
+        return raw  # what confluent-kafka returns: (str, bytes) pairs already (hot path)
     items = raw.items() if isinstance(raw, dict) else raw
     return [(str(k), v.encode() if isinstance(v, str) else v) for k, v in items]
