@@ -1,4 +1,4 @@
-"""rtml feature-pipeline: streaming feature computation (issue #3; not implemented yet).
+"""rtml feature-pipeline: streaming features into Redis and the ``features`` topic (issue #3).
 
 Run it with ``python -m rtml_feature_pipeline``.
 Settings: :mod:`rtml_feature_pipeline.config`.

@@ -8,6 +8,8 @@ against one set of names.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -79,5 +81,12 @@ class Settings(BaseSettings):
         description=(
             "Max bytes fetched per partition per request. Smaller fetches interleave "
             "partitions more finely in event time, so fewer vectors need revising."
+        ),
+    )
+    engine: Literal["kafka", "faust"] = Field(
+        default="kafka",
+        description=(
+            "Streaming engine: 'kafka' (confluent-kafka consumer loop, the fastest) or "
+            "'faust' (a faust-streaming app). Both run the same worker and checkpoints."
         ),
     )
