@@ -33,7 +33,8 @@ def main() -> int:
     else:
         from rtml_feature_pipeline import kafka_engine as engine  # type: ignore[no-redef]
     logger.info("starting %s engine for feature set %s", settings.engine, settings.feature_set)
-    run = engine.run(settings, KafkaSettings(), RedisSettings())
+    run = engine.run(settings, KafkaSettings(), RedisSettings(),
+                     max_idle_s=settings.exit_when_idle_s or None)
     logger.info("stopped: %d events applied, %d vectors, %d late, resumed=%s",
                 run.events_applied, run.vectors_published, run.late_events,
                 run.resumed_from_checkpoint)

@@ -90,3 +90,11 @@ class Settings(BaseSettings):
             "'faust' (a faust-streaming app). Both run the same worker and checkpoints."
         ),
     )
+    exit_when_idle_s: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Stop (checkpointed, exit 0) after this many seconds without input once "
+            "partitions are assigned; 0 runs until SIGTERM. For catch-up jobs and tests."
+        ),
+    )

@@ -1,0 +1,97 @@
+"""Check streaming output against the batch engine: the parity guarantee, as a tool.
+
+The streaming engines promise that the last vector published for each
+transaction equals the batch engine's point-in-time value, and that each
+online-store entity holds the values at its newest transaction. These
+helpers rebuild the batch side from a simulated data set and read the
+streaming side back from Kafka, so the promise can be checked by tests,
+benchmarks and people after a deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+
+from rtml_common.events import FeatureVector
+from rtml_common.kafka.reader import iter_topic
+from rtml_features.baseline import BASELINE
+from rtml_features.batch import compute_features
+from rtml_features.definitions import FeatureSet
+from rtml_features.online_store.base import entity_features
+from rtml_simulator.io import read_transactions
+
+LABEL_DELAY = pd.Timedelta(days=7)
+
+
+def history_frames(data_dir: Path, n_transactions: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history, labels) of the first ``n_transactions`` of a simulated data set.
+
+    Ids become strings, as on the wire. Labels are known ``LABEL_DELAY`` after
+    their transaction, as the replay publishes them.
+    """
+    table = read_transactions(data_dir).slice(0, n_transactions).to_pandas()
+    history = pd.DataFrame({
+        "transaction_id": table["transaction_id"].astype(str),
+        "event_time": table["tx_datetime"],
+        "customer_id": table["customer_id"].astype(str),
+        "terminal_id": table["terminal_id"].astype(str),
+        "amount": table["tx_amount"],
+    })
+    labels = pd.DataFrame({
+        "transaction_id": history["transaction_id"],
+        "labeled_at": history["event_time"] + LABEL_DELAY,
+        "is_fraud": table["tx_fraud"].astype(bool),
+    })
+    return history, labels
+
+
+def batch_features(history: pd.DataFrame, labels: pd.DataFrame,
+                   feature_set: FeatureSet = BASELINE) -> pd.DataFrame:
+    """Point-in-time features of every history row, indexed by transaction id."""
+    return compute_features(feature_set, history, history, labels).set_index("transaction_id")
+
+
+def streamed_vectors(bootstrap: str, expected: int | None = None,
+                     idle_timeout_s: float = 5.0) -> pd.DataFrame:
+    """The last revision of every transaction's vector on the ``features`` topic."""
+    latest: dict[str, FeatureVector] = {}
+    for record in iter_topic(bootstrap, "features", expected, idle_timeout_s=idle_timeout_s):
+        vector = FeatureVector.model_validate_json(record.value() or b"")
+        kept = latest.get(vector.transaction_id)
+        if kept is None or vector.revision > kept.revision:
+            latest[vector.transaction_id] = vector
+    return pd.DataFrame.from_dict({tid: v.features for tid, v in latest.items()}, orient="index")
+
+
+def max_abs_diff(batch: pd.DataFrame, streamed: pd.DataFrame,
+                 names: list[str]) -> tuple[float, Any]:
+    """Largest |batch - streamed| over every transaction and feature, and where."""
+    diff = (batch.loc[streamed.index, names] - streamed[names]).abs()
+    worst = diff.stack().idxmax() if len(diff) else None
+    return float(np.nanmax(diff.to_numpy())) if len(diff) else 0.0, worst
+
+
+def redis_entity_state(client: redis.Redis) -> dict[str, dict[bytes, bytes]]:
+    """Every online-store hash in a Redis database: key -> fields."""
+    return {key.decode(): client.hgetall(key)  # type: ignore[misc]
+            for key in client.scan_iter("rtml:fs:*")}
+
+
+def expected_entity_values(batch: pd.DataFrame, history: pd.DataFrame,
+                           feature_set: FeatureSet = BASELINE,
+                           ) -> dict[tuple[str, str], dict[str, float]]:
+    """Batch values of each entity's features at its newest transaction."""
+    ordered = history.assign(_ms=history["event_time"].astype("datetime64[ms, UTC]"))
+    expected: dict[tuple[str, str], dict[str, float]] = {}
+    for entity in feature_set.entities:
+        names = entity_features(feature_set, entity)
+        newest = ordered.sort_values(["_ms", "transaction_id"]).groupby(entity.key).tail(1)
+        for _, row in newest.iterrows():
+            values = batch.loc[row["transaction_id"], names]
+            expected[(entity.name, row[entity.key])] = {n: float(values[n]) for n in names}
+    return expected
