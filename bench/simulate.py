@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from benchlib import machine, write_section
 
 from rtml_simulator import SimulationConfig, simulate, write_dataset
 
@@ -37,27 +36,6 @@ SECTION = "## Simulator"
 QUICK = SimulationConfig(n_customers=1_000, n_terminals=2_000, n_days=60,
                          radius=5.0 * (10_000 / 2_000) ** 0.5)
 FULL = SimulationConfig()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
-        "date": date.today().isoformat(),
-        # Other work on the machine skews timings; record how busy it was.
-        "load_average_1m": round(os.getloadavg()[0], 2),
-    }
 
 
 def bench_simulation(config: SimulationConfig, runs: int, out: Path) -> dict[str, Any]:
@@ -177,17 +155,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = DOCS) -> None:
-    """Replace (or append) the ``## Simulator`` section, leaving other sections alone."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             result["replay"] = bench_replay(out, start_day=30, days=7 if args.quick else 30)
 
     if not args.quick and not args.no_docs:
-        write_section(markdown(result))
+        write_section(SECTION, markdown(result), DOCS)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

@@ -10,6 +10,7 @@ partition from the worker's checkpoint.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,6 +40,9 @@ class EngineRun:
     late_events: int
     revisions: int
     resumed_from_checkpoint: bool
+    #: Seconds from the first batch's start to the last batch's end (excludes group join
+    #: and idle waiting): the denominator of throughput figures.
+    busy_seconds: float = 0.0
 
 
 def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: RedisSettings,
@@ -58,24 +62,35 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
 
 def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         redis_settings: RedisSettings | None = None, max_idle_s: float | None = None,
-        install_signal_handlers: bool = True) -> EngineRun:
+        install_signal_handlers: bool = True,
+        on_worker: Callable[[FeatureWorker], None] | None = None) -> EngineRun:
     """Consume until stopped (SIGTERM) or idle for ``max_idle_s``; checkpoint on the way out."""
     settings = settings or Settings()
     kafka = kafka or KafkaSettings()
     redis_settings = redis_settings or RedisSettings()
     producer = EventProducer(kafka)
     worker = build_worker(settings, kafka, redis_settings, producer)
+    if on_worker is not None:
+        on_worker(worker)  # e.g. a benchmark attaching a freshness probe
     checkpoint = worker.recover()
     topics: dict[str, type[Event]] = {
         spec_for_event(Transaction).name: Transaction, spec_for_event(Label).name: Label,
     }
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
                         start_offsets=worker.start_offset,
-                        **{"max.partition.fetch.bytes": settings.fetch_partition_bytes})
+                        **{"max.partition.fetch.bytes": settings.fetch_partition_bytes,
+                           "fetch.wait.max.ms": 10})
     worker.watch_assignments(loop)
     if install_signal_handlers:
         loop.install_signal_handlers()
     stats = loop.run(max_idle_s=max_idle_s)
     worker.checkpoint()
     return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,
-                     worker.computer.revisions, checkpoint is not None)
+                     worker.computer.revisions, checkpoint is not None, busy_seconds(worker))
+
+
+def busy_seconds(worker: FeatureWorker) -> float:
+    """Wall-clock seconds the worker spent between its first and last batch."""
+    if worker.busy_since is None or worker.busy_until is None:
+        return 0.0
+    return worker.busy_until - worker.busy_since

@@ -1,0 +1,49 @@
+"""What every benchmark here shares: machine facts and writing its docs section.
+
+Each benchmark runs as ``python bench/<name>.py [--quick] [--json]`` and owns
+one ``## <Section>`` of ``docs/benchmarks.md``, which it rewrites in place so
+the file always holds the latest full run of each.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "date": date.today().isoformat(),
+        # Other work on the machine skews timings; record how busy it was.
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def write_section(section: str, text: str, path: Path = DOCS) -> None:
+    """Replace (or append) ``section`` (a ``## `` heading line), leaving others alone."""
+    current = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: text + "\n", current, count=1)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(updated.rstrip("\n") + "\n")

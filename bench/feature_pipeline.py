@@ -1,0 +1,197 @@
+"""Feature pipeline benchmarks: streaming throughput, freshness, batch backfill.
+
+Three figures, each against real servers started here (Tansu broker, Redis):
+
+* **throughput** — transactions (with their labels interleaved in event
+  time) are produced first; one worker process (the Kafka engine, 15
+  baseline features) then catches up. Rate = transactions / the worker's
+  busy time (first batch start to last batch end: group join and idle
+  waiting excluded). Target >= 20,000 tx/s.
+* **freshness** — a replay subprocess produces at a fixed 2,000 tx/s (plus
+  labels) while the worker runs; latency is each transaction's Kafka record
+  timestamp (set when produced) to the moment its features were written to
+  Redis. p50/p99, target p99 <= 100 ms.
+* **backfill** — the batch engine computing the 15 features point-in-time for
+  the whole default data set (1.75 M transactions, 183 days). Target <= 60 s
+  (goal 20 s).
+
+``--quick`` shrinks every figure's input; ``--json`` prints one JSON object on
+the last line. A full run (no ``--quick``) rewrites the ``## Feature pipeline``
+section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import machine, write_section
+
+from rtml_common.config import KafkaSettings, RedisSettings
+from rtml_feature_pipeline import kafka_engine
+from rtml_feature_pipeline.config import Settings
+from rtml_feature_pipeline.parity import batch_features, history_frames
+from rtml_feature_pipeline.worker import FeatureWorker
+from rtml_localstack.testing import KafkaBroker, RedisServer
+from rtml_simulator import SimulationConfig, simulate, write_dataset
+from rtml_simulator.replay import ReplayOptions, replay
+
+SECTION = "## Feature pipeline"
+TARGETS = {"throughput_tx_per_s": 20_000, "freshness_p99_ms": 100, "backfill_s": 60}
+
+
+def servers(tmp: Path) -> tuple[KafkaBroker, RedisServer]:
+    return KafkaBroker.start_new(tmp / "kafka"), RedisServer.start_new(tmp / "redis")
+
+
+def bench_throughput(data: Path, n_transactions: int, start_day: int, tmp: Path) -> dict[str, Any]:
+    broker, redis_server = servers(tmp / "throughput")
+    try:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, session_timeout_ms=6000)
+        produced = replay(data, ReplayOptions(start_day=start_day, limit=n_transactions,
+                                              replication_factor=1), kafka)
+        run = kafka_engine.run(Settings(consumer_group="bench"), kafka,
+                               RedisSettings(url=redis_server.url), max_idle_s=2,
+                               install_signal_handlers=False)
+    finally:
+        broker.close()
+        redis_server.close()
+    return {
+        "transactions": produced.transactions,
+        "labels": produced.labels,
+        "events_applied": run.events_applied,
+        "busy_seconds": round(run.busy_seconds, 3),
+        "tx_per_s": round(produced.transactions / run.busy_seconds),
+        "events_per_s": round(run.events_applied / run.busy_seconds),
+        "revisions": run.revisions,
+        "late_events": run.late_events,
+    }
+
+
+def bench_freshness(data: Path, seconds: float, tx_rate: float, tmp: Path) -> dict[str, Any]:
+    broker, redis_server = servers(tmp / "freshness")
+    latencies: list[float] = []
+    try:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, session_timeout_ms=6000)
+        # Labels arrive at about the transaction rate, so pace events at twice it.
+        limit = int(seconds * tx_rate)
+        command = [sys.executable, "-m", "rtml_simulator.cli", "replay", "--data", str(data),
+                   "--bootstrap-servers", broker.bootstrap_servers, "--rate", str(2 * tx_rate),
+                   "--start-day", "30", "--limit", str(limit), "--replication-factor", "1",
+                   "--no-progress"]
+        producers: list[subprocess.Popen[bytes]] = []
+
+        def start_producer_once_assigned(worker: FeatureWorker) -> None:
+            # Produce only once the worker owns its partitions: a backlog built up
+            # during the group join would measure catch-up, not steady freshness.
+            while not worker.computer.source_times:
+                time.sleep(0.01)
+            producers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.PIPE))
+
+        def attach(worker: FeatureWorker) -> None:
+            worker.on_freshness = latencies.append
+            threading.Thread(target=start_producer_once_assigned, args=(worker,),
+                             daemon=True).start()
+
+        run = kafka_engine.run(Settings(consumer_group="bench-fresh"), kafka,
+                               RedisSettings(url=redis_server.url), max_idle_s=3,
+                               install_signal_handlers=False, on_worker=attach)
+        _, stderr = producers[0].communicate(timeout=120)
+        if producers[0].returncode != 0:
+            raise RuntimeError(f"replay failed: {stderr.decode()[-2000:]}")
+    finally:
+        broker.close()
+        redis_server.close()
+    # Drop the first second: the producer's own start-up (imports, Parquet read).
+    steady = latencies[int(tx_rate):]
+    quantiles = statistics.quantiles(steady, n=1000)
+    return {
+        "tx_rate": tx_rate,
+        "seconds": seconds,
+        "samples": len(steady),
+        "warmup_samples_dropped": len(latencies) - len(steady),
+        "p50_ms": round(statistics.median(steady) * 1000, 2),
+        "p99_ms": round(quantiles[989] * 1000, 2),
+        "p999_ms": round(quantiles[998] * 1000, 2),
+        "max_ms": round(max(steady) * 1000, 2),
+        "late_events": run.late_events,
+    }
+
+
+def bench_backfill(data: Path, n_transactions: int | None, runs: int) -> dict[str, Any]:
+    times = []
+    rows = 0
+    for _ in range(runs):
+        started = time.perf_counter()
+        history, labels = history_frames(data, n_transactions or 10**9)
+        frame = batch_features(history, labels)
+        times.append(time.perf_counter() - started)
+        rows = len(frame)
+    return {"rows": rows, "runs": runs, "seconds_median": round(statistics.median(times), 2),
+            "seconds_min": round(min(times), 2), "includes": "Parquet read + 15 features"}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, t, f, b = result["machine"], result["throughput"], result["freshness"], result["backfill"]
+    return "\n".join([
+        SECTION,
+        "",
+        f"Measured {m['date']} with `python bench/feature_pipeline.py` on {m['nproc']} cores "
+        f"({m['cpu']}), Python {m['python']}, 1-minute load average {m['load_average_1m']} at "
+        "start. Broker (Tansu), Redis and the worker share the same cores.",
+        "",
+        "| figure | measured | target |",
+        "|---|---|---|",
+        f"| streaming throughput, one worker (Kafka engine, 15 features) | "
+        f"{t['tx_per_s']:,} tx/s ({t['events_per_s']:,} events/s with labels) | "
+        f"≥ {TARGETS['throughput_tx_per_s']:,} tx/s |",
+        f"| freshness at {f['tx_rate']:,.0f} tx/s, produce → Redis | p50 {f['p50_ms']} ms, "
+        f"p99 {f['p99_ms']} ms, p99.9 {f['p999_ms']} ms | p99 ≤ {TARGETS['freshness_p99_ms']} ms |",
+        f"| batch backfill, {b['rows']:,} transactions | {b['seconds_median']} s (median of "
+        f"{b['runs']}, min {b['seconds_min']} s) | ≤ {TARGETS['backfill_s']} s (goal 20 s) |",
+        "",
+        f"Throughput run: {t['transactions']:,} transactions + {t['labels']:,} labels, "
+        f"{t['busy_seconds']} s busy, {t['revisions']} revisions, {t['late_events']} late. "
+        f"Freshness run: {f['samples']:,} samples over {f['seconds']} s after dropping "
+        f"{f['warmup_samples_dropped']:,} warm-up samples, max {f['max_ms']} ms.",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small inputs (CI smoke run)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = tmp / "data"
+        write_dataset(simulate(SimulationConfig(n_days=60 if args.quick else 183)), data)
+        result = {
+            "benchmark": "feature_pipeline",
+            "quick": args.quick,
+            "machine": machine(),
+            "throughput": bench_throughput(data, 30_000 if args.quick else 300_000, 30, tmp),
+            "freshness": bench_freshness(data, 8 if args.quick else 30, 2000.0, tmp),
+            "backfill": bench_backfill(data, 200_000 if args.quick else None,
+                                       1 if args.quick else 3),
+            "targets": TARGETS,
+        }
+    if not args.quick:
+        write_section(SECTION, markdown(result))
+    print(markdown(result) if not args.json else "", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
