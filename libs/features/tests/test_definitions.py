@@ -1,0 +1,68 @@
+"""Feature definitions validate themselves and version their content."""
+
+from datetime import timedelta
+
+import pytest
+
+from rtml_features.baseline import BASELINE, get_feature_set
+from rtml_features.definitions import (
+    Agg,
+    DefinitionError,
+    Entity,
+    FeatureSet,
+    Ratio,
+    RowFeature,
+    RowKind,
+    WindowAggregate,
+)
+
+CUSTOMER = Entity("customer", "customer_id")
+TERMINAL = Entity("terminal", "terminal_id")
+DAY = timedelta(days=1)
+W = WindowAggregate
+
+
+def test_baseline_has_the_fifteen_reference_features_in_order() -> None:
+    assert len(BASELINE.names) == 15
+    assert BASELINE.names[-1] == "terminal_id_risk_30day_window"
+    assert {e.name for e in BASELINE.entities} == {"customer", "terminal"}
+    assert BASELINE.horizon(TERMINAL) == timedelta(days=37)
+    assert BASELINE.uses_labels
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Entity("card", "card_number"), "not a transaction entity field"),
+        (lambda: W("x", CUSTOMER, Agg.COUNT, timedelta(0)), "window must be positive"),
+        (lambda: W("x", CUSTOMER, Agg.COUNT, DAY, field="amount"), "count takes no field"),
+        (lambda: WindowAggregate("x", CUSTOMER, Agg.SUM, DAY), "needs a field"),
+        (lambda: W("x", CUSTOMER, Agg.SUM, DAY, field="is_fraud"), "needs a label_delay"),
+        (lambda: WindowAggregate("x", CUSTOMER, Agg.MEAN, DAY, field="balance"), "unknown field"),
+        (lambda: WindowAggregate("1x", CUSTOMER, Agg.COUNT, DAY), "must be an identifier"),
+        (lambda: RowFeature("night", RowKind.NIGHT, night_end_hour=24), "night_end_hour"),
+        (lambda: Ratio("r", WindowAggregate("a", CUSTOMER, Agg.COUNT, DAY),
+                       WindowAggregate("b", CUSTOMER, Agg.COUNT, 2 * DAY)), "must share"),
+        (lambda: FeatureSet("s", [RowFeature("a", RowKind.WEEKEND),
+                                  RowFeature("a", RowKind.NIGHT)]), "duplicate names"),
+        (lambda: FeatureSet("s", []), "has no features"),
+    ],
+)
+def test_invalid_definitions_are_refused_with_the_reason(build: object, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        build()  # type: ignore[operator]
+
+
+def test_version_changes_with_any_definition_and_only_then() -> None:
+    def make(window_days: int) -> FeatureSet:
+        return FeatureSet("s", [WindowAggregate("c", CUSTOMER, Agg.COUNT,
+                                                timedelta(days=window_days))])
+
+    assert make(1).version == make(1).version
+    assert make(1).version != make(2).version
+
+
+def test_unknown_feature_set_lists_the_known_ones() -> None:
+    assert get_feature_set("baseline") is BASELINE
+    with pytest.raises(KeyError, match="known: baseline"):
+        get_feature_set("nope")
