@@ -68,11 +68,12 @@ class Settings(BaseSettings):
         ),
     )
     checkpoint_interval_s: float = Field(
-        default=30.0,
+        default=300.0,
         gt=0,
         description=(
-            "How often the window state is checkpointed to Redis with the offsets it covers; "
-            "a crash replays at most this much input."
+            "How often the window state is checkpointed to Redis with the offsets it covers. "
+            "A crash replays at most this much input; each checkpoint pauses processing "
+            "(~1 s for 30 days of the default data), so rarer checkpoints keep p99 low."
         ),
     )
     fetch_partition_bytes: int = Field(

@@ -63,7 +63,7 @@ class FeatureWorker:
         producer: EventProducer,
         allowed_lateness: timedelta,
         checkpoints: CheckpointStore | None = None,
-        checkpoint_interval_s: float = 30.0,
+        checkpoint_interval_s: float = 300.0,
     ) -> None:
         self.feature_set = feature_set
         self.store = store

@@ -18,7 +18,7 @@ EXPECTED_DEFAULTS = {
     "feature_set": "baseline",
     "consumer_group": "rtml-feature-pipeline",
     "redis_ttl_s": 3283200,
-    "checkpoint_interval_s": 30.0,
+    "checkpoint_interval_s": 300.0,
     "fetch_partition_bytes": 262144,
     "allowed_lateness_s": 300,
 }
