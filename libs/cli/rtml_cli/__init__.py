@@ -1,0 +1,1 @@
+"""The ``rtml`` command line: one entry point for the local platform."""
