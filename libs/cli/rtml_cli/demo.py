@@ -32,8 +32,8 @@ from rtml_localstack.launchers import LAUNCHERS
 from rtml_localstack.stack import select_components
 from rtml_localstack.state import default_state_dir
 
-#: Where the demo keeps its data set (``rtml replay --data`` takes it too).
-DEFAULT_DATA_DIR = Path("data/simulated")
+# The demo keeps its data set where `rtml simulate` and `rtml replay` look by default.
+from rtml_simulator.cli import DEFAULT_DATA_DIR
 
 #: The demo, in order. Each step reads what earlier ones stored in the context.
 STEPS: list[Step] = [

@@ -39,7 +39,7 @@ StateDir = Annotated[
     typer.Option(
         "--state-dir",
         envvar="RTML_STATE_DIR",
-        help="Where logs, data, pids and stack.json live [default: ./.rtml/stack].",
+        help="Where logs, data, pids and stack.json live \\[default: ./.rtml/stack].",
         show_default=False,
     ),
 ]

@@ -346,7 +346,8 @@ class Stack:
             wanted = set(names) if names is not None else set(state.components)
             for name in sorted(wanted & set(state.components), key=_order_key, reverse=True):
                 record = state.components[name]
-                outcome = stop(record.identity, timeout_s=timeout_s)
+                launcher = launcher_from_record(name, record)
+                outcome = stop(record.identity, timeout_s=min(timeout_s, launcher.stop_timeout_s))
                 del state.components[name]
                 state.save()
                 result = ComponentResult(

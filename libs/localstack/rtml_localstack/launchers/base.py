@@ -43,6 +43,8 @@ class ComponentLauncher(ABC):
     description: ClassVar[str] = ""
     #: How long a cold start may take before it counts as failed.
     start_timeout_s: ClassVar[float] = 30.0
+    #: How long a SIGTERM'd server may take to exit before SIGKILL.
+    stop_timeout_s: float = 15.0
     #: Whether ``up`` silently skips it when :meth:`unavailable` reports a
     #: problem (optional components such as Prometheus) instead of failing.
     optional: ClassVar[bool] = False
