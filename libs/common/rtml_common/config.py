@@ -42,6 +42,22 @@ class KafkaSettings(BaseSettings):
         default=3, ge=0, description="Retries of a failing batch before dead-lettering."
     )
     retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay; doubles.")
+    commit_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "Flush produced records and commit consumed offsets at most this often "
+            "(0 = after every batch). A crash replays at most this much input."
+        ),
+    )
+    idempotent_producer: bool = Field(
+        default=True,
+        description=(
+            "Producer idempotence (no duplicates from client retries). The local Tansu "
+            "broker answers idempotent produce requests with a ~0.5 s tail (p99); "
+            "consumers dedupe anyway, so turning it off there only trades that latency."
+        ),
+    )
     flush_timeout_s: float = Field(
         default=30.0, gt=0, description="Max wait for producer deliveries before failing."
     )

@@ -4,7 +4,10 @@ The contract every rtml consumer relies on:
 
 1. Offsets are committed only after a batch has been handled *and* every
    record the handler produced has been acknowledged by the broker (the shared
-   :class:`~rtml_common.kafka.producer.EventProducer` is flushed first). A crash
+   :class:`~rtml_common.kafka.producer.EventProducer` is flushed first).
+   Flush + commit happen at most every ``commit_interval_s`` (and always on
+   stop and before partitions are revoked): flushing after every small batch
+   would stall on the slowest delivery each time. A crash
    at any point therefore replays, never skips: handlers must be idempotent
    (dedupe by event id, idempotent writes) — the broker's transactions are not
    relied upon because the local broker does not implement them correctly.
@@ -121,6 +124,9 @@ class ConsumerLoop:
         self._stop = threading.Event()
         self._start_offsets = start_offsets
         self.assigned: set[tuple[str, int]] = set()
+        #: Next offset per partition handled since the last commit.
+        self._pending: dict[tuple[str, int], int] = {}
+        self._last_commit = time.monotonic()
         self.stats = LoopStats()
         meter = metrics.get_meter("rtml.kafka")
         self._consumed_counter = meter.create_counter(
@@ -173,6 +179,7 @@ class ConsumerLoop:
         logger.info("assigned %s", sorted(self.assigned))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._flush_and_commit()  # what we handled must be committed before another member resumes
         consumer.incremental_unassign(partitions)
         self.assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
 
@@ -205,7 +212,7 @@ class ConsumerLoop:
 
     def _close(self) -> None:
         try:
-            self.producer.flush()
+            self._flush_and_commit()
         finally:
             self._consumer.close()
 
@@ -229,8 +236,13 @@ class ConsumerLoop:
                 self._dead_letter(message, str(exc), "DecodeError", attempts=1)
         if records:
             self._handle_with_retries(records, sources)
-        self.producer.flush()
-        self._commit(messages)
+        for message in messages:
+            if message.error() is None:
+                self._pending[(message.topic() or "", message.partition() or 0)] = (
+                    (message.offset() or 0) + 1
+                )
+        if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
+            self._flush_and_commit()
         self.stats.batches += 1
         self._batch_seconds.record(time.perf_counter() - started)
 
@@ -310,23 +322,20 @@ class ConsumerLoop:
             message.topic(), message.partition(), message.offset(), reason,
         )
 
-    def _commit(self, messages: list[Message]) -> None:
-        """Commit the next offset of every partition seen in the batch (synchronously)."""
-        next_offsets: dict[tuple[str, int], int] = {}
-        for message in messages:
-            if message.error() is None:
-                next_offsets[(message.topic() or "", message.partition() or 0)] = (
-                    (message.offset() or 0) + 1
-                )
-        if not next_offsets:
+    def _flush_and_commit(self) -> None:
+        """Wait for every produced record, then commit the handled offsets (synchronously)."""
+        self.producer.flush()
+        self._last_commit = time.monotonic()
+        if not self._pending:
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._pending.items()]
+        self._pending = {}
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
             self.stats.commits += 1
         except KafkaException as exc:
             # A commit lost to a rebalance means the batch is replayed: safe (idempotent).
-            logger.warning("commit failed, batch will be redelivered: %s", exc)
+            logger.warning("commit failed, batches will be redelivered: %s", exc)
 
     def _on_client_error(self, error: KafkaError) -> None:
         if error.fatal():

@@ -54,7 +54,7 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"{settings.client_id}-producer",
-        "enable.idempotence": True,
+        "enable.idempotence": settings.idempotent_producer,
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
