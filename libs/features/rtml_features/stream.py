@@ -312,7 +312,7 @@ class StreamingFeatureComputer:
             state = states.get((scan.entity, entity_id)) if entity_id is not None else None
             if state is None:
                 count, total, frauds = 0, 0.0, 0.0
-            elif scan.delay_ms == 0:
+            elif scan.delay_ms == 0 and not scan.uses_labels:
                 count, total = state.trailing(time_ms, scan.window_ms)
                 frauds = 0.0
             else:

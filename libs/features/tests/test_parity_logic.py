@@ -33,6 +33,9 @@ MIXED = FeatureSet("mixed", [
     W("c_count_90s", CUSTOMER, Agg.COUNT, timedelta(seconds=90)),
     W("t_amount_delayed", TERMINAL, Agg.MEAN, timedelta(days=2), field="amount",
       label_delay=timedelta(hours=12)),
+    # Labels with no delay: a fraud counts from the moment its label is known.
+    W("c_known_frauds_2d", CUSTOMER, Agg.SUM, timedelta(days=2), field="is_fraud",
+      label_delay=timedelta(0)),
     Ratio("t_fraud_rate", W("t_frauds", TERMINAL, Agg.SUM, timedelta(days=3), field="is_fraud",
                             label_delay=timedelta(days=1)),
           W("t_count", TERMINAL, Agg.COUNT, timedelta(days=3), label_delay=timedelta(days=1)),
@@ -160,3 +163,24 @@ def _feed_in_order(computer: StreamingFeatureComputer, tx: pd.DataFrame,
                                               float(row.amount))
         out.update((e.transaction_id, e.vector) for e in emitted)
     return out
+
+
+def test_window_sums_stay_exact_beside_huge_entities() -> None:
+    """Rounding of one entity's sums must not grow with other entities' totals."""
+    n = 200_000
+    rng = np.random.default_rng(3)
+    times = T0 + pd.to_timedelta(np.sort(rng.integers(0, 30 * 86400, n)), unit="s")
+    big = rng.random(n) < 0.5
+    tx = pd.DataFrame({
+        "transaction_id": np.arange(n).astype(str), "event_time": times,
+        "customer_id": np.where(big, "whale", "small"), "terminal_id": "t",
+        "amount": np.where(big, 1e9, 0.1),
+    })
+    fs = FeatureSet("precision", [W("sum_1d", CUSTOMER, Agg.SUM, timedelta(days=1),
+                                    field="amount")])
+    batch = compute_features(fs, tx, tx)
+    small = batch[batch["customer_id"] == "small"]
+    counts = compute_features(FeatureSet("c", [W("n_1d", CUSTOMER, Agg.COUNT,
+                                                 timedelta(days=1))]), small, small)["n_1d"]
+    # Every small amount is 0.1, so the exact sum is 0.1 x count (fsum-level accuracy).
+    assert np.abs(small["sum_1d"].to_numpy() - 0.1 * counts.to_numpy()).max() <= 1e-9
