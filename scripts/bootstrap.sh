@@ -23,6 +23,8 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
 fi
 
 bash "$ROOT/scripts/install-system-deps.sh" || die "system packages (see above)"
+# PyFlink needs its own virtualenv (.venv-flink): its pins clash with the main stack.
+[ "${RTML_SKIP_FLINK:-0}" = 1 ] || bash "$ROOT/scripts/flink-venv.sh" || die "Flink virtualenv (see above)"
 
 # Every package in the tree, installed editable in one pip run (pip resolves
 # their dependencies on each other, so the order does not matter). Globbed,
