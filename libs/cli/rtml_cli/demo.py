@@ -23,6 +23,7 @@ from rich.console import Console
 from rtml_cli.demo_steps.audit import audit
 from rtml_cli.demo_steps.context import DemoContext, DemoError, DemoSettings, Step
 from rtml_cli.demo_steps.dataset import ensure_dataset
+from rtml_cli.demo_steps.features import compute_features
 from rtml_cli.demo_steps.malformed import produce_malformed
 from rtml_cli.demo_steps.replay import replay_slice
 from rtml_cli.demo_steps.stack import start_stack
@@ -42,6 +43,7 @@ STEPS: list[Step] = [
     Step("replay to Kafka", replay_slice),
     Step("produce 3 malformed transactions", produce_malformed),
     Step("audit: read everything back with a consumer", audit),
+    Step("compute streaming features into Redis", compute_features),
 ]
 
 

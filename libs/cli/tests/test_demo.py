@@ -210,3 +210,24 @@ def test_stack_step_fails_clearly_when_a_port_is_taken(
     finally:
         Stack(settings.state_dir).down()
     assert "is taken by" in ctx.stack_results[0].detail
+
+
+@pytest.mark.integration
+def test_features_step_computes_a_vector_per_replayed_transaction(
+    tmp_path: Path, fresh_kafka_broker: KafkaBroker, redis_server: Any,
+) -> None:
+    bootstrap = fresh_kafka_broker.bootstrap_servers
+    ensure_topics(bootstrap, replication_factor=1)
+    console, out = _console()
+    ctx = DemoContext(_settings(tmp_path), console)
+    ctx.bootstrap_servers = bootstrap
+    ctx.client_env = {"RTML_REDIS_URL": redis_server.url}
+    run_steps(ctx, _steps("ensure_dataset", "replay_slice", "produce_malformed",
+                          "compute_features"))
+    print_summary(ctx)
+    assert ctx.replay is not None and ctx.features is not None
+    assert ctx.features.events_applied == ctx.replay.events  # the 3 broken ones dead-lettered
+    assert ctx.features.vectors_published == ctx.replay.transactions + ctx.features.revisions
+    assert ctx.features.late_events == 0
+    assert "customer_id_nb_tx_30day_window" in out.getvalue()
+    assert redis_server.client().keys("rtml:feature-pipeline:checkpoint:*") == []

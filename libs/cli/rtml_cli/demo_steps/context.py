@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, RenderableType
 
@@ -88,6 +88,8 @@ class DemoContext:
     replay: ReplayReport | None = None
     malformed: list[MalformedRecord] = field(default_factory=list)
     audit: AuditCounts | None = None
+    #: The feature worker's run (an ``rtml_feature_pipeline.kafka_engine.EngineRun``).
+    features: Any = None
     dead_letters: list[DeadLetter] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     #: ``(command, what it does)`` pairs printed under "what next".
