@@ -244,7 +244,16 @@ def _window_aggregate(engine: _Engine, aggregate: WindowAggregate, spine: pd.Dat
     window_ms = int(aggregate.window.total_seconds() * 1000)
     delay_ms = int(aggregate.delay.total_seconds() * 1000)
     if aggregate.agg in (Agg.MIN, Agg.MAX):
-        raise NotImplementedError("min/max aggregates are not supported by the batch engine yet")
+        # Transaction fields only (definitions refuse label fields): the window is one
+        # contiguous range of the entity's sorted events, in both window kinds.
+        if delay_ms == 0:
+            lower, upper = points.search(index.keys, -window_ms), points.search(index.keys)
+        else:
+            lower = points.search(index.keys, -(delay_ms + window_ms))
+            upper = points.search(index.keys, -delay_ms)
+        extreme = _range_extreme(_values(index, aggregate.field), lower, upper,
+                                 np.minimum if aggregate.agg is Agg.MIN else np.maximum)
+        return np.where(points.known, extreme, 0.0)
     if delay_ms == 0 and not aggregate.uses_labels:
         count, total = _trailing_window(aggregate, index, points, window_ms)
     else:
@@ -295,6 +304,30 @@ def _delayed_window(aggregate: WindowAggregate, index: _EntityIndex, points: _Sp
         label_starts = np.minimum(np.maximum(starts, index.keys + label_delay), ends)
         return count, _interval_cover(label_starts, ends, index.is_fraud, points)
     return count, _interval_cover(starts, ends, _values(index, aggregate.field), points)
+
+
+def _range_extreme(values: F64, lower: I64, upper: I64, pick: np.ufunc) -> F64:
+    """min/max of ``values[lower:upper]`` per query (0 for an empty range), vectorized.
+
+    A sparse table holds the extreme of every run of 2**k values; any range is
+    covered by two (overlapping) runs of its largest power-of-two length. Only
+    as many levels as the longest queried range needs are built.
+    """
+    lengths = upper - lower
+    result = np.zeros(len(lower), dtype=np.float64)
+    if not len(lower) or int(lengths.max(initial=0)) <= 0:
+        return result
+    levels = [values]
+    while 2 ** len(levels) <= int(lengths.max()):
+        previous, step = levels[-1], 2 ** (len(levels) - 1)
+        levels.append(pick(previous[:-step], previous[step:]))
+    present = lengths > 0
+    level = np.floor(np.log2(np.where(present, lengths, 1))).astype(np.int64)
+    for k in np.unique(level[present]):
+        rows = present & (level == k)
+        table = levels[int(k)]
+        result[rows] = pick(table[lower[rows]], table[upper[rows] - 2 ** int(k)])
+    return result
 
 
 def _sorted_with(values: I64, weights: F64) -> tuple[I64, F64]:

@@ -7,7 +7,8 @@ that validates itself on construction:
   night).
 * :class:`WindowAggregate` — an aggregation (count, sum, mean, min, max) of
   one entity's events over a sliding event-time window ending at the
-  transaction, *including it*: the window is ``(t - n, t]``. With a label
+  transaction, *including it*: the window is ``(t - n, t]``. Min and max
+  apply to transaction fields only; every aggregation of an empty window is 0. With a label
   delay ``d`` the window is ``(t - (n + d), t - d]`` and the events carry the
   fields of their label (``is_fraud``) when that label was known at ``t``
   (``labeled_at <= t``); an event whose label is not yet known counts with
@@ -138,6 +139,11 @@ class WindowAggregate:
         elif self.field is None:
             raise DefinitionError(f"{self.name}: {self.agg} needs a field")
         elif self.field in LABEL_FIELDS:
+            if self.agg in (Agg.MIN, Agg.MAX):
+                raise DefinitionError(
+                    f"{self.name}: {self.agg} of label field {self.field!r} is not meaningful "
+                    "(use sum or mean: a fraud count or rate)"
+                )
             if self.label_delay is None:
                 raise DefinitionError(
                     f"{self.name}: label field {self.field!r} needs a label_delay "

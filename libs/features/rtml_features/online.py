@@ -97,6 +97,16 @@ class EntityState:
         lower = bisect_right(times, time_ms - window_ms, 0, upper)
         return upper - lower, sum(self.amounts[lower:upper])
 
+    def trailing_bounds(self, time_ms: int, window_ms: int) -> tuple[int, int]:
+        """Positions ``[lower, upper)`` of the events in ``(t - n, t]``."""
+        upper = bisect_right(self.times, time_ms)
+        return bisect_right(self.times, time_ms - window_ms, 0, upper), upper
+
+    def delayed_bounds(self, time_ms: int, window_ms: int, delay_ms: int) -> tuple[int, int]:
+        """Positions ``[lower, upper)`` of the events in ``(t - (n + d), t - d]``."""
+        upper = bisect_right(self.times, time_ms - delay_ms)
+        return bisect_right(self.times, time_ms - delay_ms - window_ms, 0, upper), upper
+
     def delayed(self, time_ms: int, window_ms: int, delay_ms: int) -> tuple[int, float, float]:
         """(count, sum of amounts, known frauds) over ``(t - (n + d), t - d]``."""
         upper = bisect_right(self.times, time_ms - delay_ms)

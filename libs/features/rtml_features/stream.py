@@ -70,7 +70,7 @@ class Emission:
 
 
 # Output kinds of an aggregate, resolved once so the hot path compares ints.
-_COUNT, _SUM, _MEAN, _FRAUD_SUM, _FRAUD_MEAN = range(5)
+_COUNT, _SUM, _MEAN, _FRAUD_SUM, _FRAUD_MEAN, _MIN, _MAX = range(7)
 _KEY_INDEX = {"customer_id": 0, "terminal_id": 1}
 
 
@@ -81,7 +81,7 @@ def _output_kind(aggregate: WindowAggregate) -> int:
         return _FRAUD_SUM if aggregate.uses_labels else _SUM
     if aggregate.agg is Agg.MEAN:
         return _FRAUD_MEAN if aggregate.uses_labels else _MEAN
-    raise NotImplementedError(f"{aggregate.name}: {aggregate.agg} is not supported here yet")
+    return _MIN if aggregate.agg is Agg.MIN else _MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,8 @@ class _Scan:
     delay_ms: int
     outputs: tuple[tuple[str, int], ...]  # (aggregate name, output kind)
     uses_labels: bool
+    #: Some output is a min or max: the window's amounts must be scanned.
+    needs_extrema: bool
 
 
 class StreamingFeatureComputer:
@@ -136,7 +138,8 @@ class StreamingFeatureComputer:
         self._scans = [
             _Scan(entity, _KEY_INDEX[key], window_ms, delay_ms,
                   tuple((a.name, _output_kind(a)) for a in aggregates),
-                  any(a.uses_labels for a in aggregates))
+                  any(a.uses_labels for a in aggregates),
+                  any(a.agg in (Agg.MIN, Agg.MAX) for a in aggregates))
             for (entity, key, window_ms, delay_ms), aggregates in grouped.items()
         ]
         self._entities = sorted({(scan.entity, scan.key_index) for scan in self._scans})
@@ -317,6 +320,14 @@ class StreamingFeatureComputer:
                 frauds = 0.0
             else:
                 count, total, frauds = state.delayed(time_ms, scan.window_ms, scan.delay_ms)
+            low = high = 0.0
+            if scan.needs_extrema and state is not None and count:
+                if scan.delay_ms == 0:
+                    lower, upper = state.trailing_bounds(time_ms, scan.window_ms)
+                else:
+                    lower, upper = state.delayed_bounds(time_ms, scan.window_ms, scan.delay_ms)
+                window = state.amounts[lower:upper]
+                low, high = min(window), max(window)
             for name, kind in scan.outputs:
                 if kind == _COUNT:
                     values[name] = float(count)
@@ -326,8 +337,12 @@ class StreamingFeatureComputer:
                     values[name] = total / count if count else 0.0
                 elif kind == _FRAUD_SUM:
                     values[name] = frauds
-                else:
+                elif kind == _FRAUD_MEAN:
                     values[name] = frauds / count if count else 0.0
+                elif kind == _MIN:
+                    values[name] = low
+                else:
+                    values[name] = high
         for name, numerator, denominator, default in self._ratios:
             below = values[denominator]
             values[name] = values[numerator] / below if below else default

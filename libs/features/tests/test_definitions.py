@@ -38,6 +38,8 @@ def test_baseline_has_the_fifteen_reference_features_in_order() -> None:
         (lambda: W("x", CUSTOMER, Agg.COUNT, DAY, field="amount"), "count takes no field"),
         (lambda: WindowAggregate("x", CUSTOMER, Agg.SUM, DAY), "needs a field"),
         (lambda: W("x", CUSTOMER, Agg.SUM, DAY, field="is_fraud"), "needs a label_delay"),
+        (lambda: W("x", TERMINAL, Agg.MAX, DAY, field="is_fraud", label_delay=DAY),
+         "not meaningful"),
         (lambda: WindowAggregate("x", CUSTOMER, Agg.MEAN, DAY, field="balance"), "unknown field"),
         (lambda: WindowAggregate("1x", CUSTOMER, Agg.COUNT, DAY), "must be an identifier"),
         (lambda: RowFeature("night", RowKind.NIGHT, night_end_hour=24), "night_end_hour"),

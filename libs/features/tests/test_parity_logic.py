@@ -33,6 +33,10 @@ MIXED = FeatureSet("mixed", [
     W("c_count_90s", CUSTOMER, Agg.COUNT, timedelta(seconds=90)),
     W("t_amount_delayed", TERMINAL, Agg.MEAN, timedelta(days=2), field="amount",
       label_delay=timedelta(hours=12)),
+    W("c_min_6h", CUSTOMER, Agg.MIN, timedelta(hours=6), field="amount"),
+    W("c_max_3d", CUSTOMER, Agg.MAX, timedelta(days=3), field="amount"),
+    W("t_max_delayed", TERMINAL, Agg.MAX, timedelta(days=1), field="amount",
+      label_delay=timedelta(hours=6)),
     # Labels with no delay: a fraud counts from the moment its label is known.
     W("c_known_frauds_2d", CUSTOMER, Agg.SUM, timedelta(days=2), field="is_fraud",
       label_delay=timedelta(0)),
