@@ -38,6 +38,8 @@ PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 OTEL_CONFIG_FILE = ROOT / "deploy" / "otel-collector" / "config.yaml"
 DOCS_FILE = ROOT / "docs" / "docker-compose.md"
+#: The one image recipe of every rtml service, built with build args SERVICE and PACKAGE.
+SERVICE_DOCKERFILE = ROOT / "services" / "Dockerfile"
 
 #: Standard OpenTelemetry SDK variables an rtml service may be given; the SDK
 #: reads them (resource detection), not an rtml settings class.
@@ -62,16 +64,21 @@ def services() -> dict[str, dict[str, Any]]:
 
 
 def rtml_service_dirs() -> dict[str, Path]:
-    """Service name -> folder, for every folder of services/ that ships a Dockerfile."""
-    return {p.parent.name: p.parent for p in sorted((ROOT / "services").glob("*/Dockerfile"))}
+    """Service name -> folder, for every folder of services/ that is a Python project."""
+    return {p.parent.name: p.parent for p in sorted((ROOT / "services").glob("*/pyproject.toml"))}
+
+
+def package_of(name: str) -> str:
+    """The Python package of the service in services/<name>/."""
+    return f"rtml_{name.replace('-', '_')}"
 
 
 def rtml_services() -> dict[str, dict[str, Any]]:
-    """Compose services built from services/<name>/Dockerfile."""
+    """Compose services built from services/Dockerfile."""
     found = {}
     for name, service in services().items():
         build = build_of(service)
-        if build and build[1].parent.parent == ROOT / "services":
+        if build and build[1] == SERVICE_DOCKERFILE:
             found[name] = service
     return found
 
@@ -85,6 +92,15 @@ def build_of(service: dict[str, Any]) -> tuple[Path, Path] | None:
         build = {"context": build}
     context = (ROOT / build.get("context", ".")).resolve()
     return context, (context / build.get("dockerfile", "Dockerfile")).resolve()
+
+
+def build_args(service: dict[str, Any]) -> dict[str, str]:
+    """A built service's build args as name -> value (compose allows a mapping or a list)."""
+    build = service.get("build")
+    args = (build.get("args") or {}) if isinstance(build, dict) else {}
+    if isinstance(args, list):
+        args = dict(item.split("=", 1) for item in args)
+    return {str(k): interpolated(str(v)) for k, v in args.items()}
 
 
 def config_module(service_name: str) -> ModuleType:
@@ -143,6 +159,76 @@ def bind_mounts(service: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield source, target
 
 
+_DOCKER_VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+#: Instructions in which Docker itself replaces $VAR / ${VAR} at build time
+#: (RUN and CMD are left to the shell that runs them).
+_SUBSTITUTED = {
+    *("ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
+}
+
+
+def substitute(text: str, variables: dict[str, str], where: str) -> str:
+    """``text`` with every $VAR / ${VAR} replaced; an unknown variable fails the test."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match["braced"] or match["bare"]
+        assert name in variables, f"{where}: ${name} is neither a build arg nor ENV"
+        return variables[name]
+
+    return _DOCKER_VARIABLE.sub(value, text)
+
+
+def image_instructions(path: Path, args: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """(INSTRUCTION, arguments) as Docker builds them with build args ``args``.
+
+    ARG and ENV values are substituted where Docker substitutes them, so a
+    COPY source or the image's environment reads as in the built image.
+    """
+    given = dict(args or {})
+    variables: dict[str, str] = {}
+    for instruction, arguments in dockerfile_instructions(path):
+        if instruction == "ARG":
+            name, has_default, default = arguments.partition("=")
+            assert name in given or has_default, f"{path}: build arg {name} not given"
+            variables[name] = given.get(name, default)
+        elif instruction in _SUBSTITUTED:
+            arguments = substitute(arguments, variables, f"{path}: {instruction}")
+            if instruction == "ENV":
+                for word in shlex.split(arguments):
+                    name, _, value = word.partition("=")
+                    variables[name] = value
+        yield instruction, arguments
+
+
+def image_environment(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    """The environment an image's CMD runs with, from its (substituted) ENV lines."""
+    env: dict[str, str] = {}
+    for instruction, arguments in instructions:
+        if instruction == "ENV":
+            for word in shlex.split(arguments):
+                name, _, value = word.partition("=")
+                env[name] = value
+    return env
+
+
+def command_run(instructions: list[tuple[str, str]]) -> list[str]:
+    """The argv the image's CMD ends up executing, through an ``sh -c "exec ..."``."""
+    cmds = [
+        json.loads(arguments) for instruction, arguments in instructions if instruction == "CMD"
+    ]
+    assert cmds, "no CMD in exec (JSON) form"
+    argv = cmds[-1]
+    if argv[:2] == ["sh", "-c"] and len(argv) == 3:
+        env = image_environment(instructions)
+        words = shlex.split(substitute(argv[2], env, "CMD"))
+        assert words[0] == "exec", f"{argv}: the shell must exec, not stay PID 1"
+        return words[1:]
+    return list(argv)
+
+
 def dockerfile_instructions(path: Path) -> Iterator[tuple[str, str]]:
     """(INSTRUCTION, arguments) per logical line, continuations joined."""
     logical = ""
@@ -185,7 +271,11 @@ def test_every_service_folder_is_in_compose_under_its_own_name() -> None:
     for name, service in rtml_services().items():
         build = build_of(service)
         assert build is not None
-        assert build[1] == rtml_service_dirs()[name] / "Dockerfile", name
+        assert build[1] == SERVICE_DOCKERFILE, name
+        args = build_args(service)
+        assert args.get("SERVICE") == name, f"{name}: build arg SERVICE"
+        assert args.get("PACKAGE") == package_of(name), f"{name}: build arg PACKAGE"
+        assert build[0] / "services" / args["SERVICE"] == rtml_service_dirs()[name], name
 
 
 @pytest.mark.parametrize("name", sorted(services()))
@@ -262,11 +352,12 @@ def test_rtml_service_serves_metrics_reachable_from_prometheus(name: str) -> Non
 
 @pytest.mark.parametrize("name", sorted(rtml_service_dirs()))
 def test_rtml_image_runs_its_package_as_a_non_root_user(name: str) -> None:
-    dockerfile = rtml_service_dirs()[name] / "Dockerfile"
-    instructions = list(dockerfile_instructions(dockerfile))
-    package = f"rtml_{name.replace('-', '_')}"
+    build = build_of(rtml_services()[name])
+    assert build is not None
+    instructions = list(image_instructions(build[1], build_args(rtml_services()[name])))
+    package = package_of(name)
     assert instructions[0] == ("FROM", "python:3.11-slim")
-    assert ("CMD", json.dumps(["python", "-m", package])) in instructions
+    assert command_run(instructions) == ["python", "-m", package]
     users = [args for instruction, args in instructions if instruction == "USER"]
     assert users and users[-1] not in {"root", "0"}
 
@@ -276,7 +367,7 @@ def test_dockerfile_copy_sources_exist(name: str) -> None:
     build = build_of(services()[name])
     assert build is not None
     context, dockerfile = build
-    for instruction, arguments in dockerfile_instructions(dockerfile):
+    for instruction, arguments in image_instructions(dockerfile, build_args(services()[name])):
         if instruction not in {"COPY", "ADD"}:
             continue
         words = json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)

@@ -16,6 +16,10 @@ are easy to get wrong, so they live here once instead of in each service:
   (78, ``EX_CONFIG`` from sysexits.h: not runnable as configured), so an
   orchestrator sees a deliberate stop rather than a crash or a hang.
 
+Each service's own ``Settings`` subclasses :class:`ServiceSettings`, which
+holds the configuration every one of them shares, and builds the fields that
+several services have in common with the ``*_field`` factories below.
+
 >>> from pydantic_settings import SettingsConfigDict
 >>> class DemoSettings(BaseSettings):
 ...     model_config = SettingsConfigDict(env_prefix="RTML_DEMO_", extra="forbid")
@@ -29,10 +33,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings, SettingsError
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from rtml_common.config import env_names
 
@@ -42,6 +46,76 @@ S = TypeVar("S", bound=BaseSettings)
 EXIT_BAD_CONFIG = 2
 #: Exit code of a valid configuration whose service is not built yet (``EX_CONFIG``).
 EXIT_NOT_IMPLEMENTED = 78
+
+#: The shared settings classes a service reads (its ``SHARED_SETTINGS_USED``).
+SettingsClasses = tuple[type[BaseSettings], ...]
+
+#: Shortest API key a service accepts: shorter keys are guessable, so an
+#: operator who sets one must set a real one.
+MIN_API_KEY_LENGTH = 16
+
+#: The model the platform trains, scores and watches unless told otherwise.
+DEFAULT_MODEL_NAME = "fraud-detector"
+
+
+class ServiceSettings(BaseSettings):
+    """Base of a service's own settings (``RTML_<SERVICE>_*``).
+
+    Only what the service decides lives in its subclass. Kafka, Redis, MLflow,
+    Cassandra and telemetry settings come from :mod:`rtml_common.config` (the
+    service lists the classes it reads in ``SHARED_SETTINGS_USED``) so every
+    service spells them the same way and docker-compose can be checked against
+    one set of names.
+
+    A subclass sets only its prefix; pydantic merges its ``model_config`` with
+    this one. Unknown fields are refused, settings are immutable, and empty
+    values count as unset so compose's ``${VAR:-}`` falls back to the default.
+
+    >>> class DemoSettings(ServiceSettings):
+    ...     model_config = SettingsConfigDict(env_prefix="RTML_DEMO_")
+    ...     size: int = 1
+    >>> {key: DemoSettings.model_config[key] for key in ("env_prefix", "extra", "frozen")}
+    {'env_prefix': 'RTML_DEMO_', 'extra': 'forbid', 'frozen': True}
+    >>> DemoSettings.model_config["env_ignore_empty"]
+    True
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_ignore_empty=True)
+
+
+def http_host_field() -> Any:
+    """The bind address of a service's HTTP API."""
+    return Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Bind address of the HTTP API (0.0.0.0 inside a container).",
+    )
+
+
+def http_port_field(default: int) -> Any:
+    """The port of a service's HTTP API."""
+    return Field(default=default, ge=1, le=65535, description="Port of the HTTP API.")
+
+
+def model_name_field(description: str) -> Any:
+    """The registered model a service works on; ``description`` says what for."""
+    return Field(default=DEFAULT_MODEL_NAME, min_length=1, description=description)
+
+
+def consumer_group_field(default: str, description: str) -> Any:
+    """The Kafka consumer group of a consuming service."""
+    return Field(default=default, min_length=1, description=description)
+
+
+def check_api_key(key: SecretStr | None) -> SecretStr | None:
+    """``key`` if unset or at least :data:`MIN_API_KEY_LENGTH` long, else ValueError.
+
+    For a field validator: a short key is refused rather than protecting
+    endpoints with it. The message never contains the key.
+    """
+    if key is not None and len(key.get_secret_value()) < MIN_API_KEY_LENGTH:
+        raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters (or unset)")
+    return key
 
 
 class ConfigError(Exception):

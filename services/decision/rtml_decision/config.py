@@ -1,9 +1,7 @@
 """Decision-API configuration (environment variables ``RTML_DECISION_*``).
 
-Only what this service decides lives here. Kafka, Redis, MLflow, Cassandra and
-telemetry settings come from :mod:`rtml_common.config` (listed in
-``SHARED_SETTINGS_USED``) so every service spells them the same way and
-docker-compose can be checked against one set of names.
+Own settings only, see :class:`rtml_common.service_config.ServiceSettings`; the
+shared classes it reads are listed in ``SHARED_SETTINGS_USED``.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import math
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from rtml_common.config import (
     CassandraSettings,
@@ -21,14 +19,20 @@ from rtml_common.config import (
     RedisSettings,
     TelemetrySettings,
 )
+from rtml_common.service_config import (
+    MIN_API_KEY_LENGTH,
+    ServiceSettings,
+    SettingsClasses,
+    check_api_key,
+    http_host_field,
+    http_port_field,
+    model_name_field,
+)
 
 ENV_PREFIX = "RTML_DECISION_"
 
-#: Shorter keys are guessable; an operator who sets one must set a real one.
-MIN_API_KEY_LENGTH = 16
-
 #: Shared settings classes this service reads (validated at start-up too).
-SHARED_SETTINGS_USED: tuple[type[BaseSettings], ...] = (
+SHARED_SETTINGS_USED: SettingsClasses = (
     KafkaSettings,
     RedisSettings,
     MlflowSettings,
@@ -37,24 +41,15 @@ SHARED_SETTINGS_USED: tuple[type[BaseSettings], ...] = (
 )
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """The synchronous decision API, its rules and its canary split (issue #6)."""
 
-    # Empty values count as unset so compose's ``${VAR:-}`` falls back to the default.
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, env_ignore_empty=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
-    http_host: str = Field(
-        default="127.0.0.1",
-        min_length=1,
-        description="Bind address of the HTTP API (0.0.0.0 inside a container).",
-    )
-    http_port: int = Field(default=8080, ge=1, le=65535, description="Port of the HTTP API.")
-    model_name: str = Field(
-        default="fraud-detector",
-        min_length=1,
-        description="Registered model whose champion (and canary arms) score requests.",
+    http_host: str = http_host_field()
+    http_port: int = http_port_field(default=8080)
+    model_name: str = model_name_field(
+        "Registered model whose champion (and canary arms) score requests."
     )
     rules_path: Path | None = Field(
         default=None,
@@ -91,9 +86,7 @@ class Settings(BaseSettings):
     @classmethod
     def _key_is_long_enough(cls, key: SecretStr | None) -> SecretStr | None:
         """Refuse a short key instead of protecting admin endpoints with it."""
-        if key is not None and len(key.get_secret_value()) < MIN_API_KEY_LENGTH:
-            raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters (or unset)")
-        return key
+        return check_api_key(key)
 
     @field_validator("canary_weights")
     @classmethod

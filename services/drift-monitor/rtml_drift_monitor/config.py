@@ -1,9 +1,7 @@
 """Drift-monitor configuration (environment variables ``RTML_DRIFT_MONITOR_*``).
 
-Only what this service decides lives here. Kafka and telemetry settings come
-from :mod:`rtml_common.config` (listed in ``SHARED_SETTINGS_USED``) so every
-service spells them the same way and docker-compose can be checked against one
-set of names.
+Own settings only, see :class:`rtml_common.service_config.ServiceSettings`; the
+shared classes it reads are listed in ``SHARED_SETTINGS_USED``.
 """
 
 from __future__ import annotations
@@ -11,14 +9,20 @@ from __future__ import annotations
 from enum import StrEnum
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from rtml_common.config import KafkaSettings, TelemetrySettings
+from rtml_common.service_config import (
+    ServiceSettings,
+    SettingsClasses,
+    consumer_group_field,
+    model_name_field,
+)
 
 ENV_PREFIX = "RTML_DRIFT_MONITOR_"
 
 #: Shared settings classes this service reads (validated at start-up too).
-SHARED_SETTINGS_USED: tuple[type[BaseSettings], ...] = (KafkaSettings, TelemetrySettings)
+SHARED_SETTINGS_USED: SettingsClasses = (KafkaSettings, TelemetrySettings)
 
 
 class RetrainPolicy(StrEnum):
@@ -30,23 +34,16 @@ class RetrainPolicy(StrEnum):
     ON_ALERT = "on-alert"
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """How drift is measured, confirmed and acted on (issue #7)."""
 
-    # Empty values count as unset so compose's ``${VAR:-}`` falls back to the default.
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, env_ignore_empty=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
-    model_name: str = Field(
-        default="fraud-detector",
-        min_length=1,
-        description="Model whose input features and scores are watched; named in alerts.",
+    model_name: str = model_name_field(
+        "Model whose input features and scores are watched; named in alerts."
     )
-    consumer_group: str = Field(
-        default="rtml-drift-monitor",
-        min_length=1,
-        description="Kafka consumer group for features and predictions.",
+    consumer_group: str = consumer_group_field(
+        "rtml-drift-monitor", "Kafka consumer group for features and predictions."
     )
     window_size: int = Field(
         default=5000,

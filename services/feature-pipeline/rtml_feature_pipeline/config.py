@@ -1,9 +1,7 @@
 """Feature-pipeline configuration (environment variables ``RTML_FEATURE_PIPELINE_*``).
 
-Only what this service decides lives here. Kafka, Redis and telemetry settings
-come from :mod:`rtml_common.config` (listed in ``SHARED_SETTINGS_USED``) so
-every service spells them the same way and docker-compose can be checked
-against one set of names.
+Own settings only, see :class:`rtml_common.service_config.ServiceSettings`; the
+shared classes it reads are listed in ``SHARED_SETTINGS_USED``.
 """
 
 from __future__ import annotations
@@ -11,27 +9,21 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from rtml_common.config import KafkaSettings, RedisSettings, TelemetrySettings
+from rtml_common.service_config import ServiceSettings, SettingsClasses, consumer_group_field
 
 ENV_PREFIX = "RTML_FEATURE_PIPELINE_"
 
 #: Shared settings classes this service reads (validated at start-up too).
-SHARED_SETTINGS_USED: tuple[type[BaseSettings], ...] = (
-    KafkaSettings,
-    RedisSettings,
-    TelemetrySettings,
-)
+SHARED_SETTINGS_USED: SettingsClasses = (KafkaSettings, RedisSettings, TelemetrySettings)
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """How features are computed from ``transactions`` and ``labels`` (issue #3)."""
 
-    # Empty values count as unset so compose's ``${VAR:-}`` falls back to the default.
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, env_ignore_empty=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     feature_set: str = Field(
         default="baseline",
@@ -42,13 +34,10 @@ class Settings(BaseSettings):
             "used in Redis keys, so it must be a plain identifier."
         ),
     )
-    consumer_group: str = Field(
-        default="rtml-feature-pipeline",
-        min_length=1,
-        description=(
-            "Kafka consumer group. One worker per group owns every partition: terminal "
-            "windows need all of a terminal's transactions, which are keyed by customer."
-        ),
+    consumer_group: str = consumer_group_field(
+        "rtml-feature-pipeline",
+        "Kafka consumer group. One worker per group owns every partition: terminal "
+        "windows need all of a terminal's transactions, which are keyed by customer.",
     )
     redis_ttl_s: int = Field(
         default=38 * 24 * 3600,

@@ -6,11 +6,12 @@ checked for all of them in ``tests/test_service_configs.py``.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from rtml_scorer.config import Settings
+
+# services/conftest.py: RTML_* variables of the shell must not change the defaults.
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 #: Defaults the README promises; changing one is a behaviour change.
 EXPECTED_DEFAULTS = {
@@ -21,16 +22,8 @@ EXPECTED_DEFAULTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Drop RTML_* variables of the developer's shell so defaults are really defaults."""
-    for name in [name for name in os.environ if name.upper().startswith("RTML_")]:
-        monkeypatch.delenv(name)
-
-
 def test_defaults_parse_to_the_documented_values() -> None:
-    settings = Settings()
-    assert {name: getattr(settings, name) for name in EXPECTED_DEFAULTS} == EXPECTED_DEFAULTS
+    assert Settings().model_dump(include=set(EXPECTED_DEFAULTS)) == EXPECTED_DEFAULTS
 
 
 def test_environment_overrides_a_default(monkeypatch: pytest.MonkeyPatch) -> None:

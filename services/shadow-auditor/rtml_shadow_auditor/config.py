@@ -1,45 +1,36 @@
 """Shadow-auditor configuration (environment variables ``RTML_SHADOW_AUDITOR_*``).
 
-Only what this service decides lives here. Kafka, MLflow and telemetry
-settings come from :mod:`rtml_common.config` (listed in ``SHARED_SETTINGS_USED``)
-so every service spells them the same way and docker-compose can be checked
-against one set of names.
+Own settings only, see :class:`rtml_common.service_config.ServiceSettings`; the
+shared classes it reads are listed in ``SHARED_SETTINGS_USED``.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from rtml_common.config import KafkaSettings, MlflowSettings, TelemetrySettings
+from rtml_common.service_config import (
+    ServiceSettings,
+    SettingsClasses,
+    consumer_group_field,
+    model_name_field,
+)
 
 ENV_PREFIX = "RTML_SHADOW_AUDITOR_"
 
 #: Shared settings classes this service reads (validated at start-up too).
-SHARED_SETTINGS_USED: tuple[type[BaseSettings], ...] = (
-    KafkaSettings,
-    MlflowSettings,
-    TelemetrySettings,
-)
+SHARED_SETTINGS_USED: SettingsClasses = (KafkaSettings, MlflowSettings, TelemetrySettings)
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """When a shadow model has earned promotion (issue #7)."""
 
-    # Empty values count as unset so compose's ``${VAR:-}`` falls back to the default.
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, env_ignore_empty=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
-    model_name: str = Field(
-        default="fraud-detector",
-        min_length=1,
-        description="Registered model whose champion and shadows are compared.",
-    )
-    consumer_group: str = Field(
-        default="rtml-shadow-auditor",
-        min_length=1,
-        description="Kafka consumer group for predictions, shadow-scores and labels.",
+    model_name: str = model_name_field("Registered model whose champion and shadows are compared.")
+    consumer_group: str = consumer_group_field(
+        "rtml-shadow-auditor", "Kafka consumer group for predictions, shadow-scores and labels."
     )
     graduation_min_labels: int = Field(
         default=1000,
