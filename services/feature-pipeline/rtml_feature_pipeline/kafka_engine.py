@@ -77,7 +77,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         spec_for_event(Transaction).name: Transaction, spec_for_event(Label).name: Label,
     }
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
-                        start_offsets=worker.start_offset,
+                        start_offsets=worker.start_offset, on_batch_consumed=worker.cover,
                         **{"max.partition.fetch.bytes": settings.fetch_partition_bytes,
                            "fetch.wait.max.ms": 10})
     worker.watch_assignments(loop)

@@ -138,6 +138,16 @@ class FeatureWorker:
         """
         return self.offsets.get((topic, partition), 0)
 
+    def cover(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        """Count records consumed but not handed over (dead-lettered) as covered.
+
+        Otherwise a restart from the checkpoint would read, and dead-letter,
+        them again.
+        """
+        for key, offset in next_offsets.items():
+            if offset > self.offsets.get(key, 0):
+                self.offsets[key] = offset
+
     def checkpoint(self) -> None:
         """Flush outputs, then save state and offsets atomically."""
         if self.checkpoints is None:

@@ -111,6 +111,7 @@ class ConsumerLoop:
         settings: KafkaSettings | None = None,
         producer: EventProducer | None = None,
         start_offsets: StartOffsets | None = None,
+        on_batch_consumed: Callable[[dict[tuple[str, int], int]], None] | None = None,
         **consumer_overrides: Any,
     ) -> None:
         if not topics:
@@ -123,6 +124,9 @@ class ConsumerLoop:
         self._consumer = Consumer(consumer_config(self.settings, group_id, **consumer_overrides))
         self._stop = threading.Event()
         self._start_offsets = start_offsets
+        #: Told the next offset per partition after every batch, dead-lettered records
+        #: included (a worker checkpointing its own offsets must cover those too).
+        self._on_batch_consumed = on_batch_consumed
         self.assigned: set[tuple[str, int]] = set()
         #: Next offset per partition handled since the last commit.
         self._pending: dict[tuple[str, int], int] = {}
@@ -236,11 +240,15 @@ class ConsumerLoop:
                 self._dead_letter(message, str(exc), "DecodeError", attempts=1)
         if records:
             self._handle_with_retries(records, sources)
+        consumed: dict[tuple[str, int], int] = {}
         for message in messages:
             if message.error() is None:
-                self._pending[(message.topic() or "", message.partition() or 0)] = (
+                consumed[(message.topic() or "", message.partition() or 0)] = (
                     (message.offset() or 0) + 1
                 )
+        self._pending.update(consumed)
+        if self._on_batch_consumed is not None and consumed:
+            self._on_batch_consumed(consumed)
         if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
             self._flush_and_commit()
         self.stats.batches += 1
