@@ -37,7 +37,7 @@ from typing import Any
 from benchlib import machine, write_section
 
 from rtml_common.config import KafkaSettings, RedisSettings
-from rtml_feature_pipeline import kafka_engine
+from rtml_feature_pipeline import faust_engine, kafka_engine
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.parity import batch_features, history_frames
 from rtml_feature_pipeline.worker import FeatureWorker
@@ -53,19 +53,21 @@ def servers(tmp: Path) -> tuple[KafkaBroker, RedisServer]:
     return KafkaBroker.start_new(tmp / "kafka"), RedisServer.start_new(tmp / "redis")
 
 
-def bench_throughput(data: Path, n_transactions: int, start_day: int, tmp: Path) -> dict[str, Any]:
-    broker, redis_server = servers(tmp / "throughput")
+def bench_throughput(data: Path, n_transactions: int, start_day: int, tmp: Path,
+                     engine: Any = kafka_engine) -> dict[str, Any]:
+    broker, redis_server = servers(tmp / f"throughput-{engine.__name__}")
     try:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, session_timeout_ms=6000)
         produced = replay(data, ReplayOptions(start_day=start_day, limit=n_transactions,
                                               replication_factor=1), kafka)
-        run = kafka_engine.run(Settings(consumer_group="bench"), kafka,
-                               RedisSettings(url=redis_server.url), max_idle_s=2,
-                               install_signal_handlers=False)
+        run = engine.run(Settings(consumer_group="bench"), kafka,
+                         RedisSettings(url=redis_server.url), max_idle_s=2,
+                         install_signal_handlers=False)
     finally:
         broker.close()
         redis_server.close()
     return {
+        "engine": engine.__name__.rsplit(".", 1)[-1],
         "transactions": produced.transactions,
         "labels": produced.labels,
         "events_applied": run.events_applied,
@@ -148,6 +150,7 @@ def bench_backfill(data: Path, n_transactions: int | None, runs: int) -> dict[st
 def markdown(result: dict[str, Any]) -> str:
     m, t, f, b = result["machine"], result["throughput"], result["freshness"], result["backfill"]
     fi = result["freshness_idempotent"]
+    tf = result["throughput_faust"]
     return "\n".join([
         SECTION,
         "",
@@ -160,6 +163,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| streaming throughput, one worker (Kafka engine, 15 features) | "
         f"{t['tx_per_s']:,} tx/s ({t['events_per_s']:,} events/s with labels) | "
         f"≥ {TARGETS['throughput_tx_per_s']:,} tx/s |",
+        f"| same, Faust engine ({tf['transactions']:,} tx) | {tf['tx_per_s']:,} tx/s "
+        f"({tf['events_per_s']:,} events/s) | |",
         f"| freshness at {f['tx_rate']:,.0f} tx/s, produce → Redis | p50 {f['p50_ms']} ms, "
         f"p99 {f['p99_ms']} ms, p99.9 {f['p999_ms']} ms | p99 ≤ {TARGETS['freshness_p99_ms']} ms |",
         f"| same, idempotent producers (Tansu's slow path) | p50 {fi['p50_ms']} ms, "
@@ -188,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "machine": machine(),
             "throughput": bench_throughput(data, 30_000 if args.quick else 300_000, 30, tmp),
+            "throughput_faust": bench_throughput(data, 20_000 if args.quick else 100_000, 30, tmp,
+                                                 faust_engine),
             # Tansu answers idempotent produce requests with a ~0.5 s p99 tail: measure
             # the pipeline without it, and with it for comparison.
             "freshness": bench_freshness(data, 8 if args.quick else 30, 2000.0, tmp, False),
