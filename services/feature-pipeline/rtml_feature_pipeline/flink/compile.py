@@ -428,7 +428,7 @@ class _Compiler:
             group_of[aggregate.name] = group
         ordered = list(groups.values())
         all_columns = [c for g in ordered for c in g.columns()]
-        key = entity.key
+        entity_key = entity.key
         contributions: list[Contribution] = []
 
         def select(source: str, is_query: bool, weights: dict[str, str], valid: str,
@@ -456,8 +456,8 @@ class _Compiler:
                 if group.uses_amount:
                     weights[f"a{group.index}"] = "amount" if sign > 0 else "-amount"
                     contributions.append(Contribution(source, group.index, "a", sign))
-            parts.append(select(source, shift == 0, weights, _TX_VALID, key, "transaction_id",
-                                "event_ms"))
+            parts.append(select(source, shift == 0, weights, _TX_VALID, entity_key,
+                                "transaction_id", "event_ms"))
         # Label rows: +is_fraud from max(s + d, L), -is_fraud at s + d + n, only if L < s + d + n.
         label_groups = [g for g in ordered if g.uses_labels]
         for delay in sorted({g.delay_ms for g in label_groups}):
@@ -467,8 +467,8 @@ class _Compiler:
                 if group.delay_ms == delay:
                     weights[f"f{group.index}"] = self._fraud_weight(group, +1)
                     contributions.append(Contribution(source, group.index, "f", +1))
-            parts.append(select(source, False, weights, _LABEL_VALID + " AND is_fraud", key,
-                                "transaction_id", "tx_ms"))
+            parts.append(select(source, False, weights, _LABEL_VALID + " AND is_fraud",
+                                entity_key, "transaction_id", "tx_ms"))
         for end in sorted({g.end for g in label_groups}):
             source = self.label_source(end, start=False)
             weights = {}
@@ -476,8 +476,8 @@ class _Compiler:
                 if group.end == end:
                     weights[f"f{group.index}"] = self._fraud_weight(group, -1)
                     contributions.append(Contribution(source, group.index, "f", -1))
-            parts.append(select(source, False, weights, _LABEL_VALID + " AND is_fraud", key,
-                                "transaction_id", "tx_ms"))
+            parts.append(select(source, False, weights, _LABEL_VALID + " AND is_fraud",
+                                entity_key, "transaction_id", "tx_ms"))
 
         prefix = f"rtml_{entity.name}"
         window = ("PARTITION BY entity_id ORDER BY rt "
