@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import pytest
 
@@ -41,12 +41,14 @@ from rtml_localstack.launchers import PrometheusLauncher
 from rtml_localstack.testing import (
     CassandraServer,
     KafkaBroker,
+    ManagedServer,
     MlflowServer,
     PrometheusServer,
     RedisServer,
 )
 
 _START_ERRORS = (StackError, ComponentUnavailable)
+S = TypeVar("S", bound=ManagedServer)
 
 
 def _cannot_start(what: str, exc: Exception) -> NoReturn:
@@ -110,37 +112,35 @@ def kafka_broker_factory(tmp_path: Path) -> Iterator[Callable[..., KafkaBroker]]
         broker.close()
 
 
+def _serve(start: Callable[[], S], what: str) -> Iterator[S]:
+    """Start a server for a fixture, fail it with a clear reason, stop it afterwards."""
+    try:
+        server = start()
+    except _START_ERRORS as exc:
+        _cannot_start(what, exc)
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A shared redis-server (no persistence)."""
-    try:
-        server = RedisServer.start_new(_dir(tmp_path_factory, "redis"))
-    except _START_ERRORS as exc:
-        _cannot_start("redis-server (install it with scripts/install-system-deps.sh)", exc)
-    yield server
-    server.close()
+    yield from _serve(lambda: RedisServer.start_new(_dir(tmp_path_factory, "redis")),
+                      "redis-server (install it with scripts/install-system-deps.sh)")
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A shared MLflow tracking server + registry (SQLite, proxied artifacts)."""
-    try:
-        server = MlflowServer.start_new(_dir(tmp_path_factory, "mlflow"))
-    except _START_ERRORS as exc:
-        _cannot_start("the MLflow server", exc)
-    yield server
-    server.close()
+    yield from _serve(lambda: MlflowServer.start_new(_dir(tmp_path_factory, "mlflow")),
+                      "the MLflow server")
 
 
 @pytest.fixture(scope="session")
 def cassandra_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraServer]:
     """A shared Cassandra 1.2 stand-in with keyspace ``rtml``."""
-    try:
-        server = CassandraServer.start_new(_dir(tmp_path_factory, "cassandra"))
-    except _START_ERRORS as exc:
-        _cannot_start("the Cassandra stand-in", exc)
-    yield server
-    server.close()
+    yield from _serve(lambda: CassandraServer.start_new(_dir(tmp_path_factory, "cassandra")),
+                      "the Cassandra stand-in")
 
 
 @pytest.fixture(scope="session")
@@ -149,9 +149,5 @@ def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom
     problem = PrometheusLauncher().unavailable()
     if problem:
         pytest.skip(problem)
-    try:
-        server = PrometheusServer.start_new(_dir(tmp_path_factory, "prometheus"))
-    except _START_ERRORS as exc:
-        _cannot_start("Prometheus", exc)
-    yield server
-    server.close()
+    yield from _serve(lambda: PrometheusServer.start_new(_dir(tmp_path_factory, "prometheus")),
+                      "Prometheus")
