@@ -25,12 +25,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine, write_section
+from benchlib import DOCS, machine, write_section
 
 from rtml_simulator import SimulationConfig, simulate, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Simulator"
 
 QUICK = SimulationConfig(n_customers=1_000, n_terminals=2_000, n_days=60,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtml_common.kafka.headers import normalise_headers
 from rtml_localstack import process
 from rtml_localstack.errors import StackError
 from rtml_localstack.launchers import (
@@ -330,7 +331,7 @@ def consume(
                     offset=message.offset() or 0,
                     key=message.key(),
                     value=message.value(),
-                    headers=_headers(message.headers()),
+                    headers=normalise_headers(message.headers()),
                     timestamp_ms=message.timestamp()[1],
                 )
             )
@@ -351,11 +352,3 @@ def _partitions(consumer: Any, topic: str, deadline: float) -> Sequence[int]:
         if time.monotonic() >= deadline:
             raise TimeoutError(f"topic {topic!r} does not exist")
         time.sleep(0.1)
-
-
-def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
-    """Message headers as (name, value) pairs, whatever shape the client gave."""
-    if not raw:
-        return []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(name, value.encode() if isinstance(value, str) else value) for name, value in items]
