@@ -29,7 +29,6 @@ from benchlib import DOCS, machine, write_section
 
 from rtml_simulator import SimulationConfig, simulate, write_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Simulator"
 
 QUICK = SimulationConfig(n_customers=1_000, n_terminals=2_000, n_days=60,
