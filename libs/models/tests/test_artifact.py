@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import rtml_models.aliases
 import rtml_models.artifact
 import rtml_models.river.model
 import rtml_models.xgboost.model
@@ -19,8 +20,8 @@ from rtml_models.river import RiverModel
 from rtml_models.xgboost import XGBoostModel
 
 
-@pytest.mark.parametrize("module", [rtml_models.artifact, rtml_models.river.model,
-                                    rtml_models.xgboost.model])
+@pytest.mark.parametrize("module", [rtml_models.aliases, rtml_models.artifact,
+                                    rtml_models.river.model, rtml_models.xgboost.model])
 def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0
