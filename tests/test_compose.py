@@ -542,3 +542,51 @@ def test_docker_compose_accepts_the_file() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- local libraries inside images -----------------------------------------------
+
+
+def _local_dependencies(project: Path) -> set[str]:
+    """rtml-* distributions a pyproject.toml depends on (names only)."""
+    import tomllib
+
+    data = tomllib.loads((project / "pyproject.toml").read_text())
+    dependencies = data["project"]["dependencies"]
+    names = {re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0] for dep in dependencies}
+    return {name for name in names if name.startswith("rtml-")}
+
+
+def _library_dirs() -> dict[str, Path]:
+    """Distribution name -> folder, for every library under libs/."""
+    import tomllib
+
+    return {
+        tomllib.loads((p / "pyproject.toml").read_text())["project"]["name"]: p
+        for p in sorted((ROOT / "libs").glob("*")) if (p / "pyproject.toml").is_file()
+    }
+
+
+def _closure(project: Path, libraries: dict[str, Path]) -> set[Path]:
+    todo, seen = [project], set()
+    while todo:
+        for name in _local_dependencies(todo.pop()):
+            assert name in libraries, f"{project}: depends on unknown local package {name}"
+            if libraries[name] not in seen:
+                seen.add(libraries[name])
+                todo.append(libraries[name])
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(rtml_service_dirs()))
+def test_image_installs_every_local_library_the_service_needs(name: str) -> None:
+    instructions = list(image_instructions(SERVICE_DOCKERFILE,
+                                           {"SERVICE": name, "PACKAGE": package_of(name)}))
+    installed: set[str] = set()
+    for instruction, arguments in instructions:
+        if instruction == "RUN" and "pip install" in arguments:
+            installed |= {word.removeprefix("./").rstrip("/")
+                          for word in shlex.split(arguments) if word.startswith("./libs/")}
+    needed = {str(path.relative_to(ROOT)) for path in
+              _closure(rtml_service_dirs()[name], _library_dirs())}
+    assert needed <= installed, f"{name}: image lacks {sorted(needed - installed)}"
