@@ -23,31 +23,17 @@ from rtml_features.baseline import BASELINE
 from rtml_features.batch import compute_features
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import entity_features
-from rtml_simulator.io import read_transactions
-
-LABEL_DELAY = pd.Timedelta(days=7)
+from rtml_simulator.frames import load_dataset
 
 
 def history_frames(data_dir: Path, n_transactions: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history, labels) of the first ``n_transactions`` of a simulated data set.
 
-    Ids become strings, as on the wire. Labels are known ``LABEL_DELAY`` after
-    their transaction, as the replay publishes them.
+    Ids become strings, as on the wire. Labels are known 7 days after their
+    transaction, as the replay publishes them (see :mod:`rtml_simulator.frames`).
     """
-    table = read_transactions(data_dir).slice(0, n_transactions).to_pandas()
-    history = pd.DataFrame({
-        "transaction_id": table["transaction_id"].astype(str),
-        "event_time": table["tx_datetime"],
-        "customer_id": table["customer_id"].astype(str),
-        "terminal_id": table["terminal_id"].astype(str),
-        "amount": table["tx_amount"],
-    })
-    labels = pd.DataFrame({
-        "transaction_id": history["transaction_id"],
-        "labeled_at": history["event_time"] + LABEL_DELAY,
-        "is_fraud": table["tx_fraud"].astype(bool),
-    })
-    return history, labels
+    dataset = load_dataset(data_dir, limit=n_transactions, string_ids=True)
+    return dataset.history, dataset.labels
 
 
 def batch_features(history: pd.DataFrame, labels: pd.DataFrame,
