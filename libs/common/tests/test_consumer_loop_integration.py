@@ -193,3 +193,36 @@ def test_sigterm_mid_replay_loses_nothing(fresh_kafka_broker: Any, redis_server:
     assert processed == {str(i) for i in range(total)}
     counts = {int(v) for v in store.hvals("times_processed")}
     assert counts == {1}, "a graceful stop must commit exactly what it processed"
+
+
+def test_range_assignment_keeps_co_partitioned_topics_together(fresh_kafka_broker: Any) -> None:
+    """Two members with the eager "range" assignor own the same partitions of both topics."""
+    import threading
+
+    settings = settings_for(fresh_kafka_broker.bootstrap_servers, poll_timeout_s=0.05)
+    topics = {"transactions": Transaction, "labels": Label}
+    ensure_topics(settings.bootstrap_servers, list(topics), replication_factor=1)
+    loops = [ConsumerLoop(topics, "range-group", lambda records: None, settings,
+                          **{"partition.assignment.strategy": "range"}) for _ in range(2)]
+    threads = [threading.Thread(target=loop.run, kwargs={"max_idle_s": 60}) for loop in loops]
+    try:
+        threads[0].start()
+        deadline = time.monotonic() + 30
+        while not loops[0].assigned and time.monotonic() < deadline:
+            time.sleep(0.05)
+        threads[1].start()
+        while time.monotonic() < deadline + 30:
+            owned = [set(loop.assigned) for loop in loops]
+            if all(owned) and len(owned[0] | owned[1]) == 8 and not owned[0] & owned[1]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"no settled two-member assignment: {[sorted(o) for o in owned]}")
+        for own in owned:
+            by_topic = {t: {p for topic, p in own if topic == t} for t in topics}
+            assert by_topic["transactions"] == by_topic["labels"], sorted(own)
+    finally:
+        for loop in loops:
+            loop.stop()
+        for thread in threads:
+            thread.join(30)

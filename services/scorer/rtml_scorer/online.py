@@ -16,7 +16,7 @@ Mechanics, all on the scoring thread (River models are not thread-safe):
   (oldest dropped) and by ``max_age_ms`` of event time behind the stream.
   A later *revision* of a vector replaces the cached row (the label is
   learned with the corrected features). A label whose vector is not cached
-  (too old, scored by another scorer process, or never seen) is counted as
+  (too old, or never seen by this process) is counted as
   ``unmatched`` and skipped.
 * **Stream time** — per assigned ``features`` partition, the newest event
   time seen; the stream's time is the *minimum* over those partitions, so a

@@ -91,8 +91,12 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
                                 instance_name())
     scorer = Scorer(settings, serving, producer, settings.consumer_group, checkpointer, stop)
     topics: dict[str, type[Event]] = {FEATURES_TOPIC: FeatureVector, LABELS_TOPIC: Label}
+    # "range" gives each member the same partition numbers of every topic, and
+    # features and labels are both keyed by customer with equal partition counts:
+    # a process owns the labels of exactly the transactions it scored, which the
+    # River challenger needs to learn from them (cooperative-sticky doesn't promise it).
     loop = ConsumerLoop(topics, settings.consumer_group, scorer.handle, kafka, producer,
-                        **{"fetch.wait.max.ms": 10})
+                        **{"fetch.wait.max.ms": 10, "partition.assignment.strategy": "range"})
     scorer.assigned = lambda: set(loop.assigned)
     watcher = ModelWatcher(serving, scorer.guard, scorer.metrics, kafka,
                            settings.consumer_group, settings.refresh_interval_s)

@@ -43,7 +43,9 @@ class ScorerProcess:
 
     def owns_features(self) -> bool:
         """Whether the last assignment it logged includes a features partition."""
-        assigned = [line for line in self.lines if "assigned [" in line]
+        # The model-events watcher logs its own "assigned [...]" lines: skip them.
+        assigned = [line for line in self.lines
+                    if "assigned [" in line and "'model-events'" not in line]
         return bool(assigned) and "'features'" in assigned[-1]
 
     def terminate(self, timeout_s: float = 30.0) -> int:

@@ -121,7 +121,11 @@ class ConsumerLoop:
         self.group_id = group_id
         self.handler = handler
         self.producer = producer or EventProducer(self.settings)
-        self._consumer = Consumer(consumer_config(self.settings, group_id, **consumer_overrides))
+        config = consumer_config(self.settings, group_id, **consumer_overrides)
+        #: Cooperative assignors hand partitions over incrementally; eager ones
+        #: (e.g. "range", which keeps co-partitioned topics together) all at once.
+        self._cooperative = "cooperative" in str(config["partition.assignment.strategy"])
+        self._consumer = Consumer(config)
         self._stop = threading.Event()
         self._start_offsets = start_offsets
         #: Told the next offset per partition after every batch, dead-lettered records
@@ -178,13 +182,19 @@ class ConsumerLoop:
                 offset = self._start_offsets(tp.topic, tp.partition)
                 if offset is not None:
                     tp.offset = offset
-        consumer.incremental_assign(partitions)
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         self.assigned.update((tp.topic, tp.partition) for tp in partitions)
         logger.info("assigned %s", sorted(self.assigned))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._flush_and_commit()  # what we handled must be committed before another member resumes
-        consumer.incremental_unassign(partitions)
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
         self.assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
 
     def run(self, max_idle_s: float | None = None) -> LoopStats:
