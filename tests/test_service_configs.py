@@ -74,8 +74,9 @@ class Service:
 
 SERVICES = [
     Service("feature-pipeline", "redis_ttl_s", "10", "allowed_lateness_s", "60", implemented=True),
-    Service("model-registry", "http_port", "70000", "http_port", "9000"),
-    Service("scorer", "shadow_sample_percent", "150", "shadow_sample_percent", "12.5"),
+    Service("model-registry", "http_port", "70000", "http_port", "9000", implemented=True),
+    Service("scorer", "shadow_sample_percent", "150", "shadow_sample_percent", "12.5",
+            implemented=True),
     Service(
         "decision",
         "request_timeout_ms",

@@ -7,6 +7,8 @@ point runs in a subprocess; here :func:`main` is called directly.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rtml_common.service_config import EXIT_BAD_CONFIG
@@ -22,6 +24,16 @@ EXPECTED_DEFAULTS = {
     "http_port": 8000,
     "api_key": None,
     "latency_budget_ms": 20.0,
+    "latency_samples": 500,
+    "feature_set": "baseline",
+    "audit_db": Path(".rtml/model-registry/audit.sqlite"),
+    "gate_timeout_s": 120.0,
+    "champion_metric": "ap",
+    "max_metric_drop": 0.01,
+    "aliases": ["champion", "challenger", "shadow"],
+    "alias_prefixes": ["shadow-"],
+    "event_timeout_s": 10.0,
+    "republish_interval_s": 30.0,
 }
 
 
@@ -52,3 +64,32 @@ def test_api_key_is_kept_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.api_key is not None
     assert settings.api_key.get_secret_value() == "k" * 32
     assert "k" * 32 not in repr(settings)
+
+
+@pytest.mark.parametrize(("alias", "allowed"), [
+    ("champion", True), ("challenger", True), ("shadow", True), ("shadow-river", True),
+    ("shadow-", False), ("Champion", False), ("latest", False), ("shadow-a_b", False),
+    ("champion-2", False),
+])
+def test_alias_names(alias: str, allowed: bool) -> None:
+    problem = Settings().alias_problem(alias)
+    assert (problem is None) == allowed
+    if not allowed:
+        assert problem is not None
+        assert "allowed: champion, challenger, shadow, shadow-<suffix>" in problem
+
+
+@pytest.mark.parametrize(("variable", "value", "words"), [
+    ("RTML_MODEL_REGISTRY_ALIASES", '["challenger"]', "must include 'champion'"),
+    ("RTML_MODEL_REGISTRY_ALIAS_PREFIXES", '["shadow"]', "ending with '-'"),
+    ("RTML_MODEL_REGISTRY_FEATURE_SET", "nope", "'nope' is not defined"),
+])
+def test_alias_and_feature_set_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str,
+    value: str, words: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert main() == EXIT_BAD_CONFIG
+    err = capsys.readouterr().err
+    assert variable in err
+    assert words in err
