@@ -25,9 +25,11 @@ from rtml_cli.demo_steps.context import DemoContext, DemoError, DemoSettings, St
 from rtml_cli.demo_steps.dataset import ensure_dataset
 from rtml_cli.demo_steps.features import compute_features
 from rtml_cli.demo_steps.malformed import produce_malformed
+from rtml_cli.demo_steps.promote import promote_models
 from rtml_cli.demo_steps.replay import replay_slice
 from rtml_cli.demo_steps.stack import start_stack
 from rtml_cli.demo_steps.summary import print_summary
+from rtml_cli.demo_steps.train import train_models
 from rtml_localstack.errors import StackError
 from rtml_localstack.launchers import LAUNCHERS
 from rtml_localstack.stack import select_components
@@ -44,6 +46,8 @@ STEPS: list[Step] = [
     Step("produce 3 malformed transactions", produce_malformed),
     Step("audit: read everything back with a consumer", audit),
     Step("compute streaming features into Redis", compute_features),
+    Step("train models on the data set and register them", train_models),
+    Step("promote them through the registry's validation gate", promote_models),
 ]
 
 

@@ -231,3 +231,40 @@ def test_features_step_computes_a_vector_per_replayed_transaction(
     assert ctx.features.late_events == 0
     assert "customer_id_nb_tx_30day_window" in out.getvalue()
     assert redis_server.client().keys("rtml:feature-pipeline:checkpoint:*") == []
+
+
+@pytest.mark.integration
+def test_demo_trains_registers_and_promotes_through_the_gate(
+    tmp_path: Path, fresh_kafka_broker: KafkaBroker, mlflow_server: Any,
+) -> None:
+    """The train and promote steps against real MLflow + Kafka, with the real registry service."""
+    from datetime import timedelta
+
+    import orjson
+
+    from rtml_localstack.testing import consume
+    from rtml_models.registry.mlflow import MlflowRegistry
+
+    data = SimulationConfig(n_customers=400, n_terminals=800, n_days=30, seed=5)
+    name = f"demo-{tmp_path.name}"
+    settings = _settings(tmp_path, simulation=data, model_name=name,
+                         train_start=data.start_date + timedelta(days=8))
+    console, out = _console()
+    ctx = DemoContext(settings, console)
+    ctx.bootstrap_servers = fresh_kafka_broker.bootstrap_servers
+    ctx.client_env = {"RTML_KAFKA_BOOTSTRAP_SERVERS": fresh_kafka_broker.bootstrap_servers,
+                      "RTML_MLFLOW_TRACKING_URI": mlflow_server.tracking_uri}
+    ensure_topics(fresh_kafka_broker.bootstrap_servers, ["model-events"], replication_factor=1)
+    run_steps(ctx, _steps("ensure_dataset", "train_models", "promote_models"))
+
+    assert [r.config.model for r in ctx.trained] == ["xgboost", "river"]
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    versions = {r.config.model: r.model_version.version for r in ctx.trained}
+    assert registry.aliases(name) == {"champion": versions["xgboost"],
+                                                  "challenger": versions["river"]}
+    events = consume(fresh_kafka_broker.bootstrap_servers, "model-events", 2, timeout_s=30)
+    assert sorted(orjson.loads(e.value or b"{}")["alias"] for e in events) == [
+        "challenger", "champion"]
+    print_summary(ctx)
+    text = out.getvalue()
+    assert "gate passed" in text and "latency" in text

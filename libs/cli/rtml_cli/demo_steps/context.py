@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,11 @@ class DemoSettings:
     stack_timeout_s: float | None = None
     #: The audit consumer stops after this long without a record.
     audit_idle_s: float = 3.0
+    #: First training day of the models the demo trains (None: the evaluation
+    #: protocol's default, 2018-07-25); 21 days of data must follow it.
+    train_start: date | None = None
+    #: Registered model name the demo trains and promotes.
+    model_name: str = "fraud-detector"
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,8 @@ class DemoContext:
     #: The feature worker's run (an ``rtml_feature_pipeline.kafka_engine.EngineRun``).
     features: Any = None
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Training results (``rtml_training.result.TrainResult``), champion candidate first.
+    trained: list[Any] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     #: ``(command, what it does)`` pairs printed under "what next".
     next_commands: list[tuple[str, str]] = field(default_factory=list)
