@@ -215,8 +215,23 @@ class StreamingFeatureComputer:
 
     def on_label(self, transaction_id: str, customer_id: str, terminal_id: str | None,
                  transaction_time_ms: int, labeled_at_ms: int,
-                 is_fraud: bool) -> list[Emission]:
-        """Record a label; return revised vectors of emitted transactions it should reach."""
+                 is_fraud: bool, source: str = "") -> list[Emission]:
+        """Record a label; return revised vectors of emitted transactions it should reach.
+
+        ``source`` (the label partition) joins the watermark once it has
+        delivered, at its labels' ``labeled_at``: when labels are read behind
+        transactions (a consumer catching up fetches topics unevenly), the
+        watermark waits for them, so the vectors a late-read label must revise
+        are still revisable instead of swept. A label source that has never
+        delivered (before the first labels exist) holds nothing back.
+        """
+        if source:
+            seen = self.source_times.get(source)
+            if seen is None or labeled_at_ms > seen:
+                watermark = self.watermark_ms
+                self.source_times[source] = labeled_at_ms
+                if seen is None or watermark is None or seen <= watermark:
+                    self._update_watermark()
         ids = (customer_id, terminal_id)
         added = False
         for entity, key_index in self._label_entities:

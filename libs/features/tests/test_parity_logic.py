@@ -188,3 +188,32 @@ def test_window_sums_stay_exact_beside_huge_entities() -> None:
                                                  timedelta(days=1))]), small, small)["n_1d"]
     # Every small amount is 0.1, so the exact sum is 0.1 x count (fsum-level accuracy).
     assert np.abs(small["sum_1d"].to_numpy() - 0.1 * counts.to_numpy()).max() <= 1e-9
+
+
+def test_labels_read_behind_transactions_still_revise_the_newest_vectors() -> None:
+    """A consumer catching up may read the labels topic far behind transactions.
+
+    Once a label partition has delivered, it holds the watermark back, so the
+    vectors its later labels must revise are not swept as "final" meanwhile.
+    """
+    day = 86_400_000
+    computer = StreamingFeatureComputer(BASELINE, allowed_lateness=timedelta(seconds=300))
+    computer.expect_sources(["transactions:0"])
+    # The label partition delivers early: a label for an unrelated transaction.
+    computer.on_label("x", "c9", "t9", 0, 7 * day, False, "labels:0")
+    # Terminal t1: one transaction a day for 20 days, read before their labels.
+    latest: dict[str, dict[str, float]] = {}
+    for i in range(20):
+        for emission in computer.on_transaction(f"tx{i}", "c1", "t1", i * day + 1000, 10.0,
+                                                "transactions:0"):
+            latest[emission.transaction_id] = emission.vector
+    # Now the labels arrive (each known 7 days after its transaction): all fraud.
+    for i in range(13):
+        for emission in computer.on_label(f"tx{i}", "c1", "t1", i * day + 1000,
+                                          i * day + 1000 + 7 * day, True, "labels:0"):
+            latest[emission.transaction_id] = emission.vector
+    newest = latest["tx19"]
+    # At day 19 the delayed 30-day window (t-37d, t-7d] holds days 0..12, all labelled
+    # fraud by day 19 (label i is known at day i + 7).
+    assert newest["terminal_id_risk_30day_window"] == 1.0
+    assert newest["terminal_id_nb_tx_30day_window"] == 13.0

@@ -185,7 +185,8 @@ class FeatureWorker:
             elif isinstance(event, Label):
                 emitted = self.computer.on_label(
                     event.transaction_id, event.customer_id, event.terminal_id,
-                    epoch_ms(event.transaction_time), epoch_ms(event.labeled_at), event.is_fraud)
+                    epoch_ms(event.transaction_time), epoch_ms(event.labeled_at), event.is_fraud,
+                    f"{record.topic}:{record.partition}")
             else:
                 raise TypeError(f"unexpected event {type(event).__name__} on {record.topic}")
             for emission in emitted:
