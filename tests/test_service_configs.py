@@ -83,6 +83,7 @@ SERVICES = [
         "0",
         "canary_weights",
         '{"champion": 95, "challenger": 5}',
+        implemented=True,
     ),
     Service("shadow-auditor", "ap_margin", "1.5", "auto_promote", "true"),
     Service("drift-monitor", "psi_threshold", "0", "retrain_policy", "never"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -72,6 +73,39 @@ class Settings(ServiceSettings):
         description=(
             "Budget of one decision request; past it the fallback rules answer and the "
             "decision is marked degraded."
+        ),
+    )
+    fallback_rules_path: Path | None = Field(
+        default=None,
+        description=(
+            "YAML rule set answering degraded requests (no score, no online features); "
+            "unset means the built-in fallback rule set."
+        ),
+    )
+    idempotency_ttl_s: int = Field(
+        default=86_400,
+        ge=60,
+        description=(
+            "How long a decision is remembered by transaction id, so a retried request "
+            "returns it instead of deciding (and producing) again."
+        ),
+    )
+    top_contributions: int = Field(
+        default=5, ge=0, le=50,
+        description="Feature contributions (XGBoost pred_contribs) returned per decision.",
+    )
+    canary_key: Literal["customer_id", "transaction_id"] = Field(
+        default="customer_id",
+        description=(
+            "Request field hashed to pick the canary arm: customer_id keeps a customer on "
+            "one arm, transaction_id splits per payment."
+        ),
+    )
+    log_writer: bool = Field(
+        default=True,
+        description=(
+            "Run the Cassandra decision-log writer (consumer of decisions) inside the "
+            "service; false when it runs as python -m rtml_decision.log_writer."
         ),
     )
     canary_weights: dict[str, float] = Field(

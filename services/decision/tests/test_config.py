@@ -26,6 +26,11 @@ EXPECTED_DEFAULTS = {
     "admin_api_key": None,
     "request_timeout_ms": 50,
     "canary_weights": {},
+    "fallback_rules_path": None,
+    "idempotency_ttl_s": 86_400,
+    "top_contributions": 5,
+    "canary_key": "customer_id",
+    "log_writer": True,
 }
 
 

@@ -1,0 +1,254 @@
+"""Decision API benchmark: open-loop load from a separate process, latency percentiles.
+
+The service runs as its own process (``python -m rtml_decision``: one
+uvicorn worker, thread-pool endpoint) against real servers started here
+(Tansu broker, Redis, MLflow) with an XGBoost champion of 100 trees of depth
+6 over the 15 baseline features, the default 20-rule DAG
+(``services/decision/rules/default.yaml``) and 10,000 customers / 2,000
+terminals with features in Redis. The Cassandra log writer does not run in
+the service process here (``RTML_DECISION_LOG_WRITER=false``; in production
+it is ``python -m rtml_decision.log_writer``, off the request path).
+
+The load generator is another process (``multiprocessing``) speaking raw
+HTTP/1.1 over 64 keep-alive asyncio connections (httpx costs more CPU per
+request than the service). It is **open loop**: request *i* is scheduled at
+``t0 + i / rate`` whatever the responses do, and its latency is measured
+from that scheduled time, so a stall shows up as queueing latency rather
+than as fewer requests (no coordinated omission). Every request has a new
+transaction id (no idempotent replays).
+
+* **steady** — 1,000 req/s for 60 s (``--quick``: 10 s): p50 / p99 / p99.9;
+  target p99 <= 10 ms (stretch 5 ms).
+* **rate search** — 1k, 2k, 3k, ... req/s for 10 s each (``--quick``: 4 s)
+  until p99 > 20 ms: the highest rate whose p99 stayed <= 20 ms; target
+  >= 3,000 req/s.
+
+``--json`` prints one JSON object last. A full run rewrites the
+``## Decision API`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import xgboost as xgb
+from benchlib import machine, write_section
+
+from rtml_features.baseline import BASELINE
+from rtml_features.online_store.base import EntityValues
+from rtml_features.online_store.redis.store import RedisOnlineStore
+from rtml_localstack.ports import free_port
+from rtml_localstack.testing import KafkaBroker, MlflowServer, RedisServer
+from rtml_models.registry.mlflow import MlflowRegistry
+from rtml_models.xgboost import XGBoostModel
+
+SECTION = "## Decision API"
+TARGETS = {"p99_ms_at_1000": 10.0, "max_rate_p99_20ms": 3_000}
+CUSTOMERS, TERMINALS, CONNECTIONS = 10_000, 2_000, 64
+MODEL = "bench-decision"
+
+
+def champion(registry: MlflowRegistry) -> str:
+    rng = np.random.default_rng(0)
+    rows = rng.random((20_000, len(BASELINE.names))) * 10
+    labels = (rows[:, 3] + rng.normal(0, 2, len(rows)) > 8).astype(float)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 6, "nthread": 2},
+                        xgb.DMatrix(rows, label=labels, feature_names=list(BASELINE.names)),
+                        num_boost_round=100)
+    version = registry.register(MODEL, XGBoostModel(booster), feature_set=BASELINE)
+    registry.set_alias(MODEL, "champion", version.version)
+    return version.version
+
+
+def fill_redis(url: str) -> None:
+    store = RedisOnlineStore(url, ttl_s=86_400)
+    rng = np.random.default_rng(1)
+    customer_names = [n for n in BASELINE.names if n.startswith("customer_id_")]
+    terminal_names = [n for n in BASELINE.names if n.startswith("terminal_id_")]
+    updates = [EntityValues("customer", f"c{i}", dict(zip(customer_names,
+                            (rng.random(len(customer_names)) * 8).tolist(), strict=True)),
+                            1, "x") for i in range(CUSTOMERS)]
+    updates += [EntityValues("terminal", f"t{i}", dict(zip(terminal_names,
+                             (rng.random(len(terminal_names))).tolist(), strict=True)),
+                             1, "x") for i in range(TERMINALS)]
+    for start in range(0, len(updates), 1000):
+        store.write(BASELINE, updates[start:start + 1000])
+    store.close()
+
+
+def start_service(port: int, broker: KafkaBroker, redis: RedisServer, mlflow: MlflowServer,
+                  log_path: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTML_")}
+    env.update(RTML_DECISION_HTTP_PORT=str(port), RTML_DECISION_MODEL_NAME=MODEL,
+               RTML_DECISION_LOG_WRITER="false", RTML_KAFKA_BOOTSTRAP_SERVERS=
+               broker.bootstrap_servers, RTML_REDIS_URL=redis.url,
+               RTML_MLFLOW_TRACKING_URI=mlflow.tracking_uri, RTML_TELEMETRY_LOG_LEVEL="WARNING",
+               RTML_CASSANDRA_PORT=str(free_port()))
+    process = subprocess.Popen([sys.executable, "-m", "rtml_decision"], env=env,
+                               stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json()
+            if health["models"].get("champion"):
+                return process
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"service exited: {log_path.read_text()[-2000:]}")
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("service did not become healthy")
+
+
+def _request(port: int, run: str, i: int) -> bytes:
+    body = (f'{{"transaction_id":"{run}-{i}","event_time":"2018-06-01T12:00:00Z",'
+            f'"customer_id":"c{i * 7919 % CUSTOMERS}","terminal_id":"t{i * 104729 % TERMINALS}",'
+            f'"amount":{(i * 37) % 500 + 0.5}}}').encode()
+    return (f"POST /v1/decisions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+async def _load(port: int, rate: float, seconds: float, run: str) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(CONNECTIONS):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal errors
+        reader, writer = await pool.get()
+        try:
+            writer.write(_request(port, run, i))
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+            latencies.append((loop.time() - scheduled) * 1000)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            errors += 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        pool.put_nowait((reader, writer))
+
+    n = int(rate * seconds)
+    start = loop.time() + 0.05
+    tasks = []
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    cpu = time.process_time()
+    return {"latencies": latencies, "errors": errors, "sent": n, "generator_cpu_s": cpu}
+
+
+def _generator(port: int, rate: float, seconds: float, run: str, out: Any) -> None:
+    out.put(asyncio.run(_load(port, rate, seconds, run)))
+
+
+def load(port: int, rate: float, seconds: float) -> dict[str, Any]:
+    """Run the open-loop generator in its own process; percentiles of its latencies."""
+    queue: mp.Queue[dict[str, Any]] = mp.get_context("spawn").Queue()
+    process = mp.get_context("spawn").Process(
+        target=_generator, args=(port, rate, seconds, uuid.uuid4().hex[:8], queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    values = np.asarray(result["latencies"] or [float("nan")])
+    return {"rate": rate, "seconds": seconds, "sent": result["sent"],
+            "answered": len(result["latencies"]), "errors": result["errors"],
+            "p50_ms": round(float(np.percentile(values, 50)), 2),
+            "p99_ms": round(float(np.percentile(values, 99)), 2),
+            "p999_ms": round(float(np.percentile(values, 99.9)), 2),
+            "generator_cpu_pct": round(100 * result["generator_cpu_s"] / seconds, 1)}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, s = result["machine"], result["steady"]
+    lines = [SECTION, "",
+             f"{m['date']}, {m['nproc']} cores ({m['cpu']}), Python {m['python']}, load "
+             f"average {m['load_average_1m']} before the run; `python bench/decision.py`"
+             f"{' --quick' if result['quick'] else ''}. Service: one uvicorn process; "
+             "generator: another process, open loop, latency from the scheduled send time.",
+             "", "| figure | value | target |", "|---|---|---|",
+             f"| p50 at {s['rate']:.0f} req/s for {s['seconds']:.0f} s | {s['p50_ms']} ms | |",
+             f"| p99 at {s['rate']:.0f} req/s | {s['p99_ms']} ms | <= 10 ms (stretch 5) |",
+             f"| p99.9 at {s['rate']:.0f} req/s | {s['p999_ms']} ms | |",
+             f"| highest rate with p99 <= 20 ms | {result['max_rate_p99_20ms']} req/s "
+             "| >= 3,000 req/s |", "",
+             "| rate (req/s) | p50 ms | p99 ms | p99.9 ms | errors | generator CPU % |",
+             "|---|---|---|---|---|---|"]
+    for step in [s, *result["search"]]:
+        lines.append(f"| {step['rate']:.0f} | {step['p50_ms']} | {step['p99_ms']} | "
+                     f"{step['p999_ms']} | {step['errors']} | {step['generator_cpu_pct']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 s steady, 4 s search steps")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args(argv)
+    steady_s, step_s = (10.0, 4.0) if args.quick else (60.0, 10.0)
+    with tempfile.TemporaryDirectory(prefix="rtml-bench-decision-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        broker = KafkaBroker.start_new(tmp / "kafka")
+        redis = RedisServer.start_new(tmp / "redis")
+        mlflow = MlflowServer.start_new(tmp / "mlflow")
+        service: subprocess.Popen[bytes] | None = None
+        try:
+            champion(MlflowRegistry(mlflow.tracking_uri))
+            fill_redis(redis.url)
+            port = free_port()
+            service = start_service(port, broker, redis, mlflow, tmp / "service.log")
+            load(port, 500, 2)  # warm-up: connections, caches, the first Kafka batches
+            steady = load(port, 1_000, steady_s)
+            search: list[dict[str, Any]] = []
+            best = 1_000 if steady["p99_ms"] <= 20 else 0
+            for rate in range(2_000, 10_001, 1_000):
+                step = load(port, rate, step_s)
+                search.append(step)
+                if step["p99_ms"] > 20 or step["errors"]:
+                    break
+                best = rate
+        finally:
+            if service is not None:
+                service.terminate()
+                service.wait(30)
+            mlflow.close()
+            redis.close()
+            broker.close()
+    result = {"benchmark": "decision", "quick": args.quick, "machine": machine(),
+              "steady": steady, "search": search, "max_rate_p99_20ms": best,
+              "targets": TARGETS, "measured_at": datetime.now(UTC).isoformat()}
+    if not args.quick:
+        write_section(SECTION, markdown(result))
+    else:
+        print(markdown(result), file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

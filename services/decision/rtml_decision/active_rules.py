@@ -1,0 +1,50 @@
+"""The active rule sets, swapped atomically on upload (hot reload without dropping requests).
+
+A request reads :attr:`ActiveRules.current` once and keeps that immutable
+:class:`RuleSets` for its whole life, so an activation in between never
+mixes two versions inside one decision, and every decision records the
+version that decided it. Activation is one attribute assignment, atomic
+under the GIL, so no lock is held on the request path.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from rtml_common.events import utcnow
+from rtml_decision.rules import DEFAULT_RULES, FALLBACK_RULES, RuleSet, load_rule_set
+
+
+@dataclass(frozen=True)
+class RuleSets:
+    """The rule set deciding normal requests and the one answering degraded ones."""
+
+    primary: RuleSet
+    fallback: RuleSet
+    activated_at: datetime
+    source: str
+
+
+class ActiveRules:
+    """Holds the current :class:`RuleSets`; :meth:`activate` swaps the primary one."""
+
+    def __init__(self, primary: RuleSet, fallback: RuleSet, source: str) -> None:
+        self.current = RuleSets(primary, fallback, utcnow(), source)
+        self._write_lock = threading.Lock()  # serialises uploads, never taken by requests
+
+    @classmethod
+    def from_paths(cls, rules_path: Path | None, fallback_path: Path | None) -> ActiveRules:
+        """Load (and validate) the configured files, or the built-in ones."""
+        primary_path = rules_path or DEFAULT_RULES
+        return cls(load_rule_set(primary_path), load_rule_set(fallback_path or FALLBACK_RULES),
+                   str(primary_path))
+
+    def activate(self, rule_set: RuleSet, source: str) -> RuleSets:
+        """Make an already validated ``rule_set`` the primary one; returns the new state."""
+        with self._write_lock:
+            self.current = replace(self.current, primary=rule_set, activated_at=utcnow(),
+                                   source=source)
+            return self.current

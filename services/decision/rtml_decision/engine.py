@@ -1,0 +1,210 @@
+"""The request path: one transaction in, one decision out, within a bounded time.
+
+Steps (each a small collaborator, see their modules for the why):
+
+1. one Redis round trip: the idempotency record and the entities' online
+   features (:mod:`rtml_decision.request_store`); a stored decision is
+   returned as is and nothing is produced again;
+2. row features of the request (:mod:`rtml_decision.row_features`);
+3. the canary arm by a deterministic hash (:mod:`rtml_decision.canary`) and
+   that arm's model score with its top contributions
+   (:mod:`rtml_decision.scoring`);
+4. the active rule set (:mod:`rtml_decision.active_rules`);
+5. ``SET NX`` of the decision under the transaction id — if a concurrent
+   retry won, its decision is returned and ours is dropped unpublished;
+6. the decision and the transaction are queued on Kafka
+   (:mod:`rtml_decision.outputs`); the response is sent.
+
+Degraded mode: when Redis fails (error or socket timeout, both bounded by
+the request budget), the budget is spent before scoring, no champion is
+loaded, or the model or the rules raise, the *fallback* rule set answers
+from the request alone (row features, no score) and the decision says
+``degraded`` with the reason. A Redis failure also means the idempotency
+record can't be checked or written: the decision is still published; the
+decision log's primary key (the transaction id) absorbs a duplicate.
+
+Why synchronous: every step is a short blocking call (Redis, XGBoost); the
+API runs this in FastAPI's thread pool, so a slow Redis blocks one thread,
+not the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from rtml_common.events import FiredRule, Transaction, utcnow
+from rtml_decision.active_rules import ActiveRules
+from rtml_decision.canary import CanaryRouter
+from rtml_decision.decision_events import Inputs, build_decision
+from rtml_decision.metrics import DecisionMetrics
+from rtml_decision.outputs import DecisionPublisher
+from rtml_decision.request_store import Lookup, RedisError, RequestStore
+from rtml_decision.row_features import RowFeatures, day_and_hour, epoch_ms
+from rtml_decision.rules import RuleResult, RuleSet
+from rtml_decision.scoring import Scored, pick_model, score
+from rtml_features.definitions import FeatureSet
+from rtml_models.serving import ServingModels
+
+logger = logging.getLogger(__name__)
+
+
+class DegradedReason(StrEnum):
+    """Why the fallback rule set answered."""
+
+    REDIS_UNAVAILABLE = "redis_unavailable"
+    TIMEOUT = "timeout"
+    NO_MODEL = "no_model"
+    MODEL_ERROR = "model_error"
+    RULES_ERROR = "rules_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The response body (JSON bytes) and whether it was a stored decision."""
+
+    body: bytes
+    replayed: bool
+
+
+class DecisionEngine:
+    """Decides transactions; see the module docstring for the steps and degraded mode."""
+
+    def __init__(self, *, store: RequestStore, serving: ServingModels, rules: ActiveRules,
+                 router: CanaryRouter, feature_set: FeatureSet, publisher: DecisionPublisher,
+                 metrics: DecisionMetrics, timeout_ms: int, top_contributions: int = 5,
+                 canary_key: str = "customer_id") -> None:
+        self.store = store
+        self.serving = serving
+        self.rules = rules
+        self.router = router
+        self.feature_set = feature_set
+        self.row_features = RowFeatures(feature_set)
+        self.publisher = publisher
+        self.metrics = metrics
+        self.timeout_s = timeout_ms / 1000
+        self.top_contributions = top_contributions
+        self.canary_key = canary_key
+
+    def decide(self, tx: Transaction, started: float | None = None) -> Answer:
+        """Decide ``tx``; ``started`` (``perf_counter``) is when the request arrived."""
+        started = time.perf_counter() if started is None else started
+        rules = self.rules.current  # one rule-set state for the whole request
+        snapshot = self.serving.current  # one model snapshot for the whole request
+        time_ms = epoch_ms(tx.event_time)
+        weekend, hour = day_and_hour(time_ms)
+        context: dict[str, Any] = {
+            "amount": tx.amount, "hour": float(hour), "is_weekend": weekend,
+            "customer_id": tx.customer_id, "terminal_id": tx.terminal_id,
+            **self.row_features.values(time_ms, {"amount": tx.amount}),
+        }
+        reason: DegradedReason | None = None
+        scored: Scored | None = None
+        lookup: Lookup | None = None
+        try:
+            lookup = self.store.lookup(tx.transaction_id, {"customer_id": tx.customer_id,
+                                                           "terminal_id": tx.terminal_id})
+        except RedisError as error:
+            logger.warning("redis unavailable, answering degraded: %s", error)
+            reason = DegradedReason.REDIS_UNAVAILABLE
+        if lookup is not None:
+            if lookup.stored is not None:
+                self.metrics.replayed()
+                return Answer(lookup.stored, replayed=True)
+            if time.perf_counter() - started > self.timeout_s:
+                reason = DegradedReason.TIMEOUT
+            else:
+                for values in lookup.entities.values():
+                    if values:
+                        context.update(values)
+                for name in self.feature_set.names:
+                    context.setdefault(name, 0.0)  # an unknown entity has no history: 0
+                scored, reason = self._score(snapshot, tx, context)
+        rule_set = rules.primary if reason is None else rules.fallback
+        if reason is None:
+            try:
+                result = rule_set.evaluate(context)
+            except Exception:
+                logger.exception("rule set %s failed, answering with the fallback",
+                                 rule_set.version)
+                reason, rule_set = DegradedReason.RULES_ERROR, rules.fallback
+        if reason is not None:
+            scored = None
+            context = {k: v for k, v in context.items() if k not in self.feature_set.names
+                       or k in self.row_features.names}
+            context["score"] = None
+            self.metrics.degraded(reason)
+            result = rule_set.evaluate(context)
+        return self._finish(tx, started, rule_set, result, scored, context, reason,
+                            redis_ok=reason is not DegradedReason.REDIS_UNAVAILABLE)
+
+    def _score(self, snapshot: Any, tx: Transaction, context: dict[str, Any]
+               ) -> tuple[Scored | None, DegradedReason | None]:
+        key = tx.customer_id if self.canary_key == "customer_id" else tx.transaction_id
+        arm, served = pick_model(snapshot, self.router.arm(key))
+        if served is None:
+            return None, DegradedReason.NO_MODEL
+        try:
+            scored = score(served, arm, context, self.top_contributions)
+        except Exception:
+            logger.exception("model %s v%s failed, answering degraded", served.info.name,
+                             served.version)
+            return None, DegradedReason.MODEL_ERROR
+        context["score"] = scored.score
+        return scored, None
+
+    def _finish(self, tx: Transaction, started: float, rule_set: RuleSet, result: RuleResult,
+                scored: Scored | None, context: dict[str, Any],
+                reason: DegradedReason | None, redis_ok: bool) -> Answer:
+        fired: list[FiredRule] = result.fired
+        latency_ms = (time.perf_counter() - started) * 1000
+        decided_at = utcnow()
+        model_name = scored.served.info.name if scored else None
+        model_version = scored.served.version if scored else None
+        arm = scored.arm if scored else None
+        inputs: Inputs = {k: v for k, v in context.items()
+                          if v is None or isinstance(v, float | int | str)}
+        decision = build_decision(
+            transaction_id=tx.transaction_id, customer_id=tx.customer_id,
+            event_time=tx.event_time, outcome=result.outcome,
+            score=scored.score if scored else None, model_name=model_name,
+            model_version=model_version, rule_set_version=rule_set.version,
+            fired_rules=fired, arm=arm, degraded=reason is not None,
+            latency_ms=latency_ms, decided_at=decided_at, inputs=inputs)
+        body = orjson.dumps({
+            "transaction_id": tx.transaction_id,
+            "outcome": str(result.outcome),
+            "score": decision.score,
+            "model_name": model_name,
+            "model_version": model_version,
+            "arm": arm,
+            "rule_set": rule_set.name,
+            "rule_set_version": rule_set.version,
+            "fired_rules": [f.model_dump(mode="json") for f in fired],
+            "contributions": [{"feature": c.feature, "value": c.value,
+                               "contribution": c.contribution}
+                              for c in (scored.contributions if scored else [])],
+            "degraded": reason is not None,
+            "degraded_reason": str(reason) if reason else None,
+            "latency_ms": round(latency_ms, 3),
+            "decided_at": decided_at,
+        })
+        if redis_ok:
+            try:
+                winner = self.store.claim(tx.transaction_id, body)
+            except RedisError as error:
+                logger.warning("cannot record decision %s for idempotency: %s",
+                               tx.transaction_id, error)
+                winner = None
+            if winner is not None:  # a concurrent retry decided first: answer with its decision
+                self.metrics.replayed()
+                return Answer(winner, replayed=True)
+        self.publisher.publish(decision, inputs, tx)
+        self.metrics.decided(str(result.outcome), arm, reason is not None,
+                             latency_ms / 1000, fired)
+        return Answer(body, replayed=False)

@@ -1,0 +1,82 @@
+"""The service's metrics, through the OpenTelemetry API like every rtml service.
+
+A no-op until :func:`rtml_common.telemetry.init_telemetry` runs (``__main__``
+does). The Prometheus exporter adds ``_total`` to counters and the unit to
+histograms, so the series are:
+
+* ``rtml_decision_requests_total{outcome,arm,degraded}`` — decisions returned
+* ``rtml_decision_http_requests_total{route,method,status}`` — every HTTP request
+* ``rtml_decision_latency_seconds`` (histogram) — decision latency
+* ``rtml_decision_degraded_total{reason}`` — answered by the fallback rules
+* ``rtml_decision_replays_total`` — idempotent retries answered from the record
+* ``rtml_decision_rules_fired_total{rule}`` — rules that fired
+* ``rtml_decision_undelivered_total`` — decisions/transactions Kafka did not accept
+* ``rtml_decision_log_written_total`` / ``rtml_decision_log_failures_total`` —
+  the decision-log writer's Cassandra writes and failed attempts
+* ``rtml_decision_log_pending`` (gauge) — decisions read but not yet in Cassandra
+"""
+
+from __future__ import annotations
+
+from opentelemetry import metrics
+
+from rtml_common.events import FiredRule
+from rtml_common.metric_buckets import DURATION_SECONDS
+
+
+class DecisionMetrics:
+    """The instruments, created once per process."""
+
+    def __init__(self) -> None:
+        meter = metrics.get_meter("rtml.decision")
+        self._requests = meter.create_counter(
+            "rtml_decision_requests", description="Decisions, by outcome, arm and degraded")
+        self._http = meter.create_counter(
+            "rtml_decision_http_requests", description="HTTP requests, by route and status")
+        self._latency = meter.create_histogram(
+            "rtml_decision_latency", unit="s", description="Decision latency",
+            explicit_bucket_boundaries_advisory=list(DURATION_SECONDS))
+        self._degraded = meter.create_counter(
+            "rtml_decision_degraded", description="Decisions answered by the fallback rules")
+        self._replays = meter.create_counter(
+            "rtml_decision_replays", description="Retries answered from the stored decision")
+        self._fired = meter.create_counter(
+            "rtml_decision_rules_fired", description="Rules that fired, by rule")
+        self._undelivered = meter.create_counter(
+            "rtml_decision_undelivered", description="Records Kafka did not accept")
+        self._log_written = meter.create_counter(
+            "rtml_decision_log_written", description="Decisions written to the decision log")
+        self._log_failures = meter.create_counter(
+            "rtml_decision_log_failures", description="Failed decision-log write attempts")
+        self._log_pending = meter.create_up_down_counter(
+            "rtml_decision_log_pending", description="Decisions waiting for the decision log")
+
+    def decided(self, outcome: str, arm: str | None, degraded: bool, seconds: float,
+                fired: list[FiredRule]) -> None:
+        self._requests.add(1, {"outcome": outcome, "arm": arm or "none",
+                               "degraded": str(degraded).lower()})
+        self._latency.record(seconds)
+        for rule in fired:
+            self._fired.add(1, {"rule": rule.rule})
+
+    def degraded(self, reason: str) -> None:
+        self._degraded.add(1, {"reason": reason})
+
+    def replayed(self) -> None:
+        self._replays.add(1)
+
+    def http(self, route: str, method: str, status: int) -> None:
+        self._http.add(1, {"route": route, "method": method, "status": str(status)})
+
+    def undelivered(self, count: int) -> None:
+        self._undelivered.add(count)
+
+    def log_written(self, count: int) -> None:
+        self._log_written.add(count)
+        self._log_pending.add(-count)
+
+    def log_pending(self, count: int) -> None:
+        self._log_pending.add(count)
+
+    def log_failed(self) -> None:
+        self._log_failures.add(1)

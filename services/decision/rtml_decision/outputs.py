@@ -1,0 +1,79 @@
+"""Publishing a decision and its transaction without blocking the request.
+
+``send_raw`` only queues the record in librdkafka's local buffer (the
+network write happens on the client's thread), so the request never waits
+for the broker. Durability of the decision log rests on the ``decisions``
+topic: the log writer consumes it into Cassandra (see
+:mod:`rtml_decision.log_writer`). The transaction goes to ``transactions``
+so the streaming features (and, downstream, the scorer's shadow models)
+see it: shadows are scored off the request path.
+
+A background thread flushes periodically so delivery failures surface in
+the logs and metrics instead of accumulating unseen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from rtml_common.events import Decision, Transaction
+from rtml_common.kafka.producer import DeliveryError, EventProducer
+from rtml_common.serde import encode, headers_for
+from rtml_common.topics import spec_for_event
+from rtml_decision.decision_events import Inputs, encode_decision
+from rtml_decision.metrics import DecisionMetrics
+
+logger = logging.getLogger(__name__)
+
+DECISIONS = spec_for_event(Decision)
+TRANSACTIONS = spec_for_event(Transaction)
+_TX_HEADERS = headers_for(Transaction)
+
+
+class DecisionPublisher:
+    """Queues decisions on ``decisions`` and transactions on ``transactions``."""
+
+    def __init__(self, producer: EventProducer, metrics: DecisionMetrics,
+                 flush_interval_s: float = 1.0) -> None:
+        self.producer = producer
+        self.metrics = metrics
+        self.flush_interval_s = flush_interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def publish(self, decision: Decision, inputs: Inputs, transaction: Transaction) -> None:
+        """Queue both records (keyed by customer id, like every per-customer topic)."""
+        key = decision.customer_id.encode()
+        value, headers = encode_decision(decision, inputs)
+        self.producer.send_raw(DECISIONS.name, key, value, headers)
+        self.producer.send_raw(TRANSACTIONS.name, key, encode(transaction), _TX_HEADERS)
+
+    def start(self) -> None:
+        """Start the periodic flusher (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="decision-flusher",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            self.flush(timeout_s=self.flush_interval_s)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait for queued records; False (logged, counted) if some were not delivered."""
+        try:
+            self.producer.flush(timeout_s)
+        except DeliveryError as error:
+            if error.failures:
+                self.metrics.undelivered(len(error.failures))
+                logger.error("decisions/transactions not delivered: %s", error)
+            return not error.failures
+        return True
+
+    def close(self) -> None:
+        """Stop the flusher and deliver what is queued."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()

@@ -1,0 +1,107 @@
+"""Request and response bodies of the API, with the examples shown in OpenAPI.
+
+The request body is :class:`rtml_common.events.Transaction` itself (strict:
+unknown fields, a negative amount or a naive datetime are precise 422s), so
+the API accepts exactly what the ``transactions`` topic carries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rtml_common.events import FiredRule, Outcome
+
+TRANSACTION_EXAMPLES: dict[str, dict[str, Any]] = {
+    "payment": {
+        "summary": "A card payment at a terminal",
+        "value": {"transaction_id": "tx-000042", "event_time": "2018-04-01T12:34:56Z",
+                  "customer_id": "c-1234", "terminal_id": "t-77", "amount": 57.16,
+                  "currency": "EUR"},
+    },
+    "no_terminal": {
+        "summary": "Terminal unknown (card-not-present)",
+        "value": {"transaction_id": "tx-000043", "event_time": "2018-04-01T03:10:00+02:00",
+                  "customer_id": "c-1234", "amount": 910.0},
+    },
+}
+
+
+class Contribution(BaseModel):
+    """One feature's share of the score, in log-odds (XGBoost ``pred_contribs``)."""
+
+    feature: str
+    value: float = Field(description="The feature's value in this request.")
+    contribution: float
+
+
+class DecisionOut(BaseModel):
+    """The decision for one transaction (a retry returns the same body)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "transaction_id": "tx-000042", "outcome": "review", "score": 0.71,
+        "model_name": "fraud-detector", "model_version": "3", "arm": "champion",
+        "rule_set": "default", "rule_set_version": "2024.06.1",
+        "fired_rules": [{"rule": "high_score", "reason_code": "R_SCORE_HIGH",
+                         "outcome": "review"}],
+        "contributions": [{"feature": "terminal_id_risk_7day_window", "value": 0.4,
+                           "contribution": 1.83}],
+        "degraded": False, "degraded_reason": None, "latency_ms": 2.4,
+        "decided_at": "2018-04-01T12:34:56.120000Z"}]})
+
+    transaction_id: str
+    outcome: Outcome
+    score: float | None = Field(description="Model score in [0, 1]; null when degraded.")
+    model_name: str | None
+    model_version: str | None
+    arm: str | None = Field(description="Canary / A-B arm (model alias) that scored.")
+    rule_set: str
+    rule_set_version: str
+    fired_rules: list[FiredRule]
+    contributions: list[Contribution] = Field(
+        description="Top features by absolute contribution (empty when degraded).")
+    degraded: bool = Field(description="True when the fallback rule set answered.")
+    degraded_reason: str | None = Field(
+        description="redis_unavailable, timeout, no_model, model_error or rules_error.")
+    latency_ms: float = Field(description="Time taken to decide, inside the service.")
+    decided_at: datetime
+
+
+class ErrorBody(BaseModel):
+    """An error with a human-readable reason."""
+
+    detail: str
+
+
+class RuleSetOut(BaseModel):
+    """The active rule sets."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "default", "version": "2024.06.1", "inputs": ["score", "tx_amount"],
+        "source": "upload", "activated_at": "2024-06-01T10:00:00Z",
+        "fallback_name": "fallback", "fallback_version": "2024.06.1"}]})
+
+    name: str
+    version: str
+    inputs: list[str]
+    source: str
+    activated_at: datetime
+    fallback_name: str
+    fallback_version: str
+
+
+class Health(BaseModel):
+    status: str
+    models: dict[str, str] = Field(description="Alias -> version being served.")
+    rule_set_version: str
+    admin_enabled: bool
+
+
+RULES_YAML_EXAMPLE = """name: default
+version: "2024.06.2"
+rules:
+  - {name: high_score, when: "score >= 0.8", outcome: decline, reason: R_SCORE_HIGH}
+  - {name: big_amount, when: "amount >= 1000", outcome: review, reason: LARGE_AMOUNT}
+"""

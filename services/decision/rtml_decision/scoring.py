@@ -1,0 +1,67 @@
+"""Scoring one request in-process with the arm's model, and explaining the score.
+
+Models come from :class:`rtml_models.serving.ServingModels` — the scorer's
+own loading code — so both services agree on what an alias means. The
+request path takes one :class:`~rtml_models.serving.Snapshot` and uses it
+throughout, so a hot reload never mixes versions within a decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtml_models.aliases import CHAMPION
+from rtml_models.serving import ServedModel, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One feature's share of the score (log-odds, XGBoost ``pred_contribs``)."""
+
+    feature: str
+    value: float
+    contribution: float
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """The score of one request and who produced it."""
+
+    arm: str
+    served: ServedModel
+    score: float
+    contributions: list[Contribution]
+
+
+def pick_model(snapshot: Snapshot, arm: str) -> tuple[str, ServedModel | None]:
+    """The model serving ``arm``; the champion when that arm has no model loaded.
+
+    Returns the arm actually served, so the decision records the truth.
+    """
+    if arm != CHAMPION:
+        served = snapshot.shadows.get(arm)
+        if served is not None:
+            return arm, served
+    return CHAMPION, snapshot.champion
+
+
+def score(served: ServedModel, arm: str, features: Mapping[str, float],
+          top_k: int) -> Scored:
+    """Score ``features`` (missing names count as 0) and keep the ``top_k`` contributions.
+
+    Contributions are ranked by absolute value; models without
+    ``contributions`` (non-tree flavours) return none.
+    """
+    names = served.model.feature_names
+    row = [features.get(name, 0.0) for name in names]
+    value = served.model.predict_one(row)
+    contributions: list[Contribution] = []
+    explain = getattr(served.model, "contributions", None)
+    if top_k and explain is not None:
+        contribs = explain(np.asarray([row], dtype=np.float64))[0][:len(names)]
+        order = np.argsort(-np.abs(contribs))[:top_k]
+        contributions = [Contribution(names[i], row[i], float(contribs[i])) for i in order]
+    return Scored(arm, served, value, contributions)

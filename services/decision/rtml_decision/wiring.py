@@ -1,0 +1,141 @@
+"""Building the running service from settings: every collaborator, started and stopped.
+
+Kept apart from ``__main__`` so the benchmark and multi-worker uvicorn
+(:func:`app_from_environment`, a factory each worker process calls) build
+exactly what ``python -m rtml_decision`` builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from rtml_common.config import CassandraSettings, KafkaSettings, MlflowSettings, RedisSettings
+from rtml_common.kafka.producer import EventProducer
+from rtml_decision.active_rules import ActiveRules
+from rtml_decision.api import create_app
+from rtml_decision.canary import CanaryRouter
+from rtml_decision.config import Settings
+from rtml_decision.decision_log.base import DecisionLog
+from rtml_decision.decision_log.cassandra.store import DEFAULT_TABLE
+from rtml_decision.engine import DecisionEngine
+from rtml_decision.log_writer import GROUP_ID, DecisionLogWriter
+from rtml_decision.metrics import DecisionMetrics
+from rtml_decision.outputs import DecisionPublisher
+from rtml_decision.request_store import RequestStore
+from rtml_decision.watcher import ModelWatcher
+from rtml_features.baseline import BASELINE
+from rtml_models.aliases import CHAMPION
+from rtml_models.registry.mlflow import MlflowRegistry
+from rtml_models.serving import ServingModels
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """The engine, its background threads and the app serving it."""
+
+    settings: Settings
+    engine: DecisionEngine
+    rules: ActiveRules
+    publisher: DecisionPublisher
+    watcher: ModelWatcher | None
+    cassandra: CassandraSettings | None
+    metrics: DecisionMetrics
+    decision_log: DecisionLog | None = None
+    writer: DecisionLogWriter | None = None
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    log_table: str = DEFAULT_TABLE
+    log_group: str = GROUP_ID
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def app(self) -> FastAPI:
+        app = create_app(self.engine, self.rules, self.settings.admin_api_key,
+                         decision_log=lambda: self.decision_log, metrics=self.metrics)
+        service = self
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            service.start()
+            try:
+                yield
+            finally:
+                service.close()
+
+        app.router.lifespan_context = lifespan
+        return app
+
+    def start(self) -> None:
+        self.publisher.start()
+        if self.watcher is not None:
+            self.watcher.start()
+        if self.cassandra is not None:
+            threading.Thread(target=self._open_log, name="decision-log-open",
+                             daemon=True).start()
+
+    def _open_log(self) -> None:
+        """Connect to Cassandra, retrying: decisions wait on Kafka meanwhile."""
+        from rtml_decision.decision_log.cassandra import CassandraDecisionLog
+
+        assert self.cassandra is not None
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                log = CassandraDecisionLog.from_settings(self.cassandra, self.log_table)
+            except Exception as error:
+                logger.warning("decision log unavailable, retrying in %.1fs: %r", delay, error)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.decision_log = log
+            if self.settings.log_writer:
+                self.writer = DecisionLogWriter(log, self.kafka, self.log_group,
+                                                metrics=self.metrics)
+                self.writer.start()
+            return
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.writer is not None:
+            self.writer.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.publisher.close()
+        self.engine.store.close()
+        if self.decision_log is not None:
+            self.decision_log.close()
+
+
+def build_service(settings: Settings, kafka: KafkaSettings, redis: RedisSettings,
+                  mlflow: MlflowSettings, cassandra: CassandraSettings | None,
+                  watch_models: bool = True, log_table: str = DEFAULT_TABLE,
+                  log_group: str = GROUP_ID) -> Service:
+    """Every collaborator of the service, not yet started."""
+    metrics = DecisionMetrics()
+    rules = ActiveRules.from_paths(settings.rules_path, settings.fallback_rules_path)
+    router = CanaryRouter(settings.canary_weights)
+    registry = MlflowRegistry(mlflow.tracking_uri)
+    serving = ServingModels(registry, settings.model_name,
+                            with_shadows=any(arm != CHAMPION for arm in router.arms))
+    try:
+        serving.refresh()
+    except Exception as error:  # registry down: answer degraded until the watcher loads one
+        logger.warning("no model loaded yet (%r): answering degraded meanwhile", error)
+    budget_s = settings.request_timeout_ms / 1000
+    store = RequestStore.from_url(redis.url, BASELINE, settings.idempotency_ttl_s,
+                                  timeout_s=min(redis.socket_timeout_s, budget_s))
+    publisher = DecisionPublisher(EventProducer(kafka), metrics)
+    engine = DecisionEngine(store=store, serving=serving, rules=rules, router=router,
+                            feature_set=BASELINE, publisher=publisher, metrics=metrics,
+                            timeout_ms=settings.request_timeout_ms,
+                            top_contributions=settings.top_contributions,
+                            canary_key=settings.canary_key)
+    watcher = ModelWatcher(serving, kafka) if watch_models else None
+    return Service(settings, engine, rules, publisher, watcher, cassandra, metrics,
+                   kafka=kafka, log_table=log_table, log_group=log_group)

@@ -1,0 +1,350 @@
+"""The decision API end to end against real Kafka, Redis, MLflow and Cassandra.
+
+Covers a full decision (features fetched in one round trip, score,
+contributions, fired rules, outputs on ``decisions`` and ``transactions``,
+the row in the decision log), idempotent retries, precise 422s, degraded
+mode (Redis unreachable, no champion), rule upload (validation, hot reload,
+admin key) and the backtest endpoint. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+import xgboost as xgb
+from confluent_kafka import Consumer, TopicPartition
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from rtml_common.config import CassandraSettings, KafkaSettings, MlflowSettings, RedisSettings
+from rtml_decision.config import Settings
+from rtml_decision.decision_events import INPUTS_HEADER
+from rtml_decision.wiring import Service, build_service
+from rtml_features.baseline import BASELINE
+from rtml_features.online_store.base import EntityValues
+from rtml_features.online_store.redis.store import RedisOnlineStore
+from rtml_localstack.ports import free_port
+from rtml_models.registry.mlflow import MlflowRegistry
+from rtml_models.xgboost import XGBoostModel
+
+pytestmark = pytest.mark.integration
+
+PRIMARY_RULES = """
+name: test-primary
+version: "1"
+rules:
+  - {name: high_score, when: "score >= 0.9", outcome: decline, reason: SCORE_HIGH}
+  - {name: big_amount, when: "amount >= 1000", outcome: review, reason: LARGE_AMOUNT}
+  - {name: busy_customer, when: "customer_id_nb_tx_1day_window >= 5", outcome: review,
+     reason: BUSY_CUSTOMER}
+"""
+
+FALLBACK_RULES = """
+name: test-fallback
+version: "1"
+rules:
+  - {name: fallback_big_amount, when: "amount >= 500", outcome: review,
+     reason: FALLBACK_LARGE_AMOUNT}
+"""
+
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+def train_model(seed: int = 0) -> XGBoostModel:
+    """A small booster on the 15 baseline names whose score rises with the customer count."""
+    rng = np.random.default_rng(seed)
+    rows = rng.random((400, len(BASELINE.names))) * 10
+    labels = (rows[:, BASELINE.names.index("customer_id_nb_tx_1day_window")] > 7).astype(float)
+    matrix = xgb.DMatrix(rows, label=labels, feature_names=list(BASELINE.names))
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+                        matrix, num_boost_round=10)
+    return XGBoostModel(booster)
+
+
+@pytest.fixture(scope="session")
+def registered_model(mlflow_server: Any) -> tuple[str, MlflowRegistry]:
+    """A model name with a champion and a challenger (different seeds)."""
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    name = f"decision-test-{uuid.uuid4().hex[:8]}"
+    champion = registry.register(name, train_model(0), feature_set=BASELINE)
+    challenger = registry.register(name, train_model(1), feature_set=BASELINE)
+    registry.set_alias(name, "champion", champion.version)
+    registry.set_alias(name, "challenger", challenger.version)
+    return name, registry
+
+
+@pytest.fixture
+def rule_files(tmp_path: Path) -> tuple[Path, Path]:
+    primary, fallback = tmp_path / "primary.yaml", tmp_path / "fallback.yaml"
+    primary.write_text(PRIMARY_RULES)
+    fallback.write_text(FALLBACK_RULES)
+    return primary, fallback
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def records_with(bootstrap: str, topic: str, ids: set[str], timeout_s: float = 20.0,
+                 settle_s: float = 0.0) -> list[dict[str, Any]]:
+    """Every record of ``topic`` whose value's transaction_id is in ``ids``.
+
+    Reads all partitions from the beginning until each id was seen, then
+    keeps reading ``settle_s`` more seconds (to catch duplicates).
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("t"),
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = [TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions]
+        consumer.assign(partitions)
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        settle_until: float | None = None
+        while time.monotonic() < deadline:
+            if settle_until is not None and time.monotonic() > settle_until:
+                break
+            for message in consumer.consume(500, timeout=0.5):
+                if message.error() or message.value() is None:
+                    continue
+                value = orjson.loads(message.value())
+                if value.get("transaction_id") in ids:
+                    found.append({"value": value, "headers": dict(message.headers() or [])})
+            seen = {r["value"]["transaction_id"] for r in found}
+            if seen >= ids and settle_until is None:
+                settle_until = time.monotonic() + settle_s
+        return found
+    finally:
+        consumer.close()
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.2
+             ) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval_s)
+
+
+@pytest.fixture
+def no_rtml_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in [n for n in os.environ if n.upper().startswith("RTML_")]:
+        monkeypatch.delenv(name)
+    yield
+
+ServiceFactory = Callable[..., tuple[Service, TestClient]]
+
+
+@pytest.fixture
+def make_service(kafka_broker: Any, redis_server: Any, mlflow_server: Any,
+                 cassandra_server: Any, registered_model: Any, rule_files: tuple[Path, Path],
+                 no_rtml_env: None) -> Iterator[ServiceFactory]:
+    started: list[TestClient] = []
+    table = unique("log").replace("-", "_")
+
+    def factory(*, redis_url: str | None = None, model_name: str | None = None,
+                cassandra: bool = False, **overrides: Any) -> tuple[Service, TestClient]:
+        settings = Settings(model_name=model_name or registered_model[0],
+                            rules_path=rule_files[0], fallback_rules_path=rule_files[1],
+                            admin_api_key=SecretStr(ADMIN_KEY), **overrides)
+        service = build_service(
+            settings, KafkaSettings(bootstrap_servers=kafka_broker.bootstrap_servers),
+            RedisSettings(url=redis_url or redis_server.url),
+            MlflowSettings(tracking_uri=mlflow_server.tracking_uri),
+            CassandraSettings(contact_points=cassandra_server.host, port=cassandra_server.port)
+            if cassandra else None,
+            watch_models=False, log_table=table, log_group=unique("writer"))
+        client = TestClient(service.app())
+        client.__enter__()
+        started.append(client)
+        return service, client
+
+    yield factory
+    for client in started:
+        client.__exit__(None, None, None)
+
+
+def transaction(**overrides: Any) -> dict[str, Any]:
+    body = {"transaction_id": unique("tx"), "event_time": datetime.now(UTC).isoformat(),
+            "customer_id": unique("c"), "terminal_id": unique("t"), "amount": 42.5}
+    body.update(overrides)
+    return body
+
+
+def put_features(redis_url: str, customer_id: str, terminal_id: str,
+                 customer_count: float) -> None:
+    store = RedisOnlineStore(redis_url, ttl_s=3600)
+    names = BASELINE.names
+    customer = {n: (customer_count if n == "customer_id_nb_tx_1day_window" else 3.0)
+                for n in names if n.startswith("customer_id_")}
+    terminal = {n: 0.25 for n in names if n.startswith("terminal_id_")}
+    store.write(BASELINE, [EntityValues("customer", customer_id, customer, 1, "prev-c"),
+                           EntityValues("terminal", terminal_id, terminal, 1, "prev-t")])
+    store.close()
+
+
+def test_decision_end_to_end(make_service: ServiceFactory, redis_server: Any,
+                             kafka_broker: Any) -> None:
+    service, client = make_service(cassandra=True)
+    body = transaction(amount=1500.0)
+    put_features(redis_server.url, body["customer_id"], body["terminal_id"], customer_count=9)
+
+    response = client.post("/v1/decisions", json=body)
+
+    assert response.status_code == 200, response.text
+    decision = response.json()
+    assert decision["transaction_id"] == body["transaction_id"]
+    assert decision["degraded"] is False and decision["degraded_reason"] is None
+    assert decision["score"] > 0.5  # the model's score rises with the customer count (9)
+    assert decision["model_version"] == service.engine.serving.current.champion.version
+    assert decision["arm"] == "champion"
+    assert decision["rule_set"] == "test-primary"
+    fired = {f["rule"]: f["reason_code"] for f in decision["fired_rules"]}
+    assert fired["big_amount"] == "LARGE_AMOUNT" and fired["busy_customer"] == "BUSY_CUSTOMER"
+    assert decision["outcome"] in ("review", "decline")
+    assert len(decision["contributions"]) == 5
+    top = decision["contributions"][0]
+    assert top["feature"] == "customer_id_nb_tx_1day_window" and top["value"] == 9.0
+    assert decision["latency_ms"] > 0
+
+    [published] = records_with(kafka_broker.bootstrap_servers, "decisions",
+                               {body["transaction_id"]})
+    assert published["value"]["outcome"] == decision["outcome"]
+    assert published["value"]["rule_set_version"] == decision["rule_set_version"]
+    inputs = orjson.loads(published["headers"][INPUTS_HEADER])
+    assert inputs["customer_id_nb_tx_1day_window"] == 9.0 and inputs["score"] == decision["score"]
+    [produced] = records_with(kafka_broker.bootstrap_servers, "transactions",
+                              {body["transaction_id"]})
+    assert produced["value"]["amount"] == 1500.0
+
+    def logged() -> Any:
+        log = service.decision_log
+        rows = log.read(limit=1000) if log is not None else []
+        return [r for r in rows if r.decision.transaction_id == body["transaction_id"]]
+
+    [row] = wait_for(logged, timeout_s=60)
+    assert row.inputs["tx_amount"] == 1500.0
+    assert str(row.decision.outcome) == decision["outcome"]
+
+    # The backtest endpoint replays a candidate over that log.
+    candidate = PRIMARY_RULES.replace('version: "1"', 'version: "2"').replace(
+        "amount >= 1000", "amount >= 2000")
+    report = client.post("/v1/admin/rules/backtest", content=candidate,
+                         headers={"X-API-Key": ADMIN_KEY, "Content-Type": "application/yaml"})
+    assert report.status_code == 200, report.text
+    assert report.json()
+
+
+def test_retry_returns_the_same_decision_and_produces_nothing_twice(
+        make_service: ServiceFactory, kafka_broker: Any) -> None:
+    _, client = make_service()
+    body = transaction()
+
+    first = client.post("/v1/decisions", json=body)
+    second = client.post("/v1/decisions", json=body)
+
+    assert first.status_code == second.status_code == 200
+    assert second.content == first.content
+    assert second.headers.get("Idempotent-Replay") == "true"
+    assert "Idempotent-Replay" not in first.headers
+    ids = {body["transaction_id"]}
+    assert len(records_with(kafka_broker.bootstrap_servers, "decisions", ids, settle_s=2)) == 1
+    assert len(records_with(kafka_broker.bootstrap_servers, "transactions", ids,
+                            settle_s=1)) == 1
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"customer_id": None}, "customer_id"),
+    ({"amount": -1.0}, "amount"),
+    ({"event_time": "2018-04-01T12:00:00"}, "event_time"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_input_is_a_precise_422(make_service: ServiceFactory, change: dict[str, Any],
+                                    field: str) -> None:
+    _, client = make_service()
+    body = {k: v for k, v in {**transaction(), **change}.items() if v is not None}
+
+    response = client.post("/v1/decisions", json=body)
+
+    assert response.status_code == 422
+    errors = response.json()["detail"]
+    assert any(field in error["loc"] for error in errors), errors
+
+
+def test_redis_unreachable_answers_degraded_with_the_fallback(
+        make_service: ServiceFactory) -> None:
+    service, client = make_service(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+
+    response = client.post("/v1/decisions", json=transaction(amount=600.0))
+
+    assert response.status_code == 200
+    decision = response.json()
+    assert decision["degraded"] is True
+    assert decision["degraded_reason"] == "redis_unavailable"
+    assert decision["score"] is None and decision["contributions"] == []
+    assert decision["rule_set"] == "test-fallback"
+    assert decision["rule_set_version"] == service.rules.current.fallback.version
+    assert [f["reason_code"] for f in decision["fired_rules"]] == ["FALLBACK_LARGE_AMOUNT"]
+    assert decision["outcome"] == "review"
+
+
+def test_no_champion_answers_degraded(make_service: ServiceFactory) -> None:
+    _, client = make_service(model_name=unique("no-such-model"))
+
+    decision = client.post("/v1/decisions", json=transaction()).json()
+
+    assert decision["degraded"] is True and decision["degraded_reason"] == "no_model"
+    assert decision["outcome"] == "approve"
+
+
+def test_canary_arm_is_recorded(make_service: ServiceFactory) -> None:
+    service, client = make_service(canary_weights={"champion": 50, "challenger": 50})
+    arms = {client.post("/v1/decisions", json=transaction()).json()["arm"] for _ in range(20)}
+    assert arms == {"champion", "challenger"}
+    assert set(service.engine.serving.current.shadows) == {"challenger"}
+
+
+def test_rules_upload_validates_then_hot_reloads(make_service: ServiceFactory) -> None:
+    _, client = make_service()
+    admin = {"X-API-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    before = client.get("/v1/rules").json()
+
+    assert client.put("/v1/admin/rules", content=PRIMARY_RULES).status_code == 401
+    assert client.put("/v1/admin/rules", content=PRIMARY_RULES,
+                      headers={"X-API-Key": "wrong-key-0123456789"}).status_code == 401
+    invalid = client.put("/v1/admin/rules", content="name: x\nversion: 1\nrules:\n"
+                         "  - {name: r, when: 'nope >', outcome: review, reason: R}\n",
+                         headers=admin)
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"]
+    assert client.get("/v1/rules").json()["version"] == before["version"]
+
+    new_rules = PRIMARY_RULES.replace('version: "1"', 'version: "2"')
+    uploaded = client.put("/v1/admin/rules", content=new_rules, headers=admin)
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["version"].startswith("2+")
+    decision = client.post("/v1/decisions", json=transaction()).json()
+    assert decision["rule_set_version"] == uploaded.json()["version"]
+
+
+def test_admin_endpoints_are_disabled_without_a_key(make_service: ServiceFactory) -> None:
+    service, _ = make_service()
+    from rtml_decision.api import create_app
+
+    with TestClient(create_app(service.engine, service.rules, None)) as bare:
+        response = bare.put("/v1/admin/rules", content=FALLBACK_RULES,
+                            headers={"X-API-Key": ADMIN_KEY})
+    assert response.status_code == 403
