@@ -172,6 +172,13 @@ class Decision(Event):
     degraded: bool = Field(default=False, description="True when the fallback rule set answered.")
     latency_ms: float = Field(ge=0)
     decided_at: UtcDatetime
+    inputs: dict[str, float | str | None] = Field(
+        default_factory=dict,
+        description=(
+            "What the rules saw: features, score and request fields. Logged so a "
+            "candidate rule set can be backtested on the decisions it would have changed."
+        ),
+    )
 
 
 class DriftMetric(StrEnum):

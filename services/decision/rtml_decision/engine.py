@@ -204,7 +204,7 @@ class DecisionEngine:
             if winner is not None:  # a concurrent retry decided first: answer with its decision
                 self.metrics.replayed()
                 return Answer(winner, replayed=True)
-        self.publisher.publish(decision, inputs, tx)
+        self.publisher.publish(decision, tx)
         self.metrics.decided(str(result.outcome), arm, reason is not None,
                              latency_ms / 1000, fired)
         return Answer(body, replayed=False)

@@ -24,8 +24,10 @@ the default) or alone: ``python -m rtml_decision.log_writer``.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
+from types import FrameType
 from typing import Any
 
 from cassandra import RequestValidationException
@@ -34,7 +36,6 @@ from rtml_common.config import CassandraSettings, KafkaSettings, TelemetrySettin
 from rtml_common.events import Decision, Event
 from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.topics import spec_for_event
-from rtml_decision.decision_events import inputs_of
 from rtml_decision.decision_log.base import DecisionLog, LoggedDecision
 from rtml_decision.metrics import DecisionMetrics
 
@@ -69,7 +70,7 @@ class DecisionLogWriter:
 
     def handle(self, records: list[Record[Any]]) -> None:
         """Write the batch, retrying until the log accepts it (or the writer stops)."""
-        rows = [LoggedDecision(r.value, inputs_of(r.value, r.headers)) for r in records]
+        rows = [LoggedDecision(r.value, dict(r.value.inputs)) for r in records]
         self.metrics.log_pending(len(rows))
         delay = self.first_backoff_s
         while True:
@@ -121,14 +122,15 @@ def main() -> int:
         logger.error("cannot open the decision log: %s", error)
         return 1
     writer = DecisionLogWriter(log, KafkaSettings())
-    writer.loop.install_signal_handlers()
-    original_stop = writer.loop.stop
 
-    def stop() -> None:
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        # Stop the retry wait too: during a Cassandra outage the loop sits in it.
+        logger.info("signal %s received: stopping", signum)
         writer._stop.set()
-        original_stop()
+        writer.loop.stop()
 
-    writer.loop.stop = stop
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         writer.run()
     finally:

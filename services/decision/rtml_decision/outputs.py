@@ -21,7 +21,7 @@ from rtml_common.events import Decision, Transaction
 from rtml_common.kafka.producer import DeliveryError, EventProducer
 from rtml_common.serde import encode, headers_for
 from rtml_common.topics import spec_for_event
-from rtml_decision.decision_events import Inputs, encode_decision
+from rtml_decision.decision_events import encode_decision
 from rtml_decision.metrics import DecisionMetrics
 
 logger = logging.getLogger(__name__)
@@ -42,10 +42,10 @@ class DecisionPublisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def publish(self, decision: Decision, inputs: Inputs, transaction: Transaction) -> None:
+    def publish(self, decision: Decision, transaction: Transaction) -> None:
         """Queue both records (keyed by customer id, like every per-customer topic)."""
         key = decision.customer_id.encode()
-        value, headers = encode_decision(decision, inputs)
+        value, headers = encode_decision(decision)
         self.producer.send_raw(DECISIONS.name, key, value, headers)
         self.producer.send_raw(TRANSACTIONS.name, key, encode(transaction), _TX_HEADERS)
 

@@ -27,7 +27,6 @@ from pydantic import SecretStr
 
 from rtml_common.config import CassandraSettings, KafkaSettings, MlflowSettings, RedisSettings
 from rtml_decision.config import Settings
-from rtml_decision.decision_events import INPUTS_HEADER
 from rtml_decision.wiring import Service, build_service
 from rtml_features.baseline import BASELINE
 from rtml_features.online_store.base import EntityValues
@@ -224,7 +223,7 @@ def test_decision_end_to_end(make_service: ServiceFactory, redis_server: Any,
                                {body["transaction_id"]})
     assert published["value"]["outcome"] == decision["outcome"]
     assert published["value"]["rule_set_version"] == decision["rule_set_version"]
-    inputs = orjson.loads(published["headers"][INPUTS_HEADER])
+    inputs = published["value"]["inputs"]
     assert inputs["customer_id_nb_tx_1day_window"] == 9.0 and inputs["score"] == decision["score"]
     [produced] = records_with(kafka_broker.bootstrap_servers, "transactions",
                               {body["transaction_id"]})
