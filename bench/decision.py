@@ -4,7 +4,7 @@ The service runs as its own process (``python -m rtml_decision``: one
 uvicorn worker, thread-pool endpoint) against real servers started here
 (Tansu broker, Redis, MLflow) with an XGBoost champion of 100 trees of depth
 6 over the 15 baseline features, the default 20-rule DAG
-(``services/decision/rules/default.yaml``) and 10,000 customers / 2,000
+(``services/decision/rtml_decision/rule_sets/default.yaml``) and 10,000 customers / 2,000
 terminals with features in Redis. The Cassandra log writer does not run in
 the service process here (``RTML_DECISION_LOG_WRITER=false``; in production
 it is ``python -m rtml_decision.log_writer``, off the request path).

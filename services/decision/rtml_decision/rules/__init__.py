@@ -10,7 +10,7 @@
 'review'
 
 See ``docs/rules.md`` for the file format and semantics; the built-in rule
-sets are in ``services/decision/rules/`` (:data:`DEFAULT_RULES`,
+sets are in ``services/decision/rtml_decision/rule_sets/`` (:data:`DEFAULT_RULES`,
 :data:`FALLBACK_RULES`).
 """
 
@@ -35,8 +35,8 @@ from rtml_decision.rules.types import (
 )
 from rtml_decision.rules.udfs import Udf, UdfRegistry, default_udfs
 
-#: The folder of the built-in rule files (``services/decision/rules``).
-RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+#: The folder of the built-in rule files (package data: ``rtml_decision/rule_sets``).
+RULES_DIR = Path(__file__).resolve().parents[1] / "rule_sets"
 #: The default rule set (model score + baseline features).
 DEFAULT_RULES = RULES_DIR / "default.yaml"
 #: The degraded-mode rule set (request fields only: no score, no features).
