@@ -30,6 +30,7 @@ several services have in common with the ``*_field`` factories below.
 
 from __future__ import annotations
 
+import hmac
 import os
 import sys
 from collections.abc import Mapping
@@ -116,6 +117,41 @@ def check_api_key(key: SecretStr | None) -> SecretStr | None:
     if key is not None and len(key.get_secret_value()) < MIN_API_KEY_LENGTH:
         raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters (or unset)")
     return key
+
+
+#: Request header carrying a service's API key (registry writes, decision admin).
+API_KEY_HEADER = "X-API-Key"
+
+
+class KeyRejected(Exception):
+    """A request's API key was refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def verify_api_key(expected: SecretStr | None, given: str | None, unset_detail: str) -> None:
+    """Accept ``given`` only if it equals the configured key (constant-time).
+
+    No key configured means the protected endpoints are *off* (403 with
+    ``unset_detail``), never open; a missing or wrong key is a 401. One
+    function so every service answers the same way.
+
+    >>> verify_api_key(SecretStr("s" * 16), "s" * 16, "off")
+    >>> try:
+    ...     verify_api_key(None, "anything", "writes are off")
+    ... except KeyRejected as rejected:
+    ...     print(rejected.status, rejected.detail)
+    403 writes are off
+    """
+    if expected is None:
+        raise KeyRejected(403, unset_detail)
+    if not given:
+        raise KeyRejected(401, f"missing {API_KEY_HEADER} header")
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise KeyRejected(401, f"wrong {API_KEY_HEADER}")
 
 
 class ConfigError(Exception):

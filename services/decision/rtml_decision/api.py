@@ -18,7 +18,6 @@ event loop.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
@@ -31,6 +30,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
 from rtml_common.events import Transaction
+from rtml_common.service_config import API_KEY_HEADER, KeyRejected, verify_api_key
 from rtml_decision import ISSUE, SERVICE_NAME
 from rtml_decision.active_rules import ActiveRules, RuleSets
 from rtml_decision.decision_log.base import DecisionLog
@@ -46,7 +46,6 @@ from rtml_decision.schemas import (
     RuleSetOut,
 )
 
-API_KEY_HEADER = "X-API-Key"
 REPLAY_HEADER = "Idempotent-Replay"
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
@@ -92,15 +91,12 @@ class RequestMetrics:
 
 def check_admin_key(expected: SecretStr | None, key: str | None) -> None:
     """403 when admin endpoints are disabled, 401 for a missing or wrong key."""
-    if expected is None:
-        raise HTTPException(403, "admin endpoints are disabled: "
-                                 "RTML_DECISION_ADMIN_API_KEY is not set")
-    if not key:
-        raise HTTPException(401, f"missing {API_KEY_HEADER} header",
-                            headers={"WWW-Authenticate": API_KEY_HEADER})
-    if not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(401, f"wrong {API_KEY_HEADER}",
-                            headers={"WWW-Authenticate": API_KEY_HEADER})
+    try:
+        verify_api_key(expected, key,
+                       "admin endpoints are disabled: RTML_DECISION_ADMIN_API_KEY is not set")
+    except KeyRejected as rejected:
+        headers = {"WWW-Authenticate": API_KEY_HEADER} if rejected.status == 401 else None
+        raise HTTPException(rejected.status, rejected.detail, headers=headers) from None
 
 
 def _rules_out(state: RuleSets) -> RuleSetOut:

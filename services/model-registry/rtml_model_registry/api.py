@@ -16,7 +16,6 @@ process, so FastAPI runs them in its thread pool.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
+from rtml_common.service_config import API_KEY_HEADER, KeyRejected, verify_api_key
 from rtml_features.baseline import get_feature_set
 from rtml_model_registry import ISSUE, SERVICE_NAME
 from rtml_model_registry.aliases import (
@@ -66,8 +66,6 @@ from rtml_model_registry.schemas import (
     VersionList,
 )
 from rtml_models.registry.base import ModelRegistry
-
-API_KEY_HEADER = "X-API-Key"
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
@@ -126,15 +124,12 @@ def _settings(request: Request) -> Settings:
 
 def require_key(request: Request, key: Annotated[str | None, Security(_key_header)]) -> None:
     """403 when the registry is read-only, 401 for a missing or wrong key."""
-    expected = _settings(request).api_key
-    if expected is None:
-        raise HTTPException(403, "registry is read-only: RTML_MODEL_REGISTRY_API_KEY is not set")
-    if not key:
-        raise HTTPException(401, f"missing {API_KEY_HEADER} header",
-                            headers={"WWW-Authenticate": API_KEY_HEADER})
-    if not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(401, f"wrong {API_KEY_HEADER}",
-                            headers={"WWW-Authenticate": API_KEY_HEADER})
+    try:
+        verify_api_key(_settings(request).api_key, key,
+                       "registry is read-only: RTML_MODEL_REGISTRY_API_KEY is not set")
+    except KeyRejected as rejected:
+        headers = {"WWW-Authenticate": API_KEY_HEADER} if rejected.status == 401 else None
+        raise HTTPException(rejected.status, rejected.detail, headers=headers) from None
 
 
 def check_alias(request: Request, alias: str) -> str:

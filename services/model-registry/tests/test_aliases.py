@@ -239,7 +239,8 @@ def test_undelivered_event_is_503_audited_and_republished(
         events: Events, kafka_broker_factory: Any) -> None:
     broker = kafka_broker_factory(create_topics=True)
     register(model_name, good_model)
-    app = make_app(bootstrap_servers=broker.bootstrap_servers, event_timeout_s=1.0)
+    # 3 s, not 1: the first produce to a fresh broker on a loaded machine can take >1 s.
+    app = make_app(bootstrap_servers=broker.bootstrap_servers, event_timeout_s=3.0)
     for alias in ("shadow", "challenger"):  # set before this service existed
         app.registry.set_alias(model_name, alias, "1")
     delivered = app.client.delete(f"/v1/models/{model_name}/aliases/challenger", headers=auth,
