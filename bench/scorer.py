@@ -16,7 +16,14 @@ River online model instead, learning nothing here since no labels flow):
   the vector was produced). Both clients are on this machine, so the clocks
   agree. p50/p99 after a warm-up second, target p99 <= 50 ms.
 
-``--quick`` shrinks both; ``--json`` prints one JSON object on the last line.
+The latency run also splits the time: the age of a batch's oldest record when
+the scorer gets it, the scorer's handling time per batch, and the consumer
+loop's flushes. ``--only floor`` measures the broker alone (the same pacer, a
+plain consumer with the scorer's fetch settings, no scoring); a full run
+includes it.
+
+``--quick`` shrinks both; ``--json`` prints one JSON object on the last line;
+``--only throughput|latency|floor`` runs one part (never rewrites the docs).
 A full run (no ``--quick``) rewrites the ``## Scorer`` section of
 docs/benchmarks.md.
 """
@@ -59,6 +66,8 @@ TARGETS = {"throughput_events_per_s": 30_000, "latency_p99_ms": 50}
 NAMES = BASELINE.names
 T0 = datetime(2018, 6, 1, tzinfo=UTC)
 HEADERS = headers_for(FeatureVector)
+#: How long the latency run's scorer must be idle, after the pacer exits, to stop.
+DRAIN_S = 2.0
 
 
 def xgb_model(seed: int, trees: int = 100) -> XGBoostModel:
@@ -155,12 +164,13 @@ def kafka_settings(broker: KafkaBroker, **overrides: Any) -> KafkaSettings:
 
 
 def run_scorer(broker: KafkaBroker, mlflow: MlflowServer, name: str, tmp: Path,
-               on_scorer: Any = None, max_idle_s: float = 3.0, **kafka: Any) -> service.ScorerRun:
+               on_scorer: Any = None, max_idle_s: float | None = 3.0,
+               stop: threading.Event | None = None, **kafka: Any) -> service.ScorerRun:
     return service.run(Settings(model_name=name, consumer_group=f"bench-{name}"),
                        kafka_settings(broker, **kafka),
                        MlflowSettings(tracking_uri=mlflow.tracking_uri), max_idle_s=max_idle_s,
                        install_signal_handlers=False, workdir=tmp / f"serving-{name}",
-                       on_scorer=on_scorer)
+                       on_scorer=on_scorer, stop=stop)
 
 
 def bench_throughput(mlflow: MlflowServer, n: int, river_shadow: bool,
@@ -193,21 +203,43 @@ def bench_latency(mlflow: MlflowServer, rate: float, seconds: float, tmp: Path,
     broker = KafkaBroker.start_new(tmp / f"kafka-{name}")
     pacers: list[subprocess.Popen[bytes]] = []
     scorers: list[Scorer] = []
+    flushes: list[float] = []  # the consumer loop's flush before each commit (blocks it)
+    stop = threading.Event()
     try:
         def start_pacer_once_assigned(scorer: Scorer) -> None:
             while not any(t == "features" for t, _ in scorer.assigned()):
                 time.sleep(0.01)
-            pacers.append(subprocess.Popen(
+            pacer = subprocess.Popen(
                 [sys.executable, __file__, "--pace", broker.bootstrap_servers, str(rate),
-                 str(seconds)], stderr=subprocess.PIPE))
+                 str(seconds)], stderr=subprocess.PIPE)
+            pacers.append(pacer)
+            # The scorer runs until the pacer is done and its records are drained: no
+            # batch for DRAIN_S (an idle timeout from the start would race the pacer's
+            # start-up, whose imports take seconds).
+            pacer.wait()
+            seen = -1
+            while seen != scorer.batches:
+                seen = scorer.batches
+                time.sleep(DRAIN_S)
+            stop.set()
 
         def attach(scorer: Scorer) -> None:
             scorers.append(scorer)
+            flush = scorer.producer.flush
+
+            def timed_flush(timeout_s: float | None = None) -> None:
+                started = time.perf_counter()
+                try:
+                    flush(timeout_s)
+                finally:
+                    flushes.append(time.perf_counter() - started)
+
+            scorer.producer.flush = timed_flush  # type: ignore[method-assign]
             threading.Thread(target=start_pacer_once_assigned, args=(scorer,),
                              daemon=True).start()
 
-        run = run_scorer(broker, mlflow, name, tmp, on_scorer=attach, max_idle_s=3.0,
-                         poll_timeout_s=poll_timeout_s)
+        run = run_scorer(broker, mlflow, name, tmp, on_scorer=attach, max_idle_s=None,
+                         stop=stop, poll_timeout_s=poll_timeout_s)
         _, stderr = pacers[0].communicate(timeout=120)
         if pacers[0].returncode != 0:
             raise RuntimeError(f"pacer failed: {stderr.decode()[-2000:]}")
@@ -219,8 +251,20 @@ def bench_latency(mlflow: MlflowServer, rate: float, seconds: float, tmp: Path,
     warmup = int(rate)  # the pacer's first second (its start-up, the scorer's first fetches)
     steady = [predicted[tx] - produced[tx] for tx in order[warmup:] if tx in predicted]
     quantiles = statistics.quantiles(steady, n=1000)
+    ages = [age for age, _ in scorers[0].batch_timings]
+    handles = [seconds_ * 1000 for _, seconds_ in scorers[0].batch_timings]
     return {
         "tx_rate": rate, "seconds": seconds, "samples": len(steady),
+        # Where it goes: the oldest record's age when its batch is handed to the scorer
+        # (broker + fetch + queueing), the scorer's own time per batch, and the flushes.
+        "batch_wait_p50_ms": round(statistics.median(ages), 2),
+        "batch_wait_p99_ms": round(percentile(ages, 99), 2),
+        "handle_p50_ms": round(statistics.median(handles), 2),
+        "handle_p99_ms": round(percentile(handles, 99), 2),
+        "handle_max_ms": round(max(handles), 2),
+        "flushes": len(flushes),
+        "flush_p50_ms": round(statistics.median(flushes) * 1000, 2) if flushes else None,
+        "flush_max_ms": round(max(flushes) * 1000, 2) if flushes else None,
         "warmup_samples_dropped": warmup, "missing": len(produced) - len(predicted),
         "poll_timeout_ms": poll_timeout_s * 1000,
         "p50_ms": round(statistics.median(steady), 2), "p99_ms": round(quantiles[989], 2),
@@ -228,6 +272,49 @@ def bench_latency(mlflow: MlflowServer, rate: float, seconds: float, tmp: Path,
         "predictions": run.predictions, "shadow_scores": run.shadow_scores,
         "mean_batch_rows": round(run.predictions / max(1, run.loop.batches), 1),
     }
+
+
+def bench_floor(rate: float, seconds: float, tmp: Path, poll_timeout_s: float
+                ) -> dict[str, Any]:
+    """The broker's produce→consume latency alone: the same pacer, a plain consumer.
+
+    Latency = when a record is returned by ``consume`` minus its timestamp, with the
+    scorer's consumer settings (``fetch.wait.max.ms`` 10, the same poll timeout): what
+    no scorer can go below on this machine.
+    """
+    broker = KafkaBroker.start_new(tmp / f"kafka-floor-{uuid.uuid4().hex[:6]}")
+    try:
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers,
+                             "group.id": f"floor-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
+                             "session.timeout.ms": 6000})
+        consumer.subscribe(["features"])
+        while not consumer.assignment():
+            consumer.poll(0.1)
+        pacer = subprocess.Popen([sys.executable, __file__, "--pace", broker.bootstrap_servers,
+                                  str(rate), str(seconds)], stderr=subprocess.PIPE)
+        latencies: list[tuple[int, float]] = []
+        done_at: float | None = None
+        while done_at is None or time.monotonic() - done_at < DRAIN_S:
+            messages = consumer.consume(1000, poll_timeout_s)
+            now_ms = time.time() * 1000
+            latencies += [(m.timestamp()[1], now_ms - m.timestamp()[1]) for m in messages
+                          if m.error() is None]
+            if done_at is None and pacer.poll() is not None:
+                done_at = time.monotonic()
+        consumer.close()
+    finally:
+        broker.close()
+    steady = [lat for _, lat in sorted(latencies)[int(rate):]]
+    return {"tx_rate": rate, "seconds": seconds, "samples": len(steady),
+            "p50_ms": round(statistics.median(steady), 2),
+            "p99_ms": round(percentile(steady, 99), 2),
+            "p999_ms": round(percentile(steady, 99.9), 2), "max_ms": round(max(steady), 2)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -263,7 +350,24 @@ def markdown(result: dict[str, Any]) -> str:
         "produce requests with a ~0.5 s p99 tail). Latency = prediction record timestamp - "
         "features record timestamp.",
     ]
-    return "\n".join(lines)
+    floor = result.get("floor")
+    lines += [
+        "",
+        f"Where the latency goes: a batch's oldest record is p50 {lat['batch_wait_p50_ms']} ms, "
+        f"p99 {lat['batch_wait_p99_ms']} ms old when the scorer gets it (broker, fetch, "
+        f"queueing); the scorer's own handling takes p50 {lat['handle_p50_ms']} ms, p99 "
+        f"{lat['handle_p99_ms']} ms (max {lat['handle_max_ms']} ms) per batch; the "
+        f"{lat['flushes']} flushes before commits took at most {lat['flush_max_ms']} ms.",
+    ]
+    if floor:
+        lines += [
+            "",
+            f"Broker floor (`--only floor`: the same pacer, a plain consumer, no scoring, "
+            f"{floor['samples']:,} samples): p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms, "
+            f"p99.9 {floor['p999_ms']} ms, max {floor['max_ms']} ms (run after the latency "
+            "run; other work on the machine moves both).",
+        ]
+    return "\n".join([*lines, ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--river-shadow", action="store_true",
                         help="also measure throughput with a River model as second shadow")
+    parser.add_argument("--only", choices=("throughput", "latency", "floor"),
+                        help="run one of the two benchmarks (comparing variants; never "
+                        "rewrites docs/benchmarks.md)")
     parser.add_argument("--pace", nargs=3, metavar=("BOOTSTRAP", "RATE", "SECONDS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -286,20 +393,27 @@ def main(argv: list[str] | None = None) -> int:
                 "benchmark": "scorer",
                 "quick": args.quick,
                 "machine": machine(),
-                "throughput": bench_throughput(mlflow, 30_000 if args.quick else 200_000,
-                                               False, tmp),
             }
-            if args.river_shadow:
+            if args.only in (None, "throughput"):
+                result["throughput"] = bench_throughput(
+                    mlflow, 30_000 if args.quick else 200_000, False, tmp)
+            if args.river_shadow and args.only in (None, "throughput"):
                 result["throughput_river"] = bench_throughput(
                     mlflow, 10_000 if args.quick else 50_000, True, tmp)
-            result["latency"] = bench_latency(mlflow, 2000.0, 8 if args.quick else 30, tmp,
-                                              0.005)
+            if args.only == "floor":  # the broker alone, for comparison (see bench_floor)
+                result["floor"] = bench_floor(2000.0, 8 if args.quick else 30, tmp, 0.005)
+            elif args.only != "throughput":
+                result["latency"] = bench_latency(mlflow, 2000.0, 8 if args.quick else 30, tmp,
+                                                  0.005)
+                if args.only is None and not args.quick:  # the broker's share, for the docs
+                    result["floor"] = bench_floor(2000.0, 30, tmp, 0.005)
             result["targets"] = TARGETS
         finally:
             mlflow.close()
-    if not args.quick:
-        write_section(SECTION, markdown(result))
-    print(markdown(result) if not args.json else "", file=sys.stderr)
+    if args.only is None:
+        if not args.quick:
+            write_section(SECTION, markdown(result))
+        print(markdown(result) if not args.json else "", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     return 0

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
@@ -26,7 +27,7 @@ from rtml_common.kafka.admin import ensure_topics
 from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.kafka.dead_letter import DeadLetter
 from rtml_common.kafka.producer import DeliveryError, EventProducer
-from rtml_common.serde import encode, headers_for
+from rtml_common.serde import DecodeError, encode, headers_for
 from rtml_localstack.testing import consume
 
 pytestmark = pytest.mark.integration
@@ -226,3 +227,41 @@ def test_range_assignment_keeps_co_partitioned_topics_together(fresh_kafka_broke
             loop.stop()
         for thread in threads:
             thread.join(30)
+
+
+def test_a_topic_decoder_replaces_validation_and_its_refusals_are_dead_lettered(
+    fresh_kafka_broker: Any,
+) -> None:
+    bootstrap = fresh_kafka_broker.bootstrap_servers
+    ensure_topics(bootstrap, replication_factor=1)
+    settings = settings_for(bootstrap)
+
+    def amount_only(value: bytes | None, headers: Any) -> float:
+        amount = orjson.loads(value or b"{}").get("amount")
+        if not isinstance(amount, float):
+            raise DecodeError(f"lean: amount is {amount!r}")
+        return amount
+
+    with EventProducer(settings) as producer:
+        producer.send(tx(1, customer="c1"))
+        producer.send_raw("transactions", b"c1", b'{"amount": "x"}', headers_for(Transaction))
+        producer.send(tx(2, customer="c1"))
+
+    handled: list[float] = []
+    loop = ConsumerLoop({"transactions": Transaction}, "decoder-group",
+                        lambda batch: handled.extend(r.value for r in batch), settings,
+                        decoders={"transactions": amount_only})
+    loop.run(max_idle_s=1.5)
+
+    assert handled == [1.0, 2.0]
+    (dead,) = [DeadLetter.from_parts(r.topic, r.key, r.value, r.headers)
+               for r in consume(bootstrap, "transactions.dlq", 1, timeout_s=20)]
+    assert (dead.reason, dead.error_type, dead.value) == ("lean: amount is 'x'", "DecodeError",
+                                                          b'{"amount": "x"}')
+
+
+def test_decoders_must_name_consumed_topics() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        ConsumerLoop({"transactions": Transaction}, "g", lambda batch: None,
+                     KafkaSettings(bootstrap_servers="127.0.0.1:1"),
+                     decoders={"labels": lambda value, headers: value})

@@ -33,7 +33,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +51,7 @@ from rtml_models.base import F64, OnlineModel, ScoringModel
 from rtml_models.serving import ServedModel, ServingModels, Snapshot
 from rtml_scorer.checkpoint import Checkpointer
 from rtml_scorer.config import Settings
+from rtml_scorer.decoding import ScoringVector
 from rtml_scorer.guard import ShadowGuard
 from rtml_scorer.matrix import build_matrix
 from rtml_scorer.metrics import ScorerMetrics
@@ -58,8 +61,10 @@ from rtml_scorer.outputs import (
     PREDICTIONS_TOPIC,
     SHADOW_HEADERS,
     SHADOW_TOPIC,
-    prediction_json,
-    shadow_json,
+    Vector,
+    output_heads,
+    predictions_json,
+    shadow_scores_json,
 )
 from rtml_scorer.sampling import ShadowSampler
 
@@ -71,10 +76,26 @@ LABELS_TOPIC = spec_for_event(Label).name
 CHAMPION_WAIT_S = 30.0
 _CHAMPION = ModelRole.CHAMPION.value
 _SHADOW = ModelRole.SHADOW.value
+#: What the consumer loop hands over for ``features``: the lean decoder's
+#: :class:`ScoringVector`, or a ``FeatureVector`` (other decoders, tests).
+_VECTOR_TYPES = (ScoringVector, FeatureVector)
 
 
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _keys(records: Sequence[Record[Vector]]) -> list[bytes]:
+    """Output keys: the input's key (the customer id), or the customer id if it had none."""
+    return [r.key or r.value.customer_id.encode() for r in records]
+
+
+@dataclass(frozen=True, slots=True)
+class _Outputs:
+    """Per scored record, its output key and the opening of its outputs' JSON."""
+
+    keys: list[bytes]
+    heads: list[bytes]
 
 
 class ShadowFailure(Exception):
@@ -138,19 +159,23 @@ class Scorer:
         #: Wall-clock span of the work (first batch start, last batch end).
         self.busy_since: float | None = None
         self.busy_until: float | None = None
+        #: Recent batches as (age of the batch's oldest record when handling starts, ms;
+        #: handling time, s): where latency goes, queueing vs scoring (benchmarks, logs).
+        self.batch_timings: deque[tuple[float, float]] = deque(maxlen=100_000)
 
     # -- the batch ---------------------------------------------------------
 
     def handle(self, records: list[Record[Any]]) -> None:
         """Score one batch; idempotent until the champion's outputs are queued."""
         started = time.perf_counter()
+        now_ms = time.time() * 1000  # records' Kafka timestamps are wall-clock ms
         if self.busy_since is None:
             self.busy_since = started
         snapshot = self.serving.current  # once per batch: see module docstring
-        vectors: list[Record[FeatureVector]] = []
+        vectors: list[Record[Vector]] = []
         labels: list[Record[Label]] = []
         for record in records:
-            if isinstance(record.value, FeatureVector):
+            if isinstance(record.value, _VECTOR_TYPES):
                 vectors.append(record)
             elif isinstance(record.value, Label):
                 labels.append(record)
@@ -165,6 +190,9 @@ class Scorer:
             self.checkpointer.checkpoint(online)
         self.batches += 1
         self.busy_until = time.perf_counter()
+        if records:
+            oldest_ms = min(r.timestamp_ms for r in records)
+            self.batch_timings.append((now_ms - oldest_ms, self.busy_until - started))
 
     def _online_models(self, snapshot: Snapshot) -> list[ServedModel]:
         if self.settings.feature_cache_size <= 0:
@@ -183,7 +211,7 @@ class Scorer:
             snapshot = self.serving.current
         return snapshot
 
-    def _score(self, snapshot: Snapshot, records: list[Record[FeatureVector]],
+    def _score(self, snapshot: Snapshot, records: list[Record[Vector]],
                online: list[ServedModel]) -> Snapshot:
         if snapshot.champion is None:
             snapshot = self._wait_for_champion(snapshot)
@@ -218,32 +246,30 @@ class Scorer:
             complete = [r for r, ok in zip(complete, keep.tolist(), strict=True) if ok]
             matrix, scores = matrix[keep], scores[keep]
         if complete:
-            self._publish_champion(snapshot, champion, complete, scores, per_row_s)
+            # Encoded once, shared by the champion's and the shadows' outputs.
+            outputs = _Outputs(_keys(complete), output_heads([r.value for r in complete]))
+            self._publish_champion(snapshot, champion, complete, outputs, scores, per_row_s)
             # 3. shadows, isolated
             matrices: dict[tuple[str, ...], F64] = {names: matrix}
             for alias, served in sorted(snapshot.shadows.items()):
-                self._score_shadow(snapshot, alias, served, complete, matrices)
+                self._score_shadow(snapshot, alias, served, complete, outputs, matrices)
         # 4. what online models will learn from
         if online:
             self._remember(online[0].model.feature_names, complete, revised)
         return snapshot
 
     def _publish_champion(self, snapshot: Snapshot, champion: ServedModel,
-                          records: Sequence[Record[FeatureVector]], scores: F64,
-                          per_row_s: float) -> None:
-        scored_at = datetime.now(UTC)
-        latency_ms = per_row_s * 1000
-        name, version = snapshot.name, champion.version
-        send = self.producer.send_raw
-        for record, score in zip(records, scores.tolist(), strict=True):
-            vector = record.value
-            send(PREDICTIONS_TOPIC, record.key or vector.customer_id.encode(),
-                 prediction_json(vector, name, version, score, latency_ms, scored_at),
-                 PREDICTION_HEADERS)
+                          records: Sequence[Record[Vector]], outputs: _Outputs,
+                          scores: F64, per_row_s: float) -> None:
+        values = predictions_json(outputs.heads, snapshot.name, champion.version,
+                                  scores.tolist(), per_row_s * 1000, datetime.now(UTC))
+        self.producer.send_many(PREDICTIONS_TOPIC, zip(outputs.keys, values, strict=True),
+                                PREDICTION_HEADERS)
         self.predictions += len(records)
         if len(records) == 1:
             self.single_row_batches += 1
-        attributes = {"role": _CHAMPION, "alias": champion.alias, "model_version": version}
+        attributes = {"role": _CHAMPION, "alias": champion.alias,
+                      "model_version": champion.version}
         self._record(attributes, scores, per_row_s)
 
     def _record(self, attributes: dict[str, str], scores: F64, per_row_s: float) -> None:
@@ -256,12 +282,15 @@ class Scorer:
             record(score, attributes)
 
     def _score_shadow(self, snapshot: Snapshot, alias: str, served: ServedModel,
-                      records: list[Record[FeatureVector]],
+                      records: list[Record[Vector]], outputs: _Outputs,
                       matrices: dict[tuple[str, ...], F64]) -> None:
         key = (alias, served.version)
         if self.guard.is_detached(key):
             return
-        chosen = self.sampler.indices(alias, [r.value.transaction_id for r in records])
+        if self.sampler.percent(alias) >= 100:  # no ids to hash
+            chosen = list(range(len(records)))
+        else:
+            chosen = self.sampler.indices(alias, [r.value.transaction_id for r in records])
         if not chosen:
             return
         try:
@@ -286,17 +315,13 @@ class Scorer:
         except Exception as exc:  # a shadow may fail in any way; the champion must not care
             self._shadow_failed(key, "error", f"{type(exc).__name__}: {exc}")
             return
-        scored_at = datetime.now(UTC)
-        latency_ms = per_row_s * 1000
         champion_version = snapshot.champion.version if snapshot.champion else None
-        send = self.producer.send_raw
-        for index, score in zip(chosen, scores.tolist(), strict=True):
-            record = records[index]
-            vector = record.value
-            send(SHADOW_TOPIC, record.key or vector.customer_id.encode(),
-                 shadow_json(vector, snapshot.name, served.version, score, latency_ms,
-                             scored_at, champion_version),
-                 SHADOW_HEADERS)
+        everyone = len(chosen) == len(records)
+        heads = outputs.heads if everyone else [outputs.heads[i] for i in chosen]
+        values = shadow_scores_json(heads, snapshot.name, served.version, scores.tolist(),
+                                    per_row_s * 1000, datetime.now(UTC), champion_version)
+        keys = outputs.keys if everyone else [outputs.keys[i] for i in chosen]
+        self.producer.send_many(SHADOW_TOPIC, zip(keys, values, strict=True), SHADOW_HEADERS)
         self.shadow_scores += len(chosen)
         self._record({"role": _SHADOW, "alias": alias, "model_version": served.version},
                      scores, per_row_s)
@@ -320,8 +345,8 @@ class Scorer:
 
     # -- online learning ---------------------------------------------------
 
-    def _remember(self, names: tuple[str, ...], complete: list[Record[FeatureVector]],
-                  revised: list[Record[FeatureVector]]) -> None:
+    def _remember(self, names: tuple[str, ...], complete: list[Record[Vector]],
+                  revised: list[Record[Vector]]) -> None:
         learner = self.learner
         owned = [p for (topic, p) in self.assigned() if topic == FEATURES_TOPIC]
         if owned:
@@ -369,12 +394,13 @@ class Scorer:
     # -- dead letters and shutdown -----------------------------------------
 
     def _dead_letter(self, record: Record[Any], reason: str, error_type: str) -> None:
-        """Refuse one record to ``<topic>.dlq`` with the reason (the event re-encoded)."""
+        """Refuse one record to ``<topic>.dlq`` with the reason (its bytes as consumed)."""
         headers = [(k, v) for k, v in record.headers if not k.startswith("rtml-dlq-")]
         headers += dead_letter_headers(record.topic, record.partition, record.offset,
                                        self.group_id, reason, error_type, 1)
-        self.producer.send_raw(dead_letter_topic(record.topic), record.key, encode(record.value),
-                               headers)
+        value = record.value
+        raw = value.raw if isinstance(value, ScoringVector) else encode(value)
+        self.producer.send_raw(dead_letter_topic(record.topic), record.key, raw, headers)
         self.dead_lettered += 1
         self.metrics.dead_letters.add(1, {"reason": error_type})
         logger.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -78,6 +78,14 @@ class Producer:
                  headers: Sequence[tuple[str, bytes | None]] | None = None) -> None:
         assert value is not None
         self.sent.append((topic, value))
+
+    def send_many(self, topic: str, records: Iterable[tuple[bytes | None, bytes | None]],
+                  headers: Sequence[tuple[str, bytes | None]] | None = None) -> int:
+        count = 0
+        for key, value in records:
+            self.send_raw(topic, key, value, headers)
+            count += 1
+        return count
 
 
 def records(start: int, n: int) -> list[Record[Any]]:

@@ -14,7 +14,7 @@ replicas.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -118,6 +118,34 @@ class EventProducer:
                 # Local queue full: serve delivery reports to make room, then retry.
                 self._producer.poll(0.1)
         self._producer.poll(0)
+
+    def send_many(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes | None, bytes | None]],
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
+    ) -> int:
+        """Queue pre-encoded ``(key, value)`` pairs on ``topic``, all with ``headers``.
+
+        :meth:`send_raw` for a batch: the same delivery tracking, but one local
+        call per record and one ``poll`` for the whole batch instead of one per
+        record. Returns how many records were queued.
+        """
+        producer = self._producer
+        produce = producer.produce
+        on_delivery = self._on_delivery
+        header_list: Any = list(headers or ())  # copied into each message by the client
+        count = 0
+        for key, value in records:
+            while True:
+                try:
+                    produce(topic, value, key, headers=header_list, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    producer.poll(0.1)  # local queue full: serve delivery reports, retry
+            count += 1
+        producer.poll(0)
+        return count
 
     def failures(self) -> list[FailedDelivery]:
         """Failures recorded since the last :meth:`flush` (a copy)."""
