@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import redis
 
@@ -76,10 +77,11 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     topics: dict[str, type[Event]] = {
         spec_for_event(Transaction).name: Transaction, spec_for_event(Label).name: Label,
     }
+    client_overrides: dict[str, Any] = {
+        "max.partition.fetch.bytes": settings.fetch_partition_bytes, "fetch.wait.max.ms": 10}
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
                         start_offsets=worker.start_offset, on_batch_consumed=worker.cover,
-                        **{"max.partition.fetch.bytes": settings.fetch_partition_bytes,
-                           "fetch.wait.max.ms": 10})
+                        **client_overrides)
     worker.watch_assignments(loop)
     if install_signal_handlers:
         loop.install_signal_handlers()

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from rtml_common.events import FeatureVector, Label, ModelRole
 from rtml_common.kafka.consumer import Record
@@ -119,7 +120,7 @@ def timed_predict(model: ScoringModel, matrix: F64) -> tuple[F64, float]:
     return scores, elapsed / max(1, len(matrix))
 
 
-def invalid_scores(scores: F64) -> F64:
+def invalid_scores(scores: F64) -> npt.NDArray[np.bool_]:
     """Mask of scores that are not finite probabilities."""
     with np.errstate(invalid="ignore"):
         return ~np.isfinite(scores) | (scores < 0.0) | (scores > 1.0)

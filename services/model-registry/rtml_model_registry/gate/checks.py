@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from rtml_features.definitions import FeatureSet
@@ -84,7 +85,7 @@ def holdout_rows(frame: pd.DataFrame, feature_set: FeatureSet,
     return rows, Check.ok(HOLDOUT, detail, rows=len(rows), rows_with_bad_inputs=bad_inputs)
 
 
-def _first(mask: F64) -> int:
+def _first(mask: npt.NDArray[np.bool_]) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
