@@ -19,7 +19,7 @@ event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
+from rtml_common.asgi import RequestMetrics
 from rtml_common.events import Transaction
 from rtml_common.service_config import API_KEY_HEADER, KeyRejected, verify_api_key
 from rtml_decision import ISSUE, SERVICE_NAME
@@ -47,7 +48,6 @@ from rtml_decision.schemas import (
 )
 
 REPLAY_HEADER = "Idempotent-Replay"
-ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key header."},
@@ -61,32 +61,6 @@ _key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                            description="The admin key (RTML_DECISION_ADMIN_API_KEY).")
 
 AdminKey = Annotated[str | None, Security(_key_header)]
-
-
-class RequestMetrics:
-    """ASGI middleware counting requests by route template and status."""
-
-    def __init__(self, app: ASGIApp, metrics: DecisionMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def record_status(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.http(route, scope["method"], status)
 
 
 def check_admin_key(expected: SecretStr | None, key: str | None) -> None:
@@ -130,7 +104,7 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
             "and the decision says `degraded`. Admin endpoints need the "
             f"`{API_KEY_HEADER}` header."),
     )
-    app.add_middleware(RequestMetrics, metrics=metrics or engine.metrics)
+    app.add_middleware(RequestMetrics, record=(metrics or engine.metrics).http)
 
     def require_admin(key: str | None) -> None:
         check_admin_key(admin_api_key, key)

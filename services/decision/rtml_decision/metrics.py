@@ -65,7 +65,9 @@ class DecisionMetrics:
     def replayed(self) -> None:
         self._replays.add(1)
 
-    def http(self, route: str, method: str, status: int) -> None:
+    def http(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one HTTP request (decisions are timed by ``rtml_decision_latency_seconds``)."""
+        del seconds
         self._http.add(1, {"route": route, "method": method, "status": str(status)})
 
     def undelivered(self, count: int) -> None:

@@ -16,8 +16,7 @@ process, so FastAPI runs them in its thread pool.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
+from rtml_common.asgi import RequestMetrics
 from rtml_common.service_config import API_KEY_HEADER, KeyRejected, verify_api_key
 from rtml_features.baseline import get_feature_set
 from rtml_model_registry import ISSUE, SERVICE_NAME
@@ -67,8 +67,6 @@ from rtml_model_registry.schemas import (
 )
 from rtml_models.registry.base import ModelRegistry
 
-ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key header."},
     403: {"model": ErrorBody, "description": "No API key configured: the registry is "
@@ -84,33 +82,6 @@ _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": NotAnnounced, "description": "The alias changed and is audited, but its "
           "model-events record is not delivered yet; it is re-published until it is."},
 }
-
-
-class RequestMetrics:
-    """ASGI middleware counting requests by route template (not raw path) and status."""
-
-    def __init__(self, app: ASGIApp, metrics: RegistryMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def record_status(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.request(route, scope["method"], status, time.perf_counter() - start)
 
 
 _key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
@@ -194,7 +165,7 @@ def create_app(settings: Settings, registry: ModelRegistry, audit: AuditLog,
     app.state.settings = settings
     app.state.service = service
     app.state.outbox = outbox
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestMetrics, record=metrics.request)
 
     write = [Depends(require_key)]
 

@@ -1,0 +1,48 @@
+"""ASGI middleware shared by the HTTP services (registry, decision).
+
+Pure ASGI, no framework import: it wraps any ASGI app, so it sits in
+``rtml_common`` without pulling FastAPI into services that have no HTTP API.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+#: Called once per HTTP request: (route template, method, status, seconds).
+RecordRequest = Callable[[str, str, int, float], None]
+
+
+class RequestMetrics:
+    """Count and time every HTTP request by route *template* and status.
+
+    The template (``/v1/models/{name}``), not the raw path, keeps metric
+    label cardinality bounded. A request that raises counts as 500.
+    """
+
+    def __init__(self, app: ASGIApp, record: RecordRequest) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.record(route, scope["method"], status, time.perf_counter() - start)
