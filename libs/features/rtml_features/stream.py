@@ -41,12 +41,10 @@ from rtml_features.definitions import (
     Agg,
     FeatureSet,
     Ratio,
-    RowKind,
     WindowAggregate,
 )
 from rtml_features.online import NEVER, EntityState
-
-MS_PER_DAY = 86_400_000
+from rtml_features.rows import RowFeatures
 
 
 class LateEvent(ValueError):
@@ -151,7 +149,7 @@ class StreamingFeatureComputer:
         self._label_entities = sorted(
             {(scan.entity, scan.key_index) for scan in self._scans if scan.uses_labels}
         )
-        self._row_kinds = [(f.name, f.kind, f.night_end_hour) for f in feature_set.row_features]
+        self._rows = RowFeatures(feature_set)
         #: Aggregates computed only as parts of ratios, not features themselves.
         self._internal = [a.name for a in feature_set.window_aggregates
                           if a.name not in set(feature_set.names)]
@@ -313,17 +311,7 @@ class StreamingFeatureComputer:
     def vector(self, transaction_id: str, ids: tuple[str | None, str | None], time_ms: int,
                amount: float) -> dict[str, float]:
         """The feature vector at (time, id) from the current state (no state change)."""
-        days, in_day = divmod(time_ms, MS_PER_DAY)
-        weekend = 1.0 if (days + 3) % 7 >= 5 else 0.0  # 1970-01-01 was a Thursday
-        hour = in_day // 3_600_000
-        values: dict[str, float] = {}
-        for name, row_kind, night_end_hour in self._row_kinds:
-            if row_kind is RowKind.FIELD:
-                values[name] = float(amount)
-            elif row_kind is RowKind.WEEKEND:
-                values[name] = weekend
-            else:
-                values[name] = 1.0 if hour <= night_end_hour else 0.0
+        values = self._rows.values(time_ms, {"amount": amount})
         states = self.states
         for scan in self._scans:
             entity_id = ids[scan.key_index]

@@ -5,7 +5,7 @@ Steps (each a small collaborator, see their modules for the why):
 1. one Redis round trip: the idempotency record and the entities' online
    features (:mod:`rtml_decision.request_store`); a stored decision is
    returned as is and nothing is produced again;
-2. row features of the request (:mod:`rtml_decision.row_features`);
+2. row features of the request (:mod:`rtml_features.rows`, shared with the stream);
 3. the canary arm by a deterministic hash (:mod:`rtml_decision.canary`) and
    that arm's model score with its top contributions
    (:mod:`rtml_decision.scoring`);
@@ -45,10 +45,10 @@ from rtml_decision.decision_events import Inputs, build_decision
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
 from rtml_decision.request_store import Lookup, RedisError, RequestStore
-from rtml_decision.row_features import RowFeatures, day_and_hour, epoch_ms
 from rtml_decision.rules import RuleResult, RuleSet
 from rtml_decision.scoring import Scored, pick_model, score
 from rtml_features.definitions import FeatureSet
+from rtml_features.rows import RowFeatures, epoch_ms, weekend_and_hour
 from rtml_models.serving import ServingModels
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class DecisionEngine:
         rules = self.rules.current  # one rule-set state for the whole request
         snapshot = self.serving.current  # one model snapshot for the whole request
         time_ms = epoch_ms(tx.event_time)
-        weekend, hour = day_and_hour(time_ms)
+        weekend, hour = weekend_and_hour(time_ms)
         context: dict[str, Any] = {
             "amount": tx.amount, "hour": float(hour), "is_weekend": weekend,
             "customer_id": tx.customer_id, "terminal_id": tx.terminal_id,

@@ -35,17 +35,12 @@ from rtml_common.topics import late_topic, spec_for_event
 from rtml_feature_pipeline.checkpoint import Checkpoint, CheckpointStore
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import EntityValues, OnlineStore, entity_features
+from rtml_features.rows import EPOCH, epoch_ms
 from rtml_features.stream import Emission, LateEvent, StreamingFeatureComputer, restore, snapshot
 
 logger = logging.getLogger(__name__)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LATE_REASON_HEADER = "rtml-late-reason"
-
-
-def epoch_ms(moment: datetime) -> int:
-    """Exact integer milliseconds since the epoch (floor), as the batch engine computes them."""
-    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 def _event_time(record: Record[Any]) -> datetime:

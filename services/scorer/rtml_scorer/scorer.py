@@ -48,6 +48,7 @@ from rtml_common.kafka.dead_letter import dead_letter_headers
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import encode
 from rtml_common.topics import dead_letter_topic, spec_for_event
+from rtml_features.rows import epoch_ms
 from rtml_models.base import F64, OnlineModel, ScoringModel
 from rtml_models.serving import ServedModel, ServingModels, Snapshot
 from rtml_scorer.checkpoint import Checkpointer
@@ -80,10 +81,6 @@ _SHADOW = ModelRole.SHADOW.value
 #: What the consumer loop hands over for ``features``: the lean decoder's
 #: :class:`ScoringVector`, or a ``FeatureVector`` (other decoders, tests).
 _VECTOR_TYPES = (ScoringVector, FeatureVector)
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def _keys(records: Sequence[Record[Vector]]) -> list[bytes]:
