@@ -21,14 +21,13 @@ from rtml_common.service_config import (
     http_host_field,
     http_port_field,
 )
+from rtml_models.aliases import CHALLENGER, CHAMPION, SHADOW
 
 ENV_PREFIX = "RTML_MODEL_REGISTRY_"
 
 #: Shared settings classes this service reads (validated at start-up too).
 SHARED_SETTINGS_USED: SettingsClasses = (KafkaSettings, MlflowSettings, TelemetrySettings)
 
-#: The alias scorers decide with; the only one whose gate compares metrics.
-CHAMPION = "champion"
 
 #: What an alias (or the part after a prefix) may look like: MLflow accepts more,
 #: but aliases end up in URLs, metric labels and log lines.
@@ -109,12 +108,12 @@ class Settings(ServiceSettings):
         ),
     )
     aliases: list[str] = Field(
-        default_factory=lambda: [CHAMPION, "challenger", "shadow"],
+        default_factory=lambda: [CHAMPION, CHALLENGER, SHADOW],
         min_length=1,
         description="Alias names that may be set (exactly these; must include champion).",
     )
     alias_prefixes: list[str] = Field(
-        default_factory=lambda: ["shadow-"],
+        default_factory=lambda: [f"{SHADOW}-"],
         description=(
             "Alias prefixes that may be set with a suffix of lowercase letters, digits "
             "and dashes (e.g. shadow-river for several shadows at once)."

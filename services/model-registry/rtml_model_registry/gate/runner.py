@@ -23,9 +23,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from rtml_common.events import utcnow
-from rtml_model_registry.config import CHAMPION, Settings
+from rtml_model_registry.config import Settings
 from rtml_model_registry.gate.compare import compare_with_champion
 from rtml_model_registry.gate.report import METRICS, WORKER, Check, GateReport
+from rtml_models.aliases import CHAMPION
 from rtml_models.registry.base import ModelRegistry, ModelVersion
 
 #: Environment variables passed to the worker: exact names, then prefixes.
