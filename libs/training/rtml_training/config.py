@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from rtml_training.reference import DEFAULT_BINS
+from rtml_monitoring.reference import DEFAULT_BINS
 from rtml_training.split import SplitConfig
 
 ModelKind = Literal["xgboost", "river"]

@@ -47,7 +47,7 @@ from rtml_training.fingerprint import fingerprint
 from rtml_training.metrics import Metrics, evaluate, mean_of
 from rtml_training.mlflow_logging import TrainingRun, check_server, code_version
 from rtml_training.published import comparison_rows
-from rtml_training.reference import build_reference
+from rtml_monitoring.reference import build_reference
 from rtml_training.result import SplitSummary, TrainResult
 from rtml_training.river_trainer import train_river
 from rtml_training.split import Split, SplitError, make_split, period_bounds

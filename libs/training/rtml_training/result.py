@@ -14,7 +14,7 @@ from rtml_training.config import TrainConfig
 from rtml_training.fingerprint import Fingerprint
 from rtml_training.metrics import Metrics
 from rtml_training.published import TARGETS, Row
-from rtml_training.reference import ReferenceDistributions
+from rtml_monitoring.reference import ReferenceDistributions
 from rtml_training.split import Split, SplitConfig
 
 

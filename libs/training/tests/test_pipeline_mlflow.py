@@ -28,7 +28,7 @@ from rtml_training.mlflow_logging import (
     TABLE_ARTIFACT,
 )
 from rtml_training.pipeline import STEPS, train
-from rtml_training.reference import ReferenceDistributions
+from rtml_monitoring.reference import ReferenceDistributions
 from rtml_training.split import SplitConfig
 
 pytestmark = pytest.mark.integration

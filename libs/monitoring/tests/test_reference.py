@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtml_training.reference import ReferenceDistributions, build_reference, describe
+from rtml_monitoring.reference import ReferenceDistributions, build_reference, describe
 
 
 @pytest.fixture
