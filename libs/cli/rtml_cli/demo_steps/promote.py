@@ -11,12 +11,8 @@ and stops it afterwards; "what next" prints how to run it yourself.
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +20,7 @@ from rich.table import Table
 
 from rtml_cli.demo_steps.context import DemoContext, DemoError
 from rtml_localstack.ports import free_port
+from rtml_localstack.services import ServiceFailed, ServiceProcess
 
 #: The alias each trained model asks for, in the training step's order.
 ALIASES = {"xgboost": "champion", "river": "challenger"}
@@ -32,44 +29,36 @@ REQUEST_TIMEOUT_S = 120.0  # the gate starts a clean process and measures latenc
 
 
 class RegistryProcess:
-    """``python -m rtml_model_registry`` on a free port, stopped with SIGTERM."""
+    """``python -m rtml_model_registry`` on a free port, with a fresh API key."""
 
-    def __init__(self, ctx: DemoContext) -> None:
+    def __init__(self, state_dir: Path, client_env: dict[str, str]) -> None:
         self.port = free_port()
         self.api_key = secrets.token_urlsafe(24)
-        state = ctx.settings.state_dir / "model-registry"
+        state = state_dir / "model-registry"
         state.mkdir(parents=True, exist_ok=True)
         self.log_path = state / "demo-service.log"
-        env = {
-            **os.environ, **ctx.client_env,
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.service = ServiceProcess("rtml_model_registry", self.log_path, {
+            **client_env,
             "RTML_MODEL_REGISTRY_HTTP_PORT": str(self.port),
             "RTML_MODEL_REGISTRY_API_KEY": self.api_key,
             "RTML_MODEL_REGISTRY_AUDIT_DB": str(state / "audit.sqlite"),
-        }
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "rtml_model_registry"], env=env,
-                                        stdout=self._log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
+        })
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DemoError(f"the registry service exited with code {self.process.returncode};"
-                                f" its log: {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise DemoError(f"the registry service did not answer within {START_TIMEOUT_S:.0f} s; "
-                        f"its log: {self.log_path}")
+    def start(self) -> RegistryProcess:
+        """Start the service and wait until it answers ``/healthz``."""
+        self.service.start()
+        try:
+            self.service.wait_http(f"{self.url}/healthz", START_TIMEOUT_S)
+        except ServiceFailed as exc:
+            raise DemoError(str(exc)) from None
+        return self
 
-    def set_alias(self, model: str, alias: str, version: str, reason: str) -> dict[str, Any]:
+    def set_alias(self, model: str, alias: str, version: str, reason: str,
+                  actor: str = "rtml demo") -> dict[str, Any]:
         response = httpx.put(
             f"{self.url}/v1/models/{model}/aliases/{alias}",
-            json={"version": version, "actor": "rtml demo", "reason": reason},
+            json={"version": version, "actor": actor, "reason": reason},
             headers={"X-API-Key": self.api_key}, timeout=REQUEST_TIMEOUT_S)
         body: dict[str, Any] = response.json()
         if response.status_code == 409:  # a re-run: the alias already points there
@@ -80,24 +69,17 @@ class RegistryProcess:
         return body
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        self.service.stop()
 
 
 def promote_models(ctx: DemoContext) -> None:
     """Champion for XGBoost, challenger for River, each through the gate."""
     if not ctx.trained:
         raise DemoError("nothing to promote: the training step must run first")
-    service = RegistryProcess(ctx)
+    service = RegistryProcess(ctx.settings.state_dir, ctx.client_env)
     changes: list[dict[str, Any]] = []
     try:
-        service.wait_ready()
+        service.start()
         for result in ctx.trained:
             version = result.model_version
             alias = ALIASES[result.config.model]
