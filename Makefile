@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo test test-fast lint lock stack-up stack-down stack-status schemas
+.PHONY: bootstrap demo loop test test-fast lint lock stack-up stack-down stack-status schemas
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -12,6 +12,10 @@ bootstrap:
 ## Start the local stack, simulate transactions, replay a slice, show what happened.
 demo: bootstrap
 	@$(VENV)/bin/rtml demo
+
+## The closed retraining loop end to end: drift -> retrain -> shadow -> graduation.
+loop: bootstrap
+	@$(VENV)/bin/rtml loop
 
 ## The whole test suite (unit + integration against real local servers).
 test: bootstrap

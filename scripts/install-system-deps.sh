@@ -2,6 +2,8 @@
 # Install the system packages the local stack (`rtml stack up`) runs:
 #   redis-server  (required)  online feature store
 #   prometheus    (optional)  metrics; the stack runs without it
+#   chromium      (optional)  headless browser for the shadow auditor's report
+#                             test (it skips without it)
 #   java          (checked)   the Cassandra stand-in is a JVM program
 # Everything else (Kafka-protocol broker, MLflow, the Cassandra jar) comes
 # from PyPI, and s3rver for durable mode from npm, on demand.
@@ -79,6 +81,23 @@ elif [ "$can_apt" -eq 1 ]; then
     fi
 else
     echo "prometheus: missing (optional); as root run: apt-get install -y prometheus"
+fi
+
+# --- chromium (optional) -----------------------------------------------------
+# The shadow auditor's HTML report test opens the page in headless Chromium
+# (Debian's build: no browser is downloaded at test time).
+if have chromium; then
+    echo "chromium: ok ($(chromium --version 2>/dev/null | awk '{print $2}'))"
+elif pkg_installed chromium; then
+    echo "chromium: package installed but binary not on PATH (optional, skipped)"
+elif [ "$can_apt" -eq 1 ]; then
+    if apt_install chromium && have chromium; then
+        echo "chromium: installed ($(chromium --version 2>/dev/null | awk '{print $2}'))"
+    else
+        echo "chromium: not installed (optional; the report's browser test skips)"
+    fi
+else
+    echo "chromium: missing (optional); as root run: apt-get install -y chromium"
 fi
 
 # --- java (checked only) -----------------------------------------------------

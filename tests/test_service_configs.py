@@ -1,9 +1,9 @@
-"""The configuration contract every service skeleton keeps, checked once per service.
+"""The configuration contract every service keeps, checked once per service.
 
 Each service under ``services/`` documents its settings in its README, reads
 only its own ``RTML_<SERVICE>_*`` variables plus shared classes from
 :mod:`rtml_common.config`, and has an entry point that fails on a bad or
-misspelt variable with exit code 2 and otherwise stops with 78. What is
+misspelt variable with exit code 2 before it connects to anything. What is
 particular to one service (its defaults, its own validators) is tested in
 that service's ``tests/test_config.py``.
 
@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from rtml_common.config import SHARED_SETTINGS, env_names
-from rtml_common.service_config import EXIT_BAD_CONFIG, EXIT_NOT_IMPLEMENTED, unknown_variables
+from rtml_common.service_config import EXIT_BAD_CONFIG, unknown_variables
 from rtml_common.topics import all_topic_names
 
 SERVICES_DIR = Path(__file__).resolve().parents[1] / "services"
@@ -47,8 +47,6 @@ class Service:
     #: Own field set to ``good_value``, a valid value; its name is also misspelt.
     good_field: str
     good_value: str
-    #: Whether the entry point runs the real service (else it exits 78).
-    implemented: bool = False
 
     @property
     def package(self) -> str:
@@ -73,20 +71,18 @@ class Service:
 
 
 SERVICES = [
-    Service("feature-pipeline", "redis_ttl_s", "10", "allowed_lateness_s", "60", implemented=True),
-    Service("model-registry", "http_port", "70000", "http_port", "9000", implemented=True),
-    Service("scorer", "shadow_sample_percent", "150", "shadow_sample_percent", "12.5",
-            implemented=True),
+    Service("feature-pipeline", "redis_ttl_s", "10", "allowed_lateness_s", "60"),
+    Service("model-registry", "http_port", "70000", "http_port", "9000"),
+    Service("scorer", "shadow_sample_percent", "150", "shadow_sample_percent", "12.5"),
     Service(
         "decision",
         "request_timeout_ms",
         "0",
         "canary_weights",
-        '{"champion": 95, "challenger": 5}',
-        implemented=True,
-    ),
+        '{"champion": 95, "challenger": 5}'),
     Service("shadow-auditor", "ap_margin", "1.5", "auto_promote", "true"),
     Service("drift-monitor", "psi_threshold", "0", "retrain_policy", "never"),
+    Service("retrain-worker", "train_days", "0", "registry_url", "http://registry:8000"),
 ]
 
 each_service = pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
@@ -176,8 +172,7 @@ def test_readme_documents_every_setting_with_its_default(service: Service) -> No
     for shared in config.SHARED_SETTINGS_USED:
         prefix = str(shared.model_config.get("env_prefix"))
         assert f"`{prefix}*`" in text, f"README does not mention {prefix}*"
-    status = f"Status: not implemented yet (issue #{service.package_module.ISSUE})"
-    assert (status in text) != service.implemented, "README status line is stale"
+    assert "not implemented yet" not in text, "README status line is stale"
 
 
 @each_service
@@ -212,14 +207,3 @@ def test_entry_point_rejects_a_misspelt_variable_with_exit_2(service: Service) -
     result = run_service(service, **{typo: service.good_value})
     assert result.returncode == EXIT_BAD_CONFIG, result.stderr
     assert typo in result.stderr
-
-
-@pytest.mark.parametrize("service", [s for s in SERVICES if not s.implemented],
-                         ids=[s.name for s in SERVICES if not s.implemented])
-def test_entry_point_says_it_is_not_implemented_and_exits_78(service: Service) -> None:
-    result = run_service(service, **{service.env(service.good_field): service.good_value})
-    assert result.returncode == EXIT_NOT_IMPLEMENTED, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "not implemented" in lines[0]
-    assert f"issue #{service.package_module.ISSUE}" in lines[0]

@@ -13,6 +13,7 @@ import rtml_localstack.cli
 import rtml_simulator.cli
 from rtml_cli import dlq
 from rtml_cli.demo import demo_command
+from rtml_cli.loop.command import loop_command
 from rtml_cli.train import train_command
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.add_typer(rtml_simulator.cli.app)
 app.add_typer(dlq.app, name="dlq")
 app.command("demo")(demo_command)
 app.command("train")(train_command)
+app.command("loop")(loop_command)
 
 
 def main() -> None:

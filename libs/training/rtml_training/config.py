@@ -8,6 +8,7 @@ logged to MLflow as a parameter, so a run can be repeated from its record.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -43,6 +44,11 @@ class TrainConfig:
     #: Test rows kept as ``validation/holdout.parquet`` for the registry's gate.
     holdout_rows: int = 2_000
     seed: int = 0
+    #: Extra tags for the MLflow run *and* the registered version (lineage of who asked for
+    #: this model and why, e.g. the retrain worker's request and alert ids).
+    tags: Mapping[str, str] = field(default_factory=dict)
+    #: MLflow run name; None: ``<model>-<train_start>``.
+    run_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_KINDS:

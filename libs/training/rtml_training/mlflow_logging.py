@@ -11,7 +11,8 @@ A run holds what is needed to trust, compare and reproduce a model:
   ``seconds_<step>`` timings;
 * **tags** — ``rtml.data_fingerprint``, ``rtml.feature_set``,
   ``rtml.feature_set_version``, ``rtml.code_version``, ``rtml.model_kind``,
-  ``rtml.targets_met``;
+  ``rtml.targets_met``, plus the config's own ``tags`` (lineage such as a
+  retrain request's id), which also go on the registered version;
 * **artifacts** — ``reference/distributions.json`` (drift monitor),
   ``evaluation/table.md`` (our figures beside the published ones),
   ``evaluation/metrics.json``, ``validation/holdout.parquet`` (test rows the
@@ -171,6 +172,7 @@ def run_tags(result: TrainResult) -> dict[str, str]:
     """The run's tags; the fingerprint, feature set and code version also go on the version."""
     met = [name for name, ok in result.targets_met.items() if ok]
     return {
+        **result.config.tags,
         TAG_DATA_FINGERPRINT: result.fingerprint.sha256,
         TAG_FEATURE_SET: result.feature_set.name,
         TAG_FEATURE_SET_VERSION: result.feature_set.version,
@@ -278,7 +280,8 @@ class TrainingRun:
     def register(self, result: TrainResult) -> ModelVersion:
         """Register the model as a new version of ``config.name``, linked to this run."""
         registry = MlflowRegistry(self.tracking_uri)
-        tags = {TAG_DATA_FINGERPRINT: result.fingerprint.sha256,
+        tags = {**result.config.tags,
+                TAG_DATA_FINGERPRINT: result.fingerprint.sha256,
                 TAG_CODE_VERSION: result.code_version,
                 TAG_MODEL_KIND: result.config.model}
         m = result.metrics

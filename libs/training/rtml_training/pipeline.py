@@ -2,7 +2,9 @@
 
 ``train(config, progress)`` runs the steps of :data:`STEPS` in order:
 
-1. **load** the simulator data set (:mod:`rtml_simulator.frames`);
+1. **load** the simulator data set (:mod:`rtml_simulator.frames`), or take a
+   :class:`~rtml_simulator.frames.Dataset` already in memory (the retrain
+   worker builds one from its archive of the streams);
 2. **features**: the batch engine computes the feature set, point-in-time
    correct, for the rows of the evaluated periods (earlier history feeds the
    windows; rows after the test period are never read);
@@ -41,13 +43,13 @@ from rtml_features.definitions import FeatureSet
 from rtml_models.base import ScoringModel
 from rtml_models.river import RiverModel
 from rtml_models.xgboost import XGBoostModel
+from rtml_monitoring.reference import build_reference
 from rtml_simulator.frames import Dataset, load_dataset
 from rtml_training.config import TrainConfig
 from rtml_training.fingerprint import fingerprint
 from rtml_training.metrics import Metrics, evaluate, mean_of
 from rtml_training.mlflow_logging import TrainingRun, check_server, code_version
 from rtml_training.published import comparison_rows
-from rtml_monitoring.reference import build_reference
 from rtml_training.result import SplitSummary, TrainResult
 from rtml_training.river_trainer import train_river
 from rtml_training.split import Split, SplitError, make_split, period_bounds
@@ -174,15 +176,22 @@ def _metrics_line(m: Metrics) -> str:
     return f"AUC {m.auc:.3f}, AP {m.ap:.3f}, CP@{m.k} {m.cp_at_k:.3f}"
 
 
-def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
-    """Run the pipeline (see the module doc); raises on the first failing step."""
+def train(config: TrainConfig, progress: Progress | None = None,
+          dataset: Dataset | None = None) -> TrainResult:
+    """Run the pipeline (see the module doc); raises on the first failing step.
+
+    ``dataset`` replaces reading ``config.data`` (which is then only recorded as
+    the data's origin): callers holding the frames already, such as the retrain
+    worker, train on them without a round trip through a Parquet file.
+    """
     steps = _Steps(progress or NullProgress())
     feature_set = get_feature_set(config.feature_set)
     if config.tracking_uri:
         check_server(config.tracking_uri)  # fail before the work, not after it
 
     with steps("load") as note:
-        dataset = load_dataset(config.data)
+        if dataset is None:
+            dataset = load_dataset(config.data)
         note.detail = (f"{len(dataset):,} transactions, "
                        f"{dataset.day.min().date()}..{dataset.day.max().date()}")
     with steps("features") as note:
@@ -240,7 +249,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         return result
 
     version = None
-    run_name = f"{config.model}-{config.split.train_start}"
+    run_name = config.run_name or f"{config.model}-{config.split.train_start}"
     with TrainingRun(config.tracking_uri, config.experiment_name, run_name) as run:
         with steps("log") as note:
             run.log(result)

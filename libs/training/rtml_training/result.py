@@ -10,11 +10,11 @@ import pandas as pd
 from rtml_features.definitions import FeatureSet
 from rtml_models.base import ScoringModel
 from rtml_models.registry.base import ModelVersion
+from rtml_monitoring.reference import ReferenceDistributions
 from rtml_training.config import TrainConfig
 from rtml_training.fingerprint import Fingerprint
 from rtml_training.metrics import Metrics
 from rtml_training.published import TARGETS, Row
-from rtml_monitoring.reference import ReferenceDistributions
 from rtml_training.split import Split, SplitConfig
 
 

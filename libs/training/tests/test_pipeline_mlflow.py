@@ -20,6 +20,7 @@ from rtml_cli.app import app
 from rtml_features.baseline import BASELINE
 from rtml_localstack.testing import MlflowServer
 from rtml_models.registry.mlflow import MlflowRegistry
+from rtml_monitoring.reference import ReferenceDistributions
 from rtml_simulator import SimulationConfig, simulate, write_dataset
 from rtml_training.config import TrainConfig
 from rtml_training.mlflow_logging import (
@@ -28,7 +29,6 @@ from rtml_training.mlflow_logging import (
     TABLE_ARTIFACT,
 )
 from rtml_training.pipeline import STEPS, train
-from rtml_monitoring.reference import ReferenceDistributions
 from rtml_training.split import SplitConfig
 
 pytestmark = pytest.mark.integration

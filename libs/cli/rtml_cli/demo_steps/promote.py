@@ -102,6 +102,9 @@ def promote_models(ctx: DemoContext) -> None:
     ctx.next_commands.append((
         'eval "$(rtml stack env)"; RTML_MODEL_REGISTRY_API_KEY=... python -m rtml_model_registry',
         f"run the registry API (docs: docs/model-registry.md); GET /v1/models/{model}"))
+    ctx.next_commands.append((
+        "rtml loop", "the closed loop end to end: drift alert -> retrain -> shadow -> new "
+        "champion (docs/closed-loop.md)"))
 
 
 def _table(changes: list[dict[str, Any]]) -> Table:
