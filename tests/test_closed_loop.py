@@ -27,10 +27,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900
 
 
 def test_new_fraud_pattern_is_detected_retrained_shadowed_and_graduated(
-        fresh_kafka_broker: Any, redis_server: Any, mlflow_server: Any, tmp_path: Path) -> None:
+        fresh_kafka_broker: Any, fresh_redis_server: Any, mlflow_server: Any,
+        tmp_path: Path) -> None:
     scenario = LoopScenario()
     env = LoopEnvironment(bootstrap_servers=fresh_kafka_broker.bootstrap_servers,
-                          redis_url=redis_server.url, tracking_uri=mlflow_server.tracking_uri,
+                          redis_url=fresh_redis_server.url, tracking_uri=mlflow_server.tracking_uri,
                           work_dir=tmp_path, model_name=f"loop-{uuid.uuid4().hex[:8]}")
     result = run_loop(env, scenario, Console(file=sys.stderr, width=120))
 

@@ -129,6 +129,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
                       "redis-server (install it with scripts/install-system-deps.sh)")
 
 
+@pytest.fixture
+def fresh_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """An empty redis-server for this test only: for tests that run whole services, whose
+    keys (feature hashes, checkpoints) must not leak into other tests' Redis."""
+    yield from _serve(lambda: RedisServer.start_new(tmp_path / "redis"),
+                      "redis-server (install it with scripts/install-system-deps.sh)")
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A shared MLflow tracking server + registry (SQLite, proxied artifacts)."""

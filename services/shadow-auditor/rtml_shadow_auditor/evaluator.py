@@ -10,6 +10,12 @@ version): a recommendation is recorded with a frozen copy of the report
 applied at once; otherwise it waits for ``POST /v1/recommendations/{id}/approve``.
 A refused or failed promotion stays recorded as such and is not retried
 automatically; approving it again is how a person retries.
+
+A verdict is acted on only while it still describes the registry: the shadow
+must still hold a shadow alias (a challenger replaced by a newer one is
+history, however good its figures) and the champion it was compared with
+must still be the champion (right after a promotion the figures still name
+the old one until the new champion's scores arrive). Otherwise it waits.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rtml_models.aliases import CHAMPION, is_shadow_alias
 from rtml_shadow_auditor.audit import Evaluation, evaluate_state
 from rtml_shadow_auditor.config import Settings
 from rtml_shadow_auditor.metrics import AuditorMetrics
@@ -89,10 +96,16 @@ class Evaluator:
             self.store.save_verdict(verdict.model_version, verdict.evaluated_at,
                                     verdict.to_dict())
             self.metrics.verdicts.add(1, {"decision": verdict.decision})
-        html, path = self._write_report(evaluation, verdicts)
+        aliases = self._aliases()
+        html, path = self._write_report(evaluation, verdicts, aliases)
         for verdict in verdicts.values():
             if verdict.graduate:
-                self._graduate(verdict, html, now)
+                stale = self._stale(verdict.model_version, verdict.champion_version, aliases)
+                if stale:
+                    logger.info("v%s graduates but is not acted on: %s",
+                                verdict.model_version, stale)
+                else:
+                    self._graduate(verdict, html, now)
         if evaluation.champion is not None:
             self.metrics.record(evaluation.champion)
         for audit in evaluation.shadows:
@@ -109,16 +122,32 @@ class Evaluator:
                     "; ".join(v.summary for v in verdicts.values()) or "no shadows")
         return snapshot
 
-    def _aliases(self) -> dict[str, str]:
+    def _aliases(self) -> dict[str, str] | None:
+        """The registry's aliases now; None when the registry can't be asked."""
         try:
             return self.registry.aliases(self.settings.model_name)
-        except Exception as exc:  # the report names "shadow" instead; not worth failing for
-            logger.debug("aliases unavailable for the report: %r", exc)
-            return {}
+        except Exception as exc:  # the report names "shadow" instead; nothing is promoted
+            logger.warning("registry aliases unavailable: %r", exc)
+            return None
 
-    def _write_report(self, evaluation: Evaluation,
-                      verdicts: dict[str, Verdict]) -> tuple[str | None, Path | None]:
-        data = build_report(evaluation, verdicts, self._aliases(), self.settings.latency_sla_ms,
+    @staticmethod
+    def _stale(version: str, champion: str, aliases: dict[str, str] | None) -> str | None:
+        """Why a graduation of ``version`` over ``champion`` must wait, or None (see module doc)."""
+        if aliases is None:
+            return "the registry's aliases could not be read"
+        shadows = sorted(a for a, v in aliases.items() if v == version and is_shadow_alias(a))
+        if not shadows:
+            return f"v{version} no longer holds a shadow alias"
+        current = aliases.get(CHAMPION)
+        if current != champion:
+            return (f"it was compared with v{champion}, but the champion is now "
+                    f"{'v' + current if current else 'unset'}; waiting for the new champion's "
+                    "scores")
+        return None
+
+    def _write_report(self, evaluation: Evaluation, verdicts: dict[str, Verdict],
+                      aliases: dict[str, str] | None) -> tuple[str | None, Path | None]:
+        data = build_report(evaluation, verdicts, aliases or {}, self.settings.latency_sla_ms,
                             self.settings.card_precision_k)
         if data is None:
             return None, None
@@ -153,6 +182,9 @@ class Evaluator:
                 raise NotApprovable(404, f"no recommendation {rec_id}")
             if current.model_name != self.settings.model_name:
                 raise NotApprovable(409, f"recommendation {rec_id} is for {current.model_name}")
+            stale = self._stale(current.model_version, current.champion_version, self._aliases())
+            if stale:
+                raise NotApprovable(409, f"recommendation {rec_id} is out of date: {stale}")
             return self._apply(current, actor, (PENDING, REFUSED, FAILED))
 
     def _apply(self, recommendation: Recommendation, actor: str,

@@ -144,3 +144,47 @@ def test_approvals_are_off_without_a_key(tmp_path: Path) -> None:
                            headers={"X-API-Key": KEY})
     assert response.status_code == 403
     assert "RTML_SHADOW_AUDITOR_API_KEY" in response.json()["detail"]
+
+
+class AliasRegistry(RecordingRegistry):
+    """A registry whose aliases the test sets."""
+
+    def __init__(self, aliases: dict[str, str], answers: list[PromotionResult]) -> None:
+        super().__init__(answers)
+        self.current = aliases
+
+    def aliases(self, model: str) -> dict[str, str]:
+        return dict(self.current)
+
+
+@pytest.mark.parametrize(("aliases", "why"), [
+    ({"champion": "1", "challenger": "3"}, "v2 no longer holds a shadow alias"),
+    ({"champion": "3", "challenger": "2"}, "the champion is now v3"),
+    ({"challenger": "2"}, "the champion is now unset"),
+])
+def test_a_verdict_that_no_longer_describes_the_registry_is_not_acted_on(
+        tmp_path: Path, aliases: dict[str, str], why: str) -> None:
+    """A challenger replaced by a newer one, or a comparison with a champion since replaced,
+    is history: promoting it would undo a newer decision."""
+    registry = AliasRegistry(aliases, [PromotionResult(True, "applied", "champion -> v2")])
+    evaluator = evaluator_with(tmp_path, registry, auto_promote=True)
+    verdict = judge(good_audit(), evaluator.settings, NOW)
+    assert verdict.graduate and (verdict.model_version, verdict.champion_version) == ("2", "1")
+    stale = evaluator._stale(verdict.model_version, verdict.champion_version, registry.current)
+    assert stale is not None and why in stale
+    assert evaluator._stale("2", "1", None) == "the registry's aliases could not be read"
+    assert evaluator._stale("2", "1", {"champion": "1", "shadow-b": "2"}) is None
+
+
+def test_approving_an_out_of_date_recommendation_is_a_409(tmp_path: Path) -> None:
+    registry = AliasRegistry({"champion": "1", "challenger": "2"},
+                             [PromotionResult(True, "applied", "champion -> v2")])
+    evaluator = evaluator_with(tmp_path, registry, api_key=SecretStr(KEY))
+    graduate_once(evaluator)
+    registry.current = {"champion": "1", "challenger": "3"}  # a newer challenger replaced v2
+    client = TestClient(create_app(evaluator, evaluator.store))
+    (rec,) = client.get("/v1/verdicts").json()["recommendations"]
+    answer = client.post(f"/v1/recommendations/{rec['id']}/approve", json={"actor": "alice"},
+                         headers={"X-API-Key": KEY})
+    assert answer.status_code == 409 and "no longer holds a shadow alias" in answer.text
+    assert registry.calls == []

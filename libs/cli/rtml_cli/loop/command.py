@@ -1,15 +1,18 @@
 """``rtml loop``: the closed retraining loop on the local stack, with its timeline.
 
-Starts (or reuses) the local stack's broker, Redis and MLflow, runs
-:func:`rtml_cli.loop.run.run_loop` in a fresh work directory (new topics
-would be better, but the stack is shared: consumer groups and the model name
-are the loop's own, and the work directory holds every service log), then
-prints each milestone with its wall-clock time and event time.
+Starts (or reuses) the local stack's MLflow, so the versions the loop
+registers can be browsed there afterwards, under a model name of the run's
+own. The broker and Redis are the run's own too, started in its work
+directory and stopped at the end: the stack's topics hold whatever `make
+demo` and earlier loops replayed, with the same customer ids and event
+times, which would mix into this run's windows and features. Then
+:func:`rtml_cli.loop.run.run_loop`, and each milestone with its time.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +27,9 @@ from rtml_localstack.errors import StackError
 from rtml_localstack.services import ServiceFailed
 from rtml_localstack.stack import Stack, build_launchers
 from rtml_localstack.state import default_state_dir
+from rtml_localstack.testing import KafkaBroker, RedisServer
 
-COMPONENTS = ["kafka", "redis", "mlflow"]
+COMPONENTS = ["mlflow"]
 
 
 def timeline_table(result: LoopResult) -> Table:
@@ -63,15 +67,24 @@ def loop_command(
         console.print(f"[bold red]the stack did not start[/]; logs in {stack.state_dir / 'logs'}")
         raise typer.Exit(1)
     client = stack.client_env()
-    work = work_dir or stack.state_dir.parent / "loop" / time.strftime("%Y%m%d-%H%M%S")
-    env = LoopEnvironment(bootstrap_servers=client["RTML_KAFKA_BOOTSTRAP_SERVERS"],
-                          redis_url=client["RTML_REDIS_URL"],
-                          tracking_uri=client["RTML_MLFLOW_TRACKING_URI"], work_dir=work)
-    try:
-        result = run_loop(env, LoopScenario(), console)
-    except (LoopFailed, ServiceFailed) as exc:
-        console.print(f"[bold red]loop stopped:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    work = (work_dir or stack.state_dir.parent / "loop" / run_id).resolve()
+    console.print("[bold]a broker and Redis for this run[/]")
+    with ExitStack() as servers:
+        broker = servers.enter_context(KafkaBroker.start_new(work / "kafka"))
+        redis = servers.enter_context(RedisServer.start_new(work / "redis"))
+        console.print(f"  kafka {broker.bootstrap_servers}, redis {redis.url}", highlight=False)
+        # A model of its own: the stack's MLflow may hold `make demo`'s fraud-detector with
+        # its own challenger, which the loop's auditor would otherwise judge too.
+        env = LoopEnvironment(bootstrap_servers=broker.bootstrap_servers, redis_url=redis.url,
+                              tracking_uri=client["RTML_MLFLOW_TRACKING_URI"], work_dir=work,
+                              model_name=f"loop-{run_id}")
+        try:
+            result = run_loop(env, LoopScenario(), console)
+        except (LoopFailed, ServiceFailed) as exc:
+            console.print(f"[bold red]loop stopped:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
     console.print(timeline_table(result))
-    console.print(f"champion v{result.champion_before} -> v{result.champion_after} in "
+    console.print(f"{env.model_name}: champion v{result.champion_before} -> "
+                  f"v{result.champion_after} in "
                   f"{result.seconds:.0f} s; reports and logs in {work}", highlight=False)

@@ -60,9 +60,10 @@ class Entry:
                     f"{event.threshold:g} in window {event.window_start:%m-%d %H:%M} .. "
                     f"{event.window_end:%m-%d %H:%M} (champion v{event.model_version})")
         if isinstance(event, RetrainRequest):
-            span = (f" on {event.data_start:%m-%d} .. {event.data_end:%m-%d}"
+            span = (f" for data {event.data_start:%m-%d} .. {event.data_end:%m-%d}"
                     if event.data_start and event.data_end else "")
-            return f"retrain request {event.request_id[:12]}{span}: {event.reason}"
+            return (f"retrain request {event.request_id[:12]}{span} "
+                    f"({len(event.alert_ids)} alert(s))")
         if isinstance(event, ModelEvent):
             move = f" {event.alias} -> v{event.version}" if event.alias else f" v{event.version}"
             return f"model event {event.kind}{move} by {event.actor}"
