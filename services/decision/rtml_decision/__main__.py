@@ -44,9 +44,11 @@ def main() -> int:
     except ConfigError as error:
         print(f"{SERVICE_NAME}: invalid configuration: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    init_telemetry(SERVICE_NAME, TelemetrySettings())
     for name, value in MLFLOW_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    if settings.workers > 1:
+        return serve_workers(settings)
+    init_telemetry(SERVICE_NAME, TelemetrySettings())
 
     from rtml_decision.rules import RuleSetError
     from rtml_decision.wiring import build_service
@@ -67,6 +69,33 @@ def main() -> int:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
     uvicorn.run(service.app(), host=settings.http_host, port=settings.http_port,
+                log_config=None, access_log=False)
+    logger.info("stopped")
+    return 0
+
+
+def serve_workers(settings: Settings) -> int:
+    """Several uvicorn worker processes on one port, each building the whole service.
+
+    Each worker runs :func:`rtml_decision.wiring.app_from_environment`; the
+    rule sets are validated here first so a bad file exits 1 instead of
+    crash-looping workers.
+    """
+    from rtml_decision.active_rules import ActiveRules
+    from rtml_decision.rules import RuleSetError
+
+    init_telemetry(SERVICE_NAME, TelemetrySettings(metrics_port=0))  # logging only
+    try:
+        ActiveRules.from_paths(settings.rules_path, settings.fallback_rules_path)
+    except (RuleSetError, OSError) as error:
+        logger.error("cannot load the rule sets: %s", error)
+        return 1
+    logger.info("serving on %s:%d with %d workers", settings.http_host, settings.http_port,
+                settings.workers)
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
+    uvicorn.run("rtml_decision.wiring:app_from_environment", factory=True,
+                workers=settings.workers, host=settings.http_host, port=settings.http_port,
                 log_config=None, access_log=False)
     logger.info("stopped")
     return 0

@@ -94,6 +94,20 @@ class Settings(ServiceSettings):
         default=5, ge=0, le=50,
         description="Feature contributions (XGBoost pred_contribs) returned per decision.",
     )
+    contributions: Literal["flagged", "all"] = Field(
+        default="flagged",
+        description=(
+            "Which decisions carry contributions: flagged (review and decline; an approval's "
+            "list is empty) or all. Exact TreeSHAP costs several times the score itself."
+        ),
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64,
+        description=(
+            "uvicorn worker processes; each loads the models and serves on the same port, "
+            "and a rules upload reaches only the worker that received it."
+        ),
+    )
     canary_key: Literal["customer_id", "transaction_id"] = Field(
         default="customer_id",
         description=(

@@ -2,18 +2,21 @@
 
 Steps (each a small collaborator, see their modules for the why):
 
-1. one Redis round trip: the idempotency record and the entities' online
-   features (:mod:`rtml_decision.request_store`); a stored decision is
-   returned as is and nothing is produced again;
+1. one Redis round trip: the idempotency record, and when there is none
+   our claim on the transaction id and the entities' online features
+   (:mod:`rtml_decision.request_store`); a stored decision is returned as
+   is and nothing is produced again (a concurrent request holding the claim
+   is waited for, within the budget);
 2. row features of the request (:mod:`rtml_features.rows`, shared with the stream);
 3. the canary arm by a deterministic hash (:mod:`rtml_decision.canary`) and
-   that arm's model score with its top contributions
-   (:mod:`rtml_decision.scoring`);
-4. the active rule set (:mod:`rtml_decision.active_rules`);
-5. ``SET NX`` of the decision under the transaction id — if a concurrent
-   retry won, its decision is returned and ours is dropped unpublished;
-6. the decision and the transaction are queued on Kafka
-   (:mod:`rtml_decision.outputs`); the response is sent.
+   that arm's model score (:mod:`rtml_decision.scoring`);
+4. the active rule set (:mod:`rtml_decision.active_rules`), then the top
+   feature contributions — for review / decline decisions only unless
+   ``contributions="all"`` (exact TreeSHAP costs several times the score,
+   and an approved payment is rarely explained);
+5. the decision and the transaction are queued on Kafka
+   (:mod:`rtml_decision.outputs`), the decision replaces our claim in Redis
+   in the background, and the response is sent.
 
 Degraded mode: when Redis fails (error or socket timeout, both bounded by
 the request budget), the budget is spent before scoring, no champion is
@@ -23,9 +26,12 @@ from the request alone (row features, no score) and the decision says
 record can't be checked or written: the decision is still published; the
 decision log's primary key (the transaction id) absorbs a duplicate.
 
-Why synchronous: every step is a short blocking call (Redis, XGBoost); the
-API runs this in FastAPI's thread pool, so a slow Redis blocks one thread,
-not the event loop.
+Why a coroutine on the event loop and not FastAPI's thread pool: the work
+is a fraction of a millisecond of CPU (one Redis round trip on a blocking
+client bounded by the budget and a circuit breaker, see
+:mod:`rtml_decision.request_store`; a one-row XGBoost call; the rules), and
+handing it to a thread pool cost more than the work itself (thread hops and
+GIL contention among 40 threads; see docs/benchmarks.md, "Decision API").
 """
 
 from __future__ import annotations
@@ -44,9 +50,15 @@ from rtml_decision.canary import CanaryRouter
 from rtml_decision.decision_events import Inputs, build_decision
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
-from rtml_decision.request_store import Lookup, RedisError, RequestStore
+from rtml_decision.request_store import (
+    PENDING,
+    REDIS_FAILURES,
+    DecisionInProgress,
+    Lookup,
+    RequestStore,
+)
 from rtml_decision.rules import RuleResult, RuleSet
-from rtml_decision.scoring import Scored, pick_model, score
+from rtml_decision.scoring import Scored, explain, pick_model, score
 from rtml_features.definitions import FeatureSet
 from rtml_features.rows import RowFeatures, epoch_ms, weekend_and_hour
 from rtml_models.serving import ServingModels
@@ -78,7 +90,7 @@ class DecisionEngine:
     def __init__(self, *, store: RequestStore, serving: ServingModels, rules: ActiveRules,
                  router: CanaryRouter, feature_set: FeatureSet, publisher: DecisionPublisher,
                  metrics: DecisionMetrics, timeout_ms: int, top_contributions: int = 5,
-                 canary_key: str = "customer_id") -> None:
+                 canary_key: str = "customer_id", explain_approvals: bool = False) -> None:
         self.store = store
         self.serving = serving
         self.rules = rules
@@ -90,8 +102,9 @@ class DecisionEngine:
         self.timeout_s = timeout_ms / 1000
         self.top_contributions = top_contributions
         self.canary_key = canary_key
+        self.explain_approvals = explain_approvals
 
-    def decide(self, tx: Transaction, started: float | None = None) -> Answer:
+    async def decide(self, tx: Transaction, started: float | None = None) -> Answer:
         """Decide ``tx``; ``started`` (``perf_counter``) is when the request arrived."""
         started = time.perf_counter() if started is None else started
         rules = self.rules.current  # one rule-set state for the whole request
@@ -107,15 +120,15 @@ class DecisionEngine:
         scored: Scored | None = None
         lookup: Lookup | None = None
         try:
-            lookup = self.store.lookup(tx.transaction_id, {"customer_id": tx.customer_id,
-                                                           "terminal_id": tx.terminal_id})
-        except RedisError as error:
-            logger.warning("redis unavailable, answering degraded: %s", error)
+            lookup = self.store.lookup(tx.transaction_id,
+                                             {"customer_id": tx.customer_id,
+                                              "terminal_id": tx.terminal_id})
+        except REDIS_FAILURES as error:
+            logger.warning("redis unavailable, answering degraded: %r", error)
             reason = DegradedReason.REDIS_UNAVAILABLE
         if lookup is not None:
             if lookup.stored is not None:
-                self.metrics.replayed()
-                return Answer(lookup.stored, replayed=True)
+                return await self._replay(tx.transaction_id, lookup.stored, started)
             if time.perf_counter() - started > self.timeout_s:
                 reason = DegradedReason.TIMEOUT
             else:
@@ -133,6 +146,13 @@ class DecisionEngine:
                 logger.exception("rule set %s failed, answering with the fallback",
                                  rule_set.version)
                 reason, rule_set = DegradedReason.RULES_ERROR, rules.fallback
+        if reason is None and scored is not None and (
+                self.explain_approvals or result.outcome != "approve"):
+            try:
+                scored = explain(scored, context, self.top_contributions)
+            except Exception:  # an explanation failing must not fail the decision
+                logger.exception("contributions of model %s v%s failed",
+                                 scored.served.info.name, scored.served.version)
         if reason is not None:
             scored = None
             context = {k: v for k, v in context.items() if k not in self.feature_set.names
@@ -143,6 +163,21 @@ class DecisionEngine:
         return self._finish(tx, started, rule_set, result, scored, context, reason,
                             redis_ok=reason is not DegradedReason.REDIS_UNAVAILABLE)
 
+    async def _replay(self, transaction_id: str, stored: bytes, started: float) -> Answer:
+        """The stored decision; if a concurrent request holds the claim, its decision.
+
+        Raises :class:`DecisionInProgress` when that decision is not stored
+        within what is left of the budget (the API answers 409: retry later).
+        """
+        if stored == PENDING:
+            left = self.timeout_s - (time.perf_counter() - started)
+            try:
+                stored = await self.store.wait_for_decision(transaction_id, max(left, 0.0))
+            except REDIS_FAILURES as error:
+                raise DecisionInProgress(transaction_id) from error
+        self.metrics.replayed()
+        return Answer(stored, replayed=True)
+
     def _score(self, snapshot: Any, tx: Transaction, context: dict[str, Any]
                ) -> tuple[Scored | None, DegradedReason | None]:
         key = tx.customer_id if self.canary_key == "customer_id" else tx.transaction_id
@@ -150,7 +185,7 @@ class DecisionEngine:
         if served is None:
             return None, DegradedReason.NO_MODEL
         try:
-            scored = score(served, arm, context, self.top_contributions)
+            scored = score(served, arm, context)
         except Exception:
             logger.exception("model %s v%s failed, answering degraded", served.info.name,
                              served.version)
@@ -194,16 +229,8 @@ class DecisionEngine:
             "latency_ms": round(latency_ms, 3),
             "decided_at": decided_at,
         })
-        if redis_ok:
-            try:
-                winner = self.store.claim(tx.transaction_id, body)
-            except RedisError as error:
-                logger.warning("cannot record decision %s for idempotency: %s",
-                               tx.transaction_id, error)
-                winner = None
-            if winner is not None:  # a concurrent retry decided first: answer with its decision
-                self.metrics.replayed()
-                return Answer(winner, replayed=True)
+        if redis_ok:  # we hold the claim: our decision replaces it
+            self.store.record(tx.transaction_id, body)
         self.publisher.publish(decision, tx)
         self.metrics.decided(str(result.outcome), arm, reason is not None,
                              latency_ms / 1000, fired)

@@ -50,6 +50,9 @@ class DecisionMetrics:
             "rtml_decision_log_failures", description="Failed decision-log write attempts")
         self._log_pending = meter.create_up_down_counter(
             "rtml_decision_log_pending", description="Decisions waiting for the decision log")
+        # Rare events, exported as 0 from the start so "none" is not "no data".
+        for counter in (self._undelivered, self._log_failures, self._replays):
+            counter.add(0)
 
     def decided(self, outcome: str, arm: str | None, degraded: bool, seconds: float,
                 fired: list[FiredRule]) -> None:

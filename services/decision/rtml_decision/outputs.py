@@ -6,7 +6,9 @@ for the broker. Durability of the decision log rests on the ``decisions``
 topic: the log writer consumes it into Cassandra (see
 :mod:`rtml_decision.log_writer`). The transaction goes to ``transactions``
 so the streaming features (and, downstream, the scorer's shadow models)
-see it: shadows are scored off the request path.
+see it: shadows are scored off the request path. Both records carry the
+request's W3C trace context (``traceparent``), so the feature pipeline and
+the scorer continue its trace.
 
 A background thread flushes periodically so delivery failures surface in
 the logs and metrics instead of accumulating unseen.
@@ -21,6 +23,7 @@ from rtml_common.events import Decision, Transaction
 from rtml_common.kafka.producer import DeliveryError, EventProducer
 from rtml_common.serde import encode, headers_for
 from rtml_common.topics import spec_for_event
+from rtml_common.tracing import current_trace_headers
 from rtml_decision.decision_events import encode_decision
 from rtml_decision.metrics import DecisionMetrics
 
@@ -46,8 +49,12 @@ class DecisionPublisher:
         """Queue both records (keyed by customer id, like every per-customer topic)."""
         key = decision.customer_id.encode()
         value, headers = encode_decision(decision)
+        traced = current_trace_headers()  # the request's trace continues downstream
+        tx_headers = _TX_HEADERS
+        if traced:
+            headers, tx_headers = [*headers, *traced], [*tx_headers, *traced]
         self.producer.send_raw(DECISIONS.name, key, value, headers)
-        self.producer.send_raw(TRANSACTIONS.name, key, encode(transaction), _TX_HEADERS)
+        self.producer.send_raw(TRANSACTIONS.name, key, encode(transaction), tx_headers)
 
     def start(self) -> None:
         """Start the periodic flusher (idempotent)."""

@@ -1,37 +1,98 @@
-"""Everything the request path reads from or writes to Redis, in as few round trips as possible.
+"""Everything the request path reads from or writes to Redis: one round trip before deciding.
 
-One pipeline per request reads the idempotency record *and* the entities'
-online feature hashes (keys of :mod:`rtml_features.online_store.redis.store`,
-so the API reads exactly what the feature pipeline wrote); a second command
-(``SET NX`` with a TTL) claims the transaction id once the decision is made.
+One Lua script per request (:data:`LOOKUP_AND_CLAIM`) reads the idempotency
+record and, when there is none, *claims* the transaction id with a short-lived
+``pending`` marker and returns the entities' online feature hashes (keys of
+:mod:`rtml_features.online_store.redis.store`, so the API reads exactly what
+the feature pipeline wrote). Claiming before deciding is what makes one
+round trip enough: a concurrent retry of the same transaction finds the
+marker and waits for the winner's decision instead of deciding again. The
+decision itself replaces the marker afterwards (:meth:`RequestStore.record`),
+off the latency path.
 
-Why the client is built here and not shared with the online store: the
-request path needs a socket timeout bounded by the request budget and no
-automatic retries (redis-py retries by default, which would multiply the
-time a dead Redis costs); on any Redis error the caller answers degraded.
+If the deciding process dies between claim and record, the marker expires
+after :data:`PENDING_TTL_MS` and a later retry decides anew (the decision log's
+key, the transaction id, absorbs the duplicate).
+
+Why a *blocking* client called from the event loop: a loopback round trip
+with redis-py's synchronous client costs ~30 µs of CPU and ~45 µs of wall
+time, its asyncio client ~95 µs of CPU per command (measured, see
+docs/benchmarks.md "Decision API") — at the rates this service targets, the
+asyncio client would cost more loop time than the blocking wait it avoids.
+What keeps a sick Redis from stalling the loop: the socket timeout is
+bounded by the request budget, nothing retries (redis-py retries by default),
+and after a failure the store answers "unavailable" at once for
+:data:`COOLDOWN_S` (a circuit breaker) instead of blocking request after
+request. Decisions are written in batches, never alone: they ride along with
+the next request's lookup (same pipeline, same round trip) or, when no
+request comes within :data:`WRITE_DELAY_S`, go in one pipeline of their own.
+On any Redis error the caller answers degraded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.redis.store import AS_OF_FIELD, TRANSACTION_FIELD, entity_key
 
+logger = logging.getLogger(__name__)
+
 #: Prefix of the idempotency records (one per transaction id).
 DECISION_KEY_PREFIX = "rtml:decision:"
+#: Value of a claimed transaction whose decision is not stored yet (never valid JSON).
+PENDING = b"\x00pending"
+#: How long a claim may stay pending before a retry may decide again (the decider died).
+PENDING_TTL_MS = 10_000
+#: After a Redis failure, how long lookups fail fast instead of trying (circuit breaker).
+COOLDOWN_S = 1.0
+#: Longest a decision waits for a lookup to ride along with before it is written alone.
+WRITE_DELAY_S = 0.005
+#: How often a concurrent retry looks for the winner's decision.
+POLL_INTERVAL_S = 0.002
 _META_FIELDS = {AS_OF_FIELD.encode(), TRANSACTION_FIELD.encode()}
 
+#: KEYS[1] the idempotency record, KEYS[2..] entity hashes; ARGV the marker and its TTL (ms).
+#: Returns {stored} when a decision (or a pending claim) exists, else {false, hash, ...}.
+LOOKUP_AND_CLAIM = """
+local stored = redis.call('GET', KEYS[1])
+if stored then return {stored} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local out = {false}
+for i = 2, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
+return out
+"""
+
 RedisError = redis.RedisError
+#: Everything a Redis call may raise when Redis is unreachable or too slow.
+REDIS_FAILURES = (redis.RedisError, OSError)
+
+
+class RedisUnavailable(redis.ConnectionError):
+    """Redis failed less than :data:`COOLDOWN_S` ago: not tried again yet."""
+
+
+class DecisionInProgress(Exception):
+    """A concurrent request holds the claim and did not store its decision in time."""
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """What Redis knows about a request: a stored decision, and each entity's features."""
+    """What Redis knows about a request: a stored decision, and each entity's features.
+
+    ``stored`` is None when this request claimed the transaction (it must
+    decide and :meth:`RequestStore.record`), :data:`PENDING` when a concurrent
+    request holds the claim, else the stored decision body.
+    """
 
     stored: bytes | None
     #: entity name -> feature values, None when the store has never seen the entity.
@@ -40,6 +101,14 @@ class Lookup:
 
 def decision_key(transaction_id: str) -> str:
     return DECISION_KEY_PREFIX + transaction_id
+
+
+def _hash(flat: list[bytes]) -> dict[str, float] | None:
+    """Feature values of one HGETALL reply as Lua returns it (a flat field/value list)."""
+    if not flat:
+        return None
+    return {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)
+            if flat[i] not in _META_FIELDS}
 
 
 class RequestStore:
@@ -51,6 +120,12 @@ class RequestStore:
         self.ttl_s = ttl_s
         #: (entity name, request field holding its id), e.g. ("terminal", "terminal_id").
         self.entities = [(entity.name, entity.key) for entity in feature_set.entities]
+        self._lookup = client.register_script(LOOKUP_AND_CLAIM)
+        self._pending_args: list[bytes | int] = [PENDING, PENDING_TTL_MS]
+        self._down_until = 0.0
+        #: decisions waiting to replace their claims, and the timer writing them alone.
+        self._queue: list[tuple[str, bytes]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def from_url(cls, url: str, feature_set: FeatureSet, ttl_s: int,
@@ -61,35 +136,106 @@ class RequestStore:
                                       retry=Retry(NoBackoff(), 0))
         return cls(client, feature_set, ttl_s)
 
+    def _call(self, keys: list[str], args: list[bytes | int]) -> list[Any]:
+        """Run the script (with the queued writes) unless Redis failed within the cool-down."""
+        if time.monotonic() < self._down_until:
+            raise RedisUnavailable("redis failed less than a cool-down ago")
+        try:
+            if not self._queue:
+                reply: list[Any] = self._lookup(keys=keys, args=args)
+                return reply
+            pipe = self._writes()
+            # EVALSHA by hand: a Script object in a pipeline costs a SCRIPT EXISTS
+            # round trip per execute; NOSCRIPT (Redis restarted) is rare, see below
+            pipe.evalsha(self._lookup.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+            self._log_failed_writes(replies[:-1])
+            reply = replies[-1]
+            if isinstance(reply, NoScriptError):
+                reply = self._lookup(keys=keys, args=args)  # loads the script, runs it
+            elif isinstance(reply, Exception):
+                raise reply
+        except REDIS_FAILURES:
+            self._down_until = time.monotonic() + COOLDOWN_S
+            raise
+        return list(reply)
+
+    def _writes(self) -> Any:
+        """A pipeline holding every queued decision write (the queue is emptied)."""
+        batch, self._queue = self._queue, []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pipe = self.client.pipeline(transaction=False)
+        for key, payload in batch:
+            pipe.set(key, payload, ex=self.ttl_s)
+        return pipe
+
+    @staticmethod
+    def _log_failed_writes(replies: list[Any]) -> None:
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed:  # those claims expire; a retry would decide again
+            logger.warning("cannot record %d decisions for idempotency: %r", len(failed),
+                           failed[0])
+
     def lookup(self, transaction_id: str, ids: dict[str, str | None]) -> Lookup:
-        """One round trip: the stored decision (if any) and every entity's hash.
+        """One round trip: the stored decision, or our claim and every entity's hash.
 
         ``ids`` maps a request field (``customer_id``) to its value; an entity
         whose id is absent (no terminal) is reported as unknown.
         """
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(decision_key(transaction_id))
+        keys = [decision_key(transaction_id)]
         asked: list[str] = []
         for name, field in self.entities:
             entity_id = ids.get(field)
             if entity_id is not None:
-                pipe.hgetall(entity_key(self.feature_set, name, entity_id))
+                keys.append(entity_key(self.feature_set, name, entity_id))
                 asked.append(name)
-        replies = pipe.execute()
+        reply = self._call(keys, self._pending_args)
         entities: dict[str, dict[str, float] | None] = {name: None for name, _ in self.entities}
-        for name, raw in zip(asked, replies[1:], strict=True):
-            if raw:
-                entities[name] = {key.decode(): float(value) for key, value in raw.items()
-                                  if key not in _META_FIELDS}
-        return Lookup(replies[0], entities)
+        if reply[0] is not None:
+            return Lookup(bytes(reply[0]), entities)
+        for name, flat in zip(asked, reply[1:], strict=True):
+            entities[name] = _hash(flat)
+        return Lookup(None, entities)
 
-    def claim(self, transaction_id: str, payload: bytes) -> bytes | None:
-        """Store ``payload`` unless a decision exists; None if we won, else the winner's."""
+    async def wait_for_decision(self, transaction_id: str, timeout_s: float) -> bytes:
+        """The decision of a concurrent request holding the claim, once it is stored.
+
+        Raises :class:`DecisionInProgress` when it is still pending after
+        ``timeout_s``; a claim whose holder died has expired by the next retry.
+        """
+        deadline = time.monotonic() + timeout_s
         key = decision_key(transaction_id)
-        if self.client.set(key, payload, nx=True, ex=self.ttl_s):
-            return None
-        existing = self.client.get(key)
-        return existing if isinstance(existing, bytes) else None
+        while True:
+            stored = self.client.get(key)
+            if isinstance(stored, bytes) and stored != PENDING:
+                return stored
+            if time.monotonic() >= deadline:
+                raise DecisionInProgress(transaction_id)
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    def record(self, transaction_id: str, payload: bytes) -> None:
+        """Store our decision over our claim, off the latency path.
+
+        It rides along with the next lookup's round trip, or is written
+        (with whatever else is queued) after :data:`WRITE_DELAY_S`.
+        """
+        self._queue.append((decision_key(transaction_id), payload))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(WRITE_DELAY_S, self.flush)
+
+    def flush(self) -> None:
+        """Write the queued decisions now, in one pipeline."""
+        if not self._queue:
+            return
+        pipe = self._writes()
+        try:
+            self._log_failed_writes(pipe.execute(raise_on_error=False))
+        except REDIS_FAILURES as error:
+            logger.warning("cannot record decisions for idempotency: %r", error)
 
     def close(self) -> None:
+        """Write what is queued, then close the connection pool."""
+        self.flush()
         self.client.close()

@@ -9,7 +9,7 @@ throughout, so a hot reload never mixes versions within a decision.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,20 +48,27 @@ def pick_model(snapshot: Snapshot, arm: str) -> tuple[str, ServedModel | None]:
     return CHAMPION, snapshot.champion
 
 
-def score(served: ServedModel, arm: str, features: Mapping[str, float],
-          top_k: int) -> Scored:
-    """Score ``features`` (missing names count as 0) and keep the ``top_k`` contributions.
+def score(served: ServedModel, arm: str, features: Mapping[str, float]) -> Scored:
+    """Score ``features`` (missing names count as 0), without contributions yet."""
+    row = [features.get(name, 0.0) for name in served.model.feature_names]
+    return Scored(arm, served, served.model.predict_one(row), [])
 
-    Contributions are ranked by absolute value; models without
+
+def explain(scored: Scored, features: Mapping[str, float], top_k: int) -> Scored:
+    """``scored`` with its ``top_k`` feature contributions, ranked by absolute value.
+
+    Exact TreeSHAP (XGBoost ``pred_contribs``) costs several times the score
+    itself, which is why the engine asks only for the decisions that need
+    an explanation (see ``RTML_DECISION_CONTRIBUTIONS``). Models without
     ``contributions`` (non-tree flavours) return none.
     """
-    names = served.model.feature_names
+    model = scored.served.model
+    explain_rows = getattr(model, "contributions", None)
+    if not top_k or explain_rows is None:
+        return scored
+    names = model.feature_names
     row = [features.get(name, 0.0) for name in names]
-    value = served.model.predict_one(row)
-    contributions: list[Contribution] = []
-    explain = getattr(served.model, "contributions", None)
-    if top_k and explain is not None:
-        contribs = explain(np.asarray([row], dtype=np.float64))[0][:len(names)]
-        order = np.argsort(-np.abs(contribs))[:top_k]
-        contributions = [Contribution(names[i], row[i], float(contribs[i])) for i in order]
-    return Scored(arm, served, value, contributions)
+    contribs = explain_rows(np.asarray([row], dtype=np.float64))[0][:len(names)]
+    order = np.argsort(-np.abs(contribs))[:top_k]
+    return replace(scored, contributions=[Contribution(names[i], row[i], float(contribs[i]))
+                                          for i in order])

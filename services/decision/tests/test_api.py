@@ -347,3 +347,67 @@ def test_admin_endpoints_are_disabled_without_a_key(make_service: ServiceFactory
         response = bare.put("/v1/admin/rules", content=FALLBACK_RULES,
                             headers={"X-API-Key": ADMIN_KEY})
     assert response.status_code == 403
+
+
+def test_contributions_explain_flagged_decisions_or_all_when_configured(
+        make_service: ServiceFactory) -> None:
+    _, client = make_service()
+    approved = client.post("/v1/decisions", json=transaction()).json()
+    flagged = client.post("/v1/decisions", json=transaction(amount=1500.0)).json()
+    _, explain_all = make_service(contributions="all")
+    explained = explain_all.post("/v1/decisions", json=transaction()).json()
+
+    assert approved["outcome"] == "approve" and approved["contributions"] == []
+    assert flagged["outcome"] == "review" and len(flagged["contributions"]) == 5
+    assert explained["outcome"] == "approve" and len(explained["contributions"]) == 5
+
+
+def test_a_concurrent_duplicate_waits_for_the_claim_holders_decision(
+        make_service: ServiceFactory, redis_server: Any) -> None:
+    import threading
+
+    import redis
+
+    from rtml_decision.request_store import PENDING, decision_key
+
+    _, client = make_service(request_timeout_ms=3000)
+    body = transaction()
+    store = redis.Redis.from_url(redis_server.url)
+    store.set(decision_key(body["transaction_id"]), PENDING, px=10_000)  # another request deciding
+    holder = threading.Timer(0.2, lambda: store.set(decision_key(body["transaction_id"]),
+                                                    b'{"outcome":"review"}', ex=60))
+    holder.start()
+
+    response = client.post("/v1/decisions", json=body)
+
+    holder.join()
+    store.close()
+    assert response.status_code == 200
+    assert response.content == b'{"outcome":"review"}'
+    assert response.headers.get("Idempotent-Replay") == "true"
+
+
+def test_a_claim_still_pending_after_the_budget_is_a_409(
+        make_service: ServiceFactory, redis_server: Any) -> None:
+    import redis
+
+    from rtml_decision.request_store import PENDING, decision_key
+
+    _, client = make_service(request_timeout_ms=50)
+    body = transaction()
+    with redis.Redis.from_url(redis_server.url) as store:
+        store.set(decision_key(body["transaction_id"]), PENDING, px=10_000)
+
+    response = client.post("/v1/decisions", json=body)
+
+    assert response.status_code == 409
+    assert body["transaction_id"] in response.json()["detail"]
+    assert response.headers.get("Retry-After") == "1"
+
+
+def test_a_body_that_is_not_json_content_still_gets_fastapis_answer(
+        make_service: ServiceFactory) -> None:
+    _, client = make_service()
+    response = client.post("/v1/decisions", content=orjson.dumps(transaction()),
+                           headers={"Content-Type": "text/plain"})
+    assert response.status_code == 422

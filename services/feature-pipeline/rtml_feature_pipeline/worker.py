@@ -15,6 +15,12 @@ decoded batches. Per batch it
    ``transactions.late`` with the reason, and counts them;
 5. every ``checkpoint_interval_s``, flushes the producer and saves the state
    with the offsets it covers (see :mod:`.checkpoint`).
+
+Traces: a record carrying a W3C ``traceparent`` (a transaction the decision
+API published inside its request's trace) is applied inside a ``features``
+span, child of the producer's span, and the vectors it emits carry that
+span's context (:func:`rtml_common.tracing.record_span`). Untraced records
+cost one header scan.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 
 from rtml_common.events import FeatureVector, Label, Transaction
 from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import dumps, headers_for
 from rtml_common.topics import late_topic, spec_for_event
+from rtml_common.tracing import TraceHeaders, record_span
 from rtml_feature_pipeline.checkpoint import Checkpoint, CheckpointStore
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import EntityValues, OnlineStore, entity_features
@@ -78,12 +85,15 @@ class FeatureWorker:
             entity.name: entity_features(feature_set, entity) for entity in feature_set.entities
         }
         meter = metrics.get_meter("rtml.feature_pipeline")
+        self._tracer = trace.get_tracer("rtml.feature_pipeline")
         self._vectors = meter.create_counter(
             "rtml_feature_vectors", description="Feature vectors published (incl. revisions)")
         self._revisions = meter.create_counter(
             "rtml_feature_revisions", description="Vectors re-published after a late event")
         self._late = meter.create_counter(
             "rtml_late_events", description="Transactions beyond the allowed lateness")
+        for counter in (self._revisions, self._late):  # rare: exported as 0 from the start
+            counter.add(0)
         #: Called with each transaction's produce-to-online-store latency (benchmarks).
         self.on_freshness: Callable[[float], None] | None = None
         #: Wall-clock span of the work: first batch started, last batch finished.
@@ -165,31 +175,8 @@ class FeatureWorker:
         # Apply in event time (a label at its labeled_at) so records of different
         # partitions in one batch interleave as they happened: fewer revisions.
         for record in sorted(records, key=_event_time):
-            event = record.value
-            if isinstance(event, Transaction):
-                try:
-                    emitted = self.computer.on_transaction(
-                        event.transaction_id, event.customer_id, event.terminal_id,
-                        epoch_ms(event.event_time), event.amount,
-                        f"{record.topic}:{record.partition}")
-                except LateEvent as exc:
-                    self._send_late(record, str(exc))
-                    emitted = []
-                else:
-                    produced_ms.append(record.timestamp_ms)
-            elif isinstance(event, Label):
-                emitted = self.computer.on_label(
-                    event.transaction_id, event.customer_id, event.terminal_id,
-                    epoch_ms(event.transaction_time), epoch_ms(event.labeled_at), event.is_fraud,
-                    f"{record.topic}:{record.partition}")
-            else:
-                raise TypeError(f"unexpected event {type(event).__name__} on {record.topic}")
-            for emission in emitted:
-                self._publish(emission)
-                self._collect_updates(emission, updates)
-            key = (record.topic, record.partition)
-            self.offsets[key] = max(self.offsets.get(key, 0), record.offset + 1)
-            self.events_applied += 1
+            with record_span(self._tracer, "features", record) as traced:
+                self._apply(record, traced.headers, updates, produced_ms)
         self.store.write(self.feature_set, list(updates.values()))
         written = time.time()
         for produced in produced_ms:
@@ -201,7 +188,36 @@ class FeatureWorker:
             self.checkpoint()
         self.busy_until = time.perf_counter()
 
-    def _publish(self, emission: Emission) -> None:
+    def _apply(self, record: Record[Any], trace_headers: TraceHeaders,
+               updates: dict[tuple[str, str], EntityValues], produced_ms: list[int]) -> None:
+        """One record: its vectors published (with ``trace_headers``), its updates collected."""
+        event = record.value
+        if isinstance(event, Transaction):
+            try:
+                emitted = self.computer.on_transaction(
+                    event.transaction_id, event.customer_id, event.terminal_id,
+                    epoch_ms(event.event_time), event.amount,
+                    f"{record.topic}:{record.partition}")
+            except LateEvent as exc:
+                self._send_late(record, str(exc))
+                emitted = []
+            else:
+                produced_ms.append(record.timestamp_ms)
+        elif isinstance(event, Label):
+            emitted = self.computer.on_label(
+                event.transaction_id, event.customer_id, event.terminal_id,
+                epoch_ms(event.transaction_time), epoch_ms(event.labeled_at), event.is_fraud,
+                f"{record.topic}:{record.partition}")
+        else:
+            raise TypeError(f"unexpected event {type(event).__name__} on {record.topic}")
+        for emission in emitted:
+            self._publish(emission, trace_headers)
+            self._collect_updates(emission, updates)
+        key = (record.topic, record.partition)
+        self.offsets[key] = max(self.offsets.get(key, 0), record.offset + 1)
+        self.events_applied += 1
+
+    def _publish(self, emission: Emission, trace_headers: TraceHeaders) -> None:
         customer_id, terminal_id = emission.ids
         value = dumps({
             "transaction_id": emission.transaction_id,
@@ -215,8 +231,9 @@ class FeatureWorker:
             "revision": emission.revision,
             "computed_at": datetime.now(UTC),
         })
+        headers = self._features_headers
         self.producer.send_raw(self._features_topic, str(customer_id).encode(), value,
-                               self._features_headers)
+                               [*headers, *trace_headers] if trace_headers else headers)
         self.vectors_published += 1
         self._vectors.add(1)
         if emission.revision:

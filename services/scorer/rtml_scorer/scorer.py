@@ -22,6 +22,12 @@ Per batch, in this order (see docs/scorer.md for the why of each):
    labels, and learn those the stream's event time has reached
    (score-then-learn; :mod:`.online`). Checkpoint online models when due.
 
+Traces: a vector whose ``features`` record carries a W3C ``traceparent``
+gets a ``score`` span (child of the feature step's span, timed by its
+batch's scoring) and its prediction and shadow scores carry that span's
+context (:func:`rtml_common.tracing.record_spans`); untraced vectors cost one
+header scan.
+
 Revisions (``revision > 0``: a late event corrected a vector) are not
 re-scored — the decision was taken on the first vector, and scoring twice
 would publish two predictions for one transaction and version — but they
@@ -41,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry import trace
 
 from rtml_common.events import FeatureVector, Label, ModelRole
 from rtml_common.kafka.consumer import Record
@@ -48,6 +55,7 @@ from rtml_common.kafka.dead_letter import dead_letter_headers
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import encode
 from rtml_common.topics import dead_letter_topic, spec_for_event
+from rtml_common.tracing import TraceHeaders, record_spans
 from rtml_features.rows import epoch_ms
 from rtml_models.base import F64, OnlineModel, ScoringModel
 from rtml_models.serving import ServedModel, ServingModels, Snapshot
@@ -56,7 +64,7 @@ from rtml_scorer.config import Settings
 from rtml_scorer.decoding import ScoringVector
 from rtml_scorer.guard import ShadowGuard
 from rtml_scorer.matrix import build_matrix
-from rtml_scorer.metrics import ScorerMetrics
+from rtml_scorer.metrics import ScorerMetrics, score_sample
 from rtml_scorer.online import OnlineLearner
 from rtml_scorer.outputs import (
     PREDICTION_HEADERS,
@@ -90,10 +98,12 @@ def _keys(records: Sequence[Record[Vector]]) -> list[bytes]:
 
 @dataclass(frozen=True, slots=True)
 class _Outputs:
-    """Per scored record, its output key and the opening of its outputs' JSON."""
+    """Per scored record, its output key, the opening of its outputs' JSON, trace headers."""
 
     keys: list[bytes]
     heads: list[bytes]
+    #: Record index -> the trace headers of its outputs (traced records only).
+    traces: dict[int, TraceHeaders]
 
 
 class ShadowFailure(Exception):
@@ -142,6 +152,7 @@ class Scorer:
                                      int(settings.feature_cache_max_age_s * 1000),
                                      settings.label_buffer_size)
         self.metrics = ScorerMetrics()
+        self.tracer = trace.get_tracer("rtml.scorer")
         #: The (topic, partition)s this process owns (the consumer loop's ``assigned``).
         self.assigned: Callable[[], set[tuple[str, int]]] = set
         self.budget_s = settings.shadow_latency_budget_ms / 1000
@@ -211,6 +222,7 @@ class Scorer:
 
     def _score(self, snapshot: Snapshot, records: list[Record[Vector]],
                online: list[ServedModel]) -> Snapshot:
+        started_ns = time.time_ns()  # the start of traced records' score spans
         if snapshot.champion is None:
             snapshot = self._wait_for_champion(snapshot)
         champion = snapshot.champion
@@ -245,7 +257,11 @@ class Scorer:
             matrix, scores = matrix[keep], scores[keep]
         if complete:
             # Encoded once, shared by the champion's and the shadows' outputs.
-            outputs = _Outputs(_keys(complete), output_heads([r.value for r in complete]))
+            traces = record_spans(self.tracer, "score", complete, started_ns,
+                                  {"rtml.model.name": snapshot.name,
+                                   "rtml.model.version": champion.version})
+            outputs = _Outputs(_keys(complete), output_heads([r.value for r in complete]),
+                               traces)
             self._publish_champion(snapshot, champion, complete, outputs, scores, per_row_s)
             # 3. shadows, isolated
             matrices: dict[tuple[str, ...], F64] = {names: matrix}
@@ -262,7 +278,7 @@ class Scorer:
         values = predictions_json(outputs.heads, snapshot.name, champion.version,
                                   scores.tolist(), per_row_s * 1000, datetime.now(UTC))
         self.producer.send_many(PREDICTIONS_TOPIC, zip(outputs.keys, values, strict=True),
-                                PREDICTION_HEADERS)
+                                PREDICTION_HEADERS, outputs.traces)
         self.predictions += len(records)
         if len(records) == 1:
             self.single_row_batches += 1
@@ -276,7 +292,7 @@ class Scorer:
         self.metrics.latency.record(per_row_s, role)
         self.metrics.batch_rows.record(len(scores), {"role": attributes["role"]})
         record = self.metrics.scores.record
-        for score in scores.tolist():
+        for score in score_sample(scores).tolist():
             record(score, attributes)
 
     def _score_shadow(self, snapshot: Snapshot, alias: str, served: ServedModel,
@@ -319,7 +335,11 @@ class Scorer:
         values = shadow_scores_json(heads, snapshot.name, served.version, scores.tolist(),
                                     per_row_s * 1000, datetime.now(UTC), champion_version)
         keys = outputs.keys if everyone else [outputs.keys[i] for i in chosen]
-        self.producer.send_many(SHADOW_TOPIC, zip(keys, values, strict=True), SHADOW_HEADERS)
+        traces = outputs.traces
+        if traces and not everyone:  # re-index to the sample's positions
+            traces = {n: traces[i] for n, i in enumerate(chosen) if i in traces}
+        self.producer.send_many(SHADOW_TOPIC, zip(keys, values, strict=True), SHADOW_HEADERS,
+                                traces)
         self.shadow_scores += len(chosen)
         self._record({"role": _SHADOW, "alias": alias, "model_version": served.version},
                      scores, per_row_s)

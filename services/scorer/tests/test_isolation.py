@@ -80,7 +80,9 @@ class Producer:
         self.sent.append((topic, value))
 
     def send_many(self, topic: str, records: Iterable[tuple[bytes | None, bytes | None]],
-                  headers: Sequence[tuple[str, bytes | None]] | None = None) -> int:
+                  headers: Sequence[tuple[str, bytes | None]] | None = None,
+                  extra_headers: Mapping[int, Sequence[tuple[str, bytes]]] | None = None,
+                  ) -> int:
         count = 0
         for key, value in records:
             self.send_raw(topic, key, value, headers)

@@ -71,8 +71,10 @@ def loop_command(
     work = (work_dir or stack.state_dir.parent / "loop" / run_id).resolve()
     console.print("[bold]a broker and Redis for this run[/]")
     with ExitStack() as servers:
-        broker = servers.enter_context(KafkaBroker.start_new(work / "kafka"))
-        redis = servers.enter_context(RedisServer.start_new(work / "redis"))
+        broker = KafkaBroker.start_new(work / "kafka")
+        servers.callback(broker.close)
+        redis = RedisServer.start_new(work / "redis")
+        servers.callback(redis.close)
         console.print(f"  kafka {broker.bootstrap_servers}, redis {redis.url}", highlight=False)
         # A model of its own: the stack's MLflow may hold `make demo`'s fraud-detector with
         # its own challenger, which the loop's auditor would otherwise judge too.

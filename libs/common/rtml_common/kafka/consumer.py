@@ -45,6 +45,7 @@ from rtml_common.events import Event
 from rtml_common.kafka.dead_letter import dead_letter_record
 from rtml_common.kafka.headers import normalise_headers
 from rtml_common.kafka.producer import EventProducer
+from rtml_common.kafka.progress import ConsumerProgress
 from rtml_common.metric_buckets import DURATION_SECONDS
 from rtml_common.serde import DecodeError, decode
 
@@ -161,6 +162,8 @@ class ConsumerLoop:
         self._pending: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
         self.stats = LoopStats()
+        #: Read / committed offsets and lag per partition, exported as gauges (see .progress).
+        self.progress = ConsumerProgress(group_id)
         meter = metrics.get_meter("rtml.kafka")
         self._consumed_counter = meter.create_counter(
             "rtml_events_consumed", description="Records read from Kafka"
@@ -171,6 +174,7 @@ class ConsumerLoop:
         self._retry_counter = meter.create_counter(
             "rtml_handler_retries", description="Handler retries after an exception"
         )
+        self._retry_counter.add(0)  # exported from the start: no retries reads 0, not "no data"
         self._batch_seconds = meter.create_histogram(
             "rtml_batch_duration", unit="s", description="Time to handle and commit one batch",
             explicit_bucket_boundaries_advisory=list(DURATION_SECONDS),
@@ -216,6 +220,7 @@ class ConsumerLoop:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._flush_and_commit()  # what we handled must be committed before another member resumes
+        self.progress.forget(partitions)
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
@@ -288,6 +293,7 @@ class ConsumerLoop:
         for topic, count in per_topic.items():
             self.stats.consumed += count
             self._consumed_counter.add(count, {"topic": topic})
+        self.progress.on_batch(messages, consumed)
         if records:
             self._handle_with_retries(records, sources)
         self._pending.update(consumed)
@@ -386,6 +392,7 @@ class ConsumerLoop:
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
             self.stats.commits += 1
+            self.progress.on_commit(offsets)
         except KafkaException as exc:
             # A commit lost to a rebalance means the batch is replayed: safe (idempotent).
             logger.warning("commit failed, batches will be redelivered: %s", exc)

@@ -9,12 +9,18 @@ consumer loop commits its input offsets only after its outputs are durable.
 Idempotence (``enable.idempotence``) is on, so the client's own retries never
 duplicate a record within a session; ``acks=all`` waits for the in-sync
 replicas.
+
+Trace context: :meth:`EventProducer.send` (typed events, never a hot path)
+adds the active span's W3C ``traceparent`` / ``tracestate`` headers by itself
+(:mod:`rtml_common.tracing`; nothing when no span is active). The raw paths
+take headers as given; :meth:`EventProducer.send_many` accepts per-record
+extra headers for the records of a batch that carry a trace.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -25,6 +31,7 @@ from rtml_common.config import KafkaSettings
 from rtml_common.events import Event
 from rtml_common.serde import Headers, encode, headers_for
 from rtml_common.topics import spec_for_event
+from rtml_common.tracing import current_trace_headers
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,10 @@ class EventProducer:
             self._failures.append(FailedDelivery(message.topic() or "?", message.key(), str(error)))
 
     def send(self, event: Event, topic: str | None = None, key: bytes | None = None) -> None:
-        """Queue ``event`` on its topic (default from :mod:`rtml_common.topics`)."""
+        """Queue ``event`` on its topic (default from :mod:`rtml_common.topics`).
+
+        The active span's trace context, if any, goes into the headers.
+        """
         event_type = type(event)
         if topic is None or key is None:
             spec = spec_for_event(event_type)
@@ -97,7 +107,8 @@ class EventProducer:
         headers = self._headers_cache.get(event_type)
         if headers is None:
             headers = self._headers_cache[event_type] = headers_for(event_type)
-        self.send_raw(topic, key, encode(event), headers)
+        traced = current_trace_headers()
+        self.send_raw(topic, key, encode(event), [*headers, *traced] if traced else headers)
 
     def send_raw(
         self,
@@ -124,12 +135,15 @@ class EventProducer:
         topic: str,
         records: Iterable[tuple[bytes | None, bytes | None]],
         headers: Sequence[tuple[str, bytes | None]] | None = None,
+        extra_headers: Mapping[int, Sequence[tuple[str, bytes]]] | None = None,
     ) -> int:
         """Queue pre-encoded ``(key, value)`` pairs on ``topic``, all with ``headers``.
 
         :meth:`send_raw` for a batch: the same delivery tracking, but one local
         call per record and one ``poll`` for the whole batch instead of one per
-        record. Returns how many records were queued.
+        record. ``extra_headers`` (record index -> headers, e.g. a record's
+        trace context from :func:`rtml_common.tracing.record_spans`) are
+        appended to those records only. Returns how many records were queued.
         """
         producer = self._producer
         produce = producer.produce
@@ -137,9 +151,14 @@ class EventProducer:
         header_list: Any = list(headers or ())  # copied into each message by the client
         count = 0
         for key, value in records:
+            record_headers = header_list
+            if extra_headers:
+                extra = extra_headers.get(count)
+                if extra:
+                    record_headers = [*header_list, *extra]
             while True:
                 try:
-                    produce(topic, value, key, headers=header_list, on_delivery=on_delivery)
+                    produce(topic, value, key, headers=record_headers, on_delivery=on_delivery)
                     break
                 except BufferError:
                     producer.poll(0.1)  # local queue full: serve delivery reports, retry

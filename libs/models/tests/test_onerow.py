@@ -1,0 +1,59 @@
+"""The one-row fast path scores like XGBoost itself, and steps aside when it cannot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from rtml_models.xgboost import XGBoostModel
+from rtml_models.xgboost.onerow import TOLERANCE, OneRowScorer
+
+
+def _booster(objective: str, seed: int = 0, depth: int = 6) -> tuple[xgb.Booster, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = rng.random((3000, 8)) * 10
+    rows[rng.random(rows.shape) < 0.05] = np.nan  # trees learn default directions
+    labels = (np.nan_to_num(rows[:, 2]) + rng.normal(0, 2, len(rows)) > 6).astype(float)
+    booster = xgb.train({"objective": objective, "max_depth": depth, "nthread": 1},
+                        xgb.DMatrix(rows, label=labels, feature_names=[f"f{i}" for i in range(8)]),
+                        num_boost_round=40)
+    return booster, rows
+
+
+@pytest.mark.parametrize("depth", [2, 6])
+def test_scores_match_xgboost_on_rows_with_missing_values(depth: int) -> None:
+    booster, _ = _booster("binary:logistic", depth=depth)
+    scorer = OneRowScorer.from_booster(booster, 8)
+    assert scorer is not None
+    rng = np.random.default_rng(1)
+    rows = np.vstack([rng.random((500, 8)) * 10, rng.normal(0, 30, (500, 8))]).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.1] = np.nan
+    expected = booster.inplace_predict(rows).astype(np.float64)
+    margins = booster.inplace_predict(rows, predict_type="margin").astype(np.float64)
+
+    got = np.array([scorer.score(row) for row in rows])
+    got_margins = np.array([scorer.margin(row) for row in rows])
+
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(got_margins, margins, rtol=1e-6, atol=1e-5)
+
+
+def test_model_predict_one_uses_it_and_agrees_with_predict() -> None:
+    booster, rows = _booster("binary:logistic")
+    model = XGBoostModel(booster)
+    sample = np.nan_to_num(rows[:50])
+
+    one_by_one = [model.predict_one(list(row)) for row in sample]
+
+    assert isinstance(model._one_row, OneRowScorer)
+    np.testing.assert_allclose(one_by_one, model.predict(sample), rtol=0, atol=TOLERANCE)
+
+
+def test_objectives_it_cannot_reproduce_fall_back_to_xgboost() -> None:
+    booster, rows = _booster("reg:squarederror")
+    assert OneRowScorer.from_booster(booster, 8) is None
+    model = XGBoostModel(booster)
+    row = np.nan_to_num(rows[0])
+    assert model.predict_one(list(row)) == pytest.approx(float(model.predict(row[None, :])[0]))
+    assert model._one_row is None

@@ -1,0 +1,59 @@
+"""The request store against a real Redis: one round trip claims, queued writes ride along."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+import redis
+
+from rtml_decision.request_store import PENDING, RedisUnavailable, RequestStore, decision_key
+from rtml_features.baseline import BASELINE
+from rtml_features.online_store.base import EntityValues
+from rtml_features.online_store.redis.store import RedisOnlineStore
+from rtml_localstack.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_lookup_claims_returns_features_and_carries_queued_writes(redis_server: Any) -> None:
+    customer, first, second = (uuid.uuid4().hex for _ in range(3))
+    online = RedisOnlineStore(redis_server.url, ttl_s=600)
+    names = [n for n in BASELINE.names if n.startswith("customer_id_")]
+    online.write(BASELINE, [EntityValues("customer", customer, dict.fromkeys(names, 2.0), 1, "x")])
+    online.close()
+    store = RequestStore.from_url(redis_server.url, BASELINE, ttl_s=600, timeout_s=1.0)
+    plain = redis.Redis.from_url(redis_server.url)
+
+    async def scenario() -> None:
+        lookup = store.lookup(first, {"customer_id": customer, "terminal_id": None})
+        assert lookup.stored is None  # we hold the claim now
+        assert lookup.entities["customer"] == dict.fromkeys(names, 2.0)
+        assert lookup.entities["terminal"] is None
+        assert plain.get(decision_key(first)) == PENDING
+
+        store.record(first, b'{"first":1}')
+        plain.script_flush()  # a restarted Redis forgot the script: still one answer
+        again = store.lookup(first, {"customer_id": customer})  # the write rides along
+        assert again.stored == b'{"first":1}'
+
+        store.record(second, b'{"second":2}')
+        await asyncio.sleep(0.05)  # no lookup came: the timer wrote it alone
+        assert plain.get(decision_key(second)) == b'{"second":2}'
+
+    asyncio.run(scenario())
+    store.close()
+    plain.close()
+
+
+def test_after_a_failure_lookups_fail_fast_for_the_cool_down() -> None:
+    store = RequestStore.from_url(f"redis://127.0.0.1:{free_port()}/0", BASELINE, ttl_s=600,
+                                  timeout_s=0.2)
+    with pytest.raises(redis.ConnectionError) as first:
+        store.lookup("tx", {"customer_id": "c"})
+    assert not isinstance(first.value, RedisUnavailable)
+    with pytest.raises(RedisUnavailable):
+        store.lookup("tx", {"customer_id": "c"})
+    store.close()
