@@ -57,3 +57,35 @@ def test_objectives_it_cannot_reproduce_fall_back_to_xgboost() -> None:
     row = np.nan_to_num(rows[0])
     assert model.predict_one(list(row)) == pytest.approx(float(model.predict(row[None, :])[0]))
     assert model._one_row is None
+
+
+def test_path_contributions_match_xgboost_approx_contribs_and_sum_to_the_margin() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3000, 6))
+    y = (x[:, 0] + x[:, 1] * x[:, 2] + rng.normal(size=3000) > 1.0).astype(int)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    names = [f"f{i}" for i in range(6)]
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 5, "nthread": 1},
+                        xgb.DMatrix(x, label=y, feature_names=names), 60)
+    scorer = OneRowScorer.from_booster(booster, 6)
+    assert scorer is not None and scorer.explains
+    rows = x[:100]
+    expected = booster.predict(xgb.DMatrix(rows, feature_names=names), pred_contribs=True,
+                               approx_contribs=True)
+    got = np.array([scorer.contributions(row) for row in rows])
+    assert np.abs(got - expected).max() < 1e-4
+    margins = np.array([scorer.margin(row) for row in rows])
+    assert np.abs(got.sum(axis=1) - margins).max() < 1e-4
+
+
+def test_the_model_serves_path_contributions_through_the_walker_or_xgboost() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1000, 3))
+    y = (x[:, 0] > 0).astype(int)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3},
+                        xgb.DMatrix(x, label=y, feature_names=["a", "b", "c"]), 10)
+    model = XGBoostModel(booster)
+    row = [0.4, -1.0, 2.0]
+    walked = model.path_contributions(row)
+    model._one_row = None  # as for a booster the walker cannot reproduce
+    assert np.allclose(model.path_contributions(row), walked, atol=1e-5)

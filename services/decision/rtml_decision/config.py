@@ -97,8 +97,9 @@ class Settings(ServiceSettings):
     contributions: Literal["flagged", "all"] = Field(
         default="flagged",
         description=(
-            "Which decisions carry contributions: flagged (review and decline; an approval's "
-            "list is empty) or all. Exact TreeSHAP costs several times the score itself."
+            "Which decisions are explained with exact TreeSHAP: flagged (review and decline; "
+            "approvals get path contributions, about the cost of the score) or all (exact "
+            "TreeSHAP, several times the score's cost, on every decision)."
         ),
     )
     workers: int = Field(

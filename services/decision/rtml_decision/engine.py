@@ -146,10 +146,11 @@ class DecisionEngine:
                 logger.exception("rule set %s failed, answering with the fallback",
                                  rule_set.version)
                 reason, rule_set = DegradedReason.RULES_ERROR, rules.fallback
-        if reason is None and scored is not None and (
-                self.explain_approvals or result.outcome != "approve"):
+        if reason is None and scored is not None:
+            exact = self.explain_approvals or result.outcome != "approve"
             try:
-                scored = explain(scored, context, self.top_contributions)
+                scored = explain(scored, context, self.top_contributions,
+                                 "treeshap" if exact else "path")
             except Exception:  # an explanation failing must not fail the decision
                 logger.exception("contributions of model %s v%s failed",
                                  scored.served.info.name, scored.served.version)
@@ -222,7 +223,7 @@ class DecisionEngine:
             "rule_set_version": rule_set.version,
             "fired_rules": [f.model_dump(mode="json") for f in fired],
             "contributions": [{"feature": c.feature, "value": c.value,
-                               "contribution": c.contribution}
+                               "contribution": c.contribution, "method": c.method}
                               for c in (scored.contributions if scored else [])],
             "degraded": reason is not None,
             "degraded_reason": str(reason) if reason else None,

@@ -8,7 +8,7 @@ the API accepts exactly what the ``transactions`` topic carries.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,10 @@ class Contribution(BaseModel):
     feature: str
     value: float = Field(description="The feature's value in this request.")
     contribution: float
+    method: Literal["treeshap", "path"] = Field(
+        default="treeshap",
+        description=("treeshap: exact SHAP value; path: the change along the path this "
+                     "request took through each tree (Saabas), used for approvals by default"))
 
 
 class DecisionOut(BaseModel):

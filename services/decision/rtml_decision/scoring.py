@@ -24,6 +24,8 @@ class Contribution:
     feature: str
     value: float
     contribution: float
+    #: ``treeshap`` (exact SHAP) or ``path`` (Saabas: the path the row took).
+    method: str = "treeshap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +56,29 @@ def score(served: ServedModel, arm: str, features: Mapping[str, float]) -> Score
     return Scored(arm, served, served.model.predict_one(row), [])
 
 
-def explain(scored: Scored, features: Mapping[str, float], top_k: int) -> Scored:
+def explain(scored: Scored, features: Mapping[str, float], top_k: int,
+            method: str = "treeshap") -> Scored:
     """``scored`` with its ``top_k`` feature contributions, ranked by absolute value.
 
-    Exact TreeSHAP (XGBoost ``pred_contribs``) costs several times the score
-    itself, which is why the engine asks only for the decisions that need
-    an explanation (see ``RTML_DECISION_CONTRIBUTIONS``). Models without
-    ``contributions`` (non-tree flavours) return none.
+    ``treeshap``: exact TreeSHAP (XGBoost ``pred_contribs``), several times
+    the cost of the score; ``path``: the path (Saabas) attribution, about the
+    cost of the score, from the one-row tree walker. The engine uses the
+    exact one where a person will read it (review, decline) — see
+    ``RTML_DECISION_CONTRIBUTIONS``. Models without contributions (non-tree
+    flavours) return none.
     """
     model = scored.served.model
     explain_rows = getattr(model, "contributions", None)
+    explain_path = getattr(model, "path_contributions", None)
     if not top_k or explain_rows is None:
         return scored
     names = model.feature_names
     row = [features.get(name, 0.0) for name in names]
-    contribs = explain_rows(np.asarray([row], dtype=np.float64))[0][:len(names)]
+    if method == "path" and explain_path is not None:
+        contribs = np.asarray(explain_path(row))[:len(names)]
+    else:
+        method = "treeshap"
+        contribs = explain_rows(np.asarray([row], dtype=np.float64))[0][:len(names)]
     order = np.argsort(-np.abs(contribs))[:top_k]
-    return replace(scored, contributions=[Contribution(names[i], row[i], float(contribs[i]))
-                                          for i in order])
+    return replace(scored, contributions=[
+        Contribution(names[i], row[i], float(contribs[i]), method) for i in order])

@@ -349,7 +349,7 @@ def test_admin_endpoints_are_disabled_without_a_key(make_service: ServiceFactory
     assert response.status_code == 403
 
 
-def test_contributions_explain_flagged_decisions_or_all_when_configured(
+def test_every_decision_is_explained_exactly_where_flagged_or_everywhere_if_configured(
         make_service: ServiceFactory) -> None:
     _, client = make_service()
     approved = client.post("/v1/decisions", json=transaction()).json()
@@ -357,9 +357,14 @@ def test_contributions_explain_flagged_decisions_or_all_when_configured(
     _, explain_all = make_service(contributions="all")
     explained = explain_all.post("/v1/decisions", json=transaction()).json()
 
-    assert approved["outcome"] == "approve" and approved["contributions"] == []
+    assert approved["outcome"] == "approve" and len(approved["contributions"]) == 5
+    assert {c["method"] for c in approved["contributions"]} == {"path"}
     assert flagged["outcome"] == "review" and len(flagged["contributions"]) == 5
+    assert {c["method"] for c in flagged["contributions"]} == {"treeshap"}
     assert explained["outcome"] == "approve" and len(explained["contributions"]) == 5
+    assert {c["method"] for c in explained["contributions"]} == {"treeshap"}
+    # Both attributions rank the same dominant feature first on this model.
+    assert approved["contributions"][0]["feature"] == explained["contributions"][0]["feature"]
 
 
 def test_a_concurrent_duplicate_waits_for_the_claim_holders_decision(

@@ -63,13 +63,32 @@ class XGBoostModel(ScoringModel):
         scores = self._booster.inplace_predict(array, validate_features=False)
         return np.asarray(scores, dtype=np.float64).reshape(-1)
 
-    def predict_one(self, row: Sequence[float]) -> float:
+    def _scorer(self) -> OneRowScorer | None:
         if self._one_row is False:  # built on first use: training never needs it
             self._one_row = OneRowScorer.from_booster(self._booster, len(self._names))
-        if isinstance(self._one_row, OneRowScorer) and len(row) == len(self._names):
-            return self._one_row.score(row)
+        return self._one_row if isinstance(self._one_row, OneRowScorer) else None
+
+    def predict_one(self, row: Sequence[float]) -> float:
+        scorer = self._scorer()
+        if scorer is not None and len(row) == len(self._names):
+            return scorer.score(row)
         array = np.asarray(row, dtype=np.float64).reshape(1, -1)
         return float(self.predict(array)[0])
+
+    def path_contributions(self, row: Sequence[float]) -> F64:
+        """One row's path (Saabas) contributions in log-odds, last entry the bias.
+
+        XGBoost's ``approx_contribs``: exact for the path the row took, not
+        averaged over feature orderings like TreeSHAP, at about the cost of
+        scoring (see :mod:`rtml_models.xgboost.onerow`).
+        """
+        scorer = self._scorer()
+        if isinstance(scorer, OneRowScorer) and scorer.explains and len(row) == len(self._names):
+            return scorer.contributions(row)
+        matrix = xgb.DMatrix(self.check_rows(np.asarray(row, dtype=np.float64).reshape(1, -1)),
+                             feature_names=list(self._names), nthread=1)
+        return np.asarray(self._booster.predict(matrix, pred_contribs=True,
+                                                approx_contribs=True)[0], dtype=np.float64)
 
     def contributions(self, rows: F64) -> F64:
         """Per-feature SHAP contributions (log-odds), last column the bias."""
