@@ -223,10 +223,10 @@ class DriftMonitor:
         return outcome
 
     def _scores(self, detector: DriftDetector, records: Sequence[Record[Any]]) -> Outcome:
-        mine = [r for r in self._measured(PREDICTIONS_TOPIC, records)
-                if r.value.model_name == detector.model_name
+        measured = self._measured(PREDICTIONS_TOPIC, records)
+        mine = [r for r in measured if r.value.model_name == detector.model_name
                 and r.value.model_version == detector.model_version]
-        self._count(PREDICTIONS_TOPIC, "other_version", len(records) - len(mine))
+        self._count(PREDICTIONS_TOPIC, "other_version", len(measured) - len(mine))
         if not mine or detector.scores is None:
             return Outcome()
         times = np.array([epoch_ms(r.value.event_time) for r in mine], dtype=np.int64)
