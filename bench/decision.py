@@ -262,8 +262,9 @@ def markdown(result: dict[str, Any]) -> str:
              f"bench/decision.py{' --quick' if result['quick'] else ''}"
              f"{f' --workers {workers}' if workers != 1 else ''}`, one run. Service: "
              f"`python -m rtml_decision`, {workers} uvicorn worker process"
-             f"{'es' if workers != 1 else ''}, default settings (contributions for review / "
-             "decline only); generator: another process, open loop, latency from the scheduled "
+             f"{'es' if workers != 1 else ''}, default settings (exact TreeSHAP "
+             "contributions for review / decline, path contributions for approvals); "
+             "generator: another process, open loop, latency from the scheduled "
              "send time. *Service CPU* is the service's CPU time (all its processes and "
              "threads) per answered request: 2 cores / that figure bounds the rate on this "
              "machine whatever the scheduling.", "",
