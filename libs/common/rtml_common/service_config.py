@@ -31,9 +31,12 @@ several services have in common with the ``*_field`` factories below.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
@@ -249,3 +252,20 @@ def exit_not_implemented(
         file=sys.stderr,
     )
     return EXIT_NOT_IMPLEMENTED
+
+
+def stop_on_signals(on_stop: Callable[[], None], logger: logging.Logger,
+                    doing: str = "finishing the in-flight batch") -> None:
+    """Make SIGTERM and SIGINT call ``on_stop`` (logged) instead of ending the process.
+
+    Why: every service stops by finishing its batch, flushing its outputs and
+    committing its offsets; dying on the signal would replay input on the
+    next start. Call it from the main thread (Python's rule for handlers).
+    """
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal %s received: %s", signum, doing)
+        on_stop()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)

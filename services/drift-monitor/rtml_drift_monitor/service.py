@@ -21,17 +21,16 @@ re-raised by a replay carry the same ids.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from rtml_common.config import KafkaSettings, MlflowSettings
 from rtml_common.events import Event, FeatureVector, Prediction
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
+from rtml_common.service_config import stop_on_signals
 from rtml_drift_monitor.config import Settings
 from rtml_drift_monitor.metrics import DriftMetrics
 from rtml_drift_monitor.monitor import FEATURES_TOPIC, PREDICTIONS_TOPIC, DriftMonitor
@@ -83,12 +82,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         loop.stop()
 
     if install_signal_handlers:
-        def _on_signal(signum: int, _frame: FrameType | None) -> None:
-            logger.info("signal %s received: finishing the in-flight batch", signum)
-            stop_all()
-
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
+        stop_on_signals(stop_all, logger)
 
     def stop_loop_when_asked() -> None:  # whoever sets ``stop`` (a test) stops the loop too
         stop.wait()

@@ -21,18 +21,17 @@ call in-process.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import FrameType
 from typing import Any
 
 from rtml_common.config import KafkaSettings, MlflowSettings
 from rtml_common.events import Event, Label, RetrainRequest, Transaction
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats, Record
+from rtml_common.service_config import stop_on_signals
 from rtml_common.topics import spec_for_event
 from rtml_retrain_worker.archive import Archive, Segment, records_of
 from rtml_retrain_worker.challenger import RegistryClient
@@ -277,13 +276,11 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
                         start_offsets=worker.start_offset)
 
     if install_signal_handlers:
-        def _on_signal(signum: int, _frame: FrameType | None) -> None:
-            logger.info("signal %s received: finishing the in-flight batch", signum)
+        def stop_all() -> None:
             stop.set()
             loop.stop()
 
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
+        stop_on_signals(stop_all, logger)
 
     def timer() -> None:
         while not stop.wait(settings.check_interval_s):

@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from rtml_common.config import KafkaSettings, MlflowSettings
 from rtml_common.events import Event, FeatureVector, Label
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
+from rtml_common.service_config import stop_on_signals
 from rtml_models.registry.base import ModelRegistry
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.serving import ServingModels
@@ -110,12 +109,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         loop.stop()
 
     if install_signal_handlers:
-        def _on_signal(signum: int, _frame: FrameType | None) -> None:
-            logger.info("signal %s received: finishing the in-flight batch", signum)
-            stop_all()
-
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
+        stop_on_signals(stop_all, logger)
     # Whoever sets ``stop`` (a test, the benchmark) stops the loop too.
     def stop_loop_when_asked() -> None:
         stop.wait()

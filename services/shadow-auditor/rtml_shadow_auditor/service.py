@@ -21,16 +21,15 @@ volume is fine; two active ones are not.)
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from rtml_common.config import KafkaSettings
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
+from rtml_common.service_config import stop_on_signals
 from rtml_shadow_auditor.api import create_app
 from rtml_shadow_auditor.config import Settings
 from rtml_shadow_auditor.evaluator import Evaluator
@@ -120,12 +119,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None, *,
     result = AuditorRun()
 
     if install_signal_handlers:
-        def _on_signal(signum: int, _frame: FrameType | None) -> None:
-            logger.info("signal %s received: stopping", signum)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
+        stop_on_signals(stop.set, logger, "stopping")
 
     def consume() -> None:
         try:
