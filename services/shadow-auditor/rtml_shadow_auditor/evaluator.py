@@ -34,7 +34,8 @@ from rtml_shadow_auditor.config import Settings
 from rtml_shadow_auditor.metrics import AuditorMetrics
 from rtml_shadow_auditor.policy import Verdict, judge
 from rtml_shadow_auditor.promotion import PromotionResult, RegistryClient
-from rtml_shadow_auditor.reporting import build_report, render, write_atomically
+from rtml_shadow_auditor.report.render import write_atomically
+from rtml_shadow_auditor.reporting import build_report, render
 from rtml_shadow_auditor.store import APPLIED, FAILED, PENDING, REFUSED, Recommendation, Store
 
 logger = logging.getLogger(__name__)

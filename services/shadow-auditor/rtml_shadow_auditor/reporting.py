@@ -10,10 +10,7 @@ to at most :data:`MAX_POINTS` so a busy week does not make a 100 MB page.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -99,20 +96,3 @@ def build_report(evaluation: Evaluation, verdicts: Mapping[str, Verdict],
 
 def render(data: ReportData) -> str:
     return render_report(data)
-
-
-def write_atomically(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file + rename: readers never see half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -236,31 +236,32 @@ def report_filename(data: ReportData) -> str:
     return f"shadow-audit_{model}_{data.generated_at.strftime('%Y%m%dT%H%M%SZ')}.html"
 
 
-def write_report(
-    data: ReportData, directory: str | os.PathLike[str], filename: str | None = None
-) -> Path:
-    """Render and write the report into ``directory``; returns the file's path.
+def write_atomically(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file + fsync + rename.
 
-    Written to a temporary file in the same directory, flushed to disk and
-    renamed over the target, so a reader (a web server, a person refreshing)
-    never sees a half-written page and a crash leaves the previous report.
+    A reader (a web server, a person refreshing) never sees a half-written
+    page, and a crash leaves the previous file.
     """
-    target_dir = Path(directory)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    name = filename or report_filename(data)
-    if Path(name).name != name:
-        raise ValueError(f"filename must be a bare file name, not a path: {name!r}")
-    target = target_dir / name
-    html = render_report(data).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(html)
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+    return path
+
+
+def write_report(
+    data: ReportData, directory: str | os.PathLike[str], filename: str | None = None
+) -> Path:
+    """Render and write the report into ``directory`` (see :func:`write_atomically`)."""
+    name = filename or report_filename(data)
+    if Path(name).name != name:
+        raise ValueError(f"filename must be a bare file name, not a path: {name!r}")
+    return write_atomically(Path(directory) / name, render_report(data))
