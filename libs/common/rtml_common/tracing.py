@@ -89,6 +89,11 @@ def trace_headers(headers: Headers | None) -> TraceHeaders:
 
     For passing a context through unparsed (see the module docstring).
     """
+    for key, _ in headers or ():  # the common case, no trace header: no list built
+        if key in _TRACE_KEYS:
+            break
+    else:
+        return []
     found: TraceHeaders = [(k, v) for k, v in headers or () if k in _TRACE_KEYS and v]
     if found and not any(key == TRACEPARENT for key, _ in found):
         return []  # a tracestate alone means nothing

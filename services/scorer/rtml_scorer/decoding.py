@@ -2,28 +2,30 @@
 
 Validating a :class:`~rtml_common.events.FeatureVector` with pydantic costs
 ~5 µs here (two datetime validators call back into Python), a third of the
-scorer's per-event budget. :func:`decode_vector` parses with orjson (~1.3 µs)
-and checks, in plain Python, every constraint the schema states: exact field
-set, id lengths, aware RFC 3339 datetimes, a finite non-negative amount,
-non-empty feature-set names, ``features`` a dict of numbers, ``revision`` a
-non-negative int, a compatible ``rtml-schema-version`` header. It builds a
-:class:`ScoringVector` (only the fields scoring reads, plus the record's
-bytes for the dead-letter path).
+scorer's per-event budget. :func:`decode_vector` parses and validates in one
+C pass with msgspec (~1.6 µs, vs ~4.2 µs for orjson plus the same checks in
+Python): a ``Struct`` stating every constraint of the schema — exact field
+set, id lengths, aware RFC 3339 datetimes, a non-negative amount (finite:
+checked after), non-empty feature-set names, ``features`` a map of numbers,
+``revision`` a non-negative int — plus a compatible ``rtml-schema-version``
+header. It builds a :class:`ScoringVector` (only the fields scoring reads,
+plus the record's bytes for the dead-letter path).
 
-It is never *more lenient* than the schema: anything outside the fast path's
-narrow shape (an int-valued float written as ``1.0`` revision, a numeric
-string, another datetime spelling, a bool, a missing or extra field, bad
-JSON) goes to pydantic, which either accepts it — the same vector, converted
-— or raises :class:`~rtml_common.serde.DecodeError` with its precise reason,
-so the consumer loop dead-letters it. A record is therefore scored exactly
-when ``FeatureVector`` accepts it, and refused with the same reason.
+It is never *more lenient* than the schema: msgspec is stricter than
+pydantic's lax mode, and anything it refuses (an int-valued float written as
+``1.0`` revision, a numeric string, another datetime spelling, a bool, a
+missing or extra field, bad JSON) goes to pydantic, which either accepts it —
+the same vector, converted — or raises :class:`~rtml_common.serde.DecodeError`
+with its precise reason, so the consumer loop dead-letters it. A record is
+therefore scored exactly when ``FeatureVector`` accepts it, and refused with
+the same reason (``tests/test_decoding.py`` pins both).
 
 >>> raw = (b'{"transaction_id":"t1","customer_id":"c1","event_time":"2018-04-01T00:00:00Z",'
 ...        b'"amount":2.5,"feature_set":"baseline","feature_set_version":"v1",'
 ...        b'"features":{"a":1.0,"b":2},"computed_at":"2018-04-01T00:00:01Z"}')
 >>> vector = decode_vector(raw, [])
 >>> vector.transaction_id, vector.features, vector.revision, vector.event_time.isoformat()
-('t1', {'a': 1.0, 'b': 2}, 0, '2018-04-01T00:00:00+00:00')
+('t1', {'a': 1.0, 'b': 2.0}, 0, '2018-04-01T00:00:00+00:00')
 >>> decode_vector(raw.replace(b'"amount":2.5', b'"amount":-1'), [])
 Traceback (most recent call last):
 ...
@@ -36,9 +38,9 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated
 
-import orjson
+import msgspec
 
 from rtml_common.events import FeatureVector
 from rtml_common.serde import (
@@ -75,79 +77,33 @@ class ScoringVector:
                 f"{len(self.features)} features)")
 
 
-#: The RFC 3339 shape both ``datetime.fromisoformat`` and pydantic read the same way.
+EntityId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+#: The RFC 3339 shape both ``datetime.fromisoformat`` and pydantic read the same way: msgspec's
+#: own datetime would round a 7th fractional digit where pydantic truncates, so the one
+#: timestamp the scorer reads is checked and parsed here (the other only validated, by msgspec).
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)",
                       re.ASCII)
-#: Ints beyond this may not convert to a float exactly; pydantic decides about them.
-_EXACT_INT = 2**53
-_FLOAT_ONLY = {float}
-_NUMBER = {float, int}
+
+
+class _WireVector(msgspec.Struct, forbid_unknown_fields=True):
+    """``FeatureVector``'s constraints in msgspec's terms (its strict subset of them)."""
+
+    transaction_id: EntityId
+    customer_id: EntityId
+    event_time: str  # see _RFC3339
+    amount: Annotated[float, msgspec.Meta(ge=0)]
+    feature_set: NonEmpty
+    feature_set_version: NonEmpty
+    features: dict[str, float]
+    computed_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    terminal_id: EntityId | None = None
+    revision: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+_decode_wire = msgspec.json.Decoder(_WireVector).decode
 #: Header values already checked (producers send the same few over and over).
 _compatible_versions: set[bytes] = set()
-
-
-def _aware(value: Any) -> datetime | None:
-    """An aware datetime in UTC, or None when the value is off the fast path."""
-    if type(value) is not str or _RFC3339.fullmatch(value) is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:  # e.g. February 30th: pydantic names it
-        return None
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-
-
-def _numbers(values: Any) -> bool:
-    """True when every value is a float, or an int a float holds exactly (no bools)."""
-    kinds = set(map(type, values))
-    if kinds <= _FLOAT_ONLY:
-        return True
-    if kinds - _NUMBER:
-        return False
-    return all(type(v) is float or -_EXACT_INT <= v <= _EXACT_INT for v in values)
-
-
-def _fast(data: Any, raw: bytes) -> ScoringVector | None:
-    """The vector when ``data`` is on the fast path and valid, else None (ask pydantic).
-
-    Written out inline: every Python call costs ~0.1 µs here.
-    """
-    if type(data) is not dict:
-        return None
-    try:
-        transaction_id = data["transaction_id"]
-        customer_id = data["customer_id"]
-        amount = data["amount"]
-        feature_set = data["feature_set"]
-        feature_set_version = data["feature_set_version"]
-        features = data["features"]
-        event_time = data["event_time"]
-        computed_at = data["computed_at"]
-    except KeyError:
-        return None
-    terminal_id = data.get("terminal_id")
-    revision = data.get("revision", 0)
-    # The 8 required fields are present: any other key beyond the 2 optional ones is extra.
-    if len(data) != 8 + ("terminal_id" in data) + ("revision" in data):
-        return None
-    if not (type(transaction_id) is str and 0 < len(transaction_id) <= 128
-            and type(customer_id) is str and 0 < len(customer_id) <= 128
-            and (terminal_id is None
-                 or (type(terminal_id) is str and 0 < len(terminal_id) <= 128))
-            and type(feature_set) is str and feature_set
-            and type(feature_set_version) is str and feature_set_version
-            and type(revision) is int and revision >= 0
-            and type(features) is dict and _numbers(features.values())):
-        return None
-    if type(amount) is float:
-        if not (amount >= 0 and math.isfinite(amount)):
-            return None
-    elif type(amount) is not int or not 0 <= amount <= _EXACT_INT:
-        return None
-    moment = _aware(event_time)
-    if moment is None or _aware(computed_at) is None:
-        return None
-    return ScoringVector(transaction_id, customer_id, moment, features, revision, raw)
 
 
 def decode_vector(value: bytes | None,
@@ -164,10 +120,19 @@ def decode_vector(value: bytes | None,
         if len(_compatible_versions) < 64:
             _compatible_versions.add(declared)
     try:
-        vector = _fast(orjson.loads(value), value)
-    except orjson.JSONDecodeError:
-        vector = None
-    if vector is not None:
-        return vector
+        wire = _decode_wire(value)
+    except msgspec.DecodeError:  # ValidationError included
+        wire = None
+    if (wire is not None and math.isfinite(wire.amount)  # 1e999 parses as inf
+            and _RFC3339.fullmatch(wire.event_time) is not None):
+        try:
+            moment: datetime | None = datetime.fromisoformat(wire.event_time)
+        except ValueError:  # e.g. February 30th: pydantic names it
+            moment = None
+        if moment is not None:
+            if moment.tzinfo is not UTC:
+                moment = moment.astimezone(UTC)
+            return ScoringVector(wire.transaction_id, wire.customer_id, moment, wire.features,
+                                 wire.revision, value)
     # Off the fast path: pydantic decides, and names the problem when there is one.
     return ScoringVector.of(decode(value, FeatureVector), value)

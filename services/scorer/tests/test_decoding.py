@@ -140,3 +140,26 @@ def test_batch_outputs_are_byte_for_byte_the_single_ones() -> None:
     assert decode(predictions_json(heads, "m", "3", scores, 0.01, scored_at)[2],
                   Prediction).score == 1e-07
     assert predictions_json([], "m", "3", [], 0.01, scored_at) == []
+
+
+@pytest.mark.parametrize("stamp", [
+    "2018-04-01T12:30:00Z", "2018-04-01t12:30:00z", "2018-04-01 12:30:00Z",
+    "2018-04-01T12:30:00+0200", "2018-04-01T12:30:00.1234567891Z", "2018-04-01T23:59:60Z",
+    "2018-04-01T24:00:00Z", "20180401T123000Z", "2018-04-01T12:30Z", "2018-04-01T12:30:00.Z",
+    "2018-04-01T12:30:00,5Z", "2018-04-01T12:30:00-00:00", "2018-04-01T12:30:00+24:00",
+    "0000-04-01T12:30:00Z", "2018-02-29T12:30:00Z", "2018-04-01T12:30:00+02", "1522585800",
+    "2018-04-01",
+])
+@pytest.mark.parametrize("field", ["event_time", "computed_at"])
+def test_timestamp_spellings_are_accepted_exactly_when_pydantic_accepts_them(
+    field: str, stamp: str,
+) -> None:
+    value = raw(**{field: stamp})
+    try:
+        full = decode(value, FeatureVector, HEADERS)
+    except DecodeError as refused:
+        with pytest.raises(DecodeError) as lean:
+            decode_vector(value, HEADERS)
+        assert str(lean.value) == str(refused)
+    else:
+        assert decode_vector(value, HEADERS).event_time == full.event_time

@@ -85,15 +85,18 @@ class EventProducer:
 
     def __init__(self, settings: KafkaSettings | None = None, **overrides: Any) -> None:
         self.settings = settings or KafkaSettings()
-        self._producer = Producer(producer_config(self.settings, **overrides))
+        # Delivery reports for failures only: a success needs no action here (``flush``
+        # counts what is still in flight), and a Python callback per delivered record
+        # cost ~0.4 µs of a ~2.4 µs produce on the scorer's hot path.
+        config = {"delivery.report.only.error": True,
+                  **producer_config(self.settings, **overrides)}
+        self._producer = Producer(config)
         self._failures: list[FailedDelivery] = []
         self._lock = threading.Lock()
         self._headers_cache: dict[type[Event], Headers] = {}
-        self.delivered = 0
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
-            self.delivered += 1
             return
         with self._lock:
             self._failures.append(FailedDelivery(message.topic() or "?", message.key(), str(error)))
