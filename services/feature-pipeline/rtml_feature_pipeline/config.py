@@ -65,6 +65,16 @@ class Settings(ServiceSettings):
             "(~1 s for 30 days of the default data), so rarer checkpoints keep p99 low."
         ),
     )
+    gc_freeze_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "How often objects that survived a young garbage collection are frozen out of "
+            "Python's cyclic collector (gc.freeze). The window state only grows; full "
+            "collections walking it stopped the worker for up to 166 ms (the freshness "
+            "p99 tail). 0 keeps CPython's default behaviour."
+        ),
+    )
     fetch_partition_bytes: int = Field(
         default=262_144,
         ge=1024,
