@@ -33,7 +33,10 @@ def _require_utc(value: datetime) -> datetime:
     """Reject naive datetimes and normalise aware ones to UTC."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware (e.g. 2018-04-01T12:00:00Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: a refusal, not a crash
+        raise ValueError("datetime is out of range once converted to UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]

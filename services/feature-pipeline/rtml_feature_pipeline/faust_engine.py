@@ -81,6 +81,7 @@ from rtml_common.kafka.consumer import LoopStats, Record
 from rtml_common.kafka.dead_letter import dead_letter_record
 from rtml_common.kafka.headers import HeaderList, normalise_headers
 from rtml_common.kafka.producer import EventProducer
+from rtml_common.lean_decoding import LEAN_DECODERS
 from rtml_common.metric_buckets import DURATION_SECONDS
 from rtml_common.serde import DecodeError, decode
 from rtml_common.topics import spec_for_event
@@ -291,9 +292,12 @@ class FaustEngine:
             try:
                 if event_type is None:
                     raise DecodeError(f"no event type configured for topic {topic!r}")
+                lean = LEAN_DECODERS.get(event_type)
+                value = (lean(message.value, headers) if lean is not None
+                         else decode(message.value, event_type, headers))
                 records.append(Record(
                     topic=topic, partition=message.partition, offset=message.offset,
-                    key=message.key, value=decode(message.value, event_type, headers),
+                    key=message.key, value=value,
                     headers=headers, timestamp_ms=round(message.timestamp * 1000),
                 ))
                 sources.append(source)

@@ -3,12 +3,13 @@
 Validating a :class:`~rtml_common.events.FeatureVector` with pydantic costs
 ~5 µs here (two datetime validators call back into Python), a third of the
 scorer's per-event budget. :func:`decode_vector` parses and validates in one
-C pass with msgspec (~1.6 µs, vs ~4.2 µs for orjson plus the same checks in
-Python): a ``Struct`` stating every constraint of the schema — exact field
-set, id lengths, aware RFC 3339 datetimes, a non-negative amount (finite:
-checked after), non-empty feature-set names, ``features`` a map of numbers,
-``revision`` a non-negative int — plus a compatible ``rtml-schema-version``
-header. It builds a :class:`ScoringVector` (only the fields scoring reads,
+C pass with msgspec (~2.5 µs in all, vs ~4.0 µs for orjson plus the same
+checks in Python): a ``Struct`` stating every constraint of the schema —
+exact field set, id lengths, a finite non-negative amount, non-empty
+feature-set names, ``features`` a map of numbers, ``revision`` a
+non-negative int — then the aware timestamps (``event_time`` parsed as
+pydantic parses it, both within UTC's range) and a compatible
+``rtml-schema-version`` header. It builds a :class:`ScoringVector` (only the fields scoring reads,
 plus the record's bytes for the dead-letter path).
 
 It is never *more lenient* than the schema: msgspec is stricter than
@@ -34,8 +35,6 @@ rtml_common.serde.DecodeError: FeatureVector: amount: Input should be greater th
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
@@ -43,12 +42,8 @@ from typing import Annotated
 import msgspec
 
 from rtml_common.events import FeatureVector
-from rtml_common.serde import (
-    SCHEMA_VERSION_HEADER,
-    DecodeError,
-    check_schema_version,
-    decode,
-)
+from rtml_common.lean_decoding import WIRE_REFUSALS, parse_utc, version_gate
+from rtml_common.serde import DecodeError, decode
 
 
 class ScoringVector:
@@ -79,11 +74,6 @@ class ScoringVector:
 
 EntityId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-#: The RFC 3339 shape both ``datetime.fromisoformat`` and pydantic read the same way: msgspec's
-#: own datetime would round a 7th fractional digit where pydantic truncates, so the one
-#: timestamp the scorer reads is checked and parsed here (the other only validated, by msgspec).
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)",
-                      re.ASCII)
 
 
 class _WireVector(msgspec.Struct, forbid_unknown_fields=True):
@@ -91,7 +81,7 @@ class _WireVector(msgspec.Struct, forbid_unknown_fields=True):
 
     transaction_id: EntityId
     customer_id: EntityId
-    event_time: str  # see _RFC3339
+    event_time: str  # read by parse_utc: msgspec's datetime rounds a 7th fractional digit
     amount: Annotated[float, msgspec.Meta(ge=0)]
     feature_set: NonEmpty
     feature_set_version: NonEmpty
@@ -102,8 +92,18 @@ class _WireVector(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_wire = msgspec.json.Decoder(_WireVector).decode
-#: Header values already checked (producers send the same few over and over).
-_compatible_versions: set[bytes] = set()
+_check_version = version_gate(FeatureVector)
+
+
+def _in_utc_range(moment: datetime) -> bool:
+    """False for an aware time with no UTC value (0001-01-01T00:00:00+01:00): pydantic refuses."""
+    if moment.tzinfo is UTC:
+        return True
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def decode_vector(value: bytes | None,
@@ -111,27 +111,14 @@ def decode_vector(value: bytes | None,
     """A ``features`` record as a :class:`ScoringVector`; :class:`DecodeError` if invalid."""
     if value is None:
         raise DecodeError("FeatureVector: empty record value (tombstone)")
-    declared = None
-    for name, header in headers:  # header_value() inlined: the last one counts
-        if name == SCHEMA_VERSION_HEADER:
-            declared = header
-    if declared is not None and declared not in _compatible_versions:
-        check_schema_version(FeatureVector, headers)  # raises if incompatible
-        if len(_compatible_versions) < 64:
-            _compatible_versions.add(declared)
+    _check_version(headers)
     try:
         wire = _decode_wire(value)
-    except msgspec.DecodeError:  # ValidationError included
+    except WIRE_REFUSALS:  # ValidationError and invalid UTF-8 included
         wire = None
-    if (wire is not None and math.isfinite(wire.amount)  # 1e999 parses as inf
-            and _RFC3339.fullmatch(wire.event_time) is not None):
-        try:
-            moment: datetime | None = datetime.fromisoformat(wire.event_time)
-        except ValueError:  # e.g. February 30th: pydantic names it
-            moment = None
+    if wire is not None and _in_utc_range(wire.computed_at):
+        moment = parse_utc(wire.event_time)
         if moment is not None:
-            if moment.tzinfo is not UTC:
-                moment = moment.astimezone(UTC)
             return ScoringVector(wire.transaction_id, wire.customer_id, moment, wire.features,
                                  wire.revision, value)
     # Off the fast path: pydantic decides, and names the problem when there is one.

@@ -102,6 +102,8 @@ def test_valid_variants_off_the_fast_path_are_decided_by_pydantic(
     (raw(amount=DROP), "amount: Field required"),
     (raw(extra=1), "extra: Extra inputs are not permitted"),
     (None, "tombstone"),
+    (raw().replace(b'"amount":12.5', b'"amount":1e999'), "amount: Input should be a finite"),
+    (raw(transaction_id="tx-1").replace(b"tx-1", b"tx-\xff"), "Invalid JSON"),  # bad UTF-8
 ])
 def test_malformed_vectors_are_refused_with_the_schema_reason(value: bytes | None,
                                                                reason: str) -> None:
@@ -148,7 +150,8 @@ def test_batch_outputs_are_byte_for_byte_the_single_ones() -> None:
     "2018-04-01T24:00:00Z", "20180401T123000Z", "2018-04-01T12:30Z", "2018-04-01T12:30:00.Z",
     "2018-04-01T12:30:00,5Z", "2018-04-01T12:30:00-00:00", "2018-04-01T12:30:00+24:00",
     "0000-04-01T12:30:00Z", "2018-02-29T12:30:00Z", "2018-04-01T12:30:00+02", "1522585800",
-    "2018-04-01",
+    "2018-04-01", "2018-04-01T12:30:00+00:60", "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
 ])
 @pytest.mark.parametrize("field", ["event_time", "computed_at"])
 def test_timestamp_spellings_are_accepted_exactly_when_pydantic_accepts_them(
