@@ -17,7 +17,7 @@ disagree about what "night" or "weekend" means.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from rtml_features.definitions import FeatureSet, RowKind
 
@@ -29,9 +29,15 @@ def epoch_ms(moment: datetime) -> int:
     """Exact integer milliseconds since the epoch (floor), as the batch engine computes them.
 
     Integer arithmetic, not ``timestamp() * 1000``: the float product can land
-    a millisecond off, which moves a window boundary.
+    a millisecond off, which moves a window boundary. (A normalised timedelta's
+    seconds and microseconds are non-negative, so the sum floors like
+    ``delta // timedelta(milliseconds=1)``, at half its cost: it runs for every event.)
+
+    >>> epoch_ms(datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+    -1
     """
-    return (moment - EPOCH) // timedelta(milliseconds=1)
+    delta = moment - EPOCH
+    return delta.days * MS_PER_DAY + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 def weekend_and_hour(time_ms: int) -> tuple[bool, int]:

@@ -294,8 +294,13 @@ class StreamingFeatureComputer:
             if state.times[-1] < since if state.times else True:
                 continue
             start = bisect_left(state.times, since)
-            candidates.update(tid for _, tid in state.order[start:] if tid in self.recent)
+            order = state.order
+            if start == len(order) - 1 and order[start][1] == skip:
+                continue  # the common case: only the new transaction itself
+            candidates.update(tid for _, tid in order[start:] if tid in self.recent)
         candidates.discard(skip or "")
+        if not candidates:
+            return []
         revised = []
         for other_id in sorted(candidates, key=lambda tid: (self.recent[tid].time_ms, tid)):
             emitted = self.recent[other_id]

@@ -14,7 +14,11 @@ decoded batches. Per batch it
 4. sends transactions older than the allowed lateness to
    ``transactions.late`` with the reason, and counts them;
 5. every ``checkpoint_interval_s``, flushes the producer and saves the state
-   with the offsets it covers (see :mod:`.checkpoint`).
+   with the offsets it covers (see :mod:`.checkpoint`);
+6. every ``gc_freeze_interval_s``, freezes the objects that survived a young
+   garbage collection (:class:`rtml_common.gc_policy.SurvivorFreezer`): the
+   window state only grows, and full collections walking all of it stopped
+   the worker for up to 166 ms — the whole freshness tail.
 
 Traces: a record carrying a W3C ``traceparent`` (a transaction the decision
 API published inside its request's trace) is applied inside a ``features``
@@ -28,12 +32,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import metrics, trace
 
 from rtml_common.events import FeatureVector, Label, Transaction
+from rtml_common.gc_policy import SurvivorFreezer
 from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import dumps, headers_for
@@ -48,6 +54,18 @@ from rtml_features.stream import Emission, LateEvent, StreamingFeatureComputer, 
 logger = logging.getLogger(__name__)
 
 LATE_REASON_HEADER = "rtml-late-reason"
+
+
+@dataclass
+class _Outputs:
+    """The ``features`` records one batch emits, sent together after it is applied."""
+
+    #: One timestamp per batch: the vectors of a batch are computed within milliseconds.
+    computed_at: datetime
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: Record index -> the trace headers of a traced record's vector.
+    trace_headers: dict[int, TraceHeaders] = field(default_factory=dict)
+    revisions: int = 0
 
 
 def _event_time(record: Record[Any]) -> datetime:
@@ -66,6 +84,7 @@ class FeatureWorker:
         allowed_lateness: timedelta,
         checkpoints: CheckpointStore | None = None,
         checkpoint_interval_s: float = 300.0,
+        gc_freeze_interval_s: float = 5.0,
     ) -> None:
         self.feature_set = feature_set
         self.store = store
@@ -73,6 +92,8 @@ class FeatureWorker:
         self.computer = StreamingFeatureComputer(feature_set, allowed_lateness)
         self.checkpoints = checkpoints
         self.checkpoint_interval_s = checkpoint_interval_s
+        #: None: CPython's default collector behaviour (full collections walk the state).
+        self.gc_freezer = SurvivorFreezer(gc_freeze_interval_s) if gc_freeze_interval_s else None
         self.offsets: dict[tuple[str, int], int] = {}
         self.events_applied = 0
         self.late_events = 0
@@ -118,6 +139,8 @@ class FeatureWorker:
             logger.info("no checkpoint: starting from the earliest offsets")
             return None
         restore(self.computer, checkpoint.state)
+        if self.gc_freezer is not None:
+            self.gc_freezer.freeze()  # the restored state: never walked by full collections
         self.offsets = dict(checkpoint.offsets)
         self.events_applied = checkpoint.events_applied
         logger.info("restored checkpoint: %d events applied, offsets %s",
@@ -172,11 +195,13 @@ class FeatureWorker:
             self.busy_since = started
         updates: dict[tuple[str, str], EntityValues] = {}
         produced_ms: list[int] = []
+        batch = _Outputs(datetime.now(UTC))
         # Apply in event time (a label at its labeled_at) so records of different
         # partitions in one batch interleave as they happened: fewer revisions.
         for record in sorted(records, key=_event_time):
             with record_span(self._tracer, "features", record) as traced:
-                self._apply(record, traced.headers, updates, produced_ms)
+                self._apply(record, traced.headers, updates, produced_ms, batch)
+        self._publish(batch)
         self.store.write(self.feature_set, list(updates.values()))
         written = time.time()
         for produced in produced_ms:
@@ -186,11 +211,14 @@ class FeatureWorker:
                 self.on_freshness(latency)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.checkpoint()
+        if self.gc_freezer is not None:
+            self.gc_freezer.maybe_freeze()
         self.busy_until = time.perf_counter()
 
     def _apply(self, record: Record[Any], trace_headers: TraceHeaders,
-               updates: dict[tuple[str, str], EntityValues], produced_ms: list[int]) -> None:
-        """One record: its vectors published (with ``trace_headers``), its updates collected."""
+               updates: dict[tuple[str, str], EntityValues], produced_ms: list[int],
+               batch: _Outputs) -> None:
+        """One record: its vectors queued (with ``trace_headers``), its updates collected."""
         event = record.value
         if isinstance(event, Transaction):
             try:
@@ -211,15 +239,19 @@ class FeatureWorker:
         else:
             raise TypeError(f"unexpected event {type(event).__name__} on {record.topic}")
         for emission in emitted:
-            self._publish(emission, trace_headers)
+            self._encode(emission, trace_headers, batch)
             self._collect_updates(emission, updates)
         key = (record.topic, record.partition)
         self.offsets[key] = max(self.offsets.get(key, 0), record.offset + 1)
         self.events_applied += 1
 
-    def _publish(self, emission: Emission, trace_headers: TraceHeaders) -> None:
+    def _encode(self, emission: Emission, trace_headers: TraceHeaders,
+                batch: _Outputs) -> None:
+        """Queue one vector's ``features`` record on ``batch`` (sent by :meth:`_publish`)."""
         customer_id, terminal_id = emission.ids
-        value = dumps({
+        if trace_headers:
+            batch.trace_headers[len(batch.records)] = trace_headers
+        batch.records.append((str(customer_id).encode(), dumps({
             "transaction_id": emission.transaction_id,
             "customer_id": customer_id,
             "terminal_id": terminal_id,
@@ -229,15 +261,21 @@ class FeatureWorker:
             "feature_set_version": self.feature_set.version,
             "features": emission.vector,
             "revision": emission.revision,
-            "computed_at": datetime.now(UTC),
-        })
-        headers = self._features_headers
-        self.producer.send_raw(self._features_topic, str(customer_id).encode(), value,
-                               [*headers, *trace_headers] if trace_headers else headers)
-        self.vectors_published += 1
-        self._vectors.add(1)
+            "computed_at": batch.computed_at,
+        })))
         if emission.revision:
-            self._revisions.add(1)
+            batch.revisions += 1
+
+    def _publish(self, batch: _Outputs) -> None:
+        """Send a batch's vectors in one call: one ``poll`` per batch, not per record."""
+        if not batch.records:
+            return
+        sent = self.producer.send_many(self._features_topic, batch.records,
+                                       self._features_headers, batch.trace_headers)
+        self.vectors_published += sent
+        self._vectors.add(sent)
+        if batch.revisions:
+            self._revisions.add(batch.revisions)
 
     def _collect_updates(self, emission: Emission,
                          updates: dict[tuple[str, str], EntityValues]) -> None:

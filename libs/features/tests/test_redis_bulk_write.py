@@ -1,0 +1,173 @@
+"""The Redis store's one-script-call write path writes exactly what per-key HSETs wrote.
+
+The expected hashes are built here the way the previous write built them (one HSET
+of ``{feature: repr(value), "_as_of_ms": str(ms), "_tx": tx}`` per entity), so any
+difference in key, field or value text fails.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+from typing import Any
+
+import numpy as np
+import pytest
+from redis.connection import HiredisRespSerializer
+
+from rtml_features.baseline import BASELINE
+from rtml_features.online_store.base import EntityValues, entity_features
+from rtml_features.online_store.redis.bulk_write import CHUNK_KEYS, DirectPacker, repr_texts
+from rtml_features.online_store.redis.store import RedisOnlineStore, entity_key
+
+TTL_S = 600
+CUSTOMER = entity_features(BASELINE, BASELINE.entities[0])
+TERMINAL = entity_features(BASELINE, BASELINE.entities[1])
+
+#: Values whose text is easy to get wrong: exponents, the 1e-4 and 1e16 switches
+#: between positional and exponent notation, signed zero, subnormals, non-finite.
+TRICKY = [0.1 + 0.2, 1e-300, -0.0, 0.0, 5e-324, 1.7976931348623157e308, 1e16, 1e15,
+          9999999999999998.0, 1e-4, 9.999999999999999e-05, 1.5e-05, -2.5e-07, 123456.789,
+          2.0**53, 1 / 3, -1.0, math.inf, -math.inf, math.nan]
+
+
+def random_doubles(rnd: random.Random, n: int) -> list[float]:
+    """Doubles from random bit patterns and from every decade (finite only)."""
+    out = [rnd.random() * 10.0 ** rnd.randint(-320, 300) * rnd.choice((1, -1)) for _ in range(n)]
+    out += [struct.unpack("<d", rnd.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(n)]
+    return [x for x in out if math.isfinite(x)]
+
+
+def expected_hash(update: EntityValues) -> dict[bytes, bytes]:
+    """The hash the per-key HSET write produced for ``update``."""
+    fields = {name.encode(): repr(value).encode() for name, value in update.values.items()}
+    fields[b"_as_of_ms"] = str(update.as_of_ms).encode()
+    fields[b"_tx"] = update.transaction_id.encode()
+    return fields
+
+
+def make_updates(rnd: random.Random, n: int, values: list[float]) -> list[EntityValues]:
+    """``n`` updates alternating customer and terminal, values drawn from ``values``."""
+    updates = []
+    for i in range(n):
+        entity, names = ("customer", CUSTOMER) if i % 2 == 0 else ("terminal", TERMINAL)
+        updates.append(EntityValues(entity, f"id-{i}", {name: rnd.choice(values) for name in names},
+                                    1_522_540_800_000 + i, f"tx-{i // 2}"))
+    return updates
+
+
+# -- value text, no server ---------------------------------------------------
+
+
+def test_repr_texts_is_repr_for_tricky_and_random_values() -> None:
+    values: list[Any] = [*TRICKY, *random_doubles(random.Random(1), 20_000), 3, -7, 0, True]
+    assert repr_texts(values) == [repr(v).encode() for v in values]
+    for value in values[:len(TRICKY)]:  # alone among plain values: no other token hides it
+        assert repr_texts([0.5, value, 2.0]) == [b"0.5", repr(value).encode(), b"2.0"]
+    assert repr_texts([]) == []
+
+
+def test_repr_texts_falls_back_to_repr_for_types_orjson_refuses() -> None:
+    class Sub(float):
+        pass
+
+    values = [0.5, np.float64(0.1), Sub(2.5), 1e-5]
+    assert repr_texts(values) == [repr(v).encode() for v in values]
+
+
+def test_direct_packer_sends_the_bytes_redis_py_would() -> None:
+    commands: list[tuple[Any, ...]] = [
+        ("HGETALL", "rtml:fs:baseline:v:customer:é"),
+        ("SCRIPT LOAD", "return 1"),
+        ("EVALSHA", "ab" * 20, 2, "k1", "k2", 600, b"0.1", -3, "tx-é"),
+        (b"CLIENT SETINFO", "LIB-NAME", "redis-py"),
+    ]
+    for command in commands:
+        assert DirectPacker().pack(*command) == HiredisRespSerializer().pack(*command)
+
+
+# -- against a real server ----------------------------------------------------
+
+
+@pytest.mark.integration
+def test_write_produces_the_hashes_and_ttl_of_per_key_hsets(fresh_redis_server: Any) -> None:
+    rnd = random.Random(7)
+    updates = make_updates(rnd, 40, TRICKY + random_doubles(rnd, 200))
+    updates.append(EntityValues("customer", "ünïcode id", {CUSTOMER[0]: 1.0}, 5, "tx-é"))
+    RedisOnlineStore(fresh_redis_server.url, ttl_s=TTL_S).write(BASELINE, updates)
+
+    client = fresh_redis_server.client()
+    assert client.dbsize() == len(updates)
+    for update in updates:
+        key = entity_key(BASELINE, update.entity, update.entity_id)
+        assert client.hgetall(key) == expected_hash(update), key
+        assert 0 < client.ttl(key) <= TTL_S
+
+
+@pytest.mark.integration
+def test_update_overwrites_fields_and_renews_the_ttl(redis_server: Any) -> None:
+    store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
+    client = redis_server.client()
+    key = entity_key(BASELINE, "terminal", "t-overwrite")
+    first = EntityValues("terminal", "t-overwrite", {TERMINAL[0]: 1.0, TERMINAL[1]: 0.5}, 1, "a")
+    store.write(BASELINE, [first])
+    client.expire(key, 5)  # as if the last write was long ago
+    second = EntityValues("terminal", "t-overwrite", {TERMINAL[0]: 2.0}, 2, "b")
+    store.write(BASELINE, [second])
+    # Fields of the new values and the event replace the old ones; a field the new
+    # values lack is left as it was (HSET semantics, as before).
+    assert client.hgetall(key) == {**expected_hash(first), **expected_hash(second)}
+    assert client.ttl(key) > 5
+
+
+@pytest.mark.integration
+def test_read_round_trips_floats_bit_for_bit(redis_server: Any) -> None:
+    store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
+    values = [v for v in TRICKY if not math.isnan(v)] + random_doubles(random.Random(3), 50)
+    updates = [EntityValues("customer", f"bits-{i}", {CUSTOMER[0]: v}, i, f"tx-{i}")
+               for i, v in enumerate(values)]
+    store.write(BASELINE, updates)
+    found = store.read(BASELINE, [(u.entity, u.entity_id) for u in updates])
+    for update, entry in zip(updates, found, strict=True):
+        assert entry is not None
+        sent, got = update.values[CUSTOMER[0]], entry.values[CUSTOMER[0]]
+        assert struct.pack("<d", got) == struct.pack("<d", sent), (sent, got)
+        assert (entry.as_of_ms, entry.transaction_id) == (update.as_of_ms, update.transaction_id)
+
+
+@pytest.mark.integration
+def test_batch_larger_than_a_chunk_is_written_whole_and_last_write_wins(
+    fresh_redis_server: Any,
+) -> None:
+    rnd = random.Random(11)
+    updates = make_updates(rnd, 2 * CHUNK_KEYS + 3, TRICKY + random_doubles(rnd, 100))
+    # The same entity in the first and the last chunk: the later update must win.
+    newest = EntityValues("customer", "id-0", {name: 42.0 for name in CUSTOMER}, 9_999, "tx-new")
+    updates.append(newest)
+    RedisOnlineStore(fresh_redis_server.url, ttl_s=TTL_S).write(BASELINE, updates)
+
+    client = fresh_redis_server.client()
+    assert client.dbsize() == len(updates) - 1
+    for update in updates[1:]:
+        key = entity_key(BASELINE, update.entity, update.entity_id)
+        assert client.hgetall(key) == expected_hash(update), key
+        assert 0 < client.ttl(key) <= TTL_S
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("n", [1, CHUNK_KEYS + 1])
+def test_a_flushed_script_is_reloaded_transparently(fresh_redis_server: Any, n: int) -> None:
+    store = RedisOnlineStore(fresh_redis_server.url, ttl_s=TTL_S)
+    client = fresh_redis_server.client()
+    rnd = random.Random(n)
+    store.write(BASELINE, make_updates(rnd, n, [1.0]))  # first write: the server lacks it too
+    client.script_flush()
+    assert client.script_exists(store._writer.sha) == [False]
+
+    updates = make_updates(rnd, n, [0.25, 1e-7])
+    store.write(BASELINE, updates)
+    assert client.script_exists(store._writer.sha) == [True]
+    for update in updates:
+        key = entity_key(BASELINE, update.entity, update.entity_id)
+        assert client.hgetall(key) == expected_hash(update), key
