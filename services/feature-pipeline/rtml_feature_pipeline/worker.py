@@ -44,7 +44,7 @@ from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import dumps, headers_for
 from rtml_common.topics import late_topic, spec_for_event
-from rtml_common.tracing import TraceHeaders, record_span
+from rtml_common.tracing import TraceHeaders, record_span, trace_headers
 from rtml_feature_pipeline.checkpoint import Checkpoint, CheckpointStore
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import EntityValues, OnlineStore, entity_features
@@ -95,6 +95,7 @@ class FeatureWorker:
         #: None: CPython's default collector behaviour (full collections walk the state).
         self.gc_freezer = SurvivorFreezer(gc_freeze_interval_s) if gc_freeze_interval_s else None
         self.offsets: dict[tuple[str, int], int] = {}
+        self._sources: dict[tuple[str, int], str] = {}
         self.events_applied = 0
         self.late_events = 0
         self.vectors_published = 0
@@ -102,6 +103,7 @@ class FeatureWorker:
         self._features_topic = spec_for_event(FeatureVector).name
         self._features_headers = headers_for(FeatureVector)
         self._late_topic = late_topic(spec_for_event(Transaction).name)
+        self._entity_keys = self.computer.entity_keys
         self._entity_features = {
             entity.name: entity_features(feature_set, entity) for entity in feature_set.entities
         }
@@ -153,7 +155,7 @@ class FeatureWorker:
 
         def start_offset(topic: str, partition: int) -> int | None:
             if topic == transactions:
-                self.computer.expect_sources([f"{topic}:{partition}"])
+                self.computer.expect_sources([self._source(topic, partition)])
             return self.start_offset(topic, partition)
 
         loop.set_start_offsets(start_offset)
@@ -193,16 +195,20 @@ class FeatureWorker:
         started = time.perf_counter()
         if self.busy_since is None:
             self.busy_since = started
-        updates: dict[tuple[str, str], EntityValues] = {}
+        updates: dict[tuple[str, str], Emission] = {}
         produced_ms: list[int] = []
         batch = _Outputs(datetime.now(UTC))
         # Apply in event time (a label at its labeled_at) so records of different
         # partitions in one batch interleave as they happened: fewer revisions.
         for record in sorted(records, key=_event_time):
+            if not trace_headers(record.headers):  # the common case: no span to run it in
+                self._apply(record, (), updates, produced_ms, batch)
+                continue
             with record_span(self._tracer, "features", record) as traced:
                 self._apply(record, traced.headers, updates, produced_ms, batch)
         self._publish(batch)
-        self.store.write(self.feature_set, list(updates.values()))
+        self.store.write(self.feature_set, [self._entity_values(entity, entity_id, emission)
+                                            for (entity, entity_id), emission in updates.items()])
         written = time.time()
         for produced in produced_ms:
             latency = max(0.0, written - produced / 1000)
@@ -215,17 +221,17 @@ class FeatureWorker:
             self.gc_freezer.maybe_freeze()
         self.busy_until = time.perf_counter()
 
-    def _apply(self, record: Record[Any], trace_headers: TraceHeaders,
-               updates: dict[tuple[str, str], EntityValues], produced_ms: list[int],
+    def _apply(self, record: Record[Any], output_headers: TraceHeaders,
+               updates: dict[tuple[str, str], Emission], produced_ms: list[int],
                batch: _Outputs) -> None:
-        """One record: its vectors queued (with ``trace_headers``), its updates collected."""
+        """One record: its vectors queued (with ``output_headers``), its updates collected."""
         event = record.value
         if isinstance(event, Transaction):
             try:
                 emitted = self.computer.on_transaction(
                     event.transaction_id, event.customer_id, event.terminal_id,
                     epoch_ms(event.event_time), event.amount,
-                    f"{record.topic}:{record.partition}")
+                    self._source(record.topic, record.partition))
             except LateEvent as exc:
                 self._send_late(record, str(exc))
                 emitted = []
@@ -235,15 +241,22 @@ class FeatureWorker:
             emitted = self.computer.on_label(
                 event.transaction_id, event.customer_id, event.terminal_id,
                 epoch_ms(event.transaction_time), epoch_ms(event.labeled_at), event.is_fraud,
-                f"{record.topic}:{record.partition}")
+                self._source(record.topic, record.partition))
         else:
             raise TypeError(f"unexpected event {type(event).__name__} on {record.topic}")
         for emission in emitted:
-            self._encode(emission, trace_headers, batch)
+            self._encode(emission, output_headers, batch)
             self._collect_updates(emission, updates)
         key = (record.topic, record.partition)
         self.offsets[key] = max(self.offsets.get(key, 0), record.offset + 1)
         self.events_applied += 1
+
+    def _source(self, topic: str, partition: int) -> str:
+        """The watermark source name of a partition, formatted once per partition."""
+        name = self._sources.get((topic, partition))
+        if name is None:
+            name = self._sources[(topic, partition)] = f"{topic}:{partition}"
+        return name
 
     def _encode(self, emission: Emission, trace_headers: TraceHeaders,
                 batch: _Outputs) -> None:
@@ -278,18 +291,25 @@ class FeatureWorker:
             self._revisions.add(batch.revisions)
 
     def _collect_updates(self, emission: Emission,
-                         updates: dict[tuple[str, str], EntityValues]) -> None:
-        for entity, key_index in self.computer.entity_keys:
+                         updates: dict[tuple[str, str], Emission]) -> None:
+        """Remember, per entity, the batch's vector computed at its newest event."""
+        states = self.computer.states
+        for entity, key_index in self._entity_keys:
             entity_id = emission.ids[key_index]
             if entity_id is None:
                 continue
-            if self.computer.newest(entity, entity_id) != (emission.time_ms,
-                                                          emission.transaction_id):
+            state = states.get((entity, entity_id))
+            if (state is None or not state.order
+                    or state.order[-1] != (emission.time_ms, emission.transaction_id)):
                 continue  # an older event's values must never overwrite newer ones
-            updates[(entity, entity_id)] = EntityValues(
-                entity, entity_id,
-                {name: emission.vector[name] for name in self._entity_features[entity]},
-                emission.time_ms, emission.transaction_id)
+            updates[(entity, entity_id)] = emission
+
+    def _entity_values(self, entity: str, entity_id: str, emission: Emission) -> EntityValues:
+        """What the online store keeps for ``entity``: its features of ``emission``'s vector."""
+        vector = emission.vector
+        return EntityValues(entity, entity_id,
+                            {name: vector[name] for name in self._entity_features[entity]},
+                            emission.time_ms, emission.transaction_id)
 
     def _send_late(self, record: Record[Any], reason: str) -> None:
         self.late_events += 1
