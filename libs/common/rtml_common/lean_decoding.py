@@ -184,18 +184,28 @@ _ALL_TRANSACTION_FIELDS = set(Transaction.model_fields)
 _ALL_LABEL_FIELDS = set(Label.model_fields)
 
 
+W = TypeVar("W", bound=msgspec.Struct)
+
+
+def _wire(value: bytes | None, headers: RecordHeaders,
+          check_version: Callable[[RecordHeaders], None],
+          decode_wire: Callable[[bytes], W]) -> W | None:
+    """The msgspec-validated record, or None to let pydantic decide (and name the problem)."""
+    if value is None:
+        return None  # a tombstone: pydantic's decode names it
+    check_version(headers)  # raises DecodeError if incompatible
+    try:
+        return decode_wire(value)
+    except WIRE_REFUSALS:
+        return None
+
+
 def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transaction:
     """A ``transactions`` record as a :class:`Transaction`; :class:`DecodeError` if invalid."""
-    if value is None:
-        return decode(value, Transaction)  # raises: tombstone
-    _check_transaction_version(headers)
-    try:
-        wire = _decode_transaction(value)
-    except WIRE_REFUSALS:
+    wire = _wire(value, headers, _check_transaction_version, _decode_transaction)
+    event_time = parse_utc(wire.event_time) if wire is not None else None
+    if wire is None or event_time is None:
         return decode(value, Transaction)  # pydantic decides, and names the problem
-    event_time = parse_utc(wire.event_time)
-    if event_time is None:
-        return decode(value, Transaction)
     terminal_id = wire.terminal_id
     currency = wire.currency
     values = {"transaction_id": wire.transaction_id, "event_time": event_time,
@@ -208,12 +218,8 @@ def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transacti
 
 def decode_label(value: bytes | None, headers: RecordHeaders) -> Label:
     """A ``labels`` record as a :class:`Label`; :class:`DecodeError` if invalid."""
-    if value is None:
-        return decode(value, Label)  # raises: tombstone
-    _check_label_version(headers)
-    try:
-        wire = _decode_label(value)
-    except WIRE_REFUSALS:
+    wire = _wire(value, headers, _check_label_version, _decode_label)
+    if wire is None:
         return decode(value, Label)  # pydantic decides, and names the problem
     transaction_time = parse_utc(wire.transaction_time)
     labeled_at = parse_utc(wire.labeled_at)
