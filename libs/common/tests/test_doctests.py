@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["rtml_common.events", "rtml_common.topics", "rtml_common.serde",
+MODULES = ["rtml_common.events", "rtml_common.topics", "rtml_common.serde", "rtml_common.files",
            "rtml_common.config", "rtml_common.kafka.dead_letter", "rtml_common.gc_policy"]
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rtml_common.files import write_bytes_atomically
 from rtml_localstack.process import ProcessIdentity
 
 STATE_FILE = "stack.json"
@@ -100,9 +101,8 @@ class StackState:
             "version": STATE_VERSION,
             "components": {name: asdict(rec) for name, rec in self.components.items()},
         }
-        partial = self.path.with_suffix(".json.tmp")
-        partial.write_text(json.dumps(data, indent=2) + "\n")
-        partial.replace(self.path)
+        write_bytes_atomically(self.path, (json.dumps(data, indent=2) + "\n").encode(),
+                               durable=False)
 
 
 @contextlib.contextmanager

@@ -9,15 +9,16 @@ Layout of a data set directory::
 
 Schemas are explicit Arrow schemas (not inferred from pandas) so every
 consumer, in any language, sees the same types; they are documented in
-``docs/simulator.md``. Files are written to a temporary name and renamed, so
-a crashed run never leaves a half-written file that looks complete. Nothing
+``docs/simulator.md``. Files are written to a temporary name and renamed
+(:mod:`rtml_common.files`, without fsync: a data set lost to a power cut is
+regenerated from its seed), so a crashed run never leaves a half-written file
+that looks complete. Nothing
 time-dependent is written, so two runs with one seed give identical bytes.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, time
@@ -28,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rtml_common.files import write_atomically, write_bytes_atomically
 from rtml_simulator.config import SimulationConfig
 from rtml_simulator.simulate import Simulation, Summary
 
@@ -121,9 +123,10 @@ def terminals_table(sim: Simulation) -> pa.Table:
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE)
-    os.replace(tmp, path)
+    def write(temp: Path) -> None:
+        pq.write_table(table, temp, compression="zstd", row_group_size=ROW_GROUP_SIZE)
+
+    write_atomically(path, write, durable=False)
 
 
 def summary_to_dict(summary: Summary) -> dict[str, Any]:
@@ -145,9 +148,8 @@ def write_dataset(sim: Simulation, out_dir: Path | str) -> Path:
         "config": sim.config.to_dict(),
         "summary": summary_to_dict(sim.summary()),
     }
-    tmp = out / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / MANIFEST_FILE)
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    write_bytes_atomically(out / MANIFEST_FILE, text.encode("utf-8"), durable=False)
     return out
 
 

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rtml_common.events import Label, Transaction
-from rtml_retrain_worker.files import remove_temp_files, write_atomically, write_bytes_atomically
+from rtml_common.files import remove_temp_files, write_atomically, write_bytes_atomically
 
 logger = logging.getLogger(__name__)
 

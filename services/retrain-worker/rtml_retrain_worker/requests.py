@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from rtml_common.events import RetrainRequest, utcnow
-from rtml_retrain_worker.files import write_bytes_atomically
+from rtml_common.files import write_bytes_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rtml_common.files import write_bytes_atomically
 from rtml_localstack.launchers.base import ComponentLauncher, NotReady
 from rtml_localstack.ports import LOCALHOST
 
@@ -57,10 +58,9 @@ def write_targets(
     directory.mkdir(parents=True, exist_ok=True)
     groups = [{"targets": list(targets), "labels": {"job": job, **(labels or {})}}]
     final = directory / f"{job}.json"
-    partial = directory / f".{job}.json.tmp"
-    partial.write_text(json.dumps(groups, indent=2) + "\n")
-    partial.replace(final)
-    return final
+    # The temp name ends in .tmp, not .json: Prometheus never picks it up.
+    return write_bytes_atomically(final, (json.dumps(groups, indent=2) + "\n").encode(),
+                                  durable=False)
 
 
 def remove_targets(state_dir: Path, job: str) -> bool:

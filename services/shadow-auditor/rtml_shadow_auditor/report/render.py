@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from html import escape
 from pathlib import Path
 
+from rtml_common.files import write_bytes_atomically
 from rtml_shadow_auditor.report import charts
 from rtml_shadow_auditor.report.charts import Chart
 from rtml_shadow_auditor.report.data import METRIC_LABELS, MetricValue, ReportData, VersionReport
@@ -237,24 +237,13 @@ def report_filename(data: ReportData) -> str:
 
 
 def write_atomically(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file + fsync + rename.
+    """Write ``text`` (UTF-8) to ``path`` durably and atomically, world-readable.
 
     A reader (a web server, a person refreshing) never sees a half-written
-    page, and a crash leaves the previous file.
+    page, a crash leaves the previous file, and 0o644 lets the web server
+    serving the report directory read it whatever our umask.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomically(path, text.encode("utf-8"), durable=True, mode=0o644)
 
 
 def write_report(
