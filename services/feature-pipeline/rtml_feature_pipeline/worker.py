@@ -56,6 +56,10 @@ logger = logging.getLogger(__name__)
 LATE_REASON_HEADER = "rtml-late-reason"
 
 
+#: The output headers of an untraced record (shared, never mutated).
+_UNTRACED: TraceHeaders = []
+
+
 @dataclass
 class _Outputs:
     """The ``features`` records one batch emits, sent together after it is applied."""
@@ -202,7 +206,7 @@ class FeatureWorker:
         # partitions in one batch interleave as they happened: fewer revisions.
         for record in sorted(records, key=_event_time):
             if not trace_headers(record.headers):  # the common case: no span to run it in
-                self._apply(record, (), updates, produced_ms, batch)
+                self._apply(record, _UNTRACED, updates, produced_ms, batch)
                 continue
             with record_span(self._tracer, "features", record) as traced:
                 self._apply(record, traced.headers, updates, produced_ms, batch)
