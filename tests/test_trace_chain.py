@@ -27,9 +27,7 @@ import pytest
 import xgboost as xgb
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -41,7 +39,7 @@ from rtml_decision.wiring import build_service
 from rtml_feature_pipeline import kafka_engine
 from rtml_feature_pipeline.config import Settings as FeatureSettings
 from rtml_features.baseline import BASELINE
-from rtml_localstack.testing import TEST_SESSION_TIMEOUT_MS, KafkaBroker
+from rtml_localstack.testing import TEST_SESSION_TIMEOUT_MS, KafkaBroker, in_memory_spans
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.xgboost import XGBoostModel
 from rtml_scorer import service as scorer_service
@@ -56,14 +54,7 @@ CLIENT_SPAN = uuid.uuid4().hex[:16]
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    """An in-memory exporter on the process's SDK provider (installed if none is)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    return in_memory_spans()
 
 
 def small_model() -> XGBoostModel:

@@ -21,8 +21,7 @@ from typing import Any
 import orjson
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -44,7 +43,7 @@ from rtml_common.tracing import (
     record_spans,
     trace_headers,
 )
-from rtml_localstack.testing import TEST_SESSION_TIMEOUT_MS
+from rtml_localstack.testing import TEST_SESSION_TIMEOUT_MS, in_memory_spans
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -52,14 +51,7 @@ PARENT_ID = "00f067aa0ba902b7"
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    """An in-memory exporter on the process's SDK provider (installed if none is)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    return in_memory_spans()
 
 
 @pytest.fixture

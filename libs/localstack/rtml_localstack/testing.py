@@ -40,6 +40,7 @@ from rtml_localstack.state import StackState
 if TYPE_CHECKING:
     import redis
     from cassandra.cluster import Session
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 #: Consumer-group session timeout for tests: the local broker makes a group's
 #: first join wait about half of it, so keep it short.
@@ -352,3 +353,25 @@ def _partitions(consumer: Any, topic: str, deadline: float) -> Sequence[int]:
         if time.monotonic() >= deadline:
             raise TimeoutError(f"topic {topic!r} does not exist")
         time.sleep(0.1)
+
+
+def in_memory_spans() -> InMemorySpanExporter:
+    """An in-memory span exporter on the process's SDK tracer provider (installed if none is).
+
+    For tests asserting on spans: every span the process ends from now on is
+    also kept by the returned exporter (``get_finished_spans()``, ``clear()``).
+    OpenTelemetry lets a process set its provider once, so this adds to an
+    existing SDK provider rather than replacing it.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
