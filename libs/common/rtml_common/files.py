@@ -38,7 +38,12 @@ _CREATE_ATTEMPTS = 100
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """Make a rename (or create/delete) in ``directory`` survive a power loss."""
-    fd = os.open(directory, os.O_RDONLY)
+    _fsync(directory)
+
+
+def _fsync(path: str | os.PathLike[str]) -> None:
+    """Flush a file's or a directory's data to disk (a read-only descriptor serves both)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -60,14 +65,6 @@ def _create_temp(path: Path) -> Path:
             continue
         return temp
     raise FileExistsError(f"no free temporary name next to {path}")
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomically(
@@ -94,7 +91,7 @@ def write_atomically(
         if mode is not None:
             os.chmod(temp, mode)
         if durable:
-            _fsync_file(temp)
+            _fsync(temp)
         os.replace(temp, target)
         if durable:
             fsync_dir(target.parent)

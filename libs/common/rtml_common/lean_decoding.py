@@ -187,9 +187,9 @@ _ALL_LABEL_FIELDS = set(Label.model_fields)
 W = TypeVar("W", bound=msgspec.Struct)
 
 
-def _wire(value: bytes | None, headers: RecordHeaders,
-          check_version: Callable[[RecordHeaders], None],
-          decode_wire: Callable[[bytes], W]) -> W | None:
+def wire_or_none(value: bytes | None, headers: RecordHeaders,
+                 check_version: Callable[[RecordHeaders], None],
+                 decode_wire: Callable[[bytes], W]) -> W | None:
     """The msgspec-validated record, or None to let pydantic decide (and name the problem)."""
     if value is None:
         return None  # a tombstone: pydantic's decode names it
@@ -202,7 +202,7 @@ def _wire(value: bytes | None, headers: RecordHeaders,
 
 def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transaction:
     """A ``transactions`` record as a :class:`Transaction`; :class:`DecodeError` if invalid."""
-    wire = _wire(value, headers, _check_transaction_version, _decode_transaction)
+    wire = wire_or_none(value, headers, _check_transaction_version, _decode_transaction)
     event_time = parse_utc(wire.event_time) if wire is not None else None
     if wire is None or event_time is None:
         return decode(value, Transaction)  # pydantic decides, and names the problem
@@ -218,7 +218,7 @@ def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transacti
 
 def decode_label(value: bytes | None, headers: RecordHeaders) -> Label:
     """A ``labels`` record as a :class:`Label`; :class:`DecodeError` if invalid."""
-    wire = _wire(value, headers, _check_label_version, _decode_label)
+    wire = wire_or_none(value, headers, _check_label_version, _decode_label)
     if wire is None:
         return decode(value, Label)  # pydantic decides, and names the problem
     transaction_time = parse_utc(wire.transaction_time)

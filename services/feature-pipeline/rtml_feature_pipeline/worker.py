@@ -262,12 +262,12 @@ class FeatureWorker:
             name = self._sources[(topic, partition)] = f"{topic}:{partition}"
         return name
 
-    def _encode(self, emission: Emission, trace_headers: TraceHeaders,
+    def _encode(self, emission: Emission, output_headers: TraceHeaders,
                 batch: _Outputs) -> None:
         """Queue one vector's ``features`` record on ``batch`` (sent by :meth:`_publish`)."""
         customer_id, terminal_id = emission.ids
-        if trace_headers:
-            batch.trace_headers[len(batch.records)] = trace_headers
+        if output_headers:
+            batch.trace_headers[len(batch.records)] = output_headers
         batch.records.append((str(customer_id).encode(), dumps({
             "transaction_id": emission.transaction_id,
             "customer_id": customer_id,
@@ -297,14 +297,12 @@ class FeatureWorker:
     def _collect_updates(self, emission: Emission,
                          updates: dict[tuple[str, str], Emission]) -> None:
         """Remember, per entity, the batch's vector computed at its newest event."""
-        states = self.computer.states
+        newest = self.computer.newest
         for entity, key_index in self._entity_keys:
             entity_id = emission.ids[key_index]
             if entity_id is None:
                 continue
-            state = states.get((entity, entity_id))
-            if (state is None or not state.order
-                    or state.order[-1] != (emission.time_ms, emission.transaction_id)):
+            if newest(entity, entity_id) != (emission.time_ms, emission.transaction_id):
                 continue  # an older event's values must never overwrite newer ones
             updates[(entity, entity_id)] = emission
 

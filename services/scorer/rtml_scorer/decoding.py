@@ -42,7 +42,7 @@ from typing import Annotated
 import msgspec
 
 from rtml_common.events import FeatureVector
-from rtml_common.lean_decoding import WIRE_REFUSALS, parse_utc, version_gate
+from rtml_common.lean_decoding import EntityId, parse_utc, version_gate, wire_or_none
 from rtml_common.serde import DecodeError, decode
 
 
@@ -72,7 +72,6 @@ class ScoringVector:
                 f"{len(self.features)} features)")
 
 
-EntityId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
@@ -111,11 +110,7 @@ def decode_vector(value: bytes | None,
     """A ``features`` record as a :class:`ScoringVector`; :class:`DecodeError` if invalid."""
     if value is None:
         raise DecodeError("FeatureVector: empty record value (tombstone)")
-    _check_version(headers)
-    try:
-        wire = _decode_wire(value)
-    except WIRE_REFUSALS:  # ValidationError and invalid UTF-8 included
-        wire = None
+    wire = wire_or_none(value, headers, _check_version, _decode_wire)
     if wire is not None and _in_utc_range(wire.computed_at):
         moment = parse_utc(wire.event_time)
         if moment is not None:

@@ -37,7 +37,7 @@ TRANSACTION_FIELD = "_tx"
 
 def entity_key(feature_set: FeatureSet, entity: str, entity_id: str) -> str:
     """The Redis key of one entity's hash."""
-    return f"rtml:fs:{feature_set.name}:{feature_set.version}:{entity}:{entity_id}"
+    return f"{key_prefix(feature_set)}{entity}:{entity_id}"
 
 
 def key_prefix(feature_set: FeatureSet) -> str:
@@ -48,13 +48,9 @@ def key_prefix(feature_set: FeatureSet) -> str:
 class RedisOnlineStore(OnlineStore):
     """Online store on a Redis server (``redis://`` URL)."""
 
-    def __init__(self, url: str, ttl_s: int, socket_timeout_s: float = 1.0,
-                 ttl_refresh_s: float = 60.0) -> None:
-        """``ttl_refresh_s`` is accepted for existing callers and unused: the TTL is
-        renewed by every write now."""
+    def __init__(self, url: str, ttl_s: int, socket_timeout_s: float = 1.0) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
-        del ttl_refresh_s
         self.ttl_s = ttl_s
         self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
                                            command_packer=command_packer())
