@@ -31,7 +31,7 @@ equals the batch engine's point-in-time value.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,12 +51,13 @@ class LateEvent(ValueError):
     """A transaction arrived later than the allowed lateness."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emission:
     """A feature vector for a transaction, with what is needed to publish or recompute it.
 
     ``revision`` is 0 for the first vector of a transaction and counts up each
-    time a late event or label changes it.
+    time a late event or label changes it. Treat as read-only (a revision is a new
+    object); not ``frozen``, whose ``__init__`` costs 4x, for one per transaction.
     """
 
     transaction_id: str
@@ -83,17 +84,36 @@ def _output_kind(aggregate: WindowAggregate) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _Scan:
-    """One window scan shared by the aggregates with the same (entity, window, delay)."""
+class _Window:
+    """One window length of a :class:`_Group`, with the aggregates computed over it."""
+
+    window_ms: int
+    outputs: tuple[tuple[str, int], ...]  # (aggregate name, output kind)
+    #: Some output is a min or max: the window's amounts must be scanned.
+    needs_extrema: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The windows of one entity that end at the same point (``t - delay``).
+
+    They share that end, so one bisect finds it, and they nest: each longer
+    window's count, sum and frauds are the shorter one's plus the events just
+    before it, so a transaction's scans read every event of the longest window
+    once (instead of once per window).
+    """
 
     entity: str
     key_index: int
-    window_ms: int
     delay_ms: int
-    outputs: tuple[tuple[str, int], ...]  # (aggregate name, output kind)
+    #: Shortest first.
+    windows: tuple[_Window, ...]
+    #: Some output counts known frauds.
     uses_labels: bool
-    #: Some output is a min or max: the window's amounts must be scanned.
-    needs_extrema: bool
+
+
+#: The state of an entity with no events (shared, never written to).
+_NO_EVENTS = EntityState()
 
 
 class StreamingFeatureComputer:
@@ -127,27 +147,28 @@ class StreamingFeatureComputer:
             entity.name: int(feature_set.horizon(entity).total_seconds() * 1000)
             for entity in feature_set.entities
         }
-        grouped: dict[tuple[str, str, int, int], list[WindowAggregate]] = {}
+        grouped: dict[tuple[str, str, int], dict[int, list[WindowAggregate]]] = {}
         for aggregate in feature_set.window_aggregates:
-            scan_key = (aggregate.entity.name, aggregate.entity.key,
-                        int(aggregate.window.total_seconds() * 1000),
-                        int(aggregate.delay.total_seconds() * 1000))
-            grouped.setdefault(scan_key, []).append(aggregate)
-        self._scans = [
-            _Scan(entity, _KEY_INDEX[key], window_ms, delay_ms,
-                  tuple((a.name, _output_kind(a)) for a in aggregates),
-                  any(a.uses_labels for a in aggregates),
-                  any(a.agg in (Agg.MIN, Agg.MAX) for a in aggregates))
-            for (entity, key, window_ms, delay_ms), aggregates in grouped.items()
+            group_key = (aggregate.entity.name, aggregate.entity.key,
+                         int(aggregate.delay.total_seconds() * 1000))
+            window_ms = int(aggregate.window.total_seconds() * 1000)
+            grouped.setdefault(group_key, {}).setdefault(window_ms, []).append(aggregate)
+        self._groups = [
+            _Group(entity, _KEY_INDEX[key], delay_ms,
+                   tuple(_Window(window_ms, tuple((a.name, _output_kind(a)) for a in aggregates),
+                                 any(a.agg in (Agg.MIN, Agg.MAX) for a in aggregates))
+                         for window_ms, aggregates in sorted(windows.items())),
+                   any(a.uses_labels for aggregates in windows.values() for a in aggregates))
+            for (entity, key, delay_ms), windows in grouped.items()
         ]
-        self._entities = sorted({(scan.entity, scan.key_index) for scan in self._scans})
+        self._entities = sorted({(group.entity, group.key_index) for group in self._groups})
         #: An event at t can only change vectors of its entity stamped >= t + this.
         self._min_delay = {
-            entity: min(scan.delay_ms for scan in self._scans if scan.entity == entity)
+            entity: min(group.delay_ms for group in self._groups if group.entity == entity)
             for entity, _ in self._entities
         }
         self._label_entities = sorted(
-            {(scan.entity, scan.key_index) for scan in self._scans if scan.uses_labels}
+            {(group.entity, group.key_index) for group in self._groups if group.uses_labels}
         )
         self._rows = RowFeatures(feature_set)
         #: Aggregates computed only as parts of ratios, not features themselves.
@@ -318,39 +339,51 @@ class StreamingFeatureComputer:
         """The feature vector at (time, id) from the current state (no state change)."""
         values = self._rows.values(time_ms, {"amount": amount})
         states = self.states
-        for scan in self._scans:
-            entity_id = ids[scan.key_index]
-            state = states.get((scan.entity, entity_id)) if entity_id is not None else None
-            if state is None:
-                count, total, frauds = 0, 0.0, 0.0
-            elif scan.delay_ms == 0 and not scan.uses_labels:
-                count, total = state.trailing(time_ms, scan.window_ms)
-                frauds = 0.0
+        for group in self._groups:
+            entity_id = ids[group.key_index]
+            state = (states.get((group.entity, entity_id), _NO_EVENTS) if entity_id is not None
+                     else _NO_EVENTS)
+            times = state.times
+            end = time_ms - group.delay_ms
+            # Events in (end - window, end] are [lower, upper); upper is the group's.
+            if not times:
+                upper = 0
+            elif times[-1] <= end:
+                upper = len(times)
             else:
-                count, total, frauds = state.delayed(time_ms, scan.window_ms, scan.delay_ms)
-            low = high = 0.0
-            if scan.needs_extrema and state is not None and count:
-                if scan.delay_ms == 0:
-                    lower, upper = state.trailing_bounds(time_ms, scan.window_ms)
-                else:
-                    lower, upper = state.delayed_bounds(time_ms, scan.window_ms, scan.delay_ms)
-                window = state.amounts[lower:upper]
-                low, high = min(window), max(window)
-            for name, kind in scan.outputs:
-                if kind == _COUNT:
-                    values[name] = float(count)
-                elif kind == _SUM:
-                    values[name] = total
-                elif kind == _MEAN:
-                    values[name] = total / count if count else 0.0
-                elif kind == _FRAUD_SUM:
-                    values[name] = frauds
-                elif kind == _FRAUD_MEAN:
-                    values[name] = frauds / count if count else 0.0
-                elif kind == _MIN:
-                    values[name] = low
-                else:
-                    values[name] = high
+                upper = bisect_right(times, end)
+            count_frauds = group.uses_labels and state.n_frauds > 0
+            previous = upper  # the lower bound of the previous (shorter) window
+            total = frauds = 0.0
+            for window in group.windows:
+                if upper:
+                    lower = bisect_right(times, end - window.window_ms, 0, previous)
+                    if lower < previous:
+                        total += sum(state.amounts[lower:previous])
+                        if count_frauds:
+                            frauds += len([at for at in state.fraud_known_at[lower:previous]
+                                           if at <= time_ms])
+                    previous = lower
+                count = upper - previous
+                low = high = 0.0
+                if window.needs_extrema and count:
+                    amounts = state.amounts[previous:upper]
+                    low, high = min(amounts), max(amounts)
+                for name, kind in window.outputs:
+                    if kind == _COUNT:
+                        values[name] = float(count)
+                    elif kind == _SUM:
+                        values[name] = total
+                    elif kind == _MEAN:
+                        values[name] = total / count if count else 0.0
+                    elif kind == _FRAUD_SUM:
+                        values[name] = frauds
+                    elif kind == _FRAUD_MEAN:
+                        values[name] = frauds / count if count else 0.0
+                    elif kind == _MIN:
+                        values[name] = low
+                    else:
+                        values[name] = high
         for name, numerator, denominator, default in self._ratios:
             below = values[denominator]
             values[name] = values[numerator] / below if below else default

@@ -55,9 +55,13 @@ logger = logging.getLogger(__name__)
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record(Generic[V]):
-    """A decoded event (or a topic decoder's value) with the coordinates it was read from."""
+    """A decoded event (or a topic decoder's value) with the coordinates it was read from.
+
+    Treat as read-only. Not ``frozen``: a frozen dataclass's ``__init__`` costs 4x
+    (``object.__setattr__`` per field), and one is built per consumed record.
+    """
 
     topic: str
     partition: int

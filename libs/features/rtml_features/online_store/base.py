@@ -16,20 +16,25 @@ Contract every backend honours:
   that stops transacting eventually disappears.
 * :meth:`OnlineStore.read` returns ``None`` for an entity it does not know —
   never zeros, which would look like real values.
+* :meth:`OnlineStore.begin_write` lets a caller overlap its own work with the
+  store's round trip; until its waiter returns, the write may not have happened.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rtml_features.definitions import Entity, FeatureSet, entity_of
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EntityValues:
-    """An entity's feature values as of one of its events."""
+    """An entity's feature values as of one of its events (treat as read-only).
+
+    Not ``frozen``: one is built per entity written, and a frozen ``__init__`` costs 4x.
+    """
 
     entity: str
     entity_id: str
@@ -50,6 +55,18 @@ class OnlineStore(ABC):
     def write(self, feature_set: FeatureSet, updates: Sequence[EntityValues]) -> None:
         """Store each entity's values (idempotent, last write wins)."""
 
+    def begin_write(self, feature_set: FeatureSet,
+                    updates: Sequence[EntityValues]) -> Callable[[], None]:
+        """Start :meth:`write`; return a waiter that blocks until it is done (or raises).
+
+        The write is only done, and only failed, once the waiter has returned or
+        raised: a caller must call it before treating the updates as stored (e.g.
+        before a checkpoint). Backends whose round trip is worth overlapping send
+        here and read the reply in the waiter; the default writes at once.
+        """
+        self.write(feature_set, updates)
+        return _already_written
+
     @abstractmethod
     def read(
         self, feature_set: FeatureSet, entities: Sequence[tuple[str, str]]
@@ -59,3 +76,7 @@ class OnlineStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+
+def _already_written() -> None:
+    """The waiter of a write that completed before :meth:`OnlineStore.begin_write` returned."""
