@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 import random
+import socket
 import struct
 from typing import Any
 
 import numpy as np
 import pytest
 from redis.connection import HiredisRespSerializer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from rtml_features.baseline import BASELINE
 from rtml_features.online_store.base import EntityValues, entity_features
@@ -168,6 +171,72 @@ def test_a_flushed_script_is_reloaded_transparently(fresh_redis_server: Any, n: 
     updates = make_updates(rnd, n, [0.25, 1e-7])
     store.write(BASELINE, updates)
     assert client.script_exists(store._writer.sha) == [True]
+    for update in updates:
+        key = entity_key(BASELINE, update.entity, update.entity_id)
+        assert client.hgetall(key) == expected_hash(update), key
+
+
+# -- split-phase writes (begin_write, then wait) -----------------------------
+
+
+def in_use_connections(store: RedisOnlineStore) -> int:
+    return len(store.client.connection_pool._in_use_connections)
+
+
+@pytest.mark.integration
+def test_begun_writes_are_stored_once_waited_and_hand_their_connection_back(
+        redis_server: Any) -> None:
+    store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
+    client = redis_server.client()
+    rnd = random.Random(7)
+    first = make_updates(rnd, CHUNK_KEYS + 3, [0.5, 1e-9])
+    second = [EntityValues(u.entity, u.entity_id, dict.fromkeys(u.values, 2.0),
+                           u.as_of_ms + 1, "tx-later") for u in first[:5]]
+    wait_first = store.begin_write(BASELINE, first)
+    wait_second = store.begin_write(BASELINE, second)  # two in flight: two connections
+    assert in_use_connections(store) == 2
+    wait_first()
+    wait_second()
+    assert in_use_connections(store) == 0
+    for update in second + first[5:]:  # sent in this order: the later write wins
+        key = entity_key(BASELINE, update.entity, update.entity_id)
+        assert client.hgetall(key) == expected_hash(update), key
+    store.begin_write(BASELINE, [])()  # nothing to send: a waiter all the same
+
+
+@pytest.mark.integration
+def test_an_error_reply_is_raised_by_the_waiter_and_the_connection_stays_usable(
+        redis_server: Any) -> None:
+    store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
+    client = redis_server.client()
+    updates = make_updates(random.Random(8), 2 * CHUNK_KEYS + 1, [3.0])
+    # The second chunk's first key holds a string: its HSET fails (WRONGTYPE).
+    blocked = entity_key(BASELINE, updates[CHUNK_KEYS].entity, updates[CHUNK_KEYS].entity_id)
+    client.set(blocked, "not a hash")
+    wait = store.begin_write(BASELINE, updates)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        wait()
+    assert in_use_connections(store) == 0
+    # Replies of the chunks around it were read too: the next write sees its own reply.
+    client.delete(blocked)
+    store.write(BASELINE, updates)
+    for update in updates:
+        key = entity_key(BASELINE, update.entity, update.entity_id)
+        assert client.hgetall(key) == expected_hash(update), key
+
+
+@pytest.mark.integration
+def test_a_connection_lost_mid_write_is_raised_by_the_waiter(redis_server: Any) -> None:
+    store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
+    wait = store.begin_write(BASELINE, make_updates(random.Random(10), 50, [1.0]))
+    (connection,) = store.client.connection_pool._in_use_connections
+    connection._sock.shutdown(socket.SHUT_RDWR)  # the reply can no longer be read
+    with pytest.raises(RedisConnectionError):
+        wait()
+    assert in_use_connections(store) == 0
+    updates = make_updates(random.Random(11), 3, [4.0])
+    store.write(BASELINE, updates)  # the dropped connection is not handed out half-read
+    client = redis_server.client()
     for update in updates:
         key = entity_key(BASELINE, update.entity, update.entity_id)
         assert client.hgetall(key) == expected_hash(update), key

@@ -23,7 +23,7 @@ Reads use one pipeline of HGETALLs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -57,10 +57,13 @@ class RedisOnlineStore(OnlineStore):
         self._writer = BulkWriter(self.client)
 
     def write(self, feature_set: FeatureSet, updates: Sequence[EntityValues]) -> None:
-        if not updates:
-            return
-        self._writer.write(key_prefix(feature_set), updates, self.ttl_s,
-                           AS_OF_FIELD, TRANSACTION_FIELD)
+        self.begin_write(feature_set, updates)()
+
+    def begin_write(self, feature_set: FeatureSet,
+                    updates: Sequence[EntityValues]) -> Callable[[], None]:
+        """Send the write now, read Redis's replies in the waiter (see :class:`BulkWriter`)."""
+        return self._writer.begin(key_prefix(feature_set), updates, self.ttl_s,
+                                  AS_OF_FIELD, TRANSACTION_FIELD)
 
     def read(
         self, feature_set: FeatureSet, entities: Sequence[tuple[str, str]]
