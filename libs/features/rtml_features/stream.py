@@ -147,6 +147,9 @@ class StreamingFeatureComputer:
             entity.name: int(feature_set.horizon(entity).total_seconds() * 1000)
             for entity in feature_set.entities
         }
+        #: Per entity: how far behind the watermark its events are still needed.
+        self._retention_ms = {entity: self.allowed_lateness_ms + horizon
+                              for entity, horizon in self.horizon_ms.items()}
         grouped: dict[tuple[str, str, int], dict[int, list[WindowAggregate]]] = {}
         for aggregate in feature_set.window_aggregates:
             group_key = (aggregate.entity.name, aggregate.entity.key,
@@ -202,13 +205,20 @@ class StreamingFeatureComputer:
             )
         ids = (customer_id, terminal_id)
         added = False
+        retention = self._retention_ms
+        states = self.states
         for entity, key_index in self._entities:
             entity_id = ids[key_index]
             if entity_id is not None:
-                state = self._state(entity, entity_id)
+                key = (entity, entity_id)  # self._state(), inlined: twice per transaction
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = EntityState()
                 added |= state.add_transaction(transaction_id, time_ms, amount)
-                if watermark is not None and state.times[0] < watermark - self._retention(entity):
-                    state.evict(watermark - self._retention(entity))
+                if watermark is not None:
+                    horizon = watermark - retention[entity]
+                    if state.times[0] < horizon:
+                        state.evict(horizon)
         seen = self.source_times.get(source)
         if seen is None or time_ms > seen:
             self.source_times[source] = time_ms
@@ -277,11 +287,9 @@ class StreamingFeatureComputer:
         self._update_watermark()
 
     def _update_watermark(self) -> None:
-        times = list(self.source_times.values())
-        if times and all(t is not None for t in times):
-            self.watermark_ms = min(t for t in times if t is not None)
-        else:
-            self.watermark_ms = None
+        times = self.source_times.values()
+        # Runs for most events (whenever the slowest source moves): no generators.
+        self.watermark_ms = None if not times or None in times else min(times)  # type: ignore[type-var]
 
     def newest(self, entity: str, entity_id: str) -> tuple[int, str] | None:
         """(time_ms, transaction id) of the entity's newest known event, if any."""
@@ -294,7 +302,7 @@ class StreamingFeatureComputer:
         return list(self._entities)
 
     def _retention(self, entity: str) -> int:
-        return self.allowed_lateness_ms + self.horizon_ms[entity]
+        return self._retention_ms[entity]
 
     def _revise(self, ids: tuple[str | None, str | None], since_ms: int,
                 skip: str | None = None, add_delay: bool = False) -> list[Emission]:
