@@ -31,20 +31,17 @@ equals the batch engine's point-in-time value.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from rtml_features.definitions import (
-    Agg,
     FeatureSet,
-    Ratio,
-    WindowAggregate,
 )
 from rtml_features.online import NEVER, EntityState
-from rtml_features.rows import RowFeatures
+from rtml_features.vector_plan import VectorPlan
 
 
 class LateEvent(ValueError):
@@ -68,62 +65,14 @@ class Emission:
     revision: int = 0
 
 
-# Output kinds of an aggregate, resolved once so the hot path compares ints.
-_COUNT, _SUM, _MEAN, _FRAUD_SUM, _FRAUD_MEAN, _MIN, _MAX = range(7)
-_KEY_INDEX = {"customer_id": 0, "terminal_id": 1}
-
-
-def _output_kind(aggregate: WindowAggregate) -> int:
-    if aggregate.agg is Agg.COUNT:
-        return _COUNT
-    if aggregate.agg is Agg.SUM:
-        return _FRAUD_SUM if aggregate.uses_labels else _SUM
-    if aggregate.agg is Agg.MEAN:
-        return _FRAUD_MEAN if aggregate.uses_labels else _MEAN
-    return _MIN if aggregate.agg is Agg.MIN else _MAX
-
-
-@dataclass(frozen=True, slots=True)
-class _Window:
-    """One window length of a :class:`_Group`, with the aggregates computed over it."""
-
-    window_ms: int
-    outputs: tuple[tuple[str, int], ...]  # (aggregate name, output kind)
-    #: Some output is a min or max: the window's amounts must be scanned.
-    needs_extrema: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Group:
-    """The windows of one entity that end at the same point (``t - delay``).
-
-    They share that end, so one bisect finds it, and they nest: each longer
-    window's count, sum and frauds are the shorter one's plus the events just
-    before it, so a transaction's scans read every event of the longest window
-    once (instead of once per window).
-    """
-
-    entity: str
-    key_index: int
-    delay_ms: int
-    #: Shortest first.
-    windows: tuple[_Window, ...]
-    #: Some output counts known frauds.
-    uses_labels: bool
-
-
-#: The state of an entity with no events (shared, never written to).
-_NO_EVENTS = EntityState()
-
-
 class StreamingFeatureComputer:
     """Per-entity window state plus the feature set's arithmetic.
 
     Eviction is lazy: an entity's expired events are dropped when it is next
     touched, and a sweep every ``sweep_every`` of event time drops idle
     entities, so per-event cost does not grow with the number of entities.
-    Vectors are dicts keyed by feature name; their key order is not the
-    feature set's order (use ``feature_set.names`` for model input order).
+    Vectors are dicts keyed by feature name, in ``feature_set.names`` order,
+    computed by the feature set's generated :class:`~rtml_features.vector_plan.VectorPlan`.
     """
 
     def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0),
@@ -150,20 +99,10 @@ class StreamingFeatureComputer:
         #: Per entity: how far behind the watermark its events are still needed.
         self._retention_ms = {entity: self.allowed_lateness_ms + horizon
                               for entity, horizon in self.horizon_ms.items()}
-        grouped: dict[tuple[str, str, int], dict[int, list[WindowAggregate]]] = {}
-        for aggregate in feature_set.window_aggregates:
-            group_key = (aggregate.entity.name, aggregate.entity.key,
-                         int(aggregate.delay.total_seconds() * 1000))
-            window_ms = int(aggregate.window.total_seconds() * 1000)
-            grouped.setdefault(group_key, {}).setdefault(window_ms, []).append(aggregate)
-        self._groups = [
-            _Group(entity, _KEY_INDEX[key], delay_ms,
-                   tuple(_Window(window_ms, tuple((a.name, _output_kind(a)) for a in aggregates),
-                                 any(a.agg in (Agg.MIN, Agg.MAX) for a in aggregates))
-                         for window_ms, aggregates in sorted(windows.items())),
-                   any(a.uses_labels for aggregates in windows.values() for a in aggregates))
-            for (entity, key, delay_ms), windows in grouped.items()
-        ]
+        #: The vector function generated for this feature set (see :mod:`.vector_plan`).
+        self.plan = VectorPlan(feature_set)
+        self._vector = self.plan.vector
+        self._groups = self.plan.groups
         self._entities = sorted({(group.entity, group.key_index) for group in self._groups})
         #: An event at t can only change vectors of its entity stamped >= t + this.
         self._min_delay = {
@@ -173,13 +112,6 @@ class StreamingFeatureComputer:
         self._label_entities = sorted(
             {(group.entity, group.key_index) for group in self._groups if group.uses_labels}
         )
-        self._rows = RowFeatures(feature_set)
-        #: Aggregates computed only as parts of ratios, not features themselves.
-        self._internal = [a.name for a in feature_set.window_aggregates
-                          if a.name not in set(feature_set.names)]
-        self._ratios = [(f.name, f.numerator.name, f.denominator.name, f.default)
-                        for f in feature_set.features if isinstance(f, Ratio)]
-        self._names = feature_set.names
 
     def _state(self, entity: str, entity_id: str) -> EntityState:
         key = (entity, entity_id)
@@ -228,7 +160,7 @@ class StreamingFeatureComputer:
         newest = self.max_time_ms
         if newest is None or time_ms > newest:
             self.max_time_ms = time_ms
-        vector = self.vector(transaction_id, ids, time_ms, amount)
+        vector = self._vector(self.states, ids, time_ms, amount)
         previous = self.recent.get(transaction_id)
         if previous is None:
             self._recent_order.append((time_ms, transaction_id))
@@ -333,7 +265,7 @@ class StreamingFeatureComputer:
         revised = []
         for other_id in sorted(candidates, key=lambda tid: (self.recent[tid].time_ms, tid)):
             emitted = self.recent[other_id]
-            vector = self.vector(other_id, emitted.ids, emitted.time_ms, emitted.amount)
+            vector = self._vector(self.states, emitted.ids, emitted.time_ms, emitted.amount)
             if vector != emitted.vector:
                 revision = Emission(other_id, emitted.ids, emitted.time_ms, emitted.amount,
                                     vector, emitted.revision + 1)
@@ -345,60 +277,7 @@ class StreamingFeatureComputer:
     def vector(self, transaction_id: str, ids: tuple[str | None, str | None], time_ms: int,
                amount: float) -> dict[str, float]:
         """The feature vector at (time, id) from the current state (no state change)."""
-        values = self._rows.values(time_ms, {"amount": amount})
-        states = self.states
-        for group in self._groups:
-            entity_id = ids[group.key_index]
-            state = (states.get((group.entity, entity_id), _NO_EVENTS) if entity_id is not None
-                     else _NO_EVENTS)
-            times = state.times
-            end = time_ms - group.delay_ms
-            # Events in (end - window, end] are [lower, upper); upper is the group's.
-            if not times:
-                upper = 0
-            elif times[-1] <= end:
-                upper = len(times)
-            else:
-                upper = bisect_right(times, end)
-            count_frauds = group.uses_labels and state.n_frauds > 0
-            previous = upper  # the lower bound of the previous (shorter) window
-            total = frauds = 0.0
-            for window in group.windows:
-                if upper:
-                    lower = bisect_right(times, end - window.window_ms, 0, previous)
-                    if lower < previous:
-                        total += sum(state.amounts[lower:previous])
-                        if count_frauds:
-                            frauds += len([at for at in state.fraud_known_at[lower:previous]
-                                           if at <= time_ms])
-                    previous = lower
-                count = upper - previous
-                low = high = 0.0
-                if window.needs_extrema and count:
-                    amounts = state.amounts[previous:upper]
-                    low, high = min(amounts), max(amounts)
-                for name, kind in window.outputs:
-                    if kind == _COUNT:
-                        values[name] = float(count)
-                    elif kind == _SUM:
-                        values[name] = total
-                    elif kind == _MEAN:
-                        values[name] = total / count if count else 0.0
-                    elif kind == _FRAUD_SUM:
-                        values[name] = frauds
-                    elif kind == _FRAUD_MEAN:
-                        values[name] = frauds / count if count else 0.0
-                    elif kind == _MIN:
-                        values[name] = low
-                    else:
-                        values[name] = high
-        for name, numerator, denominator, default in self._ratios:
-            below = values[denominator]
-            values[name] = values[numerator] / below if below else default
-        if self._internal:
-            for name in self._internal:
-                del values[name]
-        return values
+        return self._vector(self.states, ids, time_ms, amount)
 
     def _maybe_sweep(self) -> None:
         watermark = self.watermark_ms
