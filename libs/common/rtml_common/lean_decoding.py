@@ -200,12 +200,42 @@ def wire_or_none(value: bytes | None, headers: RecordHeaders,
         return None
 
 
+def transaction_wire(value: bytes | None,
+                     headers: RecordHeaders) -> tuple[_WireTransaction, datetime] | None:
+    """A ``transactions`` record msgspec accepts, with its UTC event time.
+
+    None: pydantic must decide (it accepts another spelling, or names the problem).
+    For consumers that read the fields without building the event.
+    """
+    wire = wire_or_none(value, headers, _check_transaction_version, _decode_transaction)
+    if wire is None:
+        return None
+    event_time = parse_utc(wire.event_time)
+    return None if event_time is None else (wire, event_time)
+
+
+def label_wire(value: bytes | None,
+               headers: RecordHeaders) -> tuple[_WireLabel, datetime, datetime] | None:
+    """A ``labels`` record msgspec accepts, with its transaction time and labeled-at (UTC).
+
+    None: pydantic must decide, as for :func:`transaction_wire`.
+    """
+    wire = wire_or_none(value, headers, _check_label_version, _decode_label)
+    if wire is None:
+        return None
+    transaction_time = parse_utc(wire.transaction_time)
+    labeled_at = parse_utc(wire.labeled_at)
+    if transaction_time is None or labeled_at is None:
+        return None
+    return wire, transaction_time, labeled_at
+
+
 def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transaction:
     """A ``transactions`` record as a :class:`Transaction`; :class:`DecodeError` if invalid."""
-    wire = wire_or_none(value, headers, _check_transaction_version, _decode_transaction)
-    event_time = parse_utc(wire.event_time) if wire is not None else None
-    if wire is None or event_time is None:
+    read = transaction_wire(value, headers)
+    if read is None:
         return decode(value, Transaction)  # pydantic decides, and names the problem
+    wire, event_time = read
     terminal_id = wire.terminal_id
     currency = wire.currency
     values = {"transaction_id": wire.transaction_id, "event_time": event_time,
@@ -218,13 +248,10 @@ def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transacti
 
 def decode_label(value: bytes | None, headers: RecordHeaders) -> Label:
     """A ``labels`` record as a :class:`Label`; :class:`DecodeError` if invalid."""
-    wire = wire_or_none(value, headers, _check_label_version, _decode_label)
-    if wire is None:
+    read = label_wire(value, headers)
+    if read is None:
         return decode(value, Label)  # pydantic decides, and names the problem
-    transaction_time = parse_utc(wire.transaction_time)
-    labeled_at = parse_utc(wire.labeled_at)
-    if transaction_time is None or labeled_at is None:
-        return decode(value, Label)
+    wire, transaction_time, labeled_at = read
     terminal_id = wire.terminal_id
     fraud_scenario = wire.fraud_scenario
     values = {"transaction_id": wire.transaction_id, "customer_id": wire.customer_id,

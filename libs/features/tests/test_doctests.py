@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["rtml_features.definitions", "rtml_features.baseline", "rtml_features.online",
-           "rtml_features.stream", "rtml_features.rows"]
+           "rtml_features.stream", "rtml_features.rows", "rtml_features.vector_plan"]
 
 
 @pytest.mark.parametrize("name", MODULES)

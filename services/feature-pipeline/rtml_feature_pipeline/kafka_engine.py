@@ -1,7 +1,7 @@
 """Run the feature worker on the confluent-kafka consumer loop.
 
-The lean engine: librdkafka batches, msgspec decoding (:mod:`rtml_common.lean_decoding`), no
-framework per-message overhead. It reads ``transactions`` and ``labels`` as one
+The lean engine: librdkafka batches, msgspec decoding straight to the worker's inputs
+(:mod:`.inputs`), no framework per-message overhead. It reads ``transactions`` and ``labels`` as one
 consumer group member that owns every partition (terminal windows need all
 of a terminal's transactions, which are keyed by customer), resuming each
 partition from the worker's checkpoint.
@@ -21,10 +21,10 @@ from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_common.events import Event, Label, Transaction
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
-from rtml_common.lean_decoding import decode_label, decode_transaction
 from rtml_common.topics import spec_for_event
 from rtml_feature_pipeline.checkpoint import CheckpointStore, checkpoint_key
 from rtml_feature_pipeline.config import Settings
+from rtml_feature_pipeline.inputs import decode_label_input, decode_transaction_input
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.baseline import get_feature_set
 from rtml_features.online_store.redis.store import RedisOnlineStore
@@ -80,11 +80,12 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     }
     client_overrides: dict[str, Any] = {
         "max.partition.fetch.bytes": settings.fetch_partition_bytes, "fetch.wait.max.ms": 10}
-    # The lean decoders: the same events and refusals as pydantic's, ~40% less decoding CPU.
+    # Decoded straight to what the worker reads (same acceptance and refusals as the
+    # event types, see .inputs): no pydantic event built per record.
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
                         start_offsets=worker.start_offset, on_batch_consumed=worker.cover,
-                        decoders={spec_for_event(Transaction).name: decode_transaction,
-                                  spec_for_event(Label).name: decode_label},
+                        decoders={spec_for_event(Transaction).name: decode_transaction_input,
+                                  spec_for_event(Label).name: decode_label_input},
                         **client_overrides)
     worker.watch_assignments(loop)
     if install_signal_handlers:

@@ -49,6 +49,7 @@ from rtml_common.serde import dumps, headers_for
 from rtml_common.topics import late_topic, spec_for_event
 from rtml_common.tracing import TraceHeaders, record_span, trace_headers
 from rtml_feature_pipeline.checkpoint import Checkpoint, CheckpointStore
+from rtml_feature_pipeline.inputs import LabelInput, TransactionInput, as_input
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import EntityValues, OnlineStore, entity_features
 from rtml_features.rows import EPOCH, epoch_ms
@@ -75,9 +76,15 @@ class _Outputs:
     revisions: int = 0
 
 
-def _event_time(record: Record[Any]) -> datetime:
-    event = record.value
-    return event.labeled_at if isinstance(event, Label) else event.event_time
+def _applied_at(record: Record[Any]) -> int:
+    """When a record takes effect, epoch ms: a transaction's event time, a label's labeled_at."""
+    value = record.value
+    kind = type(value)
+    if kind is TransactionInput:
+        return value.time_ms
+    if kind is LabelInput:
+        return value.labeled_at_ms
+    return epoch_ms(value.labeled_at if isinstance(value, Label) else value.event_time)
 
 
 class FeatureWorker:
@@ -207,7 +214,7 @@ class FeatureWorker:
         emitted: list[tuple[Emission, TraceHeaders]] = []
         # Apply in event time (a label at its labeled_at) so records of different
         # partitions in one batch interleave as they happened: fewer revisions.
-        for record in sorted(records, key=_event_time):
+        for record in sorted(records, key=_applied_at):
             if not trace_headers(record.headers):  # the common case: no span to run it in
                 self._apply(record, _UNTRACED, updates, produced_ms, emitted)
                 continue
@@ -237,26 +244,33 @@ class FeatureWorker:
     def _apply(self, record: Record[Any], output_headers: TraceHeaders,
                updates: dict[tuple[str, str], Emission], produced_ms: list[int],
                emitted: list[tuple[Emission, TraceHeaders]]) -> None:
-        """One record: its vectors queued (with ``output_headers``), its updates collected."""
-        event = record.value
-        if isinstance(event, Transaction):
+        """One record: its vectors queued (with ``output_headers``), its updates collected.
+
+        Its value is a :class:`TransactionInput` / :class:`LabelInput` (the Kafka
+        engine's decoders) or a ``Transaction`` / ``Label`` event (converted here).
+        """
+        value = record.value
+        kind = type(value)
+        if kind is not TransactionInput and kind is not LabelInput:
+            value = as_input(value)
+            kind = type(value)
+        source = self._sources.get((record.topic, record.partition))
+        if source is None:
+            source = self._source(record.topic, record.partition)
+        if kind is TransactionInput:
             try:
                 emissions = self.computer.on_transaction(
-                    event.transaction_id, event.customer_id, event.terminal_id,
-                    epoch_ms(event.event_time), event.amount,
-                    self._source(record.topic, record.partition))
+                    value.transaction_id, value.customer_id, value.terminal_id,
+                    value.time_ms, value.amount, source)
             except LateEvent as exc:
-                self._send_late(record, str(exc))
+                self._send_late(record, value, str(exc))
                 emissions = []
             else:
                 produced_ms.append(record.timestamp_ms)
-        elif isinstance(event, Label):
-            emissions = self.computer.on_label(
-                event.transaction_id, event.customer_id, event.terminal_id,
-                epoch_ms(event.transaction_time), epoch_ms(event.labeled_at), event.is_fraud,
-                self._source(record.topic, record.partition))
         else:
-            raise TypeError(f"unexpected event {type(event).__name__} on {record.topic}")
+            emissions = self.computer.on_label(
+                value.transaction_id, value.customer_id, value.terminal_id,
+                value.transaction_time_ms, value.labeled_at_ms, value.is_fraud, source)
         for emission in emissions:
             emitted.append((emission, output_headers))
             self._collect_updates(emission, updates)
@@ -325,10 +339,10 @@ class FeatureWorker:
                             {name: vector[name] for name in self._entity_features[entity]},
                             emission.time_ms, emission.transaction_id)
 
-    def _send_late(self, record: Record[Any], reason: str) -> None:
+    def _send_late(self, record: Record[Any], transaction: TransactionInput, reason: str) -> None:
+        """Forward a too-late transaction, as it was read, with the reason in a header."""
         self.late_events += 1
         self._late.add(1)
         headers = [*record.headers, (LATE_REASON_HEADER, reason.encode())]
-        self.producer.send_raw(self._late_topic, record.key,
-                               dumps(record.value.model_dump()), headers)
+        self.producer.send_raw(self._late_topic, record.key, transaction.record_bytes(), headers)
         logger.info("late transaction sent to %s: %s", self._late_topic, reason)

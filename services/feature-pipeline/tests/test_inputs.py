@@ -1,0 +1,117 @@
+"""The worker's inputs are read exactly as the event types read the same records."""
+
+from __future__ import annotations
+
+import doctest
+import json
+from typing import Any
+
+import pytest
+
+from rtml_common.events import Label, Transaction
+from rtml_common.serde import DecodeError, decode, headers_for
+from rtml_feature_pipeline import inputs
+from rtml_feature_pipeline.inputs import (
+    LabelInput,
+    TransactionInput,
+    as_input,
+    decode_label_input,
+    decode_transaction_input,
+)
+from rtml_features.rows import epoch_ms
+
+TX = {"transaction_id": "tx-1", "event_time": "2018-04-01T12:30:00.123456Z",
+      "customer_id": "c1", "terminal_id": "t1", "amount": 57.16, "currency": "EUR"}
+LABEL = {"transaction_id": "tx-1", "customer_id": "c1", "terminal_id": "t1",
+         "transaction_time": "2018-04-01T12:30:00.123456Z",
+         "labeled_at": "2018-04-20T01:00:00+02:00", "is_fraud": True, "fraud_scenario": 2}
+DROP = object()
+#: Spellings on the fast path, off it (pydantic decides and accepts) and refused.
+STAMPS = ["2018-04-01T12:30:00Z", "2018-04-01T12:30:00.5+02:00", "1969-12-31T23:59:59.9999Z",
+          "2018-04-01t12:30:00.9999999z", "2018-04-01 12:30:00Z", "1522585800",
+          "2018-04-01T12:30:00", "2018-02-30T12:30:00Z", "2018-04-01T12:30:00+00:60",
+          "0001-01-01T00:00:00+01:00"]
+
+
+def record(fields: dict[str, Any], **changes: object) -> bytes:
+    kept = {k: v for k, v in {**fields, **changes}.items() if v is not DROP}
+    return json.dumps(kept, separators=(",", ":")).encode()
+
+
+def outcome(read: Any) -> tuple[str, Any]:
+    try:
+        return "accepted", read()
+    except (DecodeError, OverflowError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+TRANSACTIONS = [
+    record(TX), record(TX, terminal_id=DROP, currency=DROP), record(TX, terminal_id=None),
+    record(TX, amount=0), record(TX, amount="12.5"), record(TX, amount=-1.0),
+    record(TX, transaction_id=""), record(TX, extra=1), record(TX, amount=DROP), b"{not json",
+    record(TX).replace(b"tx-1", b"\xff\xfe"), None,
+    *(record(TX, event_time=stamp) for stamp in STAMPS),
+]
+LABELS = [
+    record(LABEL), record(LABEL, terminal_id=DROP, fraud_scenario=DROP),
+    record(LABEL, is_fraud=False), record(LABEL, is_fraud=1), record(LABEL, is_fraud="maybe"),
+    record(LABEL, customer_id=7), record(LABEL, labeled_at=DROP), b"[1, 2]", None,
+    *(record(LABEL, transaction_time=stamp) for stamp in STAMPS),
+    *(record(LABEL, labeled_at=stamp) for stamp in STAMPS),
+]
+
+
+@pytest.mark.parametrize("value", TRANSACTIONS)
+def test_transaction_inputs_accept_and_refuse_like_the_event_type(value: bytes | None) -> None:
+    headers = headers_for(Transaction)
+    expected = outcome(lambda: decode(value, Transaction, headers))
+    got = outcome(lambda: decode_transaction_input(value, headers))
+    if expected[0] != "accepted":
+        assert got == expected
+        return
+    event: Transaction = expected[1]
+    assert got[0] == "accepted"
+    assert got[1] == TransactionInput(event.transaction_id, event.customer_id, event.terminal_id,
+                                      epoch_ms(event.event_time), event.amount, value,
+                                      got[1].event)  # kept only when pydantic built it
+    assert got[1].record_bytes() == value  # the late path forwards the record as read
+
+
+@pytest.mark.parametrize("value", LABELS)
+def test_label_inputs_accept_and_refuse_like_the_event_type(value: bytes | None) -> None:
+    headers = headers_for(Label)
+    expected = outcome(lambda: decode(value, Label, headers))
+    got = outcome(lambda: decode_label_input(value, headers))
+    if expected[0] != "accepted":
+        assert got == expected
+        return
+    event: Label = expected[1]
+    assert got == ("accepted", LabelInput(event.transaction_id, event.customer_id,
+                                          event.terminal_id, epoch_ms(event.transaction_time),
+                                          epoch_ms(event.labeled_at), event.is_fraud))
+
+
+def test_an_incompatible_schema_version_is_refused() -> None:
+    headers = [(name, b"99.0" if name == "rtml-schema-version" else value)
+               for name, value in headers_for(Transaction)]
+    assert any(name == "rtml-schema-version" for name, _ in headers)
+    with pytest.raises(DecodeError, match=r"99\.0"):
+        decode_transaction_input(record(TX), headers)
+
+
+def test_events_from_other_engines_convert_to_the_same_inputs() -> None:
+    tx = decode(record(TX), Transaction)
+    converted = as_input(tx)
+    assert isinstance(converted, TransactionInput)
+    assert converted.time_ms == epoch_ms(tx.event_time) and converted.event is tx
+    assert decode(converted.record_bytes(), Transaction) == tx  # re-encoded: no record kept
+    label = decode(record(LABEL), Label)
+    assert as_input(label) == decode_label_input(record(LABEL), [])
+    assert as_input(converted) is converted
+    with pytest.raises(TypeError, match="not a transaction or a label"):
+        as_input({"transaction_id": "x"})
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(inputs, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
