@@ -76,8 +76,13 @@ class StreamingFeatureComputer:
     """
 
     def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0),
-                 sweep_every: timedelta = timedelta(days=7)):
+                 sweep_every: timedelta = timedelta(days=7), track_newest: bool = False):
         self.feature_set = feature_set
+        #: With ``track_newest``: (entity, id) -> the vector last emitted for the entity's
+        #: newest event, since the last :meth:`take_newest_vectors` (what an online store
+        #: must hold). Kept here because only the state knows, cheaply, which event is newest.
+        self._newest_vectors: dict[tuple[str, str], Emission] | None = (
+            {} if track_newest else None)
         self.allowed_lateness_ms = int(allowed_lateness.total_seconds() * 1000)
         self.sweep_every_ms = int(sweep_every.total_seconds() * 1000)
         self.states: dict[tuple[str, str], EntityState] = {}
@@ -139,6 +144,8 @@ class StreamingFeatureComputer:
         added = False
         retention = self._retention_ms
         states = self.states
+        tracked = self._newest_vectors
+        newest_of: list[tuple[str, str]] = []  # entities this transaction is the newest event of
         for entity, key_index in self._entities:
             entity_id = ids[key_index]
             if entity_id is not None:
@@ -147,6 +154,8 @@ class StreamingFeatureComputer:
                 if state is None:
                     state = states[key] = EntityState()
                 added |= state.add_transaction(transaction_id, time_ms, amount)
+                if tracked is not None and state.order[-1][1] == transaction_id:
+                    newest_of.append(key)
                 if watermark is not None:
                     horizon = watermark - retention[entity]
                     if state.times[0] < horizon:
@@ -167,6 +176,9 @@ class StreamingFeatureComputer:
         emission = Emission(transaction_id, ids, time_ms, amount, vector,
                             previous.revision if previous is not None else 0)
         self.recent[transaction_id] = emission
+        if tracked is not None:
+            for key in newest_of:
+                tracked[key] = emission
         emitted = [emission]
         if added and newest is not None and time_ms <= newest:
             # Emitted transactions at or after this time may have counted without it.
@@ -271,8 +283,35 @@ class StreamingFeatureComputer:
                                     vector, emitted.revision + 1)
                 self.recent[other_id] = revision
                 revised.append(revision)
+                if self._newest_vectors is not None:
+                    self._track_if_newest(revision)
         self.revisions += len(revised)
         return revised
+
+    def _track_if_newest(self, emission: Emission) -> None:
+        """Remember ``emission`` for each entity whose newest event it is."""
+        tracked = self._newest_vectors
+        assert tracked is not None
+        for entity, key_index in self._entities:
+            entity_id = emission.ids[key_index]
+            if entity_id is None:
+                continue
+            state = self.states.get((entity, entity_id))
+            if state is not None and state.order and state.order[-1][1] == emission.transaction_id:
+                tracked[(entity, entity_id)] = emission
+
+    def take_newest_vectors(self) -> dict[tuple[str, str], Emission]:
+        """(entity, id) -> the latest vector of the entity's newest event, emitted since the
+        last call; then forget them. Needs ``track_newest``.
+
+        An older event's vector (a late arrival, or a revision of one) is never
+        among them, so an online store written from these converges to the same
+        state whatever order partitions are read in.
+        """
+        if self._newest_vectors is None:
+            raise RuntimeError("take_newest_vectors needs track_newest=True")
+        taken, self._newest_vectors = self._newest_vectors, {}
+        return taken
 
     def vector(self, transaction_id: str, ids: tuple[str | None, str | None], time_ms: int,
                amount: float) -> dict[str, float]:

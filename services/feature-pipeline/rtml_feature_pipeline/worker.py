@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -103,7 +104,7 @@ class FeatureWorker:
         self.feature_set = feature_set
         self.store = store
         self.producer = producer
-        self.computer = StreamingFeatureComputer(feature_set, allowed_lateness)
+        self.computer = StreamingFeatureComputer(feature_set, allowed_lateness, track_newest=True)
         self.checkpoints = checkpoints
         self.checkpoint_interval_s = checkpoint_interval_s
         #: None: CPython's default collector behaviour (full collections walk the state).
@@ -117,9 +118,10 @@ class FeatureWorker:
         self._features_topic = spec_for_event(FeatureVector).name
         self._features_headers = headers_for(FeatureVector)
         self._late_topic = late_topic(spec_for_event(Transaction).name)
-        self._entity_keys = self.computer.entity_keys
+        #: Entity -> its feature names, and a C-level picker of their values from a vector.
         self._entity_features = {
-            entity.name: entity_features(feature_set, entity) for entity in feature_set.entities
+            entity.name: _picker(entity_features(feature_set, entity))
+            for entity in feature_set.entities
         }
         meter = metrics.get_meter("rtml.feature_pipeline")
         self._tracer = trace.get_tracer("rtml.feature_pipeline")
@@ -209,19 +211,19 @@ class FeatureWorker:
         started = time.perf_counter()
         if self.busy_since is None:
             self.busy_since = started
-        updates: dict[tuple[str, str], Emission] = {}
         produced_ms: list[int] = []
         emitted: list[tuple[Emission, TraceHeaders]] = []
         # Apply in event time (a label at its labeled_at) so records of different
         # partitions in one batch interleave as they happened: fewer revisions.
         for record in sorted(records, key=_applied_at):
             if not trace_headers(record.headers):  # the common case: no span to run it in
-                self._apply(record, _UNTRACED, updates, produced_ms, emitted)
+                self._apply(record, _UNTRACED, produced_ms, emitted)
                 continue
             with record_span(self._tracer, "features", record) as traced:
-                self._apply(record, traced.headers, updates, produced_ms, emitted)
+                self._apply(record, traced.headers, produced_ms, emitted)
         # Redis runs the batch's writes (as long as computing them took) while the
         # vectors are encoded and handed to the producer; then wait for its reply.
+        updates = self.computer.take_newest_vectors()  # per entity: its newest event's vector
         stored = self.store.begin_write(
             self.feature_set, [self._entity_values(entity, entity_id, emission)
                                for (entity, entity_id), emission in updates.items()])
@@ -241,10 +243,9 @@ class FeatureWorker:
             self.gc_freezer.maybe_freeze()
         self.busy_until = time.perf_counter()
 
-    def _apply(self, record: Record[Any], output_headers: TraceHeaders,
-               updates: dict[tuple[str, str], Emission], produced_ms: list[int],
+    def _apply(self, record: Record[Any], output_headers: TraceHeaders, produced_ms: list[int],
                emitted: list[tuple[Emission, TraceHeaders]]) -> None:
-        """One record: its vectors queued (with ``output_headers``), its updates collected.
+        """One record: its vectors queued for publishing (with ``output_headers``).
 
         Its value is a :class:`TransactionInput` / :class:`LabelInput` (the Kafka
         engine's decoders) or a ``Transaction`` / ``Label`` event (converted here).
@@ -273,7 +274,6 @@ class FeatureWorker:
                 value.transaction_time_ms, value.labeled_at_ms, value.is_fraud, source)
         for emission in emissions:
             emitted.append((emission, output_headers))
-            self._collect_updates(emission, updates)
         key = (record.topic, record.partition)
         self.offsets[key] = max(self.offsets.get(key, 0), record.offset + 1)
         self.events_applied += 1
@@ -320,23 +320,10 @@ class FeatureWorker:
         if batch.revisions:
             self._revisions.add(batch.revisions)
 
-    def _collect_updates(self, emission: Emission,
-                         updates: dict[tuple[str, str], Emission]) -> None:
-        """Remember, per entity, the batch's vector computed at its newest event."""
-        newest = self.computer.newest
-        for entity, key_index in self._entity_keys:
-            entity_id = emission.ids[key_index]
-            if entity_id is None:
-                continue
-            if newest(entity, entity_id) != (emission.time_ms, emission.transaction_id):
-                continue  # an older event's values must never overwrite newer ones
-            updates[(entity, entity_id)] = emission
-
     def _entity_values(self, entity: str, entity_id: str, emission: Emission) -> EntityValues:
         """What the online store keeps for ``entity``: its features of ``emission``'s vector."""
-        vector = emission.vector
-        return EntityValues(entity, entity_id,
-                            {name: vector[name] for name in self._entity_features[entity]},
+        names, pick = self._entity_features[entity]
+        return EntityValues(entity, entity_id, dict(zip(names, pick(emission.vector), strict=True)),
                             emission.time_ms, emission.transaction_id)
 
     def _send_late(self, record: Record[Any], transaction: TransactionInput, reason: str) -> None:
@@ -346,3 +333,11 @@ class FeatureWorker:
         headers = [*record.headers, (LATE_REASON_HEADER, reason.encode())]
         self.producer.send_raw(self._late_topic, record.key, transaction.record_bytes(), headers)
         logger.info("late transaction sent to %s: %s", self._late_topic, reason)
+
+
+def _picker(names: list[str]) -> tuple[list[str], Callable[[dict[str, float]], tuple[float, ...]]]:
+    """``names`` and a function returning their values from a vector, as a tuple."""
+    if len(names) == 1:
+        (name,) = names
+        return names, lambda vector: (vector[name],)
+    return names, itemgetter(*names)
