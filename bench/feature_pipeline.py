@@ -4,9 +4,9 @@ Three figures, each against real servers started here (Tansu broker, Redis):
 
 * **throughput** — transactions (with their labels interleaved in event
   time) are produced first; one worker process (the Kafka engine, 15
-  baseline features) then catches up. Rate = transactions / the worker's
-  busy time (first batch start to last batch end: group join and idle
-  waiting excluded). Target >= 20,000 tx/s.
+  baseline features, telemetry on as in the service) then catches up.
+  Rate = transactions / the worker's busy time (first batch start to last
+  batch end: group join and idle waiting excluded). Target >= 20,000 tx/s.
 * **freshness** — a replay subprocess produces at a fixed 2,000 tx/s (plus
   labels) while the worker runs; latency is each transaction's Kafka record
   timestamp (set when produced) to the moment its features were written to
@@ -36,7 +36,8 @@ from typing import Any
 
 from benchlib import machine, write_section
 
-from rtml_common.config import KafkaSettings, RedisSettings
+from rtml_common.config import KafkaSettings, RedisSettings, TelemetrySettings
+from rtml_common.telemetry import init_telemetry
 from rtml_feature_pipeline import faust_engine, kafka_engine
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.parity import batch_features, history_frames
@@ -184,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small inputs (CI smoke run)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
+    # Telemetry as the service starts it (``python -m rtml_feature_pipeline``): real
+    # OpenTelemetry meters, so their cost is part of every figure (no port bound).
+    init_telemetry("bench-feature-pipeline", TelemetrySettings(metrics_port=0, log_json=False))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = tmp / "data"

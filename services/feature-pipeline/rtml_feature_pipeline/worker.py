@@ -42,6 +42,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
+from rtml_common.batch_histogram import BatchHistogram
 from rtml_common.events import FeatureVector, Label, Transaction
 from rtml_common.gc_policy import SurvivorFreezer
 from rtml_common.kafka.consumer import ConsumerLoop, Record
@@ -138,13 +139,14 @@ class FeatureWorker:
         #: Wall-clock span of the work: first batch started, last batch finished.
         self.busy_since: float | None = None
         self.busy_until: float | None = None
-        self._freshness = meter.create_histogram(
-            "rtml_feature_freshness", unit="s",
-            description="Transaction produced (Kafka record timestamp) to its features "
-                        "written to the online store",
-            explicit_bucket_boundaries_advisory=[
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-        )
+        #: Per transaction, so not an OpenTelemetry histogram (~3.8 µs a record with the
+        #: SDK): counted per batch, same exported series (see rtml_common.batch_histogram).
+        self._freshness = BatchHistogram.shared(
+            "rtml_feature_freshness", "s",
+            "Transaction produced (Kafka record timestamp) to its features written to the "
+            "online store",
+            [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+            scope="rtml.feature_pipeline")
 
     # -- recovery ------------------------------------------------------------
 
@@ -232,10 +234,10 @@ class FeatureWorker:
         finally:
             stored()  # always: it also hands the Redis connection back
         written = time.time()
-        for produced in produced_ms:
-            latency = max(0.0, written - produced / 1000)
-            self._freshness.record(latency)
-            if self.on_freshness is not None:
+        latencies = [max(0.0, written - produced / 1000) for produced in produced_ms]
+        self._freshness.observe_many(latencies)
+        if self.on_freshness is not None:
+            for latency in latencies:
                 self.on_freshness(latency)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.checkpoint()
