@@ -16,6 +16,16 @@ feature state has a test that processing events creates no cyclic garbage —
 and the young collection just before each freeze still reclaims the cycles
 of short-lived request objects.
 
+While a :class:`SurvivorFreezer` runs, CPython's *automatic* young
+collections add cost and nothing else: every ~700 allocations they walk the
+objects of the batch in flight and promote the survivors, which the freezer
+then examines again. :func:`automatic_collection_paused` turns them off for a
+block (an engine's run loop), so the freezer's collection is the only one and
+each survivor is examined once: in the feature worker 1.75 → 0.85 s of
+collection per 300,000 transactions (~3 µs a transaction), as one collection
+per interval (~50 ms every second at 20,000 tx/s, ~5 ms at 2,000 tx/s)
+instead of ~400 small ones a second.
+
 >>> freezer = SurvivorFreezer(interval_s=0.0)
 >>> freezer.maybe_freeze()
 True
@@ -28,6 +38,8 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class SurvivorFreezer:
@@ -61,3 +73,25 @@ class SurvivorFreezer:
     def frozen_objects() -> int:
         """Objects in the permanent generation (a gauge for memory investigations)."""
         return gc.get_freeze_count()
+
+
+@contextmanager
+def automatic_collection_paused() -> Iterator[None]:
+    """Turn CPython's automatic collections off for the block, then restore them.
+
+    Only with a :class:`SurvivorFreezer` called regularly inside the block:
+    its young collection is then what reclaims cyclic garbage.
+
+    >>> with automatic_collection_paused():
+    ...     gc.isenabled()
+    False
+    >>> gc.isenabled()
+    True
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rtml_common.gc_policy import SurvivorFreezer
+from rtml_common.gc_policy import SurvivorFreezer, automatic_collection_paused
 
 
 @pytest.fixture
@@ -41,3 +41,18 @@ def test_the_interval_limits_freezes(unfrozen: None) -> None:
 def test_negative_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="interval_s"):
         SurvivorFreezer(interval_s=-1.0)
+
+
+def test_automatic_collection_is_paused_for_the_block_and_restored_even_on_error() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), automatic_collection_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with automatic_collection_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: left off
+    finally:
+        gc.enable()

@@ -77,6 +77,7 @@ from opentelemetry import metrics
 
 from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_common.events import Event, Label, Transaction
+from rtml_common.gc_policy import automatic_collection_paused
 from rtml_common.kafka.consumer import LoopStats, Record
 from rtml_common.kafka.dead_letter import dead_letter_record
 from rtml_common.kafka.headers import HeaderList, normalise_headers
@@ -444,7 +445,10 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
             engine = FaustEngine(settings, kafka, worker, producer, datadir)
             return await engine.run(max_idle_s, install_signal_handlers)
 
-        stats = asyncio.run(main())
+        # As in the Kafka engine: the worker's freezer is the only collection.
+        paused = worker.gc_freezer is not None
+        with automatic_collection_paused() if paused else contextlib.nullcontext():
+            stats = asyncio.run(main())
     worker.checkpoint()
     return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,
                      worker.computer.revisions, checkpoint is not None, busy_seconds(worker))

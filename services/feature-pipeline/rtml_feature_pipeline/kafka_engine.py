@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ import redis
 
 from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_common.events import Event, Label, Transaction
+from rtml_common.gc_policy import automatic_collection_paused
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.topics import spec_for_event
@@ -90,7 +92,10 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     worker.watch_assignments(loop)
     if install_signal_handlers:
         loop.install_signal_handlers()
-    stats = loop.run(max_idle_s=max_idle_s)
+    # The worker's freezer collects young garbage every interval; automatic collections
+    # between would walk each batch in flight for nothing (see rtml_common.gc_policy).
+    with automatic_collection_paused() if worker.gc_freezer is not None else nullcontext():
+        stats = loop.run(max_idle_s=max_idle_s)
     worker.checkpoint()
     return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,
                      worker.computer.revisions, checkpoint is not None, busy_seconds(worker))

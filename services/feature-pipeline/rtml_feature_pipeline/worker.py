@@ -21,7 +21,8 @@ decoded batches. Per batch it
 6. every ``gc_freeze_interval_s``, freezes the objects that survived a young
    garbage collection (:class:`rtml_common.gc_policy.SurvivorFreezer`): the
    window state only grows, and full collections walking all of it stopped
-   the worker for up to 166 ms — the whole freshness tail.
+   the worker for up to 166 ms — the whole freshness tail. The engines turn
+   CPython's automatic collections off while they run, this being the only one.
 
 Traces: a record carrying a W3C ``traceparent`` (a transaction the decision
 API published inside its request's trace) is applied inside a ``features``
@@ -100,7 +101,7 @@ class FeatureWorker:
         allowed_lateness: timedelta,
         checkpoints: CheckpointStore | None = None,
         checkpoint_interval_s: float = 300.0,
-        gc_freeze_interval_s: float = 5.0,
+        gc_freeze_interval_s: float = 1.0,
     ) -> None:
         self.feature_set = feature_set
         self.store = store
@@ -257,9 +258,10 @@ class FeatureWorker:
         if kind is not TransactionInput and kind is not LabelInput:
             value = as_input(value)
             kind = type(value)
-        source = self._sources.get((record.topic, record.partition))
+        key = (record.topic, record.partition)
+        source = self._sources.get(key)
         if source is None:
-            source = self._source(record.topic, record.partition)
+            source = self._source(*key)
         if kind is TransactionInput:
             try:
                 emissions = self.computer.on_transaction(
@@ -276,8 +278,9 @@ class FeatureWorker:
                 value.transaction_time_ms, value.labeled_at_ms, value.is_fraud, source)
         for emission in emissions:
             emitted.append((emission, output_headers))
-        key = (record.topic, record.partition)
-        self.offsets[key] = max(self.offsets.get(key, 0), record.offset + 1)
+        next_offset = record.offset + 1
+        if next_offset > self.offsets.get(key, 0):
+            self.offsets[key] = next_offset
         self.events_applied += 1
 
     def _source(self, topic: str, partition: int) -> str:

@@ -20,7 +20,7 @@ EXPECTED_DEFAULTS = {
     "consumer_group": "rtml-feature-pipeline",
     "redis_ttl_s": 3283200,
     "checkpoint_interval_s": 300.0,
-    "gc_freeze_interval_s": 5.0,
+    "gc_freeze_interval_s": 1.0,
     "fetch_partition_bytes": 262144,
     "allowed_lateness_s": 300,
 }
