@@ -77,6 +77,17 @@ class Settings(ServiceSettings):
             "~50 ms at 20,000. 0 keeps CPython's default behaviour."
         ),
     )
+    max_partition_lead_s: float = Field(
+        default=432_000.0,
+        gt=0,
+        description=(
+            "While catching up, an input partition more than this far ahead (event time) of "
+            "the slowest one is paused until the others catch up. The client hands over a "
+            "backlog in long single-partition runs; a partition weeks ahead kept all its "
+            "vectors revisable and, one run in four, caused a revision storm (2.5x slower). "
+            "Keep it below the shortest label delay (7 days in the baseline)."
+        ),
+    )
     fetch_partition_bytes: int = Field(
         default=262_144,
         ge=1024,

@@ -24,6 +24,7 @@ from rtml_common.gc_policy import automatic_collection_paused
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.topics import spec_for_event
+from rtml_feature_pipeline.alignment import EventTimeAlignment
 from rtml_feature_pipeline.checkpoint import CheckpointStore, checkpoint_key
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.inputs import decode_label_input, decode_transaction_input
@@ -84,12 +85,26 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         "max.partition.fetch.bytes": settings.fetch_partition_bytes, "fetch.wait.max.ms": 10}
     # Decoded straight to what the worker reads (same acceptance and refusals as the
     # event types, see .inputs): no pydantic event built per record.
+    alignment: EventTimeAlignment | None = None
+
+    def after_batch(consumed: dict[tuple[str, int], int]) -> None:
+        worker.cover(consumed)
+        if alignment is not None:
+            alignment.after_batch()
+
+    def on_idle() -> None:
+        if alignment is not None:
+            alignment.on_idle()
+
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
-                        start_offsets=worker.start_offset, on_batch_consumed=worker.cover,
+                        start_offsets=worker.start_offset, on_batch_consumed=after_batch,
+                        on_idle=on_idle,
                         decoders={spec_for_event(Transaction).name: decode_transaction_input,
                                   spec_for_event(Label).name: decode_label_input},
                         **client_overrides)
     worker.watch_assignments(loop)
+    alignment = EventTimeAlignment(loop, worker.computer,
+                                   int(settings.max_partition_lead_s * 1000))
     if install_signal_handlers:
         loop.install_signal_handlers()
     # The worker's freezer collects young garbage every interval; automatic collections

@@ -32,7 +32,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Generic, TypeVar
@@ -133,6 +133,7 @@ class ConsumerLoop:
         producer: EventProducer | None = None,
         start_offsets: StartOffsets | None = None,
         on_batch_consumed: Callable[[dict[tuple[str, int], int]], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
         decoders: Mapping[str, Decoder] | None = None,
         **consumer_overrides: Any,
     ) -> None:
@@ -161,6 +162,8 @@ class ConsumerLoop:
         #: Told the next offset per partition after every batch, dead-lettered records
         #: included (a worker checkpointing its own offsets must cover those too).
         self._on_batch_consumed = on_batch_consumed
+        #: Called after a poll that returned nothing while partitions are assigned.
+        self._on_idle = on_idle
         self.assigned: set[tuple[str, int]] = set()
         #: Next offset per partition handled since the last commit.
         self._pending: dict[tuple[str, int], int] = {}
@@ -208,6 +211,20 @@ class ConsumerLoop:
         """Replace the start-offset hook (before :meth:`run`)."""
         self._start_offsets = start_offsets
 
+    def pause(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Stop fetching ``(topic, partition)``s until :meth:`resume`.
+
+        Records already fetched but not yet handed over are dropped by the client
+        and fetched again after :meth:`resume`, which continues right after the
+        last record handed over: nothing is skipped or repeated.
+        """
+        self._consumer.pause([TopicPartition(topic, partition) for topic, partition in partitions])
+
+    def resume(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Fetch paused ``(topic, partition)``s again."""
+        self._consumer.resume([TopicPartition(topic, partition)
+                               for topic, partition in partitions])
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start partitions where ``start_offsets`` says (e.g. a state checkpoint)."""
         if self._start_offsets is not None:
@@ -249,8 +266,11 @@ class ConsumerLoop:
                 if not messages:
                     if not self.assigned:
                         idle_since = time.monotonic()
-                    elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                        continue
+                    if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                         break
+                    if self._on_idle is not None:
+                        self._on_idle()
                     continue
                 idle_since = time.monotonic()
                 self._process_batch(messages)
