@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,11 +21,13 @@ from rtml_feature_pipeline.inputs import (
 )
 from rtml_features.rows import epoch_ms
 
-TX = {"transaction_id": "tx-1", "event_time": "2018-04-01T12:30:00.123456Z",
-      "customer_id": "c1", "terminal_id": "t1", "amount": 57.16, "currency": "EUR"}
-LABEL = {"transaction_id": "tx-1", "customer_id": "c1", "terminal_id": "t1",
-         "transaction_time": "2018-04-01T12:30:00.123456Z",
-         "labeled_at": "2018-04-20T01:00:00+02:00", "is_fraud": True, "fraud_scenario": 2}
+T0 = datetime(2018, 4, 1, 12, 30, 0, 123456, tzinfo=UTC)
+#: Valid records as the producers write them; the cases below vary one field at a time.
+TX = Transaction(transaction_id="tx-1", event_time=T0, customer_id="c1", terminal_id="t1",
+                 amount=57.16).model_dump(mode="json")
+LABEL = Label(transaction_id="tx-1", customer_id="c1", terminal_id="t1", transaction_time=T0,
+              labeled_at=T0 + timedelta(days=18), is_fraud=True,
+              fraud_scenario=2).model_dump(mode="json")
 DROP = object()
 #: Spellings on the fast path, off it (pydantic decides and accepts) and refused.
 STAMPS = ["2018-04-01T12:30:00Z", "2018-04-01T12:30:00.5+02:00", "1969-12-31T23:59:59.9999Z",
@@ -61,34 +64,34 @@ LABELS = [
 ]
 
 
-@pytest.mark.parametrize("value", TRANSACTIONS)
-def test_transaction_inputs_accept_and_refuse_like_the_event_type(value: bytes | None) -> None:
-    headers = headers_for(Transaction)
-    expected = outcome(lambda: decode(value, Transaction, headers))
-    got = outcome(lambda: decode_transaction_input(value, headers))
+def expected_input(event: Transaction | Label, value: bytes | None,
+                   got: Any) -> TransactionInput | LabelInput:
+    """The input the worker must get for a record pydantic reads as ``event``."""
+    if isinstance(event, Label):
+        return LabelInput(event.transaction_id, event.customer_id, event.terminal_id,
+                          epoch_ms(event.transaction_time), epoch_ms(event.labeled_at),
+                          event.is_fraud)
+    return TransactionInput(event.transaction_id, event.customer_id, event.terminal_id,
+                            epoch_ms(event.event_time), event.amount, value,
+                            got.event)  # the event is kept only when pydantic built it
+
+
+@pytest.mark.parametrize(("event_type", "decoder", "value"), [
+    *((Transaction, decode_transaction_input, value) for value in TRANSACTIONS),
+    *((Label, decode_label_input, value) for value in LABELS),
+])
+def test_inputs_accept_and_refuse_like_the_event_type(
+        event_type: type[Transaction] | type[Label], decoder: Any, value: bytes | None) -> None:
+    headers = headers_for(event_type)
+    expected = outcome(lambda: decode(value, event_type, headers))
+    got = outcome(lambda: decoder(value, headers))
     if expected[0] != "accepted":
         assert got == expected
         return
-    event: Transaction = expected[1]
     assert got[0] == "accepted"
-    assert got[1] == TransactionInput(event.transaction_id, event.customer_id, event.terminal_id,
-                                      epoch_ms(event.event_time), event.amount, value,
-                                      got[1].event)  # kept only when pydantic built it
-    assert got[1].record_bytes() == value  # the late path forwards the record as read
-
-
-@pytest.mark.parametrize("value", LABELS)
-def test_label_inputs_accept_and_refuse_like_the_event_type(value: bytes | None) -> None:
-    headers = headers_for(Label)
-    expected = outcome(lambda: decode(value, Label, headers))
-    got = outcome(lambda: decode_label_input(value, headers))
-    if expected[0] != "accepted":
-        assert got == expected
-        return
-    event: Label = expected[1]
-    assert got == ("accepted", LabelInput(event.transaction_id, event.customer_id,
-                                          event.terminal_id, epoch_ms(event.transaction_time),
-                                          epoch_ms(event.labeled_at), event.is_fraud))
+    assert got[1] == expected_input(expected[1], value, got[1])
+    if event_type is Transaction:
+        assert got[1].record_bytes() == value  # the late path forwards the record as read
 
 
 def test_an_incompatible_schema_version_is_refused() -> None:
