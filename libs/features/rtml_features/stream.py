@@ -235,16 +235,6 @@ class StreamingFeatureComputer:
         # Runs for most events (whenever the slowest source moves): no generators.
         self.watermark_ms = None if not times or None in times else min(times)  # type: ignore[type-var]
 
-    def newest(self, entity: str, entity_id: str) -> tuple[int, str] | None:
-        """(time_ms, transaction id) of the entity's newest known event, if any."""
-        state = self.states.get((entity, entity_id))
-        return state.order[-1] if state is not None and state.order else None
-
-    @property
-    def entity_keys(self) -> list[tuple[str, int]]:
-        """(entity name, index into the (customer_id, terminal_id) ids tuple)."""
-        return list(self._entities)
-
     def _retention(self, entity: str) -> int:
         return self._retention_ms[entity]
 
