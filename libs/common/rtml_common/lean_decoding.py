@@ -261,9 +261,3 @@ def decode_label(value: bytes | None, headers: RecordHeaders) -> Label:
     if terminal_id is UNSET or fraud_scenario is UNSET:
         return _event(Label, values, _fill_defaults(Label, values))
     return _event(Label, values, _ALL_LABEL_FIELDS.copy())
-
-
-#: Event type -> its lean decoder, for engines that map topics to event types.
-LEAN_DECODERS: dict[type[Event], Callable[[bytes | None, RecordHeaders], Event]] = {
-    Transaction: decode_transaction, Label: decode_label,
-}

@@ -37,9 +37,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from rtml_features.definitions import (
-    FeatureSet,
-)
+from rtml_features.definitions import FeatureSet
 from rtml_features.online import NEVER, EntityState
 from rtml_features.vector_plan import VectorPlan
 

@@ -77,16 +77,15 @@ from opentelemetry import metrics
 
 from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_common.events import Event, Label, Transaction
-from rtml_common.gc_policy import automatic_collection_paused
 from rtml_common.kafka.consumer import LoopStats, Record
 from rtml_common.kafka.dead_letter import dead_letter_record
 from rtml_common.kafka.headers import HeaderList, normalise_headers
 from rtml_common.kafka.producer import EventProducer
-from rtml_common.lean_decoding import LEAN_DECODERS
 from rtml_common.metric_buckets import DURATION_SECONDS
 from rtml_common.serde import DecodeError, decode
 from rtml_common.topics import spec_for_event
 from rtml_feature_pipeline.config import Settings
+from rtml_feature_pipeline.inputs import INPUT_DECODERS
 from rtml_feature_pipeline.kafka_engine import EngineRun, build_worker, busy_seconds
 from rtml_feature_pipeline.worker import FeatureWorker
 
@@ -293,8 +292,8 @@ class FaustEngine:
             try:
                 if event_type is None:
                     raise DecodeError(f"no event type configured for topic {topic!r}")
-                lean = LEAN_DECODERS.get(event_type)
-                value = (lean(message.value, headers) if lean is not None
+                to_input = INPUT_DECODERS.get(event_type)
+                value = (to_input(message.value, headers) if to_input is not None
                          else decode(message.value, event_type, headers))
                 records.append(Record(
                     topic=topic, partition=message.partition, offset=message.offset,
@@ -445,9 +444,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
             engine = FaustEngine(settings, kafka, worker, producer, datadir)
             return await engine.run(max_idle_s, install_signal_handlers)
 
-        # As in the Kafka engine: the worker's freezer is the only collection.
-        paused = worker.gc_freezer is not None
-        with automatic_collection_paused() if paused else contextlib.nullcontext():
+        with worker.collection_paused():
             stats = asyncio.run(main())
     worker.checkpoint()
     return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,

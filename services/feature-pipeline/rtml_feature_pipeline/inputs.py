@@ -13,8 +13,8 @@ pydantic is decoded by pydantic — which either accepts it (the input is then
 read off the event) or raises :class:`~rtml_common.serde.DecodeError` with its
 reason, so the consumer loop dead-letters it exactly as before.
 
-Engines that hand the worker pydantic events (the Faust app, tests) need
-nothing from here: :func:`as_input` converts them.
+Both engines decode with these (:data:`INPUT_DECODERS`); pydantic events
+handed to the worker directly (tests) are converted by :func:`as_input`.
 
 >>> raw = (b'{"transaction_id":"t1","event_time":"2018-04-01T14:00:00.5+02:00",'
 ...        b'"customer_id":"c1","amount":2.5}')
@@ -29,11 +29,12 @@ rtml_common.serde.DecodeError: Transaction: amount: Input should be greater than
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from msgspec import UNSET
 
-from rtml_common.events import Label, Transaction
+from rtml_common.events import Event, Label, Transaction
 from rtml_common.lean_decoding import RecordHeaders, label_wire, transaction_wire
 from rtml_common.serde import decode, dumps
 from rtml_features.rows import epoch_ms
@@ -96,6 +97,13 @@ def decode_label_input(value: bytes | None, headers: RecordHeaders) -> LabelInpu
     return LabelInput(wire.transaction_id, wire.customer_id,
                       None if terminal_id is UNSET else terminal_id,
                       epoch_ms(transaction_time), epoch_ms(labeled_at), wire.is_fraud)
+
+
+#: Event type -> the decoder of its records into the worker's input (both engines).
+INPUT_DECODERS: dict[type[Event],
+                     Callable[[bytes | None, RecordHeaders], TransactionInput | LabelInput]] = {
+    Transaction: decode_transaction_input, Label: decode_label_input,
+}
 
 
 def transaction_input(event: Transaction, raw: bytes | None = None) -> TransactionInput:

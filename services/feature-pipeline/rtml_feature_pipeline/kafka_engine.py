@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,14 +19,13 @@ import redis
 
 from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_common.events import Event, Label, Transaction
-from rtml_common.gc_policy import automatic_collection_paused
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.topics import spec_for_event
 from rtml_feature_pipeline.alignment import EventTimeAlignment
 from rtml_feature_pipeline.checkpoint import CheckpointStore, checkpoint_key
 from rtml_feature_pipeline.config import Settings
-from rtml_feature_pipeline.inputs import decode_label_input, decode_transaction_input
+from rtml_feature_pipeline.inputs import INPUT_DECODERS
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.baseline import get_feature_set
 from rtml_features.online_store.redis.store import RedisOnlineStore
@@ -99,17 +97,15 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
                         start_offsets=worker.start_offset, on_batch_consumed=after_batch,
                         on_idle=on_idle,
-                        decoders={spec_for_event(Transaction).name: decode_transaction_input,
-                                  spec_for_event(Label).name: decode_label_input},
+                        decoders={name: INPUT_DECODERS[event_type]
+                                  for name, event_type in topics.items()},
                         **client_overrides)
     worker.watch_assignments(loop)
     alignment = EventTimeAlignment(loop, worker.computer,
                                    int(settings.max_partition_lead_s * 1000))
     if install_signal_handlers:
         loop.install_signal_handlers()
-    # The worker's freezer collects young garbage every interval; automatic collections
-    # between would walk each batch in flight for nothing (see rtml_common.gc_policy).
-    with automatic_collection_paused() if worker.gc_freezer is not None else nullcontext():
+    with worker.collection_paused():
         stats = loop.run(max_idle_s=max_idle_s)
     worker.checkpoint()
     return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,

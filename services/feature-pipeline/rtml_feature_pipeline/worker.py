@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -45,7 +46,7 @@ from opentelemetry import metrics, trace
 
 from rtml_common.batch_histogram import BatchHistogram
 from rtml_common.events import FeatureVector, Label, Transaction
-from rtml_common.gc_policy import SurvivorFreezer
+from rtml_common.gc_policy import SurvivorFreezer, automatic_collection_paused
 from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import dumps, headers_for
@@ -167,6 +168,12 @@ class FeatureWorker:
         logger.info("restored checkpoint: %d events applied, offsets %s",
                     checkpoint.events_applied, sorted(checkpoint.offsets.items()))
         return checkpoint
+
+    def collection_paused(self) -> AbstractContextManager[None]:
+        """For an engine's run loop: CPython's automatic collections off, if this worker's
+        freezer replaces them (it collects young garbage every interval; automatic
+        collections in between would walk each batch in flight for nothing)."""
+        return automatic_collection_paused() if self.gc_freezer is not None else nullcontext()
 
     def watch_assignments(self, loop: ConsumerLoop) -> None:
         """Declare assigned transaction partitions as watermark sources as they arrive."""

@@ -65,7 +65,7 @@ class OnlineStore(ABC):
         here and read the reply in the waiter; the default writes at once.
         """
         self.write(feature_set, updates)
-        return _already_written
+        return write_completed
 
     @abstractmethod
     def read(
@@ -78,5 +78,5 @@ class OnlineStore(ABC):
         """Release connections."""
 
 
-def _already_written() -> None:
+def write_completed() -> None:
     """The waiter of a write that completed before :meth:`OnlineStore.begin_write` returned."""

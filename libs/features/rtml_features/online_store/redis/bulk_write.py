@@ -48,7 +48,7 @@ import redis
 from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
-from rtml_features.online_store.base import EntityValues
+from rtml_features.online_store.base import EntityValues, write_completed
 
 if HIREDIS_AVAILABLE:  # redis-py's own condition for using hiredis
     from hiredis import pack_command
@@ -188,7 +188,7 @@ class BulkWriter:
                             as_of_field, tx_field)
                  for start in range(0, len(updates), CHUNK_KEYS)]
         if not calls:
-            return _nothing_to_wait_for
+            return write_completed
         pool = self.client.connection_pool
         connection = pool.get_connection()
         try:
@@ -225,7 +225,3 @@ class BulkWriter:
         for args in calls:
             pipe.execute_command("EVALSHA", self.sha, *args)
         pipe.execute()
-
-
-def _nothing_to_wait_for() -> None:
-    """The waiter of an empty write."""
