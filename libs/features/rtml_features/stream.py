@@ -152,7 +152,7 @@ class StreamingFeatureComputer:
                 if state is None:
                     state = states[key] = EntityState()
                 added |= state.add_transaction(transaction_id, time_ms, amount)
-                if tracked is not None and state.order[-1][1] == transaction_id:
+                if tracked is not None and state.tids[-1] == transaction_id:
                     newest_of.append(key)
                 if watermark is not None:
                     horizon = watermark - retention[entity]
@@ -255,10 +255,10 @@ class StreamingFeatureComputer:
             if state.times[-1] < since if state.times else True:
                 continue
             start = bisect_left(state.times, since)
-            order = state.order
-            if start == len(order) - 1 and order[start][1] == skip:
+            tids = state.tids
+            if start == len(tids) - 1 and tids[start] == skip:
                 continue  # the common case: only the new transaction itself
-            candidates.update(tid for _, tid in order[start:] if tid in self.recent)
+            candidates.update(tid for tid in tids[start:] if tid in self.recent)
         candidates.discard(skip or "")
         if not candidates:
             return []
@@ -285,7 +285,7 @@ class StreamingFeatureComputer:
             if entity_id is None:
                 continue
             state = self.states.get((entity, entity_id))
-            if state is not None and state.order and state.order[-1][1] == emission.transaction_id:
+            if state is not None and state.tids and state.tids[-1] == emission.transaction_id:
                 tracked[(entity, entity_id)] = emission
 
     def take_newest_vectors(self) -> dict[tuple[str, str], Emission]:
@@ -345,7 +345,7 @@ def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:
     not be able to run code.
     """
     states = [
-        [entity, entity_id, state.times, [tid for _, tid in state.order], state.amounts,
+        [entity, entity_id, state.times, state.tids, state.amounts,
          state.fraud_known_at, [[tid, *label] for tid, label in state.labels.items()]]
         for (entity, entity_id), state in computer.states.items()
     ]
@@ -382,8 +382,8 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
         raise ValueError("restore needs a fresh computer")
     for entity, entity_id, times, ids, amounts, fraud_known_at, labels in data["states"]:
         state = EntityState(
-            order=list(zip(times, ids, strict=True)), times=list(times), amounts=list(amounts),
-            fraud_known_at=list(fraud_known_at), ids=set(ids),
+            times=list(times), tids=list(ids), amounts=list(amounts),
+            fraud_known_at=list(fraud_known_at),
             labels={tid: (labeled_at, is_fraud, tx_ms) for tid, labeled_at, is_fraud, tx_ms
                     in labels},
             n_frauds=sum(1 for at in fraud_known_at if at != NEVER),

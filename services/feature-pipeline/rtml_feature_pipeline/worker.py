@@ -39,7 +39,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -55,7 +54,12 @@ from rtml_common.tracing import TraceHeaders, record_span, trace_headers
 from rtml_feature_pipeline.checkpoint import Checkpoint, CheckpointStore
 from rtml_feature_pipeline.inputs import LabelInput, TransactionInput, as_input
 from rtml_features.definitions import FeatureSet
-from rtml_features.online_store.base import EntityValues, OnlineStore, entity_features
+from rtml_features.online_store.base import (
+    EntityValues,
+    OnlineStore,
+    entity_features,
+    entity_projection,
+)
 from rtml_features.rows import EPOCH, epoch_ms
 from rtml_features.stream import Emission, LateEvent, StreamingFeatureComputer, restore, snapshot
 
@@ -121,9 +125,9 @@ class FeatureWorker:
         self._features_topic = spec_for_event(FeatureVector).name
         self._features_headers = headers_for(FeatureVector)
         self._late_topic = late_topic(spec_for_event(Transaction).name)
-        #: Entity -> its feature names, and a C-level picker of their values from a vector.
-        self._entity_features = {
-            entity.name: _picker(entity_features(feature_set, entity))
+        #: Entity -> the function taking its features' values out of a vector.
+        self._projections = {
+            entity.name: entity_projection(entity_features(feature_set, entity))
             for entity in feature_set.entities
         }
         meter = metrics.get_meter("rtml.feature_pipeline")
@@ -233,10 +237,12 @@ class FeatureWorker:
                 self._apply(record, traced.headers, produced_ms, emitted)
         # Redis runs the batch's writes (as long as computing them took) while the
         # vectors are encoded and handed to the producer; then wait for its reply.
-        updates = self.computer.take_newest_vectors()  # per entity: its newest event's vector
-        stored = self.store.begin_write(
-            self.feature_set, [self._entity_values(entity, entity_id, emission)
-                               for (entity, entity_id), emission in updates.items()])
+        newest = self.computer.take_newest_vectors()  # per entity: its newest event's vector
+        projections = self._projections
+        stored = self.store.begin_write(self.feature_set, [
+            EntityValues(entity, entity_id, projections[entity](emission.vector),
+                         emission.time_ms, emission.transaction_id)
+            for (entity, entity_id), emission in newest.items()])
         try:
             self._publish(emitted)
         finally:
@@ -332,12 +338,6 @@ class FeatureWorker:
         if batch.revisions:
             self._revisions.add(batch.revisions)
 
-    def _entity_values(self, entity: str, entity_id: str, emission: Emission) -> EntityValues:
-        """What the online store keeps for ``entity``: its features of ``emission``'s vector."""
-        names, pick = self._entity_features[entity]
-        return EntityValues(entity, entity_id, dict(zip(names, pick(emission.vector), strict=True)),
-                            emission.time_ms, emission.transaction_id)
-
     def _send_late(self, record: Record[Any], transaction: TransactionInput, reason: str) -> None:
         """Forward a too-late transaction, as it was read, with the reason in a header."""
         self.late_events += 1
@@ -346,10 +346,3 @@ class FeatureWorker:
         self.producer.send_raw(self._late_topic, record.key, transaction.record_bytes(), headers)
         logger.info("late transaction sent to %s: %s", self._late_topic, reason)
 
-
-def _picker(names: list[str]) -> tuple[list[str], Callable[[dict[str, float]], tuple[float, ...]]]:
-    """``names`` and a function returning their values from a vector, as a tuple."""
-    if len(names) == 1:
-        (name,) = names
-        return names, lambda vector: (vector[name],)
-    return names, itemgetter(*names)
