@@ -21,6 +21,7 @@ import pytest
 from rtml_common import lean_decoding
 from rtml_common.events import Event, Label, Transaction
 from rtml_common.lean_decoding import (
+    RFC3339,
     _require_plain,
     _WireLabel,
     decode_label,
@@ -295,6 +296,30 @@ def test_parse_utc_reads_only_the_spellings_fromisoformat_and_pydantic_share() -
                   "2018-04-01T12:30:00.1234567Z", "2018-02-30T12:30:00Z",
                   "0001-01-01T00:00:00+01:00"):
         assert parse_utc(other) is None, other
+
+
+def test_parse_utc_fast_path_agrees_with_the_regex_path() -> None:
+    """Strings shaped like ``YYYY-MM-DDTHH:MM:SS+00:00`` skip the regex: same verdicts."""
+    rnd = random.Random(11)
+    base = "2018-04-01T12:30:59+00:00"
+    alphabet = "0123456789-:T+ .Zx\u0661"  # \u0661: a non-ASCII digit
+    tried = 0
+    for _ in range(20_000):
+        chars = list(base)
+        for _ in range(rnd.randint(1, 3)):
+            chars[rnd.randrange(19)] = rnd.choice(alphabet)  # never the +00:00 suffix
+        text = "".join(chars)
+        if len(text) != 25 or text[4:17:3] != "--T::":
+            continue
+        tried += 1
+        expected = None
+        if RFC3339.fullmatch(text):
+            try:
+                expected = datetime.fromisoformat(text)
+            except ValueError:
+                expected = None
+        assert parse_utc(text) == expected, text
+    assert tried > 5_000
 
 
 @pytest.mark.parametrize("event_type", [Transaction, Label])

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
@@ -39,20 +40,22 @@ NEVER = 1 << 62
 class EntityState:
     """Recent transactions of one entity, with the labels known for them.
 
-    Parallel lists, one entry per event, sorted by ``(time, transaction id)``.
-    No per-event tuple and no id set: a streaming worker touches two states per
-    transaction at random, so each state is mostly out of the CPU cache, and every
-    extra object per event is another miss (and another object for the garbage
-    collector to walk). Duplicates are found among the events of the same
-    millisecond instead — an event that is already present has its own time.
+    Parallel sequences, one entry per event, sorted by ``(time, transaction id)``.
+    A streaming worker touches two states per transaction, at random, so each
+    state is mostly out of the CPU cache and every object reached through it is
+    another miss: times, amounts and fraud times are unboxed arrays (a
+    window's bisects and sums read one contiguous buffer instead of an int or
+    float object per event; the computer alone got ~9 % faster), and there is
+    no per-event tuple and no id set. Duplicates are found among the events of
+    the same millisecond instead — an event already present has its own time.
     """
 
-    times: list[int] = field(default_factory=list)
+    times: array[int] = field(default_factory=lambda: array("q"))  # epoch ms
     #: Transaction ids, parallel to ``times`` (ties in time ordered by id).
     tids: list[str] = field(default_factory=list)
-    amounts: list[float] = field(default_factory=list)
+    amounts: array[float] = field(default_factory=lambda: array("d"))
     #: When the event became known as fraud (labeled_at), or NEVER.
-    fraud_known_at: list[int] = field(default_factory=list)
+    fraud_known_at: array[int] = field(default_factory=lambda: array("q"))
     #: transaction id -> (labeled_at_ms, is_fraud, transaction time_ms), first label wins.
     labels: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     #: Events currently marked fraud; lets window scans skip the label check when 0.

@@ -31,6 +31,7 @@ equals the batch engine's point-in-time value.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
@@ -345,8 +346,8 @@ def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:
     not be able to run code.
     """
     states = [
-        [entity, entity_id, state.times, state.tids, state.amounts,
-         state.fraud_known_at, [[tid, *label] for tid, label in state.labels.items()]]
+        [entity, entity_id, state.times.tolist(), state.tids, state.amounts.tolist(),
+         state.fraud_known_at.tolist(), [[tid, *label] for tid, label in state.labels.items()]]
         for (entity, entity_id), state in computer.states.items()
     ]
     names = computer.feature_set.names
@@ -382,8 +383,8 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
         raise ValueError("restore needs a fresh computer")
     for entity, entity_id, times, ids, amounts, fraud_known_at, labels in data["states"]:
         state = EntityState(
-            times=list(times), tids=list(ids), amounts=list(amounts),
-            fraud_known_at=list(fraud_known_at),
+            times=array("q", times), tids=list(ids), amounts=array("d", amounts),
+            fraud_known_at=array("q", fraud_known_at),
             labels={tid: (labeled_at, is_fraud, tx_ms) for tid, labeled_at, is_fraud, tx_ms
                     in labels},
             n_frauds=sum(1 for at in fraud_known_at if at != NEVER),

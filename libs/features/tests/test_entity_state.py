@@ -48,13 +48,13 @@ def test_a_fraud_label_marks_its_event_among_equal_times() -> None:
     for transaction_id in ("a", "b", "c"):
         state.add_transaction(transaction_id, 100, 1.0)
     assert state.add_label("b", 150, True, 100)
-    assert state.fraud_known_at == [NEVER, 150, NEVER]
+    assert list(state.fraud_known_at) == [NEVER, 150, NEVER]
     assert state.n_frauds == 1
     assert not state.add_label("b", 160, True, 100)  # the first label wins
     # A label that comes first is applied when its transaction arrives.
     assert state.add_label("e", 170, True, 100)
     state.add_transaction("e", 100, 1.0)
-    assert state.fraud_known_at == [NEVER, 150, NEVER, 170]
+    assert list(state.fraud_known_at) == [NEVER, 150, NEVER, 170]
     assert state.n_frauds == 2
     # A label for a transaction this entity never saw changes no event.
     assert state.add_label("x", 180, True, 100)
