@@ -20,7 +20,12 @@ from redis.exceptions import ResponseError
 
 from rtml_features.baseline import BASELINE
 from rtml_features.online_store.base import EntityValues, entity_features
-from rtml_features.online_store.redis.bulk_write import CHUNK_KEYS, DirectPacker, repr_texts
+from rtml_features.online_store.redis.bulk_write import (
+    CHUNK_KEYS,
+    DirectPacker,
+    number_texts,
+    repr_texts,
+)
 from rtml_features.online_store.redis.store import RedisOnlineStore, entity_key
 
 TTL_S = 600
@@ -76,6 +81,19 @@ def test_repr_texts_falls_back_to_repr_for_types_orjson_refuses() -> None:
 
     values = [0.5, np.float64(0.1), Sub(2.5), 1e-5]
     assert repr_texts(values) == [repr(v).encode() for v in values]
+
+
+def test_number_texts_joins_the_repr_of_every_number() -> None:
+    rnd = random.Random(5)
+    plain = [rnd.random() * 1000 for _ in range(500)] + [0, 1_522_540_800_123, 3]
+    for values in (plain, TRICKY + random_doubles(rnd, 500), [*plain, math.nan]):
+        assert number_texts(values) == b",".join(repr(v).encode() for v in values)
+    assert number_texts([]) == b""
+
+
+def test_number_texts_refuses_a_value_whose_text_has_a_comma() -> None:
+    with pytest.raises(TypeError, match="must be numbers"):
+        number_texts([1.0, (2.0, 3.0)])
 
 
 def test_direct_packer_sends_the_bytes_redis_py_would() -> None:

@@ -15,19 +15,27 @@ Arguments of one call (``KEYS`` are the entity keys, in write order)::
 
     ARGV = ttl, as-of field, tx field, schema count,
            per schema: feature count, feature names...,
-           per key: schema index (0-based), as_of_ms, transaction id,
-           then every key's feature values, key after key, in its schema's order.
+           per key: its transaction id,
+           NUMBERS
 
-A *schema* is the tuple of an entity's feature names (one per entity kind of the
-feature set), sent once per chunk instead of once per key.
+where ``NUMBERS`` is ONE argument, the texts of every key's schema index
+(0-based), as_of_ms and feature values (in its schema's order), key after
+key, joined by commas. A *schema* is the tuple of an entity's feature names
+(one per entity kind of the feature set), sent once per chunk instead of once
+per key.
+
+One argument for all numbers because packing is priced per argument: hiredis's
+``pack_command`` costs ~0.1 µs an argument, and an entity of six features
+used to be ten of them (~1 µs, more than the rest of its write). The script
+splits the text again (``string.gmatch``, on Redis's CPU, not the worker's).
 
 Values are sent as ``repr(float)`` text, which round-trips bit for bit. ``repr``
 of a full-precision double costs ~0.4 µs (CPython's dtoa), more than the rest of
-the write; :func:`repr_texts` gets the same text from one ``orjson.dumps`` of the
-whole chunk (~20 ns a value): both print the shortest digits that round-trip
-(checked on 36 M doubles of every magnitude), and ``repr`` itself is used for
-every token whose *formatting* differs or could (exponents, magnitudes below
-1e-4, non-finite or non-numeric values, types orjson refuses).
+the write; :func:`number_texts` gets the same text from one ``orjson.dumps`` of
+the chunk's numbers (~20 ns a value): both print the shortest digits that
+round-trip (checked on 36 M doubles of every magnitude), and ``repr`` itself
+is used for every token whose *formatting* differs or could (exponents,
+magnitudes below 1e-4, non-finite or non-numeric values, types orjson refuses).
 
 Arguments are packed by :class:`DirectPacker`: redis-py's own hiredis packer
 first copies every argument through a Python generator (turning bytearray and
@@ -65,21 +73,20 @@ for s = 1, tonumber(ARGV[4]) do
   schemas[s] = {unpack(ARGV, pos + 1, pos + count)}
   pos = pos + count + 1
 end
-local value_pos = pos + 3 * #KEYS
+local numbers = string.gmatch(ARGV[pos + #KEYS], '[^,]+')
 for i = 1, #KEYS do
-  local names = schemas[tonumber(ARGV[pos]) + 1]
+  local names = schemas[tonumber(numbers()) + 1]
+  local as_of = numbers()
   local fields = {}
   for j = 1, #names do
     fields[2 * j - 1] = names[j]
-    fields[2 * j] = ARGV[value_pos + j - 1]
+    fields[2 * j] = numbers()
   end
-  value_pos = value_pos + #names
   local n = 2 * #names
-  fields[n + 1], fields[n + 2] = as_of_field, ARGV[pos + 1]
-  fields[n + 3], fields[n + 4] = tx_field, ARGV[pos + 2]
+  fields[n + 1], fields[n + 2] = as_of_field, as_of
+  fields[n + 3], fields[n + 4] = tx_field, ARGV[pos + i - 1]
   redis.call('HSET', KEYS[i], unpack(fields))
   redis.call('EXPIRE', KEYS[i], ttl)
-  pos = pos + 3
 end
 return #KEYS
 """
@@ -105,12 +112,28 @@ def repr_texts(values: list[Any]) -> list[bytes]:
     return texts
 
 
+def number_texts(values: list[Any]) -> bytes:
+    """The ``repr`` texts of ``values``, joined by commas (one script argument)."""
+    try:
+        blob = orjson.dumps(values)
+    except TypeError:  # a float subclass or another type orjson refuses
+        blob = b""
+    else:
+        body = blob[1:-1]
+        if not body.translate(None, b"0123456789.-,") and b"0.0000" not in body:
+            return body  # every token positional and >= 1e-4: repr's own text
+    texts = repr_texts(values)
+    if len(texts) != len(values) or any(b"," in text for text in texts):  # e.g. a nested list
+        raise TypeError("feature values must be numbers: a value's text contains a comma")
+    return b",".join(texts)
+
+
 def chunk_args(prefix: str, updates: Sequence[EntityValues], ttl_s: int,
                as_of_field: str, tx_field: str) -> list[Any]:
     """``EVALSHA`` arguments after the sha (key count, KEYS, ARGV) for one chunk."""
     keys: list[str] = []
-    meta: list[Any] = []
-    values: list[float] = []
+    transaction_ids: list[str] = []
+    numbers: list[Any] = []
     schemas: dict[tuple[str, ...], int] = {}
     for update in updates:
         keys.append(f"{prefix}{update.entity}:{update.entity_id}")
@@ -119,15 +142,15 @@ def chunk_args(prefix: str, updates: Sequence[EntityValues], ttl_s: int,
         index = schemas.get(names)
         if index is None:
             index = schemas[names] = len(schemas)
-        meta.append(index)
-        meta.append(update.as_of_ms)
-        meta.append(update.transaction_id)
-        values.extend(features.values())
+        numbers.append(index)
+        numbers.append(update.as_of_ms)
+        numbers.extend(features.values())
+        transaction_ids.append(update.transaction_id)
     header: list[Any] = [ttl_s, as_of_field, tx_field, len(schemas)]
     for names in schemas:
         header.append(len(names))
         header.extend(names)
-    return [len(keys), *keys, *header, *meta, *repr_texts(values)]
+    return [len(keys), *keys, *header, *transaction_ids, number_texts(numbers)]
 
 
 class DirectPacker:
