@@ -34,9 +34,10 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+import msgspec
 
 from rtml_features.definitions import FeatureSet
 from rtml_features.online import NEVER, EntityState
@@ -47,13 +48,14 @@ class LateEvent(ValueError):
     """A transaction arrived later than the allowed lateness."""
 
 
-@dataclass(slots=True)
-class Emission:
+class Emission(msgspec.Struct, gc=False):
     """A feature vector for a transaction, with what is needed to publish or recompute it.
 
     ``revision`` is 0 for the first vector of a transaction and counts up each
     time a late event or label changes it. Treat as read-only (a revision is a new
-    object); not ``frozen``, whose ``__init__`` costs 4x, for one per transaction.
+    object). One per transaction, kept while it is revisable: a msgspec ``Struct``
+    (C ``__init__``, ~3x cheaper than a slotted dataclass's) that the cyclic garbage
+    collector does not walk (``gc=False``: it holds no cycles).
     """
 
     transaction_id: str
@@ -96,6 +98,7 @@ class StreamingFeatureComputer:
         self._recent_order: deque[tuple[int, str]] = deque()
         self.revisions = 0
         self._last_sweep_ms: int | None = None
+        self._swept_at_watermark: int | None = None
         self.horizon_ms = {
             entity.name: int(feature_set.horizon(entity).total_seconds() * 1000)
             for entity in feature_set.entities
@@ -309,8 +312,9 @@ class StreamingFeatureComputer:
 
     def _maybe_sweep(self) -> None:
         watermark = self.watermark_ms
-        if watermark is None:
-            return
+        if watermark is None or watermark == self._swept_at_watermark:
+            return  # nothing became sweepable since the last call (most transactions)
+        self._swept_at_watermark = watermark
         cutoff = watermark - self.allowed_lateness_ms
         order = self._recent_order
         while order and order[0][0] < cutoff:

@@ -30,8 +30,8 @@ rtml_common.serde.DecodeError: Transaction: amount: Input should be greater than
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+import msgspec
 from msgspec import UNSET
 
 from rtml_common.events import Event, Label, Transaction
@@ -40,9 +40,12 @@ from rtml_common.serde import decode, dumps
 from rtml_features.rows import epoch_ms
 
 
-@dataclass(slots=True)
-class TransactionInput:
-    """A transaction as the worker applies it (treat as read-only)."""
+class TransactionInput(msgspec.Struct, gc=False, repr_omit_defaults=True):
+    """A transaction as the worker applies it (treat as read-only).
+
+    A msgspec ``Struct`` for its C ``__init__`` (~0.1 µs; a slotted dataclass's ~0.3),
+    one per record; ``gc=False``: it holds no cycles.
+    """
 
     transaction_id: str
     customer_id: str
@@ -50,9 +53,9 @@ class TransactionInput:
     time_ms: int
     amount: float
     #: The record as it was read: what the late path forwards (None: re-encode ``event``).
-    raw: bytes | None = field(default=None, repr=False)
+    raw: bytes | None = None
     #: The decoded event, when one was built (pydantic fallback, other engines).
-    event: Transaction | None = field(default=None, repr=False)
+    event: Transaction | None = None
 
     def record_bytes(self) -> bytes:
         """The transaction as a record value: as read, else its event re-encoded."""
@@ -63,9 +66,8 @@ class TransactionInput:
         return dumps(self.event.model_dump())
 
 
-@dataclass(slots=True)
-class LabelInput:
-    """A label as the worker applies it (treat as read-only)."""
+class LabelInput(msgspec.Struct, gc=False):
+    """A label as the worker applies it (treat as read-only; a ``Struct`` as above)."""
 
     transaction_id: str
     customer_id: str

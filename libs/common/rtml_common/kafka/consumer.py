@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
+import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from opentelemetry import metrics
 
@@ -55,12 +56,13 @@ logger = logging.getLogger(__name__)
 V = TypeVar("V")
 
 
-@dataclass(slots=True)
-class Record(Generic[V]):
+class Record(msgspec.Struct, Generic[V], gc=False):
     """A decoded event (or a topic decoder's value) with the coordinates it was read from.
 
-    Treat as read-only. Not ``frozen``: a frozen dataclass's ``__init__`` costs 4x
-    (``object.__setattr__`` per field), and one is built per consumed record.
+    Treat as read-only. One is built per consumed record, so a msgspec ``Struct``
+    rather than a dataclass: its ``__init__`` is C (~0.1 µs; a slotted dataclass's
+    ~0.3, a frozen one's 4x that), and ``gc=False`` keeps it out of the cyclic
+    garbage collector's walks (it holds no cycles: coordinates, a value, headers).
     """
 
     topic: str

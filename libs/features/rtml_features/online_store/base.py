@@ -24,17 +24,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from rtml_features.definitions import Entity, FeatureSet, entity_of
 
 
-@dataclass(slots=True)
-class EntityValues:
+class EntityValues(msgspec.Struct, gc=False):
     """An entity's feature values as of one of its events (treat as read-only).
 
-    Not ``frozen``: one is built per entity written, and a frozen ``__init__`` costs 4x.
+    One is built per entity written: a msgspec ``Struct``, whose C ``__init__`` costs a
+    third of a slotted dataclass's (and a twelfth of a frozen one's).
     """
 
     entity: str
