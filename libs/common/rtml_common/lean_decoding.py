@@ -53,6 +53,7 @@ from pydantic import BaseModel
 
 from rtml_common.events import Event, Label, Transaction
 from rtml_common.serde import SCHEMA_VERSION_HEADER, check_schema_version, decode
+from rtml_common.tracing import TRACEPARENT
 
 E = TypeVar("E", bound=Event)
 RecordHeaders = Sequence[tuple[str, bytes | None]]
@@ -93,22 +94,30 @@ def parse_utc(text: str) -> datetime | None:
         return None
 
 
-def version_gate(event_type: type[Event]) -> Callable[[RecordHeaders], None]:
+def version_gate(event_type: type[Event]) -> Callable[[RecordHeaders], bool]:
     """:func:`~rtml_common.serde.check_schema_version` remembering compatible header values.
 
     Producers send the same few values over and over; only a new one is parsed.
+    The check returns whether a ``traceparent`` header is present: its scan of the
+    headers is made anyway, while they are in the CPU cache, so a consumer that runs
+    traced records in a span need not scan every record's headers again (False:
+    certainly untraced; True: read the context with :func:`rtml_common.tracing.trace_headers`).
     """
     compatible: set[bytes] = set()
 
-    def check(headers: RecordHeaders) -> None:
+    def check(headers: RecordHeaders) -> bool:
         declared = None
+        traced = False
         for name, header in headers:  # header_value() inlined: the last one counts
             if name == SCHEMA_VERSION_HEADER:
                 declared = header
+            elif name == TRACEPARENT:
+                traced = True
         if declared is not None and declared not in compatible:
             check_schema_version(event_type, headers)  # raises if incompatible
             if len(compatible) < 64:
                 compatible.add(declared)
+        return traced
 
     return check
 
@@ -196,7 +205,7 @@ W = TypeVar("W", bound=msgspec.Struct)
 
 
 def wire_or_none(value: bytes | None, headers: RecordHeaders,
-                 check_version: Callable[[RecordHeaders], None],
+                 check_version: Callable[[RecordHeaders], object],
                  decode_wire: Callable[[bytes], W]) -> W | None:
     """The msgspec-validated record, or None to let pydantic decide (and name the problem)."""
     if value is None:
@@ -209,33 +218,43 @@ def wire_or_none(value: bytes | None, headers: RecordHeaders,
 
 
 def transaction_wire(value: bytes | None,
-                     headers: RecordHeaders) -> tuple[_WireTransaction, datetime] | None:
-    """A ``transactions`` record msgspec accepts, with its UTC event time.
+                     headers: RecordHeaders) -> tuple[_WireTransaction, datetime, bool] | None:
+    """A ``transactions`` record msgspec accepts, its UTC event time, and whether it may be
+    traced (see :func:`version_gate`).
 
     None: pydantic must decide (it accepts another spelling, or names the problem).
     For consumers that read the fields without building the event.
     """
-    wire = wire_or_none(value, headers, _check_transaction_version, _decode_transaction)
-    if wire is None:
+    if value is None:
+        return None  # a tombstone: pydantic's decode names it
+    traced = _check_transaction_version(headers)  # raises DecodeError if incompatible
+    try:
+        wire = _decode_transaction(value)
+    except WIRE_REFUSALS:
         return None
     event_time = parse_utc(wire.event_time)
-    return None if event_time is None else (wire, event_time)
+    return None if event_time is None else (wire, event_time, traced)
 
 
 def label_wire(value: bytes | None,
-               headers: RecordHeaders) -> tuple[_WireLabel, datetime, datetime] | None:
-    """A ``labels`` record msgspec accepts, with its transaction time and labeled-at (UTC).
+               headers: RecordHeaders) -> tuple[_WireLabel, datetime, datetime, bool] | None:
+    """A ``labels`` record msgspec accepts, its transaction time and labeled-at (UTC), and
+    whether it may be traced.
 
     None: pydantic must decide, as for :func:`transaction_wire`.
     """
-    wire = wire_or_none(value, headers, _check_label_version, _decode_label)
-    if wire is None:
+    if value is None:
+        return None
+    traced = _check_label_version(headers)
+    try:
+        wire = _decode_label(value)
+    except WIRE_REFUSALS:
         return None
     transaction_time = parse_utc(wire.transaction_time)
     labeled_at = parse_utc(wire.labeled_at)
     if transaction_time is None or labeled_at is None:
         return None
-    return wire, transaction_time, labeled_at
+    return wire, transaction_time, labeled_at, traced
 
 
 def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transaction:
@@ -243,7 +262,7 @@ def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transacti
     read = transaction_wire(value, headers)
     if read is None:
         return decode(value, Transaction)  # pydantic decides, and names the problem
-    wire, event_time = read
+    wire, event_time, _ = read
     terminal_id = wire.terminal_id
     currency = wire.currency
     values = {"transaction_id": wire.transaction_id, "event_time": event_time,
@@ -259,7 +278,7 @@ def decode_label(value: bytes | None, headers: RecordHeaders) -> Label:
     read = label_wire(value, headers)
     if read is None:
         return decode(value, Label)  # pydantic decides, and names the problem
-    wire, transaction_time, labeled_at = read
+    wire, transaction_time, labeled_at, _ = read
     terminal_id = wire.terminal_id
     fraud_scenario = wire.fraud_scenario
     values = {"transaction_id": wire.transaction_id, "customer_id": wire.customer_id,

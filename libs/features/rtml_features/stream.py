@@ -148,6 +148,11 @@ class StreamingFeatureComputer:
         states = self.states
         tracked = self._newest_vectors
         newest_of: list[tuple[str, str]] = []  # entities this transaction is the newest event of
+        # Whether an emitted vector may have to count this transaction (see _revise): some
+        # entity has another event at or after its time plus the entity's smallest delay.
+        # Decided here from the entity's last events; most transactions need no _revise call.
+        revisable = False
+        min_delay = self._min_delay
         for entity, key_index in self._entities:
             entity_id = ids[key_index]
             if entity_id is not None:
@@ -158,6 +163,13 @@ class StreamingFeatureComputer:
                 added |= state.add_transaction(transaction_id, time_ms, amount)
                 if tracked is not None and state.tids[-1] == transaction_id:
                     newest_of.append(key)
+                if not revisable:
+                    times = state.times
+                    delay = min_delay[entity]
+                    since = time_ms + delay
+                    last = times[-1]
+                    revisable = last > since or (last == since and (
+                        delay > 0 or (len(times) > 1 and times[-2] == since)))
                 if watermark is not None:
                     horizon = watermark - retention[entity]
                     if state.times[0] < horizon:
@@ -182,7 +194,7 @@ class StreamingFeatureComputer:
             for key in newest_of:
                 tracked[key] = emission
         emitted = [emission]
-        if added and newest is not None and time_ms <= newest:
+        if added and revisable:
             # Emitted transactions at or after this time may have counted without it.
             emitted += self._revise(ids, since_ms=time_ms, skip=transaction_id, add_delay=True)
         self._maybe_sweep()

@@ -56,6 +56,9 @@ class TransactionInput(msgspec.Struct, gc=False, repr_omit_defaults=True):
     raw: bytes | None = None
     #: The decoded event, when one was built (pydantic fallback, other engines).
     event: Transaction | None = None
+    #: False: the record has no ``traceparent`` header (no span to run it in). True: it
+    #: may carry a trace context — or the input was built without looking (pydantic path).
+    traced: bool = True
 
     def record_bytes(self) -> bytes:
         """The transaction as a record value: as read, else its event re-encoded."""
@@ -75,6 +78,8 @@ class LabelInput(msgspec.Struct, gc=False):
     transaction_time_ms: int
     labeled_at_ms: int
     is_fraud: bool
+    #: As :attr:`TransactionInput.traced`.
+    traced: bool = True
 
 
 def decode_transaction_input(value: bytes | None, headers: RecordHeaders) -> TransactionInput:
@@ -82,11 +87,11 @@ def decode_transaction_input(value: bytes | None, headers: RecordHeaders) -> Tra
     read = transaction_wire(value, headers)
     if read is None:
         return transaction_input(decode(value, Transaction), value)  # pydantic decides
-    wire, event_time = read
+    wire, event_time, traced = read
     terminal_id = wire.terminal_id
     return TransactionInput(wire.transaction_id, wire.customer_id,
                             None if terminal_id is UNSET else terminal_id,
-                            epoch_ms(event_time), wire.amount, value)
+                            epoch_ms(event_time), wire.amount, value, traced=traced)
 
 
 def decode_label_input(value: bytes | None, headers: RecordHeaders) -> LabelInput:
@@ -94,11 +99,11 @@ def decode_label_input(value: bytes | None, headers: RecordHeaders) -> LabelInpu
     read = label_wire(value, headers)
     if read is None:
         return label_input(decode(value, Label))
-    wire, transaction_time, labeled_at = read
+    wire, transaction_time, labeled_at, traced = read
     terminal_id = wire.terminal_id
     return LabelInput(wire.transaction_id, wire.customer_id,
                       None if terminal_id is UNSET else terminal_id,
-                      epoch_ms(transaction_time), epoch_ms(labeled_at), wire.is_fraud)
+                      epoch_ms(transaction_time), epoch_ms(labeled_at), wire.is_fraud, traced)
 
 
 #: Event type -> the decoder of its records into the worker's input (both engines).

@@ -28,7 +28,7 @@ Traces: a record carrying a W3C ``traceparent`` (a transaction the decision
 API published inside its request's trace) is applied inside a ``features``
 span, child of the producer's span, and the vectors it emits carry that
 span's context (:func:`rtml_common.tracing.record_span`). Untraced records
-cost one header scan.
+cost nothing more than their decoding (see ``TransactionInput.traced``).
 """
 
 from __future__ import annotations
@@ -230,7 +230,9 @@ class FeatureWorker:
         # Apply in event time (a label at its labeled_at) so records of different
         # partitions in one batch interleave as they happened: fewer revisions.
         for record in sorted(records, key=_applied_at):
-            if not trace_headers(record.headers):  # the common case: no span to run it in
+            # The common case: no span to run it in. An input the engine decoded already
+            # says so (its decoder saw the headers); anything else has them scanned here.
+            if not getattr(record.value, "traced", True) or not trace_headers(record.headers):
                 self._apply(record, _UNTRACED, produced_ms, emitted)
                 continue
             with record_span(self._tracer, "features", record) as traced:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from msgspec import structs
 
 from rtml_common.events import Label, Transaction
 from rtml_common.serde import DecodeError, decode, headers_for
@@ -70,10 +71,11 @@ def expected_input(event: Transaction | Label, value: bytes | None,
     if isinstance(event, Label):
         return LabelInput(event.transaction_id, event.customer_id, event.terminal_id,
                           epoch_ms(event.transaction_time), epoch_ms(event.labeled_at),
-                          event.is_fraud)
+                          event.is_fraud, got.traced)
     return TransactionInput(event.transaction_id, event.customer_id, event.terminal_id,
                             epoch_ms(event.event_time), event.amount, value,
-                            got.event)  # the event is kept only when pydantic built it
+                            got.event,  # the event is kept only when pydantic built it
+                            got.traced)  # (the headers have no trace: pinned by a test below)
 
 
 @pytest.mark.parametrize(("event_type", "decoder", "value"), [
@@ -109,10 +111,24 @@ def test_events_from_other_engines_convert_to_the_same_inputs() -> None:
     assert converted.time_ms == epoch_ms(tx.event_time) and converted.event is tx
     assert decode(converted.record_bytes(), Transaction) == tx  # re-encoded: no record kept
     label = decode(record(LABEL), Label)
-    assert as_input(label) == decode_label_input(record(LABEL), [])
+    # Equal but for ``traced``: an event's converter cannot know (True), the decoder saw
+    # no traceparent header (False).
+    assert structs.replace(as_input(label), traced=False) == decode_label_input(record(LABEL), [])
     assert as_input(converted) is converted
     with pytest.raises(TypeError, match="not a transaction or a label"):
         as_input({"transaction_id": "x"})
+
+
+def test_decoders_say_whether_a_trace_header_is_present() -> None:
+    plain = headers_for(Transaction)
+    traced = [*plain, ("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]
+    assert not decode_transaction_input(record(TX), plain).traced
+    assert decode_transaction_input(record(TX), traced).traced
+    assert not decode_label_input(record(LABEL), []).traced
+    assert decode_label_input(record(LABEL), [("traceparent", b"x")]).traced
+    # A tracestate alone is no trace context; the pydantic path cannot tell (True: look).
+    assert not decode_transaction_input(record(TX), [("tracestate", b"k=v")]).traced
+    assert decode_transaction_input(record({**TX, "amount": "57.16"}), plain).traced
 
 
 def test_docstring_examples() -> None:
