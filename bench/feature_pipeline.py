@@ -6,7 +6,8 @@ Three figures, each against real servers started here (Tansu broker, Redis):
   time) are produced first; one worker process (the Kafka engine, 15
   baseline features, telemetry on as in the service) then catches up.
   Rate = transactions / the worker's busy time (first batch start to last
-  batch end: group join and idle waiting excluded). Target >= 20,000 tx/s.
+  batch end: group join and idle waiting excluded); the median of ``--runs``
+  runs (5), each on a fresh broker and Redis. Target >= 20,000 tx/s.
 * **freshness** — a replay subprocess produces at a fixed 2,000 tx/s (plus
   labels) while the worker runs; latency is each transaction's Kafka record
   timestamp (set when produced) to the moment its features were written to
@@ -78,6 +79,19 @@ def bench_throughput(data: Path, n_transactions: int, start_day: int, tmp: Path,
         "revisions": run.revisions,
         "late_events": run.late_events,
     }
+
+
+def bench_throughput_runs(data: Path, n_transactions: int, start_day: int, tmp: Path,
+                          runs: int) -> dict[str, Any]:
+    """:func:`bench_throughput` ``runs`` times (fresh broker and Redis each): the median
+    is the figure, since identical runs on this shared VM differ by up to ±15 %."""
+    results = [bench_throughput(data, n_transactions, start_day, tmp / f"run-{i}")
+               for i in range(runs)]
+    rates = [r["tx_per_s"] for r in results]
+    median_run = sorted(results, key=lambda r: r["tx_per_s"])[len(results) // 2]
+    return {**median_run, "runs": runs, "tx_per_s": round(statistics.median(rates)),
+            "events_per_s": round(statistics.median(r["events_per_s"] for r in results)),
+            "tx_per_s_runs": rates, "revisions_runs": [r["revisions"] for r in results]}
 
 
 def bench_freshness(data: Path, seconds: float, tx_rate: float, tmp: Path,
@@ -161,8 +175,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| figure | measured | target |",
         "|---|---|---|",
-        f"| streaming throughput, one worker (Kafka engine, 15 features) | "
-        f"{t['tx_per_s']:,} tx/s ({t['events_per_s']:,} events/s with labels) | "
+        f"| streaming throughput, one worker (Kafka engine, 15 features), median of "
+        f"{t['runs']} runs | {t['tx_per_s']:,} tx/s ({t['events_per_s']:,} events/s with "
+        f"labels) | "
         f"≥ {TARGETS['throughput_tx_per_s']:,} tx/s |",
         f"| same, Faust engine ({tf['transactions']:,} tx) | {tf['tx_per_s']:,} tx/s "
         f"({tf['events_per_s']:,} events/s) | |",
@@ -173,8 +188,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"| batch backfill, {b['rows']:,} transactions | {b['seconds_median']} s (median of "
         f"{b['runs']}, min {b['seconds_min']} s) | ≤ {TARGETS['backfill_s']} s (goal 20 s) |",
         "",
-        f"Throughput run: {t['transactions']:,} transactions + {t['labels']:,} labels, "
-        f"{t['busy_seconds']} s busy, {t['revisions']} revisions, {t['late_events']} late. "
+        f"Throughput runs: {t['transactions']:,} transactions + {t['labels']:,} labels "
+        f"each; tx/s per run {', '.join(f'{r:,}' for r in t['tx_per_s_runs'])}; revisions "
+        f"per run {', '.join(str(r) for r in t['revisions_runs'])}; median run "
+        f"{t['busy_seconds']} s busy, {t['late_events']} late. "
         f"Freshness run: {f['samples']:,} samples over {f['seconds']} s after dropping "
         f"{f['warmup_samples_dropped']:,} warm-up samples, max {f['max_ms']} ms.",
     ])
@@ -184,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs (CI smoke run)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--runs", type=int, default=0,
+                        help="throughput runs, median reported (default 5; 1 with --quick)")
     args = parser.parse_args(argv)
     # Telemetry as the service starts it (``python -m rtml_feature_pipeline``): real
     # OpenTelemetry meters, so their cost is part of every figure (no port bound).
@@ -196,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "feature_pipeline",
             "quick": args.quick,
             "machine": machine(),
-            "throughput": bench_throughput(data, 30_000 if args.quick else 300_000, 30, tmp),
+            "throughput": bench_throughput_runs(data, 30_000 if args.quick else 300_000, 30,
+                                                tmp, args.runs or (1 if args.quick else 5)),
             "throughput_faust": bench_throughput(data, 20_000 if args.quick else 100_000, 30, tmp,
                                                  faust_engine),
             # Tansu answers idempotent produce requests with a ~0.5 s p99 tail: measure
