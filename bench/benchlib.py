@@ -43,7 +43,7 @@ def write_section(section: str, text: str, path: Path = DOCS) -> None:
     current = path.read_text() if path.exists() else "# Benchmarks\n\n"
     pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
+        updated = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", current, count=1)
     else:
         updated = current.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(updated.rstrip("\n") + "\n")
