@@ -204,17 +204,26 @@ _ALL_LABEL_FIELDS = set(Label.model_fields)
 W = TypeVar("W", bound=msgspec.Struct)
 
 
-def wire_or_none(value: bytes | None, headers: RecordHeaders,
-                 check_version: Callable[[RecordHeaders], object],
-                 decode_wire: Callable[[bytes], W]) -> W | None:
-    """The msgspec-validated record, or None to let pydantic decide (and name the problem)."""
+def wire_and_trace(value: bytes | None, headers: RecordHeaders,
+                   check_version: Callable[[RecordHeaders], bool],
+                   decode_wire: Callable[[bytes], W]) -> tuple[W, bool] | None:
+    """The msgspec-validated record and whether it may be traced (see :func:`version_gate`),
+    or None to let pydantic decide (and name the problem)."""
     if value is None:
         return None  # a tombstone: pydantic's decode names it
-    check_version(headers)  # raises DecodeError if incompatible
+    traced = check_version(headers)  # raises DecodeError if incompatible
     try:
-        return decode_wire(value)
+        return decode_wire(value), traced
     except WIRE_REFUSALS:
         return None
+
+
+def wire_or_none(value: bytes | None, headers: RecordHeaders,
+                 check_version: Callable[[RecordHeaders], bool],
+                 decode_wire: Callable[[bytes], W]) -> W | None:
+    """:func:`wire_and_trace`'s record alone."""
+    read = wire_and_trace(value, headers, check_version, decode_wire)
+    return None if read is None else read[0]
 
 
 def transaction_wire(value: bytes | None,
@@ -225,13 +234,10 @@ def transaction_wire(value: bytes | None,
     None: pydantic must decide (it accepts another spelling, or names the problem).
     For consumers that read the fields without building the event.
     """
-    if value is None:
-        return None  # a tombstone: pydantic's decode names it
-    traced = _check_transaction_version(headers)  # raises DecodeError if incompatible
-    try:
-        wire = _decode_transaction(value)
-    except WIRE_REFUSALS:
+    read = wire_and_trace(value, headers, _check_transaction_version, _decode_transaction)
+    if read is None:
         return None
+    wire, traced = read
     event_time = parse_utc(wire.event_time)
     return None if event_time is None else (wire, event_time, traced)
 
@@ -243,13 +249,10 @@ def label_wire(value: bytes | None,
 
     None: pydantic must decide, as for :func:`transaction_wire`.
     """
-    if value is None:
+    read = wire_and_trace(value, headers, _check_label_version, _decode_label)
+    if read is None:
         return None
-    traced = _check_label_version(headers)
-    try:
-        wire = _decode_label(value)
-    except WIRE_REFUSALS:
-        return None
+    wire, traced = read
     transaction_time = parse_utc(wire.transaction_time)
     labeled_at = parse_utc(wire.labeled_at)
     if transaction_time is None or labeled_at is None:

@@ -67,8 +67,8 @@ class EntityState:
         if not times or time_ms > times[-1]:  # the common case: the newest event
             position = len(times)
         else:
-            position = self._insertion_point(time_ms, transaction_id)
-            if position < 0:
+            position, present = self._locate(transaction_id, time_ms)
+            if present:
                 return False
         label = self.labels.get(transaction_id)  # a label may arrive before its transaction
         known_at = label[0] if label is not None and label[1] else NEVER
@@ -86,28 +86,23 @@ class EntityState:
             self.n_frauds += 1
         return True
 
-    def _insertion_point(self, time_ms: int, transaction_id: str) -> int:
-        """Where ``(time_ms, transaction_id)`` goes; -1 if it is already there."""
+    def _locate(self, transaction_id: str, time_ms: int) -> tuple[int, bool]:
+        """(its index, True) if the event is here, else (where it would go, False)."""
         times, tids = self.times, self.tids
         position = bisect_right(times, time_ms)
-        while position and times[position - 1] == time_ms:
+        while position and times[position - 1] == time_ms:  # ties ordered by id
             other = tids[position - 1]
             if other == transaction_id:
-                return -1
+                return position - 1, True
             if other < transaction_id:
                 break
             position -= 1
-        return position
+        return position, False
 
     def position(self, transaction_id: str, time_ms: int) -> int:
         """The index of the event, or -1 if it is not (or no longer) here."""
-        times, tids = self.times, self.tids
-        position = bisect_right(times, time_ms)
-        while position and times[position - 1] == time_ms:
-            position -= 1
-            if tids[position] == transaction_id:
-                return position
-        return -1
+        position, present = self._locate(transaction_id, time_ms)
+        return position if present else -1
 
     def add_label(
         self, transaction_id: str, labeled_at_ms: int, is_fraud: bool, transaction_time_ms: int
