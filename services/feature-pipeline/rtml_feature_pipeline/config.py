@@ -85,7 +85,10 @@ class Settings(ServiceSettings):
             "the slowest one is paused until the others catch up. The client hands over a "
             "backlog in long single-partition runs; a partition weeks ahead kept all its "
             "vectors revisable and, one run in four, caused a revision storm (2.5x slower). "
-            "Keep it below the shortest label delay (7 days in the baseline)."
+            "While a transactions partition has delivered nothing yet, the others are held "
+            "within this lead of the lowest event time seen (one silent through 1 s of idle "
+            "polls counts as empty). Keep it below the shortest label delay (7 days in the "
+            "baseline)."
         ),
     )
     fetch_partition_bytes: int = Field(
