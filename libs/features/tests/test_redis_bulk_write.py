@@ -54,12 +54,18 @@ def expected_hash(update: EntityValues) -> dict[bytes, bytes]:
     return fields
 
 
-def make_updates(rnd: random.Random, n: int, values: list[float]) -> list[EntityValues]:
-    """``n`` updates alternating customer and terminal, values drawn from ``values``."""
+def make_updates(rnd: random.Random, n: int, values: list[float],
+                 prefix: str = "id") -> list[EntityValues]:
+    """``n`` updates alternating customer and terminal, values drawn from ``values``.
+
+    Tests on the shared server use their own ``prefix``: a key another test left
+    with a later ``_as_of_ms`` would (rightly) refuse these writes.
+    """
     updates = []
     for i in range(n):
         entity, names = ("customer", CUSTOMER) if i % 2 == 0 else ("terminal", TERMINAL)
-        updates.append(EntityValues(entity, f"id-{i}", {name: rnd.choice(values) for name in names},
+        updates.append(EntityValues(entity, f"{prefix}-{i}",
+                                    {name: rnd.choice(values) for name in names},
                                     1_522_540_800_000 + i, f"tx-{i // 2}"))
     return updates
 
@@ -162,8 +168,9 @@ def test_batch_larger_than_a_chunk_is_written_whole_and_last_write_wins(
 ) -> None:
     rnd = random.Random(11)
     updates = make_updates(rnd, 2 * CHUNK_KEYS + 3, TRICKY + random_doubles(rnd, 100))
-    # The same entity in the first and the last chunk: the later update must win.
-    newest = EntityValues("customer", "id-0", {name: 42.0 for name in CUSTOMER}, 9_999, "tx-new")
+    # The same entity in the first and the last chunk: the later (newer) update must win.
+    newest = EntityValues("customer", "id-0", {name: 42.0 for name in CUSTOMER},
+                          updates[0].as_of_ms + 9_999, "tx-new")
     updates.append(newest)
     RedisOnlineStore(fresh_redis_server.url, ttl_s=TTL_S).write(BASELINE, updates)
 
@@ -206,7 +213,7 @@ def test_begun_writes_are_stored_once_waited_and_hand_their_connection_back(
     store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
     client = redis_server.client()
     rnd = random.Random(7)
-    first = make_updates(rnd, CHUNK_KEYS + 3, [0.5, 1e-9])
+    first = make_updates(rnd, CHUNK_KEYS + 3, [0.5, 1e-9], "begun")
     second = [EntityValues(u.entity, u.entity_id, dict.fromkeys(u.values, 2.0),
                            u.as_of_ms + 1, "tx-later") for u in first[:5]]
     wait_first = store.begin_write(BASELINE, first)
@@ -226,7 +233,7 @@ def test_an_error_reply_is_raised_by_the_waiter_and_the_connection_stays_usable(
         redis_server: Any) -> None:
     store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
     client = redis_server.client()
-    updates = make_updates(random.Random(8), 2 * CHUNK_KEYS + 1, [3.0])
+    updates = make_updates(random.Random(8), 2 * CHUNK_KEYS + 1, [3.0], "error-reply")
     # The second chunk's first key holds a string: its HSET fails (WRONGTYPE).
     blocked = entity_key(BASELINE, updates[CHUNK_KEYS].entity, updates[CHUNK_KEYS].entity_id)
     client.set(blocked, "not a hash")
@@ -245,15 +252,59 @@ def test_an_error_reply_is_raised_by_the_waiter_and_the_connection_stays_usable(
 @pytest.mark.integration
 def test_a_connection_lost_mid_write_is_raised_by_the_waiter(redis_server: Any) -> None:
     store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
-    wait = store.begin_write(BASELINE, make_updates(random.Random(10), 50, [1.0]))
+    wait = store.begin_write(BASELINE, make_updates(random.Random(10), 50, [1.0], "lost"))
     (connection,) = store.client.connection_pool._in_use_connections
     connection._sock.close()  # the reply (sent or not yet) can no longer be read
     with pytest.raises(RedisConnectionError):
         wait()
     assert in_use_connections(store) == 0
-    updates = make_updates(random.Random(11), 3, [4.0])
+    updates = make_updates(random.Random(11), 3, [4.0], "after-lost")
     store.write(BASELINE, updates)  # the dropped connection is not handed out half-read
     client = redis_server.client()
     for update in updates:
         key = entity_key(BASELINE, update.entity, update.entity_id)
         assert client.hgetall(key) == expected_hash(update), key
+
+
+# -- never older over newer (issue #17) ----------------------------------------
+
+
+@pytest.mark.integration
+def test_a_write_older_than_the_stored_as_of_changes_nothing(fresh_redis_server: Any) -> None:
+    store = RedisOnlineStore(fresh_redis_server.url, ttl_s=TTL_S)
+    client = fresh_redis_server.client()
+    newer = EntityValues("customer", "c-order", dict.fromkeys(CUSTOMER, 2.0), 2_000, "tx-new")
+    older = EntityValues("customer", "c-order", dict.fromkeys(CUSTOMER, 1.0), 1_000, "tx-old")
+    key = entity_key(BASELINE, "customer", "c-order")
+    store.write(BASELINE, [newer])
+    client.expire(key, 50)
+    store.write(BASELINE, [older])  # arrives last, happened first
+    assert client.hgetall(key) == expected_hash(newer)
+    assert client.ttl(key) <= 50  # not renewed either: the write did not happen
+    # Same as-of (the event again, or a revision of its vector): written.
+    revised = EntityValues("customer", "c-order", dict.fromkeys(CUSTOMER, 3.0), 2_000, "tx-new")
+    store.write(BASELINE, [revised])
+    assert client.hgetall(key) == expected_hash(revised)
+    assert client.ttl(key) > 50
+
+
+@pytest.mark.integration
+def test_as_of_order_wins_inside_a_chunk_across_chunks_and_for_any_arrival_order(
+        fresh_redis_server: Any) -> None:
+    store = RedisOnlineStore(fresh_redis_server.url, ttl_s=TTL_S)
+    client = fresh_redis_server.client()
+    rnd = random.Random(17)
+    # Five versions of each of 3 * CHUNK_KEYS entities, as-of far apart (a year 9999 one
+    # among them), written in a shuffled order, spread over several chunks and calls.
+    versions = [-62_135_596_800_000, 0, 1_522_540_800_000, 1_522_540_900_000,
+                253_402_300_799_000]
+    updates = [EntityValues("terminal", f"t-{i}", dict.fromkeys(TERMINAL, float(v)), at, f"x{v}")
+               for i in range(3 * CHUNK_KEYS) for v, at in enumerate(versions)]
+    rnd.shuffle(updates)
+    for start in range(0, len(updates), 700):
+        store.write(BASELINE, updates[start:start + 700])
+    for i in range(3 * CHUNK_KEYS):
+        newest = EntityValues("terminal", f"t-{i}", dict.fromkeys(TERMINAL, 4.0), versions[-1],
+                              "x4")
+        assert client.hgetall(entity_key(BASELINE, "terminal", f"t-{i}")) == \
+            expected_hash(newest)

@@ -43,6 +43,12 @@ memoryview into bytes), ~100 ns an argument — as much as the rest of the write
 
 The script only writes the keys it is given (``KEYS``); it is atomic, so Redis
 serves nobody else while it runs: the chunk size bounds that stall (~1.3 ms).
+
+Never older over newer: a key whose stored ``_as_of_ms`` is *later* than the
+write's is left as it is (values, event and TTL), so the store holds the values
+of the newest event whatever order writes arrive in (two workers, a replayed
+tail, a write delayed in flight); an equal as-of is written (the same event
+again, or a revision of its vector). One ``HGET`` more per key, on Redis's CPU.
 """
 
 from __future__ import annotations
@@ -85,8 +91,12 @@ for i = 1, #KEYS do
   local n = 2 * #names
   fields[n + 1], fields[n + 2] = as_of_field, as_of
   fields[n + 3], fields[n + 4] = tx_field, ARGV[pos + i - 1]
-  redis.call('HSET', KEYS[i], unpack(fields))
-  redis.call('EXPIRE', KEYS[i], ttl)
+  local stored = redis.call('HGET', KEYS[i], as_of_field)
+  stored = stored and tonumber(stored)
+  if not stored or stored <= tonumber(as_of) then
+    redis.call('HSET', KEYS[i], unpack(fields))
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
 end
 return #KEYS
 """
