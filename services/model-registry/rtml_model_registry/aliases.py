@@ -48,6 +48,12 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Highest version number a registry can hold: MLflow keeps versions in a 32-bit
+#: integer column and numbers them from 1, so a larger number names no version.
+#: Asking MLflow for one fails server-side (an overflow), which its client
+#: retries for seconds before a 502; it is answered as unknown (404) at once.
+MAX_VERSION = 2**31 - 1
+
 
 class ServiceError(Exception):
     """A request the service refuses; ``detail`` is the client-facing reason."""
@@ -125,6 +131,9 @@ class AliasService:
     def version(self, name: str, version: str) -> ModelVersion:
         """One version, with a 404 that says whether the model or the version is unknown."""
         self.aliases(name)
+        if not _plausible_version(version):
+            raise NotFound(f"model {name!r} has no version {version} (versions are numbered "
+                           f"1 to {MAX_VERSION})")
         return self._call(lambda: self.registry.get_version(name, version),
                           f"model {name!r} has no version {version}")
 
@@ -234,3 +243,9 @@ class AliasService:
             raise NotFound(not_found) from exc
         except RegistryError as exc:
             raise BackendError(f"MLflow: {exc}") from exc
+
+
+def _plausible_version(version: str) -> bool:
+    """Whether ``version`` is a number MLflow could have given (digits, 1..MAX_VERSION)."""
+    return (version.isascii() and version.isdigit() and len(version) <= len(str(MAX_VERSION))
+            and 0 < int(version) <= MAX_VERSION)

@@ -6,9 +6,12 @@ at the fixture servers and ``__main__`` passes the configured ones.
 
 Status codes: 401 missing or wrong ``X-API-Key``; 403 no key configured (the
 registry is read-only); 404 unknown model, version or alias; 409 a no-op or
-nothing to roll back to; 422 a malformed request or a gate refusal (with the
+nothing to roll back to; 422 a malformed request (:class:`ValidationFailure`,
+``detail`` a string) or a gate refusal (:class:`GateRefusal`, with the
 report); 502 MLflow failed; 503 the alias changed but its ``model-events``
-record was not delivered yet (the outbox keeps retrying).
+record was not delivered yet (the outbox keeps retrying). Writes check the
+key before reading the body, so a caller without the key learns nothing
+about its payload (:mod:`rtml_common.http_api`).
 
 Endpoints are plain ``def``: they block on MLflow and on the gate's worker
 process, so FastAPI runs them in its thread pool.
@@ -20,13 +23,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
 
 from rtml_common.asgi import RequestMetrics
-from rtml_common.service_config import API_KEY_HEADER, KeyRejected, verify_api_key
+from rtml_common.http_api import (
+    ErrorBody,
+    ValidationFailure,
+    install_validation_handler,
+    key_first_routes,
+    key_guard,
+)
+from rtml_common.service_config import API_KEY_HEADER
 from rtml_features.baseline import get_feature_set
 from rtml_model_registry import ISSUE, SERVICE_NAME
 from rtml_model_registry.aliases import (
@@ -54,7 +64,6 @@ from rtml_model_registry.schemas import (
     AuditEntryOut,
     AuditLogOut,
     ChainOut,
-    ErrorBody,
     EventDelivery,
     GateRefusal,
     Health,
@@ -72,20 +81,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "No API key configured: the registry is "
           "read-only."},
     404: {"model": ErrorBody, "description": "Unknown model, version or alias."},
+    422: {"model": ValidationFailure, "description": "Malformed request: `detail` names "
+          "each invalid part and why, `errors` lists them."},
     502: {"model": ErrorBody, "description": "MLflow failed."},
 }
+#: Reads: no key, so no 401/403.
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: _ERRORS[code] for code in (404, 422, 502)}
 _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     409: {"model": ErrorBody, "description": "Nothing to change."},
-    422: {"model": GateRefusal, "description": "The gate refused the version (body: the "
-          "report), or the request is malformed (body: FastAPI's validation errors)."},
+    422: {"model": GateRefusal | ValidationFailure,
+          "description": "The gate refused the version (`GateRefusal`: the report), or the "
+          "request is malformed (`ValidationFailure`)."},
     503: {"model": NotAnnounced, "description": "The alias changed and is audited, but its "
           "model-events record is not delivered yet; it is re-published until it is."},
 }
-
-
-_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
-                           description="The registry's API key (RTML_MODEL_REGISTRY_API_KEY).")
 
 
 def _settings(request: Request) -> Settings:
@@ -93,14 +104,14 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def require_key(request: Request, key: Annotated[str | None, Security(_key_header)]) -> None:
-    """403 when the registry is read-only, 401 for a missing or wrong key."""
-    try:
-        verify_api_key(_settings(request).api_key, key,
-                       "registry is read-only: RTML_MODEL_REGISTRY_API_KEY is not set")
-    except KeyRejected as rejected:
-        headers = {"WWW-Authenticate": API_KEY_HEADER} if rejected.status == 401 else None
-        raise HTTPException(rejected.status, rejected.detail, headers=headers) from None
+def _configured_key(request: Request) -> SecretStr | None:
+    return _settings(request).api_key
+
+
+#: 403 when the registry is read-only, 401 for a missing or wrong key.
+require_key = key_guard(_configured_key,
+                        "registry is read-only: RTML_MODEL_REGISTRY_API_KEY is not set",
+                        "The registry's API key (RTML_MODEL_REGISTRY_API_KEY).")
 
 
 def check_alias(request: Request, alias: str) -> str:
@@ -163,6 +174,8 @@ def create_app(settings: Settings, registry: ModelRegistry, audit: AuditLog,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    key_first_routes(app, require_key)
+    install_validation_handler(app)
     app.state.service = service
     app.state.outbox = outbox
     app.add_middleware(RequestMetrics, record=metrics.request)
@@ -205,13 +218,13 @@ def create_app(settings: Settings, registry: ModelRegistry, audit: AuditLog,
                       feature_set=feature_set.name, feature_set_version=feature_set.version,
                       latency_budget_ms=settings.latency_budget_ms)
 
-    @app.get("/v1/models", tags=["models"], responses=_ERRORS)
+    @app.get("/v1/models", tags=["models"], responses={502: _ERRORS[502]})
     def list_models() -> ModelList:
         """Every registered model with its aliases and newest version."""
         models = service.list_models()
         return ModelList(models=[ModelSummary.from_model(m) for m in models])
 
-    @app.get("/v1/models/{name}", tags=["models"], responses=_ERRORS)
+    @app.get("/v1/models/{name}", tags=["models"], responses=_READ_ERRORS)
     def get_model(name: Name) -> ModelSummary:
         """One registered model."""
         for model in service.list_models():
@@ -219,23 +232,23 @@ def create_app(settings: Settings, registry: ModelRegistry, audit: AuditLog,
                 return ModelSummary.from_model(model)
         raise NotFound(f"model {name!r} is not registered")
 
-    @app.get("/v1/models/{name}/versions", tags=["models"], responses=_ERRORS)
+    @app.get("/v1/models/{name}/versions", tags=["models"], responses=_READ_ERRORS)
     def list_versions(name: Name) -> VersionList:
         """Every version of a model with its lineage, oldest first."""
         versions = service.versions(name)
         return VersionList(model=name, versions=[VersionInfo.from_version(v) for v in versions])
 
-    @app.get("/v1/models/{name}/versions/{version}", tags=["models"], responses=_ERRORS)
+    @app.get("/v1/models/{name}/versions/{version}", tags=["models"], responses=_READ_ERRORS)
     def get_version(name: Name, version: Version) -> VersionInfo:
         """One version's lineage: run, data fingerprint, feature set, code, metrics, aliases."""
         return VersionInfo.from_version(service.version(name, version))
 
-    @app.get("/v1/models/{name}/aliases", tags=["aliases"], responses=_ERRORS)
+    @app.get("/v1/models/{name}/aliases", tags=["aliases"], responses=_READ_ERRORS)
     def get_aliases(name: Name) -> Aliases:
         """Alias -> version."""
         return Aliases(model=name, aliases=service.aliases(name))
 
-    @app.get("/v1/models/{name}/audit", tags=["audit"], responses=_ERRORS)
+    @app.get("/v1/models/{name}/audit", tags=["audit"], responses=_READ_ERRORS)
     def get_audit(name: Name, alias: Annotated[str | None, Query(
             description="Only this alias's entries.")] = None) -> AuditLogOut:
         """The model's alias changes, oldest first, and whether the whole log's chain verifies."""

@@ -55,12 +55,6 @@ class SetAliasRequest(ActorReason):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class ErrorBody(BaseModel):
-    """A refused request."""
-
-    detail: str = Field(examples=["model 'fraud-detector' has no version 9"])
-
-
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
     read_only: bool = Field(description="True when no API key is configured.")

@@ -6,6 +6,7 @@ pipeline registers them (conftest). Every test uses its own model name.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -215,7 +216,60 @@ def test_bad_bodies_are_422_naming_the_field(make_app: Any, model_name: str,
     app = make_app()
     response = app.client.put(f"/v1/models/{model_name}/aliases/{path}", headers=auth, json=body)
     assert response.status_code == 422
-    assert where in {str(part) for error in response.json()["detail"] for part in error["loc"]}
+    payload = response.json()
+    assert where in {str(part) for error in payload["errors"] for part in error["loc"]}
+    assert isinstance(payload["detail"], str) and f"body.{where}: " in payload["detail"]
+    assert all("input" not in error for error in payload["errors"])
+
+
+@pytest.mark.parametrize("version", ["99999999999999999999999", str(2**31), "4" * 5000])
+def test_a_version_no_registry_can_hold_is_a_404_at_once(
+        make_app: Any, register: Any, good_model: Any, model_name: str, auth: dict[str, str],
+        version: str) -> None:
+    """A 23-digit version made MLflow fail; its client retried 5 s before a 502."""
+    register(model_name, good_model)
+    app = make_app()
+    started = time.monotonic()
+    for response in (app.client.get(f"/v1/models/{model_name}/versions/{version}"),
+                     app.client.post(f"/v1/models/{model_name}/versions/{version}/validate",
+                                     headers=auth),
+                     put(app, auth, model_name, "champion", version)):
+        assert response.status_code == 404, response.text
+        assert response.json()["detail"].startswith(
+            f"model '{model_name}' has no version {version} (versions are numbered 1 to")
+    assert time.monotonic() - started < 5.0  # no MLflow retries behind the answer
+    assert app.registry.aliases(model_name) == {}
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"{}", b'{"version": "\xff"}',
+                                  b"\xff\xfe garbage", b"[" * 5000 + b"]" * 5000])
+def test_a_malformed_body_without_the_key_is_a_401_first(make_app: Any, model_name: str,
+                                                        body: bytes) -> None:
+    """FastAPI parsed and validated the body before the key: a 422 describing it, or an
+    undocumented 400 for a body that is not UTF-8."""
+    app = make_app()
+    for method, url in (("PUT", f"/v1/models/{model_name}/aliases/champion"),
+                        ("POST", f"/v1/models/{model_name}/aliases/champion/rollback"),
+                        ("DELETE", f"/v1/models/{model_name}/aliases/champion")):
+        response = app.client.request(method, url, content=body,
+                                      headers={"content-type": "application/json"})
+        assert (response.status_code, response.json()) == (
+            401, {"detail": "missing X-API-Key header"}), (method, url)
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    (b'{"version": "1", "actor": "\xff", "reason": "x"}',
+     "body.27: body is not UTF-8 (byte 27): JSON must be UTF-8 encoded"),
+    (b"[" * 5000 + b"]" * 5000, "body: body is nested too deeply to parse"),
+    (b'{"version": 1e400', "body.17: JSON decode error: Expecting ',' delimiter"),
+])
+def test_an_unparseable_body_with_the_key_is_a_precise_422_not_a_400(
+        make_app: Any, model_name: str, auth: dict[str, str], body: bytes, detail: str) -> None:
+    app = make_app()
+    response = app.client.put(f"/v1/models/{model_name}/aliases/champion", content=body,
+                              headers={"content-type": "application/json", **auth})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == detail
 
 
 def test_alias_names_outside_the_pattern_are_422(make_app: Any, model_name: str,
@@ -232,6 +286,7 @@ def test_alias_names_outside_the_pattern_are_422(make_app: Any, model_name: str,
         "actor and reason are required (JSON body or query parameters): reason:")
     path = app.client.get(f"/v1/models/{model_name}/versions/one")
     assert path.status_code == 422
+    assert path.json()["detail"] == "path.version: String should match pattern '^[1-9][0-9]*$'"
 
 
 def test_undelivered_event_is_503_audited_and_republished(

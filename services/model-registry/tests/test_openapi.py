@@ -70,3 +70,32 @@ def test_request_bodies_have_examples(schema: dict[str, Any]) -> None:
     assert body["examples"][0]["version"] == "3"
     assert body["additionalProperties"] is False
     assert set(body["required"]) == {"version", "actor", "reason"}
+
+
+def _schema_names(response: dict[str, Any]) -> set[str]:
+    schema = response["content"]["application/json"]["schema"]
+    refs = [item["$ref"] for item in schema.get("anyOf", [schema])]
+    return {ref.rsplit("/", 1)[1] for ref in refs}
+
+
+def test_every_status_is_documented_with_the_body_really_sent(schema: dict[str, Any]) -> None:
+    """422 bodies are a GateRefusal or a ValidationFailure (``detail`` a string, never
+    FastAPI's list); reads need no key so document no 401/403; no undocumented 400."""
+    paths = schema["paths"]
+    put = paths["/v1/models/{name}/aliases/{alias}"]["put"]["responses"]
+    assert set(put) == {"200", "401", "403", "404", "409", "422", "502", "503"}
+    assert _schema_names(put["422"]) == {"GateRefusal", "ValidationFailure"}
+    for path, item in paths.items():
+        for method, operation in item.items():
+            codes = set(operation["responses"])
+            assert "400" not in codes, (method, path)
+            if "422" in codes and path.endswith("/validate"):
+                assert _schema_names(operation["responses"]["422"]) == {"ValidationFailure"}
+            if "security" not in operation:
+                assert not {"401", "403"} & codes, (method, path)
+    read = paths["/v1/models/{name}/versions/{version}"]["get"]["responses"]
+    assert set(read) == {"200", "404", "422", "502"}
+    failure = schema["components"]["schemas"]["ValidationFailure"]
+    assert failure["properties"]["detail"]["type"] == "string"
+    assert failure["required"] == ["detail"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]

@@ -371,6 +371,8 @@ class Store:
         return self.recommendation(int(rec_id or 0))
 
     def recommendation(self, rec_id: int) -> Recommendation | None:
+        if not 0 < rec_id <= MAX_ROW_ID:  # SQLite would raise OverflowError; no such row
+            return None
         row = self.conn.execute(f"SELECT {_REC_COLUMNS} FROM recommendations WHERE id = ?",
                                 (rec_id,)).fetchone()
         return None if row is None else Recommendation(*row)
@@ -409,6 +411,9 @@ class Store:
                          (status, detail[:4000], rec_id))
         return self.recommendation(rec_id)
 
+
+#: Largest id SQLite can store (a signed 64-bit integer).
+MAX_ROW_ID = 2**63 - 1
 
 _REC_COLUMNS = ("id, model_name, model_version, champion_version, created_at, status, summary, "
                 "report_path, decided_by, decided_at, detail")

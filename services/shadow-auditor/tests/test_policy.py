@@ -188,3 +188,98 @@ def test_approving_an_out_of_date_recommendation_is_a_409(tmp_path: Path) -> Non
                          headers={"X-API-Key": KEY})
     assert answer.status_code == 409 and "no longer holds a shadow alias" in answer.text
     assert registry.calls == []
+
+# -- the API's contract under hostile requests (issue #17, findings 6 and 8) ------------
+# Out-of-range ids, malformed bodies before and after the key, and the OpenAPI
+# document listing every status an endpoint answers with the body it really sends.
+
+AUTH = {"X-API-Key": KEY}
+
+
+@pytest.fixture
+def pending(tmp_path: Path) -> Evaluator:
+    registry = RecordingRegistry([PromotionResult(True, "applied", "champion -> v2")])
+    made = evaluator_with(tmp_path, registry, api_key=SecretStr(KEY))
+    graduate_once(made)
+    return made
+
+
+@pytest.fixture
+def client(pending: Evaluator) -> TestClient:
+    return TestClient(create_app(pending, pending.store), raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize("rec_id", ["99999999999999999999999", str(2**63), str(2**63 - 1),
+                                    "0", "-1"])
+def test_an_id_no_recommendation_can_have_is_a_404(client: TestClient, rec_id: str) -> None:
+    """A 23-digit id overflowed SQLite's integer: 500 OverflowError."""
+    answer = client.post(f"/v1/recommendations/{rec_id}/approve", json={"actor": "alice"},
+                         headers=AUTH)
+    assert answer.status_code == 404, answer.text
+    assert answer.json() == {"detail": f"no recommendation {int(rec_id)}"}
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"actor": 5}', b'{"actor": "a", "x": 1}',
+                                  b"\xff\xfe\x00garbage", b"[" * 5000 + b"]" * 5000])
+@pytest.mark.parametrize(("headers", "status"), [({}, 401),
+                                                 ({"X-API-Key": "wrong-key-0123456789"}, 401)])
+def test_the_key_is_checked_before_the_body(client: TestClient, body: bytes,
+                                            headers: dict[str, str], status: int) -> None:
+    """Without the key, nothing about the payload is said (it was a 422 describing it)."""
+    answer = client.post("/v1/recommendations/1/approve", content=body,
+                         headers={"content-type": "application/json", **headers})
+    assert answer.status_code == status
+    assert answer.json() == {"detail": "missing X-API-Key header" if not headers
+                             else "wrong X-API-Key"}
+    assert answer.headers["www-authenticate"] == "X-API-Key"
+
+
+def test_without_a_configured_key_approvals_are_off_whatever_the_body(tmp_path: Path) -> None:
+    evaluator = evaluator_with(tmp_path, RecordingRegistry([]))
+    client = TestClient(create_app(evaluator, evaluator.store))
+    answer = client.post("/v1/recommendations/1/approve", content=b"{bad",
+                         headers={"content-type": "application/json", **AUTH})
+    assert answer.status_code == 403
+    assert "RTML_SHADOW_AUDITOR_API_KEY" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    (b"{not json", "body.1: JSON decode error: Expecting property name enclosed in double "
+                   "quotes"),
+    (b'{"actor": 5}', "body.actor: Input should be a valid string"),
+    (b'{"actor": "  "}', "body.actor: String should have at least 1 character"),
+    (b'{"actor": "a", "x": 1}', "body.x: Extra inputs are not permitted"),
+    (b'{"actor": "\xff"}', "body.11: body is not UTF-8 (byte 11): JSON must be UTF-8 encoded"),
+    (b"[" * 5000 + b"]" * 5000, "body: body is nested too deeply to parse"),
+])
+def test_a_malformed_body_with_the_key_is_a_precise_422(client: TestClient, body: bytes,
+                                                        detail: str) -> None:
+    """``detail`` is a string as for every other refusal; the input is not echoed."""
+    answer = client.post("/v1/recommendations/1/approve", content=body,
+                         headers={"content-type": "application/json", **AUTH})
+    assert answer.status_code == 422, answer.text
+    payload = answer.json()
+    assert payload["detail"] == detail
+    assert set(payload) == {"detail", "errors"}
+    assert all("input" not in error for error in payload["errors"])
+
+
+def test_report_is_a_documented_503_before_the_first_evaluation(client: TestClient) -> None:
+    answer = client.get("/report")
+    assert answer.status_code == 503
+    assert answer.json()["detail"].startswith("no report yet")
+
+
+def test_every_status_is_documented_with_its_body(client: TestClient) -> None:
+    schema: dict[str, Any] = client.get("/openapi.json").json()
+    approve = schema["paths"]["/v1/recommendations/{rec_id}/approve"]["post"]
+    assert set(approve["responses"]) == {"200", "401", "403", "404", "409", "422"}
+    assert approve["security"] == [{"APIKeyHeader": []}]
+    refs = {code: response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            for code, response in approve["responses"].items()}
+    assert refs == {"200": "RecommendationOut", "401": "ErrorBody", "403": "ErrorBody",
+                    "404": "ErrorBody", "409": "ErrorBody", "422": "ValidationFailure"}
+    failure = schema["components"]["schemas"]["ValidationFailure"]
+    assert failure["properties"]["detail"]["type"] == "string"
+    report = schema["paths"]["/report"]["get"]["responses"]
+    assert set(report) == {"200", "503"} and "text/html" in report["200"]["content"]
