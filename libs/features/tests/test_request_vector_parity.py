@@ -1,0 +1,182 @@
+"""Request-time vectors from prefix logs equal the batch engine's point-in-time vectors.
+
+Hypothesis draws event streams with simultaneous events, out-of-order
+arrival, labels known before and after the request, events already stored
+beyond the request's time, the request itself already applied or not,
+trimmed logs and transactions without a terminal; every feature of the
+request must equal :func:`rtml_features.batch.compute_features` over the
+same history (plus the request) within 1e-9.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rtml_features.batch import compute_features
+from rtml_features.definitions import (
+    Agg,
+    Entity,
+    FeatureSet,
+    Ratio,
+    RowFeature,
+    RowKind,
+    WindowAggregate,
+)
+from rtml_features.prefix_log import EventLog, LabelLog, OutOfRange
+from rtml_features.request_vector import RequestVectors, log_spec
+
+CUSTOMER = Entity("customer", key="customer_id")
+TERMINAL = Entity("terminal", key="terminal_id")
+S = timedelta(seconds=1)
+
+
+def _mixed() -> FeatureSet:
+    frauds = WindowAggregate("t_frauds_3s", TERMINAL, Agg.SUM, 3 * S, field="is_fraud",
+                             label_delay=2 * S)
+    count = WindowAggregate("t_n_3s", TERMINAL, Agg.COUNT, 3 * S, label_delay=2 * S)
+    return FeatureSet("prefix-mixed", [
+        RowFeature("tx_amount", RowKind.FIELD, field="amount"),
+        WindowAggregate("c_n_1s", CUSTOMER, Agg.COUNT, S),
+        WindowAggregate("c_sum_1s", CUSTOMER, Agg.SUM, S, field="amount"),
+        WindowAggregate("c_mean_5s", CUSTOMER, Agg.MEAN, 5 * S, field="amount"),
+        WindowAggregate("c_min_5s", CUSTOMER, Agg.MIN, 5 * S, field="amount"),
+        WindowAggregate("c_max_2s", CUSTOMER, Agg.MAX, 2 * S, field="amount"),
+        count, frauds, Ratio("t_risk_3s", frauds, count),
+        WindowAggregate("t_max_4s_d1", TERMINAL, Agg.MAX, 4 * S, field="amount",
+                        label_delay=S),
+        WindowAggregate("t_frauds_now_4s", TERMINAL, Agg.SUM, 4 * S, field="is_fraud",
+                        label_delay=timedelta(0)),
+        WindowAggregate("t_mean_2s_d1", TERMINAL, Agg.MEAN, 2 * S, field="amount",
+                        label_delay=S),
+    ])
+
+
+MIXED = _mixed()
+ORIGIN = datetime(2018, 4, 1, tzinfo=UTC)
+AMOUNTS = st.one_of(st.sampled_from([0.0, 0.01, 1.0, 57.16, 1e6, 123456.789]),
+                    st.floats(min_value=0, max_value=1e4, allow_nan=False))
+
+event = st.tuples(
+    st.integers(0, 12_000),                       # time ms (collisions: simultaneous events)
+    st.sampled_from(["c0", "c1", "c2"]),
+    st.sampled_from(["t0", "t1", None]),
+    AMOUNTS,
+    st.booleans(),                                 # stored even if later than the request
+)
+label = st.tuples(st.integers(0, 6_000), st.booleans())  # delay after the event, is_fraud
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict:
+    events = draw(st.lists(event, min_size=0, max_size=40))
+    labels = draw(st.lists(st.one_of(st.none(), label), min_size=len(events),
+                           max_size=len(events)))
+    request_ms = draw(st.integers(0, 14_000))
+    request = (request_ms, draw(st.sampled_from(["c0", "c1", "c9"])),
+               draw(st.sampled_from(["t0", "t1", "t9", None])), draw(AMOUNTS))
+    order = draw(st.permutations(range(len(events))))
+    return {"events": events, "labels": labels, "request": request, "order": order,
+            "request_stored": draw(st.booleans()), "trim": draw(st.booleans())}
+
+
+def _batch(history: list[tuple], labels: list[tuple], request: tuple) -> dict[str, float]:
+    def frame(rows: list[tuple]) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=["transaction_id", "event_time", "customer_id",
+                                           "terminal_id", "amount"])
+    columns = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
+    spine = frame([request])[columns]
+    label_frame = pd.DataFrame(labels, columns=["transaction_id", "labeled_at", "is_fraud"])
+    result = compute_features(MIXED, spine, frame(history), label_frame)
+    return {name: float(result[name].iloc[0]) for name in MIXED.names}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_request_vector_equals_batch(case: dict) -> None:
+    request_ms, customer, terminal, amount = case["request"]
+    request_row = ("req", ORIGIN + timedelta(milliseconds=request_ms), customer, terminal, amount)
+    rows = [(f"e{i}", ORIGIN + timedelta(milliseconds=ms), c, t, a)
+            for i, (ms, c, t, a, _) in enumerate(case["events"])]
+    # What the stream has applied when the request arrives: everything up to its time,
+    # some events beyond it, maybe the request itself.
+    stored = [i for i in case["order"]
+              if case["events"][i][0] <= request_ms or case["events"][i][4]]
+    specs = {e.name: log_spec(MIXED, e) for e in MIXED.entities}
+    logs: dict[str, dict[str, tuple[EventLog, LabelLog | None]]] = {
+        e.name: {} for e in MIXED.entities}
+
+    def apply(tid: str, ms: int, ids: dict[str, str | None], value: float) -> None:
+        for entity in MIXED.entities:
+            entity_id = ids[entity.key]
+            if entity_id is None:
+                continue
+            spec = specs[entity.name]
+            pair = logs[entity.name].setdefault(entity_id, (spec.new_event_log(),
+                                                            spec.new_label_log()))
+            pair[0].add(tid, ms, {"amount": value})
+
+    for i in stored:
+        ms, c, t, a, _ = case["events"][i]
+        apply(f"e{i}", ms, {"customer_id": c, "terminal_id": t}, a)
+    if case["request_stored"]:
+        apply("req", request_ms, {"customer_id": customer, "terminal_id": terminal}, amount)
+    # Labels in the order they became known: every one known by the request's time,
+    # and those of later ones that the stream already applied (stored events only).
+    label_rows = []
+    known = sorted(((ms + delay, i, fraud) for i, ((ms, *_), lab) in
+                    enumerate(zip(case["events"], case["labels"], strict=True))
+                    if lab is not None for delay, fraud in [lab]))
+    for labeled_ms, i, fraud in known:
+        ms, c, t, a, ahead = case["events"][i]
+        if i not in stored or (labeled_ms > request_ms and not ahead):
+            continue
+        label_rows.append((f"e{i}", ORIGIN + timedelta(milliseconds=labeled_ms), fraud))
+        for entity, entity_id in ((MIXED.entities[0], c), (MIXED.entities[1], t)):
+            if entity_id is not None:
+                label_log = logs[entity.name][entity_id][1]
+                if label_log is not None:
+                    label_log.add(f"e{i}", ms, labeled_ms, {"is_fraud": float(fraud)})
+    if case["trim"]:  # the stream trims what no window of a request at its time can reach
+        for entity in MIXED.entities:
+            for event_log, label_log in logs[entity.name].values():
+                cutoff = request_ms - specs[entity.name].horizon_ms
+                event_log.trim(cutoff)
+                if label_log is not None:
+                    label_log.trim(cutoff)
+
+    request_logs = {}
+    for entity in MIXED.entities:
+        entity_id = {"customer_id": customer, "terminal_id": terminal}[entity.key]
+        if entity_id is not None:
+            request_logs[entity.name] = logs[entity.name].get(entity_id, (None, None))
+    online = RequestVectors(MIXED).compute("req", request_ms, {"amount": amount}, request_logs)
+
+    history = [rows[i] for i in stored] + [request_row]
+    expected = _batch(history, label_rows, request_row)
+    for name in MIXED.names:
+        assert online[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+
+
+def test_a_boundary_before_the_anchor_is_refused() -> None:
+    log = EventLog(sum_fields=("amount",))
+    for i in range(5):
+        log.add(f"e{i}", i * 1_000, {"amount": 1.0})
+    assert log.trim(2_500) == 2          # e2 (at 2000) stays as the anchor
+    assert log.count(2_500, 4_000) == 2  # boundaries at or after the cut-off still work
+    with pytest.raises(OutOfRange):
+        log.count(1_000, 4_000)
+
+
+def test_running_sums_stay_exact_for_a_huge_lifetime_total() -> None:
+    """A plain float running sum would lose the small window under a 1e15 lifetime total."""
+    log = EventLog(sum_fields=("amount",))
+    log.add("big", 0, {"amount": 1e15})
+    for i in range(1, 11):
+        log.add(f"e{i}", i, {"amount": 0.1})
+    assert log.total("amount", 5, 10) == pytest.approx(0.5, abs=1e-12)
