@@ -8,7 +8,10 @@ ourselves says exactly which input it contains: the worker restores it and
 resumes every partition at the offsets recorded *in the same blob*, so each
 event is applied once — events before the checkpoint are inside the state,
 events after it are replayed. Output written after the checkpoint is
-rewritten identically on replay (idempotent).
+rewritten identically on replay (Redis: idempotent) or not re-published at
+all (topics): the blob also records where the output partitions ended
+(``published``), and a restarted worker reads what was published after
+those positions and suppresses exactly that (see :mod:`.republish`).
 
 A checkpoint is one Redis string, written with a single SET (atomic), as
 plain JSON (never pickle: the blob must not be able to run code).
@@ -22,7 +25,9 @@ from typing import Any
 import orjson
 import redis
 
-FORMAT = 1
+FORMAT = 2
+#: Readable formats: 1 lacks ``published`` (read as unknown: everything is scanned once).
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass
@@ -32,6 +37,10 @@ class Checkpoint:
     state: dict[str, Any]
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     events_applied: int = 0
+    #: Output (topic, partition) -> offset from which records may have been published
+    #: after this checkpoint (its fetch-reported end when saved; older while a crash's
+    #: replay is under way). None: unknown (a format-1 checkpoint).
+    published: dict[tuple[str, int], int] | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
@@ -39,18 +48,24 @@ class Checkpoint:
             "offsets": [[topic, partition, offset]
                         for (topic, partition), offset in sorted(self.offsets.items())],
             "events_applied": self.events_applied,
+            "published": None if self.published is None else [
+                [topic, partition, offset]
+                for (topic, partition), offset in sorted(self.published.items())],
             "state": self.state,
         })
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Checkpoint:
         data = orjson.loads(raw)
-        if data.get("format") != FORMAT:
+        if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"unsupported checkpoint format {data.get('format')!r}")
+        published = data.get("published")
         return cls(
             state=data["state"],
             offsets={(topic, partition): offset for topic, partition, offset in data["offsets"]},
             events_applied=data["events_applied"],
+            published=None if published is None else {
+                (topic, partition): offset for topic, partition, offset in published},
         )
 
 

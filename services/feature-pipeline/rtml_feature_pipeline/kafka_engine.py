@@ -18,14 +18,15 @@ from typing import Any
 import redis
 
 from rtml_common.config import KafkaSettings, RedisSettings
-from rtml_common.events import Event, Label, Transaction
+from rtml_common.events import Event, FeatureVector, Label, Transaction
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
-from rtml_common.topics import spec_for_event
+from rtml_common.topics import late_topic, spec_for_event
 from rtml_feature_pipeline.alignment import EventTimeAlignment
 from rtml_feature_pipeline.checkpoint import CheckpointStore, checkpoint_key
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.inputs import INPUT_DECODERS
+from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.baseline import get_feature_set
 from rtml_features.online_store.redis.store import RedisOnlineStore
@@ -58,9 +59,15 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
         redis.Redis.from_url(redis_settings.url, socket_timeout=30),
         checkpoint_key(settings.consumer_group, feature_set.name, feature_set.version),
     )
+    transactions = spec_for_event(Transaction).name
+    # What a crashed run published after the checkpoint is read back and not sent again.
+    published = PublishedOutputs(kafka, feature_set, spec_for_event(FeatureVector).name,
+                                 late_topic(transactions),
+                                 [transactions, spec_for_event(Label).name])
     return FeatureWorker(feature_set, store, producer,
                          timedelta(seconds=settings.allowed_lateness_s), checkpoints,
-                         settings.checkpoint_interval_s, settings.gc_freeze_interval_s)
+                         settings.checkpoint_interval_s, settings.gc_freeze_interval_s,
+                         published)
 
 
 def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
@@ -93,6 +100,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     def on_idle() -> None:
         if alignment is not None:
             alignment.on_idle()
+        worker.checkpoint_if_due()  # a burst then silence: the checkpoint still catches up
 
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
                         start_offsets=worker.start_offset, on_batch_consumed=after_batch,

@@ -13,11 +13,14 @@ decoded batches. Per batch it
    left the worker idle ~15 % of the time;
 3. publishes a ``features`` event per emitted vector — a transaction's first
    vector and any revision a late event caused (consumers keep the highest
-   revision);
+   revision) — unless a crashed run already published that (transaction,
+   revision) after the checkpoint this run resumed from (:mod:`.republish`);
 4. sends transactions older than the allowed lateness to
-   ``transactions.late`` with the reason, and counts them;
-5. every ``checkpoint_interval_s``, flushes the producer and saves the state
-   with the offsets it covers (see :mod:`.checkpoint`);
+   ``transactions.late`` with the reason, and counts them (again once);
+5. every ``checkpoint_interval_s`` — also while idle, see
+   :meth:`FeatureWorker.checkpoint_if_due` — flushes the producer and saves the
+   state with the offsets it covers and where the outputs ended
+   (see :mod:`.checkpoint`);
 6. every ``gc_freeze_interval_s``, freezes the objects that survived a young
    garbage collection (:class:`rtml_common.gc_policy.SurvivorFreezer`): the
    window state only grows, and full collections walking all of it stopped
@@ -53,6 +56,7 @@ from rtml_common.topics import late_topic, spec_for_event
 from rtml_common.tracing import TraceHeaders, record_span, trace_headers
 from rtml_feature_pipeline.checkpoint import Checkpoint, CheckpointStore
 from rtml_feature_pipeline.inputs import LabelInput, TransactionInput, as_input
+from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import (
     EntityValues,
@@ -107,6 +111,7 @@ class FeatureWorker:
         checkpoints: CheckpointStore | None = None,
         checkpoint_interval_s: float = 300.0,
         gc_freeze_interval_s: float = 1.0,
+        published: PublishedOutputs | None = None,
     ) -> None:
         self.feature_set = feature_set
         self.store = store
@@ -121,6 +126,13 @@ class FeatureWorker:
         self.events_applied = 0
         self.late_events = 0
         self.vectors_published = 0
+        #: What a crashed run published after the checkpoint (None: not tracked, no Kafka).
+        self.published = published
+        #: The output ends recorded by the last checkpoint (where the next is fetched near).
+        self._output_ends: dict[tuple[str, int], int] | None = None
+        #: events_applied and offsets at the last checkpoint: an idle worker with nothing
+        #: new does not rewrite the same blob.
+        self._checkpointed_at: tuple[int, dict[tuple[str, int], int]] | None = None
         self._last_checkpoint = time.monotonic()
         self._features_topic = spec_for_event(FeatureVector).name
         self._features_headers = headers_for(FeatureVector)
@@ -131,6 +143,11 @@ class FeatureWorker:
             for entity in feature_set.entities
         }
         meter = metrics.get_meter("rtml.feature_pipeline")
+        self._suppressed = meter.create_counter(
+            "rtml_feature_outputs_suppressed",
+            description="Vectors and late transactions not re-published after a restart "
+                        "(a crashed run had published them after its checkpoint)")
+        self._suppressed.add(0)
         self._tracer = trace.get_tracer("rtml.feature_pipeline")
         self._vectors = meter.create_counter(
             "rtml_feature_vectors", description="Feature vectors published (incl. revisions)")
@@ -163,12 +180,20 @@ class FeatureWorker:
         checkpoint = self.checkpoints.load()
         if checkpoint is None:
             logger.info("no checkpoint: starting from the earliest offsets")
+            if self.published is not None:
+                # Record where the outputs end before publishing anything: a crash
+                # before the first periodic checkpoint then knows what it sent.
+                self.checkpoint()
             return None
         restore(self.computer, checkpoint.state)
         if self.gc_freezer is not None:
             self.gc_freezer.freeze()  # the restored state: never walked by full collections
         self.offsets = dict(checkpoint.offsets)
         self.events_applied = checkpoint.events_applied
+        self._checkpointed_at = (self.events_applied, dict(self.offsets))
+        if self.published is not None:
+            self.published.scan(checkpoint.published)
+            self._output_ends = checkpoint.published
         logger.info("restored checkpoint: %d events applied, offsets %s",
                     checkpoint.events_applied, sorted(checkpoint.offsets.items()))
         return checkpoint
@@ -213,10 +238,31 @@ class FeatureWorker:
         if self.checkpoints is None:
             return
         self.producer.flush()
+        positions = None
+        if self.published is not None:
+            positions = self.published.checkpoint_positions(self.offsets, self._output_ends)
+            self._output_ends = positions
         size = self.checkpoints.save(Checkpoint(snapshot(self.computer), dict(self.offsets),
-                                                self.events_applied))
+                                                self.events_applied, positions))
+        self._checkpointed_at = (self.events_applied, dict(self.offsets))
         self._last_checkpoint = time.monotonic()
         logger.debug("checkpoint saved: %d bytes, %d events", size, self.events_applied)
+
+    def checkpoint_if_due(self) -> bool:
+        """Checkpoint if the interval has passed and anything was applied since the last.
+
+        For an engine's idle hook: a burst followed by silence must not leave the
+        checkpoint behind until the next record arrives (it was 195k events behind).
+        """
+        if self.checkpoints is None:
+            return False
+        if time.monotonic() - self._last_checkpoint < self.checkpoint_interval_s:
+            return False
+        if self._checkpointed_at == (self.events_applied, self.offsets):
+            self._last_checkpoint = time.monotonic()
+            return False
+        self.checkpoint()
+        return True
 
     # -- processing ----------------------------------------------------------
 
@@ -331,6 +377,8 @@ class FeatureWorker:
         if not emitted:
             return
         batch = _Outputs(datetime.now(UTC))
+        if self.published is not None and self.published.vectors:
+            emitted = self._not_yet_published(emitted)
         for emission, output_headers in emitted:
             self._encode(emission, output_headers, batch)
         sent = self.producer.send_many(self._features_topic, batch.records,
@@ -340,10 +388,31 @@ class FeatureWorker:
         if batch.revisions:
             self._revisions.add(batch.revisions)
 
+    def _not_yet_published(self, emitted: list[tuple[Emission, TraceHeaders]]
+                           ) -> list[tuple[Emission, TraceHeaders]]:
+        """Drop the vectors a crashed run published after the checkpoint (each once)."""
+        assert self.published is not None
+        found = self.published.vectors
+        kept = []
+        for item in emitted:
+            key = (item[0].transaction_id, item[0].revision)
+            if key in found:
+                found.discard(key)
+                self.published.suppressed_vectors += 1
+                self._suppressed.add(1, {"topic": self._features_topic})
+            else:
+                kept.append(item)
+        return kept
+
     def _send_late(self, record: Record[Any], transaction: TransactionInput, reason: str) -> None:
         """Forward a too-late transaction, as it was read, with the reason in a header."""
         self.late_events += 1
         self._late.add(1)
+        if self.published is not None and transaction.transaction_id in self.published.late:
+            self.published.late.discard(transaction.transaction_id)
+            self.published.suppressed_late += 1
+            self._suppressed.add(1, {"topic": self._late_topic})
+            return
         headers = [*record.headers, (LATE_REASON_HEADER, reason.encode())]
         self.producer.send_raw(self._late_topic, record.key, transaction.record_bytes(), headers)
         logger.info("late transaction sent to %s: %s", self._late_topic, reason)
