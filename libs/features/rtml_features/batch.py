@@ -360,6 +360,8 @@ class _SegmentedPrefix:
     def before(self, positions: I64, query_keys: I64) -> F64:
         """Sum of the weights at positions < ``positions`` (of the query's entity only,
         unless global sums are exact, where other entities cancel in a difference)."""
+        if not len(self.inclusive):  # no event of this entity kind at all
+            return np.zeros(len(positions), dtype=np.float64)
         previous = np.maximum(positions - 1, 0)
         if self.exact_global:
             return np.where(positions > 0, self.inclusive[previous], 0.0)

@@ -180,3 +180,13 @@ def test_running_sums_stay_exact_for_a_huge_lifetime_total() -> None:
     for i in range(1, 11):
         log.add(f"e{i}", i, {"amount": 0.1})
     assert log.total("amount", 5, 10) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_batch_engine_with_no_event_of_an_entity_kind() -> None:
+    """No history row has a terminal: the terminal windows are 0, not an IndexError."""
+    row = ("t1", ORIGIN, "c0", None, 5.0)
+    frame = pd.DataFrame([row], columns=["transaction_id", "event_time", "customer_id",
+                                         "terminal_id", "amount"])
+    result = compute_features(MIXED, frame, frame, None)
+    assert float(result["t_n_3s"].iloc[0]) == 0.0
+    assert float(result["c_n_1s"].iloc[0]) == 1.0
