@@ -54,7 +54,7 @@ class Profile:
 
 
 PROFILES = {
-    "ci": Profile("ci", records=3000, kill_rounds=1, rate=1000.0),
+    "ci": Profile("ci", records=4000, kill_rounds=1, rate=800.0),
     "chaos": Profile("chaos", records=30000, kill_rounds=3, rate=2000.0),
 }
 
@@ -116,6 +116,10 @@ class ServiceProcess:
         if self.alive:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout_s)
+
+    def logged(self, text: str) -> bool:
+        """Whether the current run's log has a line containing ``text``."""
+        return text in self.tail(10**7).rsplit("===== start", 1)[-1]
 
     def wait_exit(self, timeout_s: float) -> int:
         assert self.proc is not None
@@ -234,3 +238,76 @@ class PacedProducer(threading.Thread):
         assert not self.is_alive(), "the producer did not finish"
         if self.error is not None:
             raise self.error
+
+
+class CountingSink:
+    """An :class:`~rtml_common.kafka.producer.EventProducer` that counts records per topic.
+
+    Handed to :func:`rtml_simulator.replay.replay` as its producer, so a test
+    knows how much input existed at the moment it injected a fault.
+    """
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.sent: Counter[str] = Counter()
+
+    def send_raw(self, topic: str, key: bytes | None, value: bytes | None,
+                 headers: Any = None) -> None:
+        self.producer.send_raw(topic, key, value, headers)
+        self.sent[topic] += 1
+
+    def failures(self) -> list[Any]:
+        return list(self.producer.failures())
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self.producer.flush(timeout_s)
+
+    @property
+    def total(self) -> int:
+        return sum(self.sent.values())
+
+
+def read_all(bootstrap: str, topic: str, idle_timeout_s: float = 3.0) -> list[Any]:
+    """Every record of ``topic`` (ends after ``idle_timeout_s`` without one)."""
+    from rtml_common.kafka.reader import iter_topic
+
+    return list(iter_topic(bootstrap, topic, idle_timeout_s=idle_timeout_s))
+
+
+def vector_tally(bootstrap: str, transaction_ids: Iterable[str]) -> Tally:
+    """Feature vectors on ``features`` per (transaction, revision) vs. the transactions sent."""
+    import orjson
+
+    found = []
+    for record in read_all(bootstrap, "features"):
+        body = orjson.loads(record.value())
+        found.append((body["transaction_id"], body.get("revision", 0)))
+    revision_0 = [tx for tx, revision in found if revision == 0]
+    base = tally(transaction_ids, revision_0)
+    # A revision published twice is a duplicate too.
+    revised = Counter(item for item in found if item[1] != 0)
+    extra = sum(n - 1 for n in revised.values())
+    return Tally(base.sent, len(found), base.lost, base.duplicated + extra, base.unexpected)
+
+
+def feature_pipeline_env(bootstrap: str, redis_url: str, group: str) -> dict[str, str]:
+    """The feature pipeline's environment under test: checkpoints every 0.5 s."""
+    return {"RTML_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "RTML_REDIS_URL": redis_url,
+            "RTML_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+            "RTML_FEATURE_PIPELINE_CONSUMER_GROUP": group,
+            "RTML_FEATURE_PIPELINE_CHECKPOINT_INTERVAL_S": "0.5"}
+
+
+def checkpointed_events(client: Any, group: str) -> int:
+    """Events the feature worker's latest checkpoint covers (0: none; -1: Redis away)."""
+    import orjson
+    import redis
+
+    from rtml_feature_pipeline.checkpoint import checkpoint_key
+    from rtml_features.baseline import BASELINE
+
+    try:
+        raw = client.get(checkpoint_key(group, BASELINE.name, BASELINE.version))
+    except redis.RedisError:
+        return -1
+    return int(orjson.loads(raw)["events_applied"]) if raw else 0
