@@ -91,6 +91,10 @@ class StreamingFeatureComputer:
         #: Highest event time per source (None: expected, nothing read yet); the
         #: watermark is their minimum, undefined while an expected source is silent.
         self.source_times: dict[str, int | None] = {}
+        #: Per source: its highest event time minus the wall-clock ms it was applied at.
+        #: Kept (and checkpointed) here, next to the times it qualifies, for an engine's
+        #: plausibility guard (the feature pipeline's ``EventTimeGuard``); unused otherwise.
+        self.source_leads_ms: dict[str, int] = {}
         #: Highest event time of any transaction applied (revisions look back from it).
         self.max_time_ms: int | None = None
         #: Transactions emitted within the lateness horizon (candidates for revision).
@@ -378,6 +382,7 @@ def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:
         "feature_set_version": computer.feature_set.version,
         "watermark_ms": computer.watermark_ms,
         "source_times": computer.source_times,
+        "source_leads_ms": computer.source_leads_ms,
         "max_time_ms": computer.max_time_ms,
         "last_sweep_ms": computer._last_sweep_ms,
         "revisions": computer.revisions,
@@ -413,6 +418,9 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
         computer._recent_order.append((time_ms, tid))
     computer.watermark_ms = data["watermark_ms"]
     computer.source_times = dict(data["source_times"])
+    # Absent from checkpoints written before it existed: each source starts afresh.
+    computer.source_leads_ms.clear()
+    computer.source_leads_ms.update(data.get("source_leads_ms") or {})
     computer.max_time_ms = data["max_time_ms"]
     computer._last_sweep_ms = data["last_sweep_ms"]
     computer.revisions = data["revisions"]

@@ -91,6 +91,49 @@ class Settings(ServiceSettings):
             "baseline)."
         ),
     )
+    max_event_ahead_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description=(
+            "An event more than this far ahead of its partition's event time, carried "
+            "forward at wall-clock speed since it last advanced, is quarantined (dead-lettered "
+            "to <topic>.dlq with the reason; it touches no window, watermark or Redis hash). "
+            "Must exceed the longest gap between consecutive events of one partition in a "
+            "replay faster than real time (a day: a night without payments). A replay that "
+            "skips ahead in event time by more (e.g. days 0-6, then days 30-36) needs it "
+            "raised. 0 disables this bound."
+        ),
+    )
+    max_clock_skew_s: float = Field(
+        default=600.0,
+        ge=0,
+        description=(
+            "An event (a transaction's event_time, a label's labeled_at) more than this far "
+            "ahead of the wall clock is quarantined, whatever its partition; a label whose "
+            "transaction_time is this much after its labeled_at too. 0 disables both."
+        ),
+    )
+    max_partition_skew_s: float = Field(
+        default=365 * 86_400.0,
+        ge=0,
+        description=(
+            "A partition's first event (no event time of its own yet) more than this far "
+            "from the stream's event time (the most advanced partition's, carried forward at "
+            "wall-clock speed), either way, is quarantined: a far-past first event would "
+            "drag the watermark back and anchor its partition so low that its next events "
+            "look ahead. Partitions lead each other by weeks while a backlog is read. "
+            "0 disables."
+        ),
+    )
+    max_event_age_s: float = Field(
+        default=30 * 365 * 86_400.0,
+        ge=0,
+        description=(
+            "The stream's very first event (nothing to compare with) is quarantined if it is "
+            "older than this before the wall clock (30 years: replays of 2018 data pass). "
+            "0 disables."
+        ),
+    )
     fetch_partition_bytes: int = Field(
         default=262_144,
         ge=1024,

@@ -80,6 +80,18 @@ class LabelInput(msgspec.Struct, gc=False):
     is_fraud: bool
     #: As :attr:`TransactionInput.traced`.
     traced: bool = True
+    #: The record as it was read: what the quarantine dead-letters (None: re-encode ``event``).
+    raw: bytes | None = None
+    #: The decoded event, when one was built (pydantic fallback, other engines).
+    event: Label | None = None
+
+    def record_bytes(self) -> bytes:
+        """The label as a record value: as read, else its event re-encoded."""
+        if self.raw is not None:
+            return self.raw
+        if self.event is None:
+            raise ValueError(f"label {self.transaction_id}: neither record nor event kept")
+        return dumps(self.event.model_dump())
 
 
 def decode_transaction_input(value: bytes | None, headers: RecordHeaders) -> TransactionInput:
@@ -98,12 +110,13 @@ def decode_label_input(value: bytes | None, headers: RecordHeaders) -> LabelInpu
     """A ``labels`` record as a :class:`LabelInput`; DecodeError if invalid."""
     read = label_wire(value, headers)
     if read is None:
-        return label_input(decode(value, Label))
+        return label_input(decode(value, Label), value)
     wire, transaction_time, labeled_at, traced = read
     terminal_id = wire.terminal_id
     return LabelInput(wire.transaction_id, wire.customer_id,
                       None if terminal_id is UNSET else terminal_id,
-                      epoch_ms(transaction_time), epoch_ms(labeled_at), wire.is_fraud, traced)
+                      epoch_ms(transaction_time), epoch_ms(labeled_at), wire.is_fraud, traced,
+                      value)
 
 
 #: Event type -> the decoder of its records into the worker's input (both engines).
@@ -119,11 +132,11 @@ def transaction_input(event: Transaction, raw: bytes | None = None) -> Transacti
                             epoch_ms(event.event_time), event.amount, raw, event)
 
 
-def label_input(event: Label) -> LabelInput:
-    """The worker's input for a decoded label."""
+def label_input(event: Label, raw: bytes | None = None) -> LabelInput:
+    """The worker's input for a decoded label (``raw``: its record, if known)."""
     return LabelInput(event.transaction_id, event.customer_id, event.terminal_id,
                       epoch_ms(event.transaction_time), epoch_ms(event.labeled_at),
-                      event.is_fraud)
+                      event.is_fraud, raw=raw, event=event)
 
 
 def as_input(value: object) -> TransactionInput | LabelInput:

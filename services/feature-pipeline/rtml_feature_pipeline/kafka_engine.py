@@ -25,6 +25,7 @@ from rtml_common.topics import late_topic, spec_for_event
 from rtml_feature_pipeline.alignment import EventTimeAlignment
 from rtml_feature_pipeline.checkpoint import CheckpointStore, checkpoint_key
 from rtml_feature_pipeline.config import Settings
+from rtml_feature_pipeline.event_time_guard import EventTimeBounds
 from rtml_feature_pipeline.inputs import INPUT_DECODERS
 from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_feature_pipeline.worker import FeatureWorker
@@ -67,7 +68,18 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
     return FeatureWorker(feature_set, store, producer,
                          timedelta(seconds=settings.allowed_lateness_s), checkpoints,
                          settings.checkpoint_interval_s, settings.gc_freeze_interval_s,
-                         published)
+                         published,
+                         event_time_bounds=event_time_bounds(settings),
+                         consumer_group=settings.consumer_group)
+
+
+def event_time_bounds(settings: Settings) -> EventTimeBounds:
+    """The guard's bounds from the ``RTML_FEATURE_PIPELINE_MAX_*`` settings."""
+    return EventTimeBounds(
+        max_ahead_ms=round(settings.max_event_ahead_s * 1000),
+        max_clock_skew_ms=round(settings.max_clock_skew_s * 1000),
+        max_partition_skew_ms=round(settings.max_partition_skew_s * 1000),
+        max_event_age_ms=round(settings.max_event_age_s * 1000))
 
 
 def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,

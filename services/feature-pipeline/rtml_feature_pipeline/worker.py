@@ -27,6 +27,11 @@ decoded batches. Per batch it
    the worker for up to 166 ms — the whole freshness tail. The engines turn
    CPython's automatic collections off while they run, this being the only one.
 
+Before any of this, a record whose event time is implausibly far from its
+partition's or the wall clock's is quarantined (:mod:`.event_time_guard`):
+dead-lettered to ``<topic>.dlq`` with the reason, it changes no window,
+watermark or online-store hash.
+
 Traces: a record carrying a W3C ``traceparent`` (a transaction the decision
 API published inside its request's trace) is applied inside a ``features``
 span, child of the producer's span, and the vectors it emits carry that
@@ -55,7 +60,14 @@ from rtml_common.serde import dumps, headers_for
 from rtml_common.topics import late_topic, spec_for_event
 from rtml_common.tracing import TraceHeaders, record_span, trace_headers
 from rtml_feature_pipeline.checkpoint import Checkpoint, CheckpointStore
+from rtml_feature_pipeline.event_time_guard import (
+    ERROR_TYPE,
+    EventTimeBounds,
+    EventTimeGuard,
+    Refusal,
+)
 from rtml_feature_pipeline.inputs import LabelInput, TransactionInput, as_input
+from rtml_feature_pipeline.quarantine import dead_letter
 from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import (
@@ -112,11 +124,21 @@ class FeatureWorker:
         checkpoint_interval_s: float = 300.0,
         gc_freeze_interval_s: float = 1.0,
         published: PublishedOutputs | None = None,
+        *,
+        event_time_bounds: EventTimeBounds | None = None,
+        consumer_group: str = "",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.feature_set = feature_set
         self.store = store
         self.producer = producer
         self.computer = StreamingFeatureComputer(feature_set, allowed_lateness, track_newest=True)
+        #: Refuses implausible event times; its per-partition state lives on the computer
+        #: (``source_leads_ms``), so checkpoints and restores carry it.
+        self.guard = EventTimeGuard(event_time_bounds or EventTimeBounds(),
+                                    self.computer.source_leads_ms, clock)
+        #: Named in the dead letters' ``rtml-dlq-consumer-group`` header.
+        self.consumer_group = consumer_group
         self.checkpoints = checkpoints
         self.checkpoint_interval_s = checkpoint_interval_s
         #: None: CPython's default collector behaviour (full collections walk the state).
@@ -125,6 +147,7 @@ class FeatureWorker:
         self._sources: dict[tuple[str, int], str] = {}
         self.events_applied = 0
         self.late_events = 0
+        self.quarantined = 0
         self.vectors_published = 0
         #: What a crashed run published after the checkpoint (None: not tracked, no Kafka).
         self.published = published
@@ -155,7 +178,10 @@ class FeatureWorker:
             "rtml_feature_revisions", description="Vectors re-published after a late event")
         self._late = meter.create_counter(
             "rtml_late_events", description="Transactions beyond the allowed lateness")
-        for counter in (self._revisions, self._late):  # rare: exported as 0 from the start
+        self._quarantined = meter.create_counter(
+            "rtml_quarantined_events",
+            description="Records dead-lettered for an implausible event time, by topic and reason")
+        for counter in (self._revisions, self._late, self._quarantined):  # rare: 0 from start
             counter.add(0)
         #: Called with each transaction's produce-to-online-store latency (benchmarks).
         self.on_freshness: Callable[[float], None] | None = None
@@ -271,6 +297,7 @@ class FeatureWorker:
         started = time.perf_counter()
         if self.busy_since is None:
             self.busy_since = started
+        self.guard.start_batch()
         produced_ms: list[int] = []
         emitted: list[tuple[Emission, TraceHeaders]] = []
         # Apply in event time (a label at its labeled_at) so records of different
@@ -323,7 +350,11 @@ class FeatureWorker:
         source = self._sources.get(key)
         if source is None:
             source = self._source(*key)
+        guard = self.guard
         if kind is TransactionInput:
+            refusal = guard.check(source, value.time_ms)
+            if refusal is not None:
+                return self._quarantine(record, value, refusal)
             try:
                 emissions = self.computer.on_transaction(
                     value.transaction_id, value.customer_id, value.terminal_id,
@@ -333,16 +364,36 @@ class FeatureWorker:
                 emissions = []
             else:
                 produced_ms.append(record.timestamp_ms)
+                guard.advanced(source, value.time_ms)
         else:
+            refusal = guard.check_label(source, value.labeled_at_ms, value.transaction_time_ms)
+            if refusal is not None:
+                return self._quarantine(record, value, refusal)
             emissions = self.computer.on_label(
                 value.transaction_id, value.customer_id, value.terminal_id,
                 value.transaction_time_ms, value.labeled_at_ms, value.is_fraud, source)
+            guard.advanced(source, value.labeled_at_ms)
         for emission in emissions:
             emitted.append((emission, output_headers))
         next_offset = record.offset + 1
         if next_offset > self.offsets.get(key, 0):
             self.offsets[key] = next_offset
         self.events_applied += 1
+
+    def _quarantine(self, record: Record[Any], value: TransactionInput | LabelInput,
+                    refusal: Refusal) -> None:
+        """Dead-letter a record refused by the guard, as it was read, before it touched
+        any state; its offset counts as covered (a restart does not send it again)."""
+        topic = dead_letter(self.producer, record, value.record_bytes(), self.consumer_group,
+                            refusal.reason, ERROR_TYPE)
+        self.quarantined += 1
+        self._quarantined.add(1, {"topic": record.topic, "reason": refusal.kind})
+        next_offset = record.offset + 1
+        key = (record.topic, record.partition)
+        if next_offset > self.offsets.get(key, 0):
+            self.offsets[key] = next_offset
+        logger.warning("quarantined %s[%s]@%s to %s: %s", record.topic, record.partition,
+                       record.offset, topic, refusal.reason)
 
     def _source(self, topic: str, partition: int) -> str:
         """The watermark source name of a partition, formatted once per partition."""

@@ -23,6 +23,10 @@ EXPECTED_DEFAULTS = {
     "gc_freeze_interval_s": 1.0,
     "fetch_partition_bytes": 262144,
     "allowed_lateness_s": 300,
+    "max_event_ahead_s": 86400.0,
+    "max_clock_skew_s": 600.0,
+    "max_partition_skew_s": 31536000.0,
+    "max_event_age_s": 946080000.0,
 }
 
 
@@ -49,3 +53,12 @@ def test_empty_value_means_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """Compose's ``${VAR:-}`` yields an empty string, which must not name a feature set."""
     monkeypatch.setenv("RTML_FEATURE_PIPELINE_FEATURE_SET", "")
     assert Settings().feature_set == EXPECTED_DEFAULTS["feature_set"]
+
+
+@pytest.mark.parametrize("name", ["MAX_EVENT_AHEAD_S", "MAX_CLOCK_SKEW_S",
+                                  "MAX_PARTITION_SKEW_S", "MAX_EVENT_AGE_S"])
+def test_event_time_bounds_refuse_negative_values(monkeypatch: pytest.MonkeyPatch,
+                                                  name: str) -> None:
+    monkeypatch.setenv(f"RTML_FEATURE_PIPELINE_{name}", "-1")
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings()
