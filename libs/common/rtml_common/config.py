@@ -116,6 +116,32 @@ class TelemetrySettings(BaseSettings):
     log_json: bool = Field(default=True, description="Structured JSON logs with trace ids.")
 
 
+class ContractSettings(BaseSettings):
+    """Limits of the event contracts themselves (prefix ``RTML_CONTRACT_``).
+
+    Read once, when :mod:`rtml_common.events` is imported: the limits are part of
+    the models (and of the exported JSON Schemas), so every producer and
+    consumer of one deployment must be given the same values.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RTML_CONTRACT_", extra="ignore")
+
+    max_amount: float = Field(
+        default=1e9,
+        gt=0,
+        le=1e15,
+        allow_inf_nan=False,
+        description=(
+            "Largest transaction amount accepted (major currency units, Transaction and "
+            "FeatureVector); a larger one is refused like any invalid value (422, dead "
+            "letter). 1e9 is a thousand times any card payment, yet no window sum can "
+            "overflow and every feature stays far inside the float32 range models read "
+            "features in (3.4e38). At most 1e15: integers are exact in a double up to there, "
+            "so the bound means the same to every decoder."
+        ),
+    )
+
+
 def env_names(settings_type: type[BaseSettings]) -> set[str]:
     """The environment variable names a settings class reads."""
     prefix = str(settings_type.model_config.get("env_prefix", ""))
@@ -129,4 +155,5 @@ SHARED_SETTINGS: tuple[type[BaseSettings], ...] = (
     MlflowSettings,
     CassandraSettings,
     TelemetrySettings,
+    ContractSettings,
 )

@@ -9,9 +9,24 @@ Events are immutable (``frozen``) and strict about unknown fields
 (``extra="forbid"``): a typo in a non-Python producer's field name must be a
 dead-lettered record with a precise reason, not a silently dropped value.
 
-Times are timezone-aware UTC ``datetime``s on the wire as ISO-8601 strings;
-naive datetimes are rejected because a fraud feature window computed in the
-wrong timezone is silently wrong for hours.
+Times are timezone-aware UTC ``datetime``s, on the wire as RFC 3339 strings
+(``2018-04-01T12:00:00Z``, any offset, the ``date-time`` format of the JSON
+Schemas); naive datetimes are rejected because a fraud feature window computed
+in the wrong timezone is silently wrong for hours.
+
+Strict types: what the JSON Schemas say is what is accepted, in JSON
+(``model_validate_json``, the consumers) and in Python (``model_validate``,
+e.g. FastAPI's request bodies) alike. A time must be an RFC 3339 string (or a
+``datetime`` in Python), never a unix number or another date spelling; an
+amount, a fraud flag, a scenario, feature values and a revision must be JSON
+numbers / booleans, never ``"12.5"`` or ``true`` for a number. Pydantic's lax
+mode would convert those, so a producer's bug would go unnoticed.
+
+Amounts are finite, non-negative and at most :data:`MAX_AMOUNT`
+(``RTML_CONTRACT_MAX_AMOUNT``, default 1e9, see
+:class:`rtml_common.config.ContractSettings`): a valid but absurd amount
+(1e308) would otherwise overflow window sums to ``inf`` and poison every later
+feature vector of its customer.
 
 >>> from datetime import datetime, timezone
 >>> tx = Transaction(transaction_id="42", event_time=datetime(2018, 4, 1, 12, tzinfo=timezone.utc),
@@ -22,11 +37,76 @@ wrong timezone is silently wrong for hours.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    Strict,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+from rtml_common.config import ContractSettings
+
+#: Largest amount an event may carry (``RTML_CONTRACT_MAX_AMOUNT``, read once, here).
+MAX_AMOUNT: float = ContractSettings().max_amount
+
+#: RFC 3339's ``date-time`` (section 5.6: ``T`` / ``Z`` in either case, any number of
+#: fractional digits), the offset made optional only so that a naive time gets the
+#: timezone check's own message. ASCII digits: the same in Python's and Rust's regex.
+RFC3339_DATETIME = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+                    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?")
+_rfc3339_datetime = re.compile(RFC3339_DATETIME).fullmatch
+NOT_RFC3339 = "Input should be an RFC 3339 date-time string, e.g. 2018-04-01T12:00:00Z"
+_NOT_RFC3339_TYPE = "datetime_rfc3339"
+
+
+def _rfc3339_or_datetime(value: Any) -> Any:
+    """Python mode: a ``datetime``, or a string spelled as RFC 3339 (then parsed by pydantic)."""
+    if isinstance(value, str):
+        if _rfc3339_datetime(value) is None:
+            raise PydanticCustomError(_NOT_RFC3339_TYPE, NOT_RFC3339)
+        return value
+    if isinstance(value, datetime):
+        return value
+    raise PydanticCustomError(_NOT_RFC3339_TYPE, NOT_RFC3339)
+
+
+class _Rfc3339:
+    """Annotation restricting a ``datetime`` field to RFC 3339 strings (or datetimes).
+
+    Pydantic's own datetime reads unix numbers (``1522585800``, also as a string)
+    and other spellings (``2018-04-01 12:00:00Z``, ``+0200``). In JSON mode the
+    check is a pattern on the string, in Rust (no Python call: the consumers'
+    decode costs what it did); in Python mode a small function does the same. Both
+    refuse with the same error type and message; the JSON Schema stays
+    ``{"type": "string", "format": "date-time"}``.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any,
+                                     handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        parse = handler(source)
+        spelled = core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=f"^{RFC3339_DATETIME}$", strict=True),
+            custom_error_type=_NOT_RFC3339_TYPE, custom_error_message=NOT_RFC3339)
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.chain_schema([spelled, parse]),
+            python_schema=core_schema.no_info_before_validator_function(
+                _rfc3339_or_datetime, parse))
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(core_schema.datetime_schema())
 
 
 def _require_utc(value: datetime) -> datetime:
@@ -39,8 +119,12 @@ def _require_utc(value: datetime) -> datetime:
         raise ValueError("datetime is out of range once converted to UTC") from None
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+UtcDatetime = Annotated[datetime, _Rfc3339, AfterValidator(_require_utc)]
 EntityId = Annotated[str, Field(min_length=1, max_length=128)]
+#: A payment amount: a JSON number (strict: no string, no bool), finite, in [0, MAX_AMOUNT].
+Amount = Annotated[float, Strict(), Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+#: A feature value: a finite JSON number (an online store or a model cannot use inf or nan).
+FeatureValue = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
 class Event(BaseModel):
@@ -61,7 +145,8 @@ class Transaction(Event):
     terminal_id: EntityId | None = Field(
         default=None, description="Terminal (merchant) id, absent when unknown."
     )
-    amount: float = Field(ge=0, allow_inf_nan=False, description="Amount in major currency units.")
+    amount: Amount = Field(description="Amount in major currency units, at most "
+                                       "RTML_CONTRACT_MAX_AMOUNT (default 1e9).")
     currency: str = Field(default="EUR", min_length=3, max_length=3)
 
 
@@ -77,8 +162,8 @@ class Label(Event):
     terminal_id: EntityId | None = None
     transaction_time: UtcDatetime = Field(description="Event time of the labelled transaction.")
     labeled_at: UtcDatetime = Field(description="When the label became known (event time).")
-    is_fraud: bool
-    fraud_scenario: int | None = Field(
+    is_fraud: Annotated[bool, Strict()]
+    fraud_scenario: Annotated[int, Strict()] | None = Field(
         default=None, ge=0, description="Simulator scenario id (0 = genuine), when known."
     )
 
@@ -90,11 +175,11 @@ class FeatureVector(Event):
     customer_id: EntityId
     terminal_id: EntityId | None = None
     event_time: UtcDatetime
-    amount: float = Field(ge=0, allow_inf_nan=False)
+    amount: Amount
     feature_set: str = Field(min_length=1, description="Feature set name, e.g. 'baseline'.")
     feature_set_version: str = Field(min_length=1, description="Content hash of the definitions.")
-    features: dict[str, float] = Field(description="Feature name -> value.")
-    revision: int = Field(
+    features: dict[str, FeatureValue] = Field(description="Feature name -> value (finite).")
+    revision: Annotated[int, Strict()] = Field(
         default=0,
         ge=0,
         description="0 for a transaction's first vector; n > 0 when a late event corrected it "

@@ -5,8 +5,8 @@
 feature worker's CPU; these decoders ~1.85 and ~2.3 µs (``parse_utc`` ~0.4 µs
 a timestamp and building the event ~0.5 µs are most of it). They validate in
 one C pass with msgspec — a ``Struct`` stating every constraint of
-the schema: exact field set, id lengths, a finite non-negative amount, a
-3-character currency, a strict bool, a non-negative scenario — read each
+the schema: exact field set, id lengths, a finite amount in ``[0, MAX_AMOUNT]``,
+a 3-character currency, a strict bool, a non-negative scenario — read each
 timestamp through :func:`parse_utc`, and build the very pydantic event the
 worker reads (``==``, same ``model_fields_set``, same ``encode`` bytes)
 without validating it again.
@@ -18,14 +18,16 @@ no extra or private values), ~0.5 µs; :func:`_require_plain` refuses at import
 a model that grows what that shortcut would skip (a post-init hook, private
 attributes, extra fields, a field the wire struct does not know).
 
-They are never *more lenient* than the schema: msgspec is stricter than
-pydantic's lax mode, and anything it refuses (a numeric string, ``1`` for a
-bool, another timestamp spelling, a missing required or an unknown field,
-invalid UTF-8, bad JSON) goes to pydantic, which either accepts it — the same
-event — or raises :class:`~rtml_common.serde.DecodeError` with its precise
-reason, so the consumer loop dead-letters it. Records are thus accepted exactly
-when the event type accepts them, and refused with the same reason
-(``tests/test_lean_decoding.py`` pins both).
+They are never *more lenient* than the schema: msgspec's types are as strict
+as the events' (a number is a JSON number, a bool a JSON bool), its other
+checks a subset of theirs, and anything it refuses (a numeric string, ``1`` for
+a bool, an amount above the maximum, a timestamp spelling other than the
+common RFC 3339 one, a missing required or an unknown field, invalid UTF-8,
+bad JSON) goes to pydantic, which either accepts it — the same event (e.g. a
+7-digit fraction, truncated) — or raises :class:`~rtml_common.serde.DecodeError`
+with its precise reason, so the consumer loop dead-letters it. Records are thus
+accepted exactly when the event type accepts them, and refused with the same
+reason (``tests/test_lean_decoding.py`` pins both).
 
 >>> raw = (b'{"transaction_id":"t1","event_time":"2018-04-01T14:00:00.5+02:00",'
 ...        b'"customer_id":"c1","amount":2.5}')
@@ -51,7 +53,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 from pydantic import BaseModel
 
-from rtml_common.events import Event, Label, Transaction
+from rtml_common.events import MAX_AMOUNT, Event, Label, Transaction
 from rtml_common.serde import SCHEMA_VERSION_HEADER, check_schema_version, decode
 from rtml_common.tracing import TRACEPARENT
 
@@ -175,7 +177,8 @@ class _WireTransaction(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     event_time: str  # see parse_utc
     customer_id: EntityId
     terminal_id: EntityId | UnsetType | None = UNSET
-    amount: Annotated[float, msgspec.Meta(ge=0)]  # finite: msgspec refuses 1e999, no inf
+    #: Finite (msgspec refuses 1e999: no inf), a JSON number (not a string, not a bool).
+    amount: Annotated[float, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
     currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)] | UnsetType = UNSET
 
 

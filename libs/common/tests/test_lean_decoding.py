@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import math
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from rtml_common import lean_decoding
-from rtml_common.events import Event, Label, Transaction
+from rtml_common.events import MAX_AMOUNT, Event, Label, Transaction
 from rtml_common.lean_decoding import (
     RFC3339,
     _require_plain,
@@ -108,7 +109,9 @@ def test_realistic_events_round_trip_on_the_fast_path(fallbacks: list[bytes | No
     (Transaction, {"event_time": "2018-04-01T12:30:00-00:00"}),
     (Transaction, {"amount": 0}),  # an int for a float: a float
     (Transaction, {"amount": -0.0}),
-    (Transaction, {"amount": 2**70}),
+    (Transaction, {"amount": 2**29}),  # an int: a float
+    (Transaction, {"amount": MAX_AMOUNT}),  # the maximum itself
+    (Transaction, {"amount": int(MAX_AMOUNT)}),
     (Transaction, {"amount": 1e-320}),
     (Transaction, {"transaction_id": "x" * 128, "customer_id": "\U0001f600" * 128}),
     (Transaction, {"customer_id": 'c"\\\u00e9/\u2028'}),  # escapes
@@ -134,15 +137,8 @@ def test_duplicate_keys_count_the_last_like_pydantic(fallbacks: list[bytes | Non
 
 
 @pytest.mark.parametrize(("event_type", "changes"), [
-    (Transaction, {"amount": "12.5"}),  # numeric string: pydantic's lax mode accepts it
-    (Transaction, {"amount": True}),  # lax: a bool is a number
     (Transaction, {"event_time": "2018-04-01T12:30:00.1234567Z"}),  # more than microseconds
-    (Transaction, {"event_time": "2018-04-01 12:30:00Z"}),  # another spelling pydantic reads
-    (Transaction, {"event_time": 1522585800}),  # epoch seconds
-    (Label, {"is_fraud": 1}),
-    (Label, {"is_fraud": "yes"}),
-    (Label, {"fraud_scenario": 2.0}),  # an integral float for an int
-    (Label, {"fraud_scenario": "3"}),
+    (Transaction, {"event_time": "2018-04-01t12:30:00z"}),  # RFC 3339 allows lower case
     (Label, {"labeled_at": "2018-04-01t12:30:00.9999999z"}),
 ])
 def test_valid_variants_off_the_fast_path_are_decided_by_pydantic(
@@ -172,6 +168,38 @@ def test_a_valid_first_duplicate_does_not_hide_an_invalid_one() -> None:
     (Transaction, raw(Transaction).replace(b"tx-1", b"\xff\xfe"), "invalid unicode code point"),
     (Label, raw(Label).replace(b"tx-1", b"\\ud800"), "Invalid JSON"),  # lone surrogate
     (Transaction, raw(Transaction, amount=-1.0), "amount: Input should be greater than or equal"),
+    # Strict types (issue #17): what pydantic's lax mode used to convert is refused.
+    (Transaction, raw(Transaction, amount="12.5"), "amount: Input should be a valid number"),
+    (Transaction, raw(Transaction, amount=True), "amount: Input should be a valid number"),
+    (Transaction, raw(Transaction, amount=None), "amount: Input should be a valid number"),
+    (Transaction, raw(Transaction, event_time=1522585800), "event_time: Input should be an "
+                                                           "RFC 3339 date-time string"),
+    (Transaction, raw(Transaction, event_time=1522585800.5), "event_time: Input should be an "
+                                                             "RFC 3339"),
+    (Transaction, raw(Transaction, event_time="1522585800"), "event_time: Input should be an "
+                                                             "RFC 3339"),
+    (Transaction, raw(Transaction, event_time="2018-04-01 12:30:00Z"), "event_time: Input "
+                                                                       "should be an RFC 3339"),
+    (Label, raw(Label, labeled_at=1524182400), "labeled_at: Input should be an RFC 3339"),
+    (Label, raw(Label, transaction_time=True), "transaction_time: Input should be an RFC 3339"),
+    (Label, raw(Label, is_fraud=1), "is_fraud: Input should be a valid boolean"),
+    (Label, raw(Label, is_fraud="yes"), "is_fraud: Input should be a valid boolean"),
+    (Label, raw(Label, fraud_scenario=2.0), "fraud_scenario: Input should be a valid integer"),
+    (Label, raw(Label, fraud_scenario="3"), "fraud_scenario: Input should be a valid integer"),
+    # Bounded amounts (issue #17): valid JSON numbers above the contract's maximum.
+    (Transaction, raw(Transaction, amount=1e308), "amount: Input should be less than or equal "
+                                                  f"to {MAX_AMOUNT:.0f}"),
+    (Transaction, raw(Transaction, amount=math.nextafter(MAX_AMOUNT, math.inf)),
+     "amount: Input should be less than or equal"),
+    (Transaction, raw(Transaction, amount=int(MAX_AMOUNT) + 1), "amount: Input should be less "
+                                                                "than or equal"),
+    (Transaction, raw(Transaction, amount=2**70), "amount: Input should be less than or equal"),
+    (Transaction, raw(Transaction).replace(b"57.16", b"1e309"), "amount: Input should be a "
+                                                                "finite number"),
+    (Transaction, raw(Transaction).replace(b"57.16", b"-1e309"), "amount: Input should be a "
+                                                                 "finite number"),
+    (Transaction, raw(Transaction).replace(b"57.16", b"Infinity"), "amount: Input should be a "
+                                                                   "finite number"),
     (Transaction, raw(Transaction).replace(b"57.16", b"1e999"), "amount: Input should be a "
                                                                 "finite number"),
     (Transaction, raw(Transaction).replace(b"57.16", b"NaN"), "amount: Input should be a finite"),

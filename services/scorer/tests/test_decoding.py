@@ -7,12 +7,13 @@ must write the same bytes as the one-output functions.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
 
-from rtml_common.events import FeatureVector, Prediction, ShadowScore
+from rtml_common.events import MAX_AMOUNT, FeatureVector, Prediction, ShadowScore
 from rtml_common.serde import SCHEMA_VERSION_HEADER, DecodeError, decode, encode, headers_for
 from rtml_scorer.decoding import ScoringVector, decode_vector
 from rtml_scorer.outputs import (
@@ -63,20 +64,18 @@ def test_a_valid_vector_decodes_like_the_event() -> None:
     {"terminal_id": None, "revision": 3},
     {"event_time": "2018-04-01T14:30:00.123456+02:00"},  # normalised to UTC
     {"amount": 0},
+    {"amount": MAX_AMOUNT},
     {"features": {}},
+    {"computed_at": "2018-04-01T12:30:01.000001+00:00"},
 ])
 def test_valid_variants_on_the_fast_path(changes: dict[str, object]) -> None:
     same_as_pydantic(raw(**changes))
 
 
 @pytest.mark.parametrize("changes", [
-    {"amount": "12.5"},  # numeric string: pydantic's lax mode accepts it
-    {"revision": 2.0},  # an integral float for an int
     {"event_time": "2018-04-01T12:30:00.1234567Z"},  # more than microseconds
-    {"event_time": "2018-04-01 12:30:00Z"},  # another spelling pydantic reads
-    {"features": {"a": "1.5"}},
-    {"amount": 2**60},
-    {"amount": True, "revision": True, "features": {"a": False}},  # lax: bools are numbers
+    {"computed_at": "2018-04-01T12:30:01.1234567Z"},
+    {"event_time": "2018-04-01t12:30:00z"},  # RFC 3339 allows lower case
 ])
 def test_valid_variants_off_the_fast_path_are_decided_by_pydantic(
     changes: dict[str, object],
@@ -88,13 +87,31 @@ def test_valid_variants_off_the_fast_path_are_decided_by_pydantic(
     (b"{not json", "Invalid JSON"),
     (b"[1, 2]", "value: Input should be an object"),
     (raw(amount=-1.0), "amount: Input should be greater than or equal to 0"),
+    # Strict types and bounded amounts (issue #17): lax conversions are refused.
+    (raw(amount="12.5"), "amount: Input should be a valid number"),
+    (raw(amount=True), "amount: Input should be a valid number"),
+    (raw(revision=2.0), "revision: Input should be a valid integer"),
+    (raw(revision=True), "revision: Input should be a valid integer"),
+    (raw(features={"a": "1.5"}), "features.a: Input should be a valid number"),
+    (raw(features={"a": False}), "features.a: Input should be a valid number"),
+    (raw(amount=1e308), "amount: Input should be less than or equal to"),
+    (raw(amount=math.nextafter(MAX_AMOUNT, math.inf)), "amount: Input should be less than"),
+    (raw(amount=2**60), "amount: Input should be less than or equal to"),
+    (raw().replace(b'"a":1.5', b'"a":1e999'), "features.a: Input should be a finite number"),
+    (raw().replace(b'"a":1.5', b'"a":NaN'), "features.a: Input should be a finite number"),
+    (raw().replace(b'"a":1.5', b'"a":-Infinity'), "features.a: Input should be a finite"),
+    (raw(event_time=1522585800), "event_time: Input should be an RFC 3339 date-time"),
+    (raw(computed_at=1522585800.5), "computed_at: Input should be an RFC 3339 date-time"),
+    (raw(event_time="2018-04-01 12:30:00Z"), "event_time: Input should be an RFC 3339"),
+    (raw(computed_at="2018-04-01 12:30:00Z"), "computed_at: Input should be an RFC 3339"),
+    (raw(computed_at="2018-04-01T12:30:00+0200"), "computed_at: Input should be an RFC 3339"),
     (raw(transaction_id=""), "transaction_id: String should have at least 1 character"),
     (raw(customer_id=7), "customer_id: Input should be a valid string"),
     (raw(terminal_id="t" * 129), "terminal_id: String should have at most 128 characters"),
     (raw(event_time="2018-04-01T12:30:00"), "event_time: Value error, datetime must be "
                                             "timezone-aware"),
     (raw(event_time="2018-02-30T12:30:00Z"), "event_time: Input should be a valid datetime"),
-    (raw(computed_at="yesterday"), "computed_at: Input should be a valid datetime"),
+    (raw(computed_at="yesterday"), "computed_at: Input should be an RFC 3339 date-time"),
     (raw(features=[1.0]), "features: Input should be an object"),
     (raw(features={"a": None}), "features.a: Input should be a valid number"),
     (raw(revision=-1), "revision: Input should be greater than or equal to 0"),
@@ -166,3 +183,4 @@ def test_timestamp_spellings_are_accepted_exactly_when_pydantic_accepts_them(
         assert str(lean.value) == str(refused)
     else:
         assert decode_vector(value, HEADERS).event_time == full.event_time
+        assert full.computed_at.tzinfo is not None
