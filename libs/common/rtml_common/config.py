@@ -61,6 +61,17 @@ class KafkaSettings(BaseSettings):
     flush_timeout_s: float = Field(
         default=30.0, gt=0, description="Max wait for producer deliveries before failing."
     )
+    max_message_bytes: int = Field(
+        default=1_000_000,
+        ge=16_384,
+        description=(
+            "Largest record (key + value + headers + librdkafka's 36-byte framing) the "
+            "producers write: librdkafka's message.max.bytes, which a default producer "
+            "shares. Dead letters are cut to fit it (size and SHA-256 of the original in "
+            "headers); consumers fetch whole records of this size; topics are created with "
+            "max.message.bytes to match. At least 16 KiB: a minimal dead letter must fit."
+        ),
+    )
     extra: dict[str, str] = Field(
         default_factory=dict,
         description="Extra librdkafka properties as JSON, e.g. SASL settings.",

@@ -12,7 +12,13 @@ The contract every rtml consumer relies on:
    (dedupe by event id, idempotent writes) — the broker's transactions are not
    relied upon because the local broker does not implement them correctly.
 2. A record whose bytes are not a valid event goes straight to ``<topic>.dlq``
-   with the precise validation reason; retrying cannot fix it. By default a
+   with the precise validation reason; retrying cannot fix it. Dead-lettering
+   never fails the loop: the record is cut to fit the producer's
+   ``message.max.bytes`` (original size and SHA-256 in headers), and one the
+   broker still refuses is retried, then sent minimal, then logged as
+   undeliverable with its coordinates and digest, inside the flush that
+   precedes the commit (:mod:`rtml_common.kafka.producer`) — so a record
+   near the size limit cannot crash-loop the consumer. By default a
    topic's records are validated as its pydantic event type
    (:func:`rtml_common.serde.decode`); a hot consumer may give a topic its own
    :data:`Decoder` (``decoders=``) — a leaner parse into its own value type —
@@ -43,7 +49,11 @@ from opentelemetry import metrics
 
 from rtml_common.config import KafkaSettings
 from rtml_common.events import Event
-from rtml_common.kafka.dead_letter import dead_letter_record
+from rtml_common.kafka.dead_letter import (
+    BATCH_OVERHEAD_BYTES,
+    RECORD_OVERHEAD_BYTES,
+    dead_letter_record,
+)
 from rtml_common.kafka.headers import normalise_headers
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.kafka.progress import ConsumerProgress
@@ -82,6 +92,30 @@ Decoder = Callable[[bytes | None, Sequence[tuple[str, bytes | None]]], Any]
 StartOffsets = Callable[[str, int], int | None]
 
 
+#: librdkafka's defaults for the fetch limits :func:`fetch_limits` only ever raises.
+_DEFAULT_PARTITION_FETCH_BYTES = 1_048_576
+_DEFAULT_FETCH_MAX_BYTES = 52_428_800
+_DEFAULT_RECEIVE_MAX_BYTES = 100_000_000
+
+
+def fetch_limits(max_message_bytes: int) -> dict[str, int]:
+    """Consumer fetch sizes that carry a whole record of ``max_message_bytes`` in one fetch.
+
+    Kafka (and librdkafka) return a first batch larger than the fetch limits
+    anyway, so this is about one round trip, not correctness, except for
+    ``receive.message.max.bytes``, a hard cap on a response. Defaults are kept
+    whenever they already suffice (they do for the default 1,000,000-byte limit).
+    """
+    batch = max_message_bytes + RECORD_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES
+    partition = max(_DEFAULT_PARTITION_FETCH_BYTES, batch)
+    total = max(_DEFAULT_FETCH_MAX_BYTES, partition)
+    return {
+        "max.partition.fetch.bytes": partition,
+        "fetch.max.bytes": total,
+        "receive.message.max.bytes": max(_DEFAULT_RECEIVE_MAX_BYTES, total + 512),
+    }
+
+
 def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
     """librdkafka properties for a manually committing group member."""
     config: dict[str, Any] = {
@@ -93,6 +127,7 @@ def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) ->
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms,
         "partition.assignment.strategy": "cooperative-sticky",
+        **fetch_limits(settings.max_message_bytes),
     }
     config.update(settings.extra)
     config.update(overrides)
@@ -397,7 +432,9 @@ class ConsumerLoop:
         topic, key, value, headers = dead_letter_record(
             message, self.group_id, reason, error_type, attempts
         )
-        self.producer.send_raw(topic, key, value, headers)
+        # Fitted to the producer's size limit; a refusal is settled at the next flush
+        # (retried, then minimal, then logged undeliverable), never raised from here.
+        self.producer.send_dead_letter(topic, key, value, headers)
         self.stats.dead_lettered += 1
         self._dead_letter_counter.add(
             1, {"topic": message.topic() or "", "error_type": error_type}
