@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rtml_features.definitions import Agg, Entity, FeatureSet, Ratio, WindowAggregate
+from rtml_features.log_query import EventLogQuery, LabelLogQuery
 from rtml_features.prefix_log import EventLog, Extreme, LabelLog
 from rtml_features.rows import RowFeatures
 
@@ -81,8 +82,9 @@ def log_spec(feature_set: FeatureSet, entity: Entity) -> EntityLogSpec:
 
 #: Per entity of the request: its event log and label log, each None when the store has
 #: never seen the entity. An entity the request carries no id for (no terminal) is left
-#: out: its aggregates are 0, as in the other engines.
-EntityLogs = Mapping[str, tuple[EventLog | None, LabelLog | None]]
+#: out: its aggregates are 0, as in the other engines. Any object answering the
+#: :mod:`rtml_features.log_query` protocols serves (the reference logs, Redis views).
+EntityLogs = Mapping[str, tuple[EventLogQuery | None, LabelLogQuery | None]]
 
 
 class RequestVectors:
@@ -128,7 +130,8 @@ class RequestVectors:
         return {name: values[name] for name in self.feature_set.names}
 
     @staticmethod
-    def _aggregate(aggregate: WindowAggregate, events: EventLog | None, labels: LabelLog | None,
+    def _aggregate(aggregate: WindowAggregate, events: EventLogQuery | None,
+                   labels: LabelLogQuery | None,
                    after: int, until: int, known_by: int, own: float | None) -> float:
         """One aggregate over ``(after, until]``; ``own`` is the request's field value
         when the request is in this window (0.0 for a count or a label field), else None."""
