@@ -101,6 +101,17 @@ class Settings(ServiceSettings):
             "version (parent = what it continued from); 0 = only on shutdown."
         ),
     )
+    publication_checkpoint_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "How often the output topics' ends are measured and, once the consumer loop has "
+            "committed after the measurement, stored for the owned features partitions: "
+            "after a crash or a rebalance, what was published since is read back and not "
+            "published again. Bounds that read (about this plus the commit interval of "
+            "output); 0 keeps the positions stored at a partition's first assignment."
+        ),
+    )
     refresh_interval_s: float = Field(
         default=60.0,
         gt=0,

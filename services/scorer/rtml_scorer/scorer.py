@@ -28,6 +28,11 @@ batch's scoring) and its prediction and shadow scores carry that span's
 context (:func:`rtml_common.tracing.record_spans`); untraced vectors cost one
 header scan.
 
+Outputs already published for a replayed input (the scorer crashed or lost the
+partition after publishing, before committing) are not published again: the
+:class:`~rtml_scorer.republish.PublicationLedger` read them back when the
+partition was assigned, and each is suppressed once.
+
 Revisions (``revision > 0``: a late event corrected a vector) are not
 re-scored — the decision was taken on the first vector, and scoring twice
 would publish two predictions for one transaction and version — but they
@@ -76,6 +81,7 @@ from rtml_scorer.outputs import (
     predictions_json,
     shadow_scores_json,
 )
+from rtml_scorer.republish import PublicationLedger
 from rtml_scorer.sampling import ShadowSampler
 
 logger = logging.getLogger(__name__)
@@ -89,6 +95,15 @@ _SHADOW = ModelRole.SHADOW.value
 #: What the consumer loop hands over for ``features``: the lean decoder's
 #: :class:`ScoringVector`, or a ``FeatureVector`` (other decoders, tests).
 _VECTOR_TYPES = (ScoringVector, FeatureVector)
+
+
+def _without(skip: set[int], keys: list[bytes], values: list[bytes],
+             traces: dict[int, TraceHeaders]
+             ) -> tuple[list[bytes], list[bytes], dict[int, TraceHeaders]]:
+    """Outputs minus the indices in ``skip``, trace headers re-indexed to what is left."""
+    keep = [i for i in range(len(values)) if i not in skip]
+    return ([keys[i] for i in keep], [values[i] for i in keep],
+            {n: traces[i] for n, i in enumerate(keep) if i in traces})
 
 
 def _keys(records: Sequence[Record[Vector]]) -> list[bytes]:
@@ -156,6 +171,8 @@ class Scorer:
         #: The (topic, partition)s this process owns (the consumer loop's ``assigned``).
         self.assigned: Callable[[], set[tuple[str, int]]] = set
         self.budget_s = settings.shadow_latency_budget_ms / 1000
+        #: What was published for replayed inputs (None: not tracked).
+        self.ledger: PublicationLedger | None = None
         # Plain counters for logs, tests and benchmarks.
         self.predictions = 0
         self.shadow_scores = 0
@@ -202,6 +219,16 @@ class Scorer:
         if records:
             oldest_ms = min(r.timestamp_ms for r in records)
             self.batch_timings.append((now_ms - oldest_ms, self.busy_until - started))
+
+    def on_idle(self) -> None:
+        """Between polls that brought nothing: what a batch would have done when due.
+
+        A burst followed by silence must not leave the online models' checkpoint (or
+        the publication ledger) behind until the next record arrives.
+        """
+        online = self._online_models(self.serving.current)
+        if self.checkpointer is not None and online and self.checkpointer.due():
+            self.checkpointer.checkpoint(online)
 
     def _online_models(self, snapshot: Snapshot) -> list[ServedModel]:
         if self.settings.feature_cache_size <= 0:
@@ -277,9 +304,16 @@ class Scorer:
                           scores: F64, per_row_s: float) -> None:
         values = predictions_json(outputs.heads, snapshot.name, champion.version,
                                   scores.tolist(), per_row_s * 1000, datetime.now(UTC))
-        self.producer.send_many(PREDICTIONS_TOPIC, zip(outputs.keys, values, strict=True),
-                                PREDICTION_HEADERS, outputs.traces)
-        self.predictions += len(records)
+        keys, traces = outputs.keys, outputs.traces
+        if self.ledger is not None and self.ledger.found:
+            skip = self.ledger.already_published(
+                PREDICTIONS_TOPIC, [r.value.transaction_id for r in records], snapshot.name,
+                champion.version)
+            if skip:
+                keys, values, traces = _without(skip, keys, values, traces)
+        self.producer.send_many(PREDICTIONS_TOPIC, zip(keys, values, strict=True),
+                                PREDICTION_HEADERS, traces)
+        self.predictions += len(values)
         if len(records) == 1:
             self.single_row_batches += 1
         attributes = {"role": _CHAMPION, "alias": champion.alias,
@@ -338,9 +372,15 @@ class Scorer:
         traces = outputs.traces
         if traces and not everyone:  # re-index to the sample's positions
             traces = {n: traces[i] for n, i in enumerate(chosen) if i in traces}
+        if self.ledger is not None and self.ledger.found:
+            skip = self.ledger.already_published(
+                SHADOW_TOPIC, [records[i].value.transaction_id for i in chosen], snapshot.name,
+                served.version)
+            if skip:
+                keys, values, traces = _without(skip, keys, values, traces)
         self.producer.send_many(SHADOW_TOPIC, zip(keys, values, strict=True), SHADOW_HEADERS,
                                 traces)
-        self.shadow_scores += len(chosen)
+        self.shadow_scores += len(values)
         self._record({"role": _SHADOW, "alias": alias, "model_version": served.version},
                      scores, per_row_s)
         if elapsed > self.budget_s:

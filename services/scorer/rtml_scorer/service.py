@@ -7,7 +7,9 @@ benchmark call in-process. Start-up order matters:
    champion alias exists: scoring without one would only dead-letter);
 2. start the model-events watcher, so alias moves from now on are seen;
 3. join the scoring group on ``features`` + ``labels`` and score until
-   stopped. Stopping (SIGTERM/SIGINT or ``stop``) finishes the in-flight
+   stopped; each ``features`` partition, as it is assigned, first has what
+   was published for it since its last commit read back (:mod:`.republish`),
+   so a replay publishes nothing twice. Stopping (SIGTERM/SIGINT or ``stop``) finishes the in-flight
    batch, flushes, commits, leaves the group (the partitions move to the
    other members with nothing lost or scored twice), then checkpoints the
    online models.
@@ -35,6 +37,8 @@ from rtml_models.serving import ServingModels
 from rtml_scorer.checkpoint import Checkpointer
 from rtml_scorer.config import Settings
 from rtml_scorer.decoding import decode_vector
+from rtml_scorer.outputs import PREDICTIONS_TOPIC, SHADOW_TOPIC
+from rtml_scorer.republish import PublicationLedger
 from rtml_scorer.scorer import FEATURES_TOPIC, LABELS_TOPIC, Scorer
 from rtml_scorer.watcher import ModelWatcher
 
@@ -98,7 +102,30 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     # River challenger needs to learn from them (cooperative-sticky doesn't promise it).
     overrides: dict[str, Any] = {"fetch.wait.max.ms": 10, "partition.assignment.strategy": "range"}
     # The lean decoder: the same acceptance as FeatureVector, a fraction of the cost.
+    loop: ConsumerLoop
+    ledger = PublicationLedger(kafka, settings.consumer_group, FEATURES_TOPIC,
+                               [PREDICTIONS_TOPIC, SHADOW_TOPIC],
+                               settings.publication_checkpoint_interval_s,
+                               lambda: loop.stats.commits)
+    scorer.ledger = ledger
+
+    def owned() -> set[int]:
+        return {p for topic, p in loop.assigned if topic == FEATURES_TOPIC}
+
+    def start_offset(topic: str, partition: int) -> int | None:
+        # Called as the partition is assigned, before any of its records is fetched.
+        if topic == FEATURES_TOPIC:
+            ledger.prepare([partition])
+        return None  # resume at the group's committed offset
+
+    def on_idle() -> None:
+        scorer.on_idle()
+        ledger.tick(owned())
+
     loop = ConsumerLoop(topics, settings.consumer_group, scorer.handle, kafka, producer,
+                        start_offsets=start_offset,
+                        on_batch_consumed=lambda consumed: ledger.after_batch(consumed, owned()),
+                        on_idle=on_idle,
                         decoders={FEATURES_TOPIC: decode_vector}, **overrides)
     scorer.assigned = lambda: set(loop.assigned)
     watcher = ModelWatcher(serving, scorer.guard, scorer.metrics, kafka,

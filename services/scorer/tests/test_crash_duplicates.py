@@ -1,0 +1,127 @@
+"""Kill -9 of the scorer mid-stream publishes nothing twice and loses nothing.
+
+Issue #17 finding 7: a scorer killed after publishing but before committing
+scored its replay again and re-published every prediction and shadow score of
+it. The scorer runs as its own process (``python -m rtml_scorer``) with a
+long commit interval, so a kill always leaves published-but-uncommitted
+outputs; it is SIGKILLed once outputs exist beyond the positions its
+publication ledger stored, restarted, and left to score the rest. Then
+``predictions`` and ``shadow-scores`` must hold exactly one record per
+(transaction, model version), for every transaction produced.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from rtml_common.config import KafkaSettings
+from rtml_common.kafka.published import end_offsets
+from rtml_localstack.crash import ServiceProcess, duplicates, published_keys, wait_until
+from rtml_scorer.outputs import PREDICTIONS_TOPIC, SHADOW_TOPIC
+from rtml_scorer.republish import PublicationLedger
+from rtml_scorer.scorer import FEATURES_TOPIC
+
+pytestmark = pytest.mark.integration
+
+N_VECTORS = 3000
+#: Predictions beyond the stored positions when the scorer is killed.
+PUBLISHED_AFTER_LEDGER = 200
+
+
+def scorer_env(bootstrap: str, tracking_uri: str, model: str, group: str) -> dict[str, str]:
+    """The environment of a scorer process under test (reusable by fault tests)."""
+    return {
+        "RTML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "RTML_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "RTML_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        # Long: every kill leaves outputs published after the last commit.
+        "RTML_KAFKA_COMMIT_INTERVAL_S": "3",
+        "RTML_MLFLOW_TRACKING_URI": tracking_uri,
+        "RTML_SCORER_MODEL_NAME": model,
+        "RTML_SCORER_CONSUMER_GROUP": group,
+        "RTML_SCORER_PUBLICATION_CHECKPOINT_INTERVAL_S": "0.5",
+    }
+
+
+def published_beyond_ledger(ledger: PublicationLedger, partitions: range) -> int:
+    """Predictions after the lowest positions any features partition has stored."""
+    stored = [ledger.load(p) for p in partitions]
+    if any(s is None for s in stored):
+        return 0
+    since: dict[tuple[str, int], int] = {}
+    for positions in stored:
+        assert positions is not None
+        for key, offset in positions.items():
+            if key[0] == PREDICTIONS_TOPIC:
+                since[key] = min(offset, since.get(key, offset))
+    if not since or not sum(since.values()):
+        return 0  # only the ledgers started before anything was scored
+    now = end_offsets(ledger.kafka, [PREDICTIONS_TOPIC], near=since)
+    return sum(now.values()) - sum(since.values())
+
+
+def test_kill_9_publishes_each_score_once(deployment: Any, tmp_path: Any) -> None:
+    d = deployment
+    champion = d.register(d.xgb_model(1), "champion")
+    shadow = d.register(d.xgb_model(2), "shadow")
+    group = f"g-{d.name}"
+    bootstrap = d.broker.bootstrap_servers
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    ledger = PublicationLedger(kafka, group, FEATURES_TOPIC, [PREDICTIONS_TOPIC, SHADOW_TOPIC],
+                               0, lambda: 0)
+    partitions = range(len(end_offsets(kafka, [FEATURES_TOPIC])))
+    scorer = ServiceProcess("rtml_scorer", scorer_env(bootstrap, d.registry.tracking_uri,
+                                                      d.name, group), tmp_path / "logs")
+    produced: list[str] = []
+    done = threading.Event()
+
+    def produce_steadily() -> None:
+        customers = d.customers()
+        for start in range(0, N_VECTORS, 100):
+            chunk = [d.vector(i, customers[i % 40], d.at(i / 100))
+                     for i in range(start, start + 100)]
+            d.produce(chunk)
+            produced.extend(v.transaction_id for v in chunk)
+            time.sleep(0.1)
+        done.set()
+
+    producing = threading.Thread(target=produce_steadily, daemon=True)
+    scorer.start()
+    try:
+        wait_until(lambda: "assigned [" in scorer.log() and "'features'" in scorer.log(), 90,
+                   "the scorer's assignment", [scorer])
+        producing.start()
+        wait_until(lambda: published_beyond_ledger(ledger, partitions) >= PUBLISHED_AFTER_LEDGER,
+                   60, "predictions published after the stored positions", [scorer])
+        scorer.kill9()
+        assert not done.is_set(), "the input ended before the kill: not mid-stream"
+        scorer.start()
+        producing.join(60)
+        wait_until(lambda: sum(published_keys(bootstrap, PREDICTIONS_TOPIC,
+                                              lambda v: v["transaction_id"]).values())
+                   >= N_VECTORS, 90, "a prediction for every vector", [scorer])
+        assert scorer.stop() == 0, scorer.tail()
+    finally:
+        scorer.close()
+    found = re.findall(r"(\d+) outputs published since their last commit", scorer.log())
+    assert sum(int(n) for n in found) > 0, scorer.tail()
+
+    for topic, version in ((PREDICTIONS_TOPIC, champion), (SHADOW_TOPIC, shadow)):
+        counts = published_keys(bootstrap, topic,
+                                lambda v: (v["transaction_id"], v["model_version"]))
+        assert duplicates(counts) == 0, (topic, [k for k, n in counts.items() if n > 1][:5])
+        assert set(counts) == {(tx, version) for tx in produced}, topic  # none lost
+
+
+def test_env_is_complete() -> None:
+    """The crash test's environment names only settings the scorer knows."""
+    from rtml_scorer.config import ENV_PREFIX, Settings
+
+    own = {k for k in scorer_env("b", "u", "m", "g") if k.startswith(ENV_PREFIX)}
+    fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    assert own <= fields, own - fields
