@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo loop test test-fast lint lock stack-up stack-down stack-status schemas
+.PHONY: bootstrap demo loop test fuzz test-fast lint lock stack-up stack-down stack-status schemas
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -20,6 +20,11 @@ loop: bootstrap
 ## The whole test suite (unit + integration against real local servers).
 test: bootstrap
 	@$(PY) -m pytest -q
+
+## The fuzz suite with a larger budget (`make test` runs it bounded, seeded, as CI does).
+fuzz: bootstrap
+	@RTML_FUZZ_EXAMPLES=$${RTML_FUZZ_EXAMPLES:-300} RTML_FUZZ_RECORDS=$${RTML_FUZZ_RECORDS:-100000} \
+		$(PY) -m pytest tests/fuzz -q -s
 
 ## Unit tests only (no servers).
 test-fast: bootstrap
