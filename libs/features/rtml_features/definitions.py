@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -186,6 +187,8 @@ class Ratio:
             raise DefinitionError(
                 f"{self.name}: numerator and denominator must share entity, window and delay"
             )
+        if not math.isfinite(self.default):  # FeatureVector, online stores, models: finite
+            raise DefinitionError(f"{self.name}: default must be finite, not {self.default!r}")
 
 
 Feature = RowFeature | WindowAggregate | Ratio

@@ -39,6 +39,7 @@ from typing import Any
 
 import msgspec
 
+from rtml_common.events import MAX_AMOUNT
 from rtml_features.definitions import FeatureSet
 from rtml_features.online import NEVER, EntityState
 from rtml_features.vector_plan import VectorPlan
@@ -46,6 +47,18 @@ from rtml_features.vector_plan import VectorPlan
 
 class LateEvent(ValueError):
     """A transaction arrived later than the allowed lateness."""
+
+
+class InvalidAmount(ValueError):
+    """A transaction amount no window may hold: not finite, negative, or above the maximum.
+
+    The event contract (``Transaction.amount``, bounded by ``RTML_CONTRACT_MAX_AMOUNT``)
+    refuses such records when they are decoded; this is the computer's own check, for
+    callers that bypass the decoders (another engine, a test, a bug), because one
+    1e308 in an entity's window makes its sums ``inf`` until the event leaves the
+    window: every vector of the entity poisoned, for up to 30 days. Raised before any
+    state changes, so the caller can refuse the transaction and carry on.
+    """
 
 
 class Emission(msgspec.Struct, gc=False):
@@ -77,8 +90,12 @@ class StreamingFeatureComputer:
     """
 
     def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0),
-                 sweep_every: timedelta = timedelta(days=7), track_newest: bool = False):
+                 sweep_every: timedelta = timedelta(days=7), track_newest: bool = False,
+                 max_amount: float = MAX_AMOUNT):
         self.feature_set = feature_set
+        #: Amounts above this are refused (:class:`InvalidAmount`): with it, no window sum
+        #: can overflow (it would take more than 1e290 events in one window).
+        self.max_amount = max_amount
         #: With ``track_newest``: (entity, id) -> the vector last emitted for the entity's
         #: newest event, since the last :meth:`take_newest_vectors` (what an online store
         #: must hold). Kept here because only the state knows, cheaply, which event is newest.
@@ -137,8 +154,15 @@ class StreamingFeatureComputer:
 
         ``source`` names the input partition it was read from (for the
         watermark). A redelivered transaction changes no state and returns its
-        vector again.
+        vector again. Raises :class:`InvalidAmount` (before changing anything) for an
+        amount that is not a finite number in ``[0, max_amount]``.
         """
+        if not 0.0 <= amount <= self.max_amount:  # also False for nan
+            raise InvalidAmount(
+                f"transaction {transaction_id}: amount {amount!r} is not a finite number in "
+                f"[0, {self.max_amount!r}] (RTML_CONTRACT_MAX_AMOUNT); it would make its "
+                "entities' window sums non-finite"
+            )
         watermark = self.watermark_ms
         if watermark is not None and time_ms < watermark - self.allowed_lateness_ms:
             raise LateEvent(

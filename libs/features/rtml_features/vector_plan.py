@@ -202,7 +202,7 @@ class VectorPlan:
             return _row_value(feature)
         if isinstance(feature, Ratio):
             default = f"DEFAULT_{len(self._constants)}"
-            self._constants[default] = feature.default  # any float, nan included
+            self._constants[default] = feature.default  # finite (see Ratio)
             numerator = outputs[feature.numerator.name]
             denominator = outputs[feature.denominator.name]
             return f"{numerator} / {denominator} if {denominator} else {default}"

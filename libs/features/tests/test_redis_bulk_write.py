@@ -19,10 +19,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from rtml_features.baseline import BASELINE
-from rtml_features.online_store.base import EntityValues, entity_features
+from rtml_features.online_store.base import EntityValues, NonFiniteFeatureValue, entity_features
 from rtml_features.online_store.redis.bulk_write import (
     CHUNK_KEYS,
     DirectPacker,
+    chunk_args,
     number_texts,
     repr_texts,
 )
@@ -37,6 +38,8 @@ TERMINAL = entity_features(BASELINE, BASELINE.entities[1])
 TRICKY = [0.1 + 0.2, 1e-300, -0.0, 0.0, 5e-324, 1.7976931348623157e308, 1e16, 1e15,
           9999999999999998.0, 1e-4, 9.999999999999999e-05, 1.5e-05, -2.5e-07, 123456.789,
           2.0**53, 1 / 3, -1.0, math.inf, -math.inf, math.nan]
+#: What a store may hold: non-finite values are refused (see the tests at the end).
+FINITE = [value for value in TRICKY if math.isfinite(value)]
 
 
 def random_doubles(rnd: random.Random, n: int) -> list[float]:
@@ -119,7 +122,7 @@ def test_direct_packer_sends_the_bytes_redis_py_would() -> None:
 @pytest.mark.integration
 def test_write_produces_the_hashes_and_ttl_of_per_key_hsets(fresh_redis_server: Any) -> None:
     rnd = random.Random(7)
-    updates = make_updates(rnd, 40, TRICKY + random_doubles(rnd, 200))
+    updates = make_updates(rnd, 40, FINITE + random_doubles(rnd, 200))
     updates.append(EntityValues("customer", "ünïcode id", {CUSTOMER[0]: 1.0}, 5, "tx-é"))
     RedisOnlineStore(fresh_redis_server.url, ttl_s=TTL_S).write(BASELINE, updates)
 
@@ -150,7 +153,7 @@ def test_update_overwrites_fields_and_renews_the_ttl(redis_server: Any) -> None:
 @pytest.mark.integration
 def test_read_round_trips_floats_bit_for_bit(redis_server: Any) -> None:
     store = RedisOnlineStore(redis_server.url, ttl_s=TTL_S)
-    values = [v for v in TRICKY if not math.isnan(v)] + random_doubles(random.Random(3), 50)
+    values = FINITE + random_doubles(random.Random(3), 50)
     updates = [EntityValues("customer", f"bits-{i}", {CUSTOMER[0]: v}, i, f"tx-{i}")
                for i, v in enumerate(values)]
     store.write(BASELINE, updates)
@@ -167,7 +170,7 @@ def test_batch_larger_than_a_chunk_is_written_whole_and_last_write_wins(
     fresh_redis_server: Any,
 ) -> None:
     rnd = random.Random(11)
-    updates = make_updates(rnd, 2 * CHUNK_KEYS + 3, TRICKY + random_doubles(rnd, 100))
+    updates = make_updates(rnd, 2 * CHUNK_KEYS + 3, FINITE + random_doubles(rnd, 100))
     # The same entity in the first and the last chunk: the later (newer) update must win.
     newest = EntityValues("customer", "id-0", {name: 42.0 for name in CUSTOMER},
                           updates[0].as_of_ms + 9_999, "tx-new")
@@ -308,3 +311,41 @@ def test_as_of_order_wins_inside_a_chunk_across_chunks_and_for_any_arrival_order
                               "x4")
         assert client.hgetall(entity_key(BASELINE, "terminal", f"t-{i}")) == \
             expected_hash(newest)
+
+
+# -- never a non-finite value (issue #17) ---------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_value_refuses_the_whole_write_before_sending(bad: float) -> None:
+    """No server needed: the refusal comes before a connection is even taken."""
+    rnd = random.Random(19)
+    updates = make_updates(rnd, CHUNK_KEYS + 10, FINITE)
+    poisoned = updates[CHUNK_KEYS + 3]
+    poisoned.values[TERMINAL[1]] = bad
+    store = RedisOnlineStore("redis://127.0.0.1:1/0", ttl_s=TTL_S)  # nothing listens there
+    with pytest.raises(NonFiniteFeatureValue) as refused:
+        store.begin_write(BASELINE, updates)
+    message = str(refused.value)
+    assert f"terminal 'id-{CHUNK_KEYS + 3}'" in message
+    assert f"feature {TERMINAL[1]!r} is {bad!r}" in message
+    assert poisoned.transaction_id in message
+
+
+def test_values_whose_text_has_an_n_but_are_finite_are_written() -> None:
+    """The byte test is only a hint: a finite value spelled with an "n" (numpy's repr)
+    is looked at and let through, as before."""
+    update = EntityValues("customer", "np", {CUSTOMER[0]: np.float64(0.5)}, 1, "tx")
+    assert chunk_args("p:", [update], TTL_S, "_as_of_ms", "_tx")[-1].endswith(b"0.5)")
+
+
+@pytest.mark.integration
+def test_nothing_of_a_refused_write_reaches_redis(fresh_redis_server: Any) -> None:
+    store = RedisOnlineStore(fresh_redis_server.url, ttl_s=TTL_S)
+    updates = make_updates(random.Random(23), 3 * CHUNK_KEYS, FINITE)
+    updates[-1].values[CUSTOMER[2]] = math.inf  # in the last chunk: the first ones too
+    with pytest.raises(NonFiniteFeatureValue, match="is inf"):
+        store.write(BASELINE, updates)
+    assert fresh_redis_server.client().dbsize() == 0
+    store.write(BASELINE, updates[:-1])  # the store still works
+    assert fresh_redis_server.client().dbsize() == len(updates) - 1

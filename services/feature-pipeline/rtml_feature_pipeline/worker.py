@@ -77,7 +77,14 @@ from rtml_features.online_store.base import (
     entity_projection,
 )
 from rtml_features.rows import EPOCH, epoch_ms
-from rtml_features.stream import Emission, LateEvent, StreamingFeatureComputer, restore, snapshot
+from rtml_features.stream import (
+    Emission,
+    InvalidAmount,
+    LateEvent,
+    StreamingFeatureComputer,
+    restore,
+    snapshot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -362,6 +369,8 @@ class FeatureWorker:
             except LateEvent as exc:
                 self._send_late(record, value, str(exc))
                 emissions = []
+            except InvalidAmount as exc:  # refused before any state changed (decoders bypassed)
+                return self._quarantine(record, value, Refusal("amount", str(exc)), "InvalidAmount")
             else:
                 produced_ms.append(record.timestamp_ms)
                 guard.advanced(source, value.time_ms)
@@ -381,11 +390,11 @@ class FeatureWorker:
         self.events_applied += 1
 
     def _quarantine(self, record: Record[Any], value: TransactionInput | LabelInput,
-                    refusal: Refusal) -> None:
+                    refusal: Refusal, error_type: str = ERROR_TYPE) -> None:
         """Dead-letter a record refused by the guard, as it was read, before it touched
         any state; its offset counts as covered (a restart does not send it again)."""
         topic = dead_letter(self.producer, record, value.record_bytes(), self.consumer_group,
-                            refusal.reason, ERROR_TYPE)
+                            refusal.reason, error_type)
         self.quarantined += 1
         self._quarantined.add(1, {"topic": record.topic, "reason": refusal.kind})
         next_offset = record.offset + 1

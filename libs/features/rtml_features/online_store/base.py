@@ -18,10 +18,18 @@ Contract every backend honours:
   never zeros, which would look like real values.
 * :meth:`OnlineStore.begin_write` lets a caller overlap its own work with the
   store's round trip; until its waiter returns, the write may not have happened.
+* Values are finite. A write holding ``inf``, ``-inf`` or ``nan`` is refused
+  whole, before anything of it is sent, with :class:`NonFiniteFeatureValue`
+  naming the entity and the feature: a reader (the decision API, a model) would
+  take such a value for a real one — XGBoost refuses ``inf`` outright — and
+  the store would serve it until the entity's next write. The streaming
+  computer never emits one (bounded amounts, finite ratio defaults); this is
+  the store's own guarantee.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -43,6 +51,25 @@ class EntityValues(msgspec.Struct, gc=False):
     values: dict[str, float]
     as_of_ms: int
     transaction_id: str
+
+
+class NonFiniteFeatureValue(ValueError):
+    """A write would store ``inf`` or ``nan``: refused whole (see the module docstring)."""
+
+
+def refuse_non_finite(updates: Sequence[EntityValues]) -> None:
+    """Raise :class:`NonFiniteFeatureValue` for the first non-finite value of ``updates``.
+
+    A Python loop over every value (~30 ns each): backends call it only when a cheaper
+    test (e.g. the Redis writer's look at its value text) says there may be one.
+    """
+    for update in updates:
+        for name, value in update.values.items():
+            if isinstance(value, int | float) and not math.isfinite(value):
+                raise NonFiniteFeatureValue(
+                    f"{update.entity} {update.entity_id!r} as of {update.as_of_ms} (transaction "
+                    f"{update.transaction_id!r}): feature {name!r} is {value!r}; the online "
+                    "store holds finite values only, nothing of this write was stored")
 
 
 def entity_features(feature_set: FeatureSet, entity: Entity) -> list[str]:

@@ -29,7 +29,11 @@ One argument for all numbers because packing is priced per argument: hiredis's
 used to be ten of them (~1 µs, more than the rest of its write). The script
 splits the text again (``string.gmatch``, on Redis's CPU, not the worker's).
 
-Values are sent as ``repr(float)`` text, which round-trips bit for bit. ``repr``
+Values are sent as ``repr(float)`` text, which round-trips bit for bit. A
+non-finite value is refused before anything is sent (the store contract, see
+:mod:`rtml_features.online_store.base`): the one test per chunk is a byte
+search for ``n`` in the chunk's number text (``inf``, ``nan``; ~10 ns), the
+values themselves are only walked when it finds one. ``repr``
 of a full-precision double costs ~0.4 µs (CPython's dtoa), more than the rest of
 the write; :func:`number_texts` gets the same text from one ``orjson.dumps`` of
 the chunk's numbers (~20 ns a value): both print the shortest digits that
@@ -62,7 +66,7 @@ import redis
 from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
-from rtml_features.online_store.base import EntityValues, write_completed
+from rtml_features.online_store.base import EntityValues, refuse_non_finite, write_completed
 
 if HIREDIS_AVAILABLE:  # redis-py's own condition for using hiredis
     from hiredis import pack_command
@@ -160,7 +164,10 @@ def chunk_args(prefix: str, updates: Sequence[EntityValues], ttl_s: int,
     for names in schemas:
         header.append(len(names))
         header.extend(names)
-    return [len(keys), *keys, *header, *transaction_ids, number_texts(numbers)]
+    texts = number_texts(numbers)
+    if b"n" in texts:  # repr spells inf and nan so; a finite number's text has no "n"
+        refuse_non_finite(updates)
+    return [len(keys), *keys, *header, *transaction_ids, texts]
 
 
 class DirectPacker:
