@@ -113,8 +113,8 @@ class Settings(ServiceSettings):
             "transaction_time is this much after its labeled_at too. 0 disables both."
         ),
     )
-    max_partition_skew_s: float = Field(
-        default=365 * 86_400.0,
+    max_partition_skew_s: int = Field(
+        default=365 * 86_400,
         ge=0,
         description=(
             "A partition's first event (no event time of its own yet) more than this far "
@@ -125,8 +125,8 @@ class Settings(ServiceSettings):
             "0 disables."
         ),
     )
-    max_event_age_s: float = Field(
-        default=30 * 365 * 86_400.0,
+    max_event_age_s: int = Field(
+        default=30 * 365 * 86_400,
         ge=0,
         description=(
             "The stream's very first event (nothing to compare with) is quarantined if it is "

@@ -25,8 +25,8 @@ EXPECTED_DEFAULTS = {
     "allowed_lateness_s": 300,
     "max_event_ahead_s": 86400.0,
     "max_clock_skew_s": 600.0,
-    "max_partition_skew_s": 31536000.0,
-    "max_event_age_s": 946080000.0,
+    "max_partition_skew_s": 31536000,
+    "max_event_age_s": 946080000,
 }
 
 
