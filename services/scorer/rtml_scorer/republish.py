@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import orjson
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
+from opentelemetry import metrics
 
 from rtml_common.config import KafkaSettings
 from rtml_common.kafka.published import Positions, end_offsets, read_published
@@ -102,6 +103,11 @@ class PublicationLedger:
         self._scanned_since: Positions | None = None
         self.suppressed = 0
         self.saves = 0
+        self._suppressed = metrics.get_meter("rtml.scorer").create_counter(
+            "rtml_scorer_outputs_suppressed",
+            description="Predictions and shadow scores not published again after a crash or "
+                        "rebalance (found already published for a replayed input)")
+        self._suppressed.add(0)
 
     # -- the stored positions ---------------------------------------------
 
@@ -231,5 +237,7 @@ class PublicationLedger:
             if key in found:
                 found.discard(key)
                 skip.add(index)
-        self.suppressed += len(skip)
+        if skip:
+            self.suppressed += len(skip)
+            self._suppressed.add(len(skip), {"topic": topic})
         return skip
