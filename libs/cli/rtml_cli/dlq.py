@@ -34,6 +34,21 @@ def read_dead_letters(bootstrap_servers: str, topic: str, limit: int | None,
 COLUMNS = ("partition@offset", "group", "error", "reason", "value")
 
 
+def value_cell(letter: DeadLetter, width: int = 60) -> str:
+    """A value preview; for a dead letter cut to fit the size limit (or sent minimal
+    because the broker refused it), what was cut and the original's size and digest."""
+    preview = (letter.value or b"").decode(errors="replace")
+    preview = preview if len(preview) <= width else preview[:width] + "…"
+    if letter.complete:
+        return preview
+    note = f"[cut: {', '.join(letter.truncated)}"
+    if letter.original_bytes is not None:
+        note += f"; original {letter.original_bytes:,} bytes, sha256 {letter.original_sha256}"
+    if letter.delivery_error is not None:
+        note += f"; minimal, broker refused the full record: {letter.delivery_error}"
+    return f"{note}] {preview}".rstrip()
+
+
 def dead_letter_table(topic: str, letters: list[DeadLetter], width: int = 60,
                       columns: Sequence[str] = COLUMNS) -> Table:
     """A table of dead letters: origin, error type, reason and a value preview.
@@ -47,13 +62,12 @@ def dead_letter_table(topic: str, letters: list[DeadLetter], width: int = 60,
     for column in columns:
         table.add_column(column, overflow="fold")
     for letter in letters:
-        preview = (letter.value or b"").decode(errors="replace")
         cells = {
             "partition@offset": f"{letter.source_partition}@{letter.source_offset}",
             "group": letter.consumer_group,
             "error": letter.error_type,
             "reason": letter.reason,
-            "value": preview if len(preview) <= width else preview[:width] + "…",
+            "value": value_cell(letter, width),
         }
         table.add_row(*(cells[column] for column in columns))
     return table

@@ -9,11 +9,17 @@ from typing import Any
 
 import pytest
 
-from rtml_cli.dlq import dead_letter_table, read_dead_letters
+from rtml_cli.dlq import dead_letter_table, read_dead_letters, value_cell
 from rtml_common.config import KafkaSettings
 from rtml_common.events import Transaction
 from rtml_common.kafka.admin import ensure_topics
 from rtml_common.kafka.consumer import ConsumerLoop, Record
+from rtml_common.kafka.dead_letter import (
+    DeadLetter,
+    dead_letter_headers,
+    fit_dead_letter,
+    minimal_dead_letter,
+)
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import headers_for
 from rtml_localstack.testing import KafkaBroker
@@ -68,3 +74,17 @@ def test_table_columns_can_be_narrowed() -> None:
     assert [column.header for column in table.columns] == ["error", "reason"]
     with pytest.raises(ValueError, match="unknown column"):
         dead_letter_table("transactions", [], columns=("nope",))
+
+
+def test_a_cut_dead_letter_shows_the_original_size_and_digest() -> None:
+    failure = dead_letter_headers("transactions", 0, 7, "g", "Invalid JSON", "DecodeError", 1)
+    cut = fit_dead_letter(b"c1", b"{" + b"x" * 999_956, failure, 1_000_000)
+    letter = DeadLetter.from_parts("transactions.dlq", *cut)
+    cell = value_cell(letter, width=10)
+    assert cell.startswith("[cut: value; original 999,957 bytes, sha256 ")
+    assert cell.endswith("] {xxxxxxxxx…")
+    minimal = DeadLetter.from_parts("transactions.dlq", *minimal_dead_letter(
+        *cut, "Broker: Invalid topic"))
+    assert "minimal, broker refused the full record: Broker: Invalid topic" in value_cell(minimal)
+    whole = DeadLetter.from_parts("transactions.dlq", b"c1", b"{bad", failure)
+    assert value_cell(whole) == "{bad"
