@@ -18,6 +18,14 @@ only for label fields), so a row's sum is "contributions started" minus
 "contributions ended", two more ``searchsorted`` calls.
 
 Times are resolved to milliseconds (the streaming engine uses the same unit).
+
+Amounts must be finite numbers in ``[0, MAX_AMOUNT]`` (the event contract's
+bound, ``RTML_CONTRACT_MAX_AMOUNT``), in the history and in the spine: a frame
+holding one outside is refused (:class:`SpineError`, with how many and an
+example) instead of computing features with it. Prefix sums run over a whole
+entity's history, so one ``inf`` or 1e308 there would turn the windows of every
+later row of the entity into ``inf`` or ``nan`` (``inf - inf``). With the bound,
+no sum can overflow.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from rtml_common.events import MAX_AMOUNT
 from rtml_features.definitions import (
     Agg,
     Entity,
@@ -61,6 +70,20 @@ def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
         raise SpineError(f"{what} lacks column(s) {missing}; has {list(frame.columns)}")
 
 
+def _require_amounts(frame: pd.DataFrame, what: str) -> None:
+    """Refuse a frame with an amount that is not a finite number in ``[0, MAX_AMOUNT]``."""
+    try:
+        amounts = frame["amount"].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SpineError(f"{what}: amount column is not numeric ({exc})") from None
+    bad = ~((amounts >= 0) & (amounts <= MAX_AMOUNT))  # nan compares False both ways
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise SpineError(
+            f"{what}: {int(bad.sum())} amount(s) not a finite number in [0, {MAX_AMOUNT!r}] "
+            f"(RTML_CONTRACT_MAX_AMOUNT), e.g. {amounts[first]!r} at row {first}")
+
+
 @dataclass
 class _EntityIndex:
     """History of one entity kind, sorted by (entity, time)."""
@@ -82,6 +105,7 @@ class _Engine:
                  labels: pd.DataFrame | None, spine_ms: I64):
         _require(history, ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"],
                  "transaction history")
+        _require_amounts(history, "transaction history")
         self.feature_set = feature_set
         self.history = history.reset_index(drop=True)
         self.time_ms = to_epoch_ms(self.history["event_time"])
@@ -159,6 +183,7 @@ def compute_features(
     feature set's order; ``attrs["feature_set_version"]`` records the version.
     """
     _require(spine, ["event_time", "customer_id", "terminal_id", "amount"], "spine")
+    _require_amounts(spine, "spine")
     spine = spine.reset_index(drop=True)
     spine_ms = to_epoch_ms(spine["event_time"])
     engine = _Engine(feature_set, history, labels, spine_ms)
