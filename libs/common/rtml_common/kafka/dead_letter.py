@@ -18,7 +18,8 @@ checked against the producer's ``message.max.bytes``
 (``RTML_KAFKA_MAX_MESSAGE_BYTES``) less :data:`FIT_MARGIN_BYTES`; when it is
 too big, the parts are cut to what fits — the key to at most a quarter of
 the room, the original headers (whole ones, in order) to a quarter of what
-is left, the value to the rest — and headers say what the original was:
+is left, the value to the rest (the issue #17 record, 999,957 bytes under a
+7-byte key, keeps its first 999,417) — and headers say what the original was:
 
 * ``rtml-dlq-truncated``: the parts cut, comma-separated (``key``, ``headers``, ``value``);
 * ``rtml-dlq-original-bytes`` / ``rtml-dlq-original-sha256``: the full
@@ -48,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from confluent_kafka import Message
@@ -139,11 +140,6 @@ def headers_sha256(headers: Sequence[tuple[str, bytes | None]]) -> str:
 
 def _sha256(data: bytes | None) -> bytes:
     return hashlib.sha256(data or b"").hexdigest().encode()
-
-
-def is_dead_letter_header(name: str) -> bool:
-    """Whether a header is one of the ``rtml-dlq-*`` ones (not the original record's)."""
-    return name.startswith(_PREFIX)
 
 
 def dead_letter_headers(
@@ -352,8 +348,6 @@ class DeadLetter:
     original_sha256: str | None = None
     #: Why the broker refused the full dead letter (a minimal one only).
     delivery_error: str | None = None
-    #: Every ``rtml-dlq-*`` header as text, for tools that show them all.
-    described: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_message(cls, message: Message) -> DeadLetter:
@@ -395,8 +389,6 @@ class DeadLetter:
             original_bytes=None if original_bytes is None else int(original_bytes),
             original_sha256=optional(ORIGINAL_SHA256),
             delivery_error=optional(DELIVERY_ERROR),
-            described={name: (raw or b"").decode(errors="replace")
-                       for name, raw in headers if name.startswith(_PREFIX)},
         )
 
     @property
