@@ -11,7 +11,7 @@ import hashlib
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -214,8 +214,11 @@ def test_one_limit_configures_producer_consumer_and_dead_letters() -> None:
     consumer = consumer_config(settings, "g")
     assert consumer["max.partition.fetch.bytes"] >= 4_000_000 + 36 + 61
     assert consumer["receive.message.max.bytes"] >= consumer["fetch.max.bytes"] + 512
-    # librdkafka accepts the combination (it refuses inconsistent fetch limits).
-    assert fetch_limits(1_000_000)["max.partition.fetch.bytes"] == 1_048_576
+    assert fetch_limits(1_000_000)["max.partition.fetch.bytes"] == 1_048_576  # the default
+    # librdkafka refuses inconsistent fetch limits when the client is built (no broker needed).
+    for limit in (1_000_000, 4_000_000, 200_000_000):
+        Consumer(consumer_config(KafkaSettings(max_message_bytes=limit, bootstrap_servers=(
+            "127.0.0.1:1")), "g", log_level=0)).close()
     producer = EventProducer(settings)
     assert producer.max_message_bytes == 4_000_000
     extra = EventProducer(KafkaSettings(extra={"message.max.bytes": "50000"}))

@@ -15,6 +15,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from rtml_common.config import KafkaSettings
+from rtml_common.kafka.consumer import fetch_limits
+
 
 def iter_topic(
     bootstrap_servers: str,
@@ -30,6 +33,8 @@ def iter_topic(
         "group.id": "rtml-reader",  # required by the client; never committed
         "enable.auto.commit": False,
         "enable.partition.eof": False,
+        # Whole records of RTML_KAFKA_MAX_MESSAGE_BYTES (dead letters are that big at most).
+        **fetch_limits(KafkaSettings().max_message_bytes),
         **overrides,
     })
     try:
