@@ -1,0 +1,432 @@
+"""Writing the prefix logs to Redis: per-entity writer state and one script call per chunk.
+
+The stream sends, per event of an entity, one of: an **append** (the newest
+event), a **late insert** (an event older than the newest: it and every later
+entry get a new seq, new running sums and new sparse-table levels), a
+**label** (a transaction's first label, into the label log and the
+labelled-at index) and a **trim** (drop what no request window can reach any
+more, keeping the anchor). Layout and member texts: :mod:`.prefix_layout`.
+
+:class:`EntityLogState` is the writer-side state of one entity, meant to be
+embedded in the streaming pipeline's per-entity state. It computes every
+member text in Python from what it holds, so a write never reads Redis, and
+records the *diff* to send (members to remove, members to add);
+:class:`PrefixLogWriter` sends the diffs of a batch of entities as one
+``EVALSHA`` of :data:`WRITE_SCRIPT` per chunk, every chunk in one pipeline:
+one round trip per batch, like :mod:`.bulk_write` (and for the same reason:
+per-command packing and reply parsing in redis-py cost ~10 µs of Python each).
+
+The script is a generic "apply a sorted-set diff" (``ZREM`` the old members,
+``ZADD`` the new, ``EXPIRE``): Redis does no arithmetic and no search, so its
+CPU per appended event is one ``ZADD`` member (+ one ``EXPIRE`` per key and
+batch), and replaying a diff is harmless (``ZREM`` of an absent member and
+``ZADD`` of a present one change nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from rtml_features.definitions import FeatureSet
+from rtml_features.online_store.base import write_completed
+from rtml_features.online_store.redis.prefix_layout import (
+    event_member,
+    known_member,
+    label_member,
+    log_keys,
+)
+from rtml_features.prefix_log import Extreme, OutOfRange, dd_add
+from rtml_features.request_vector import EntityLogSpec
+
+#: Arguments per script call (about 1,000 members): bounds how long one call blocks Redis.
+CHUNK_ARGS = 2_048
+#: Lua's ``unpack`` is limited by its C stack (~8,000 values): ZREM / ZADD in slices.
+_SLICE = 4_000
+
+#: KEYS: sorted sets; ARGV[1] the TTL (s), then per key: n, n members to remove,
+#: m, m arguments (score, member, score, member, ...) to add.
+WRITE_SCRIPT = f"""
+local pos = 2
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local n = tonumber(ARGV[pos])
+  for s = 0, n - 1, {_SLICE} do
+    redis.call('ZREM', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
+  end
+  pos = pos + n + 1
+  n = tonumber(ARGV[pos])
+  for s = 0, n - 1, {_SLICE} do
+    redis.call('ZADD', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
+  end
+  pos = pos + n + 1
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
+
+_PICK = {"min": min, "max": max}
+
+
+class _Diff:
+    """Members to remove from and add to one sorted set since the last send."""
+
+    __slots__ = ("added", "removed")
+
+    def __init__(self) -> None:
+        self.added: dict[bytes, int] = {}
+        self.removed: set[bytes] = set()
+
+    def add(self, member: bytes, score: int) -> None:
+        self.added[member] = score
+
+    def remove(self, member: bytes) -> None:
+        if self.added.pop(member, None) is None:  # never sent: nothing to remove in Redis
+            self.removed.add(member)
+
+    def __bool__(self) -> bool:
+        return bool(self.added) or bool(self.removed)
+
+    def take(self) -> tuple[list[bytes], list[Any]]:
+        """(members to remove, flat score/member arguments to add); empties the diff."""
+        removed = list(self.removed)
+        adds: list[Any] = []
+        for member, score in self.added.items():
+            adds.append(score)
+            adds.append(member)
+        self.added, self.removed = {}, set()
+        return removed, adds
+
+
+class EventLogState:
+    """One entity's event log as the writer holds it: the entries since the anchor.
+
+    Holds, per entry in ``(time, id)`` order: time, id, the spec's field
+    values, the running double-double sums, the sparse-table levels and the
+    member text last sent. Appending reads only the last entry (and, per
+    extreme field, the entries ``1, 2, 4, ...`` back) — O(fields + log2 n)
+    Python, no Redis read. A late insert rewrites the entries after it (as
+    many as arrived after it; each is one ``ZREM`` + one ``ZADD``), which is why
+    the state keeps the entries and not just the last one: exactly what the
+    pipeline's :class:`~rtml_features.online.EntityState` keeps today (the
+    events within the horizon), plus ~100 bytes of member text per event and,
+    per extreme field, log2(n) floats per event. Seqs are implicit: entry
+    ``i`` has seq ``first_seq + i``.
+    """
+
+    __slots__ = ("diff", "extreme_fields", "first_seq", "levels", "members", "sum_fields",
+                 "sums_hi", "sums_lo", "tids", "times", "values")
+
+    def __init__(self, sum_fields: Sequence[str] = (),
+                 extreme_fields: Sequence[tuple[str, Extreme]] = ()) -> None:
+        self.sum_fields = tuple(sum_fields)
+        self.extreme_fields = tuple(extreme_fields)
+        names = dict.fromkeys([*self.sum_fields, *(name for name, _ in self.extreme_fields)])
+        self.times: array[int] = array("q")
+        self.tids: list[str] = []
+        #: field name -> its value per entry.
+        self.values: dict[str, array[float]] = {name: array("d") for name in names}
+        self.sums_hi = [array("d") for _ in self.sum_fields]
+        self.sums_lo = [array("d") for _ in self.sum_fields]
+        #: per extreme field, per entry, its sparse-table levels.
+        self.levels: list[list[list[float]]] = [[] for _ in self.extreme_fields]
+        self.members: list[bytes] = []
+        self.first_seq = 1
+        self.diff = _Diff()
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def add(self, tid: str, time_ms: int, values: Mapping[str, float]) -> bool:
+        """Insert an event in ``(time, id)`` order; False if it is already present.
+
+        Raises :class:`~rtml_features.prefix_log.OutOfRange` for an event before
+        the anchor of a trimmed log (its running sums are gone).
+        """
+        times, tids = self.times, self.tids
+        n = len(times)
+        if not n or time_ms > times[-1] or (time_ms == times[-1] and tid > tids[-1]):
+            position = n
+        else:
+            position = bisect_right(times, time_ms)
+            while position and times[position - 1] == time_ms and tids[position - 1] >= tid:
+                if tids[position - 1] == tid:
+                    return False
+                position -= 1
+            if position == 0 and self.first_seq > 1:
+                raise OutOfRange(f"event at {time_ms} is before the log's anchor")
+        times.insert(position, time_ms)
+        tids.insert(position, tid)
+        for name, column in self.values.items():
+            column.insert(position, float(values[name]))
+        for column in (*self.sums_hi, *self.sums_lo):
+            column.insert(position, 0.0)
+        for per_entry in self.levels:
+            per_entry.insert(position, [])
+        self.members.insert(position, b"")
+        for index in range(position, n + 1):
+            self._compute(index, rewrite=index != position)
+        return True
+
+    def _compute(self, index: int, rewrite: bool) -> None:
+        """(Re)compute entry ``index`` from the one before it and record its member."""
+        sums: list[float] = []
+        for j, name in enumerate(self.sum_fields):
+            his, los = self.sums_hi[j], self.sums_lo[j]
+            hi, lo = (dd_add(his[index - 1], los[index - 1], self.values[name][index]) if index
+                      else dd_add(0.0, 0.0, self.values[name][index]))
+            his[index], los[index] = hi, lo
+            sums.append(hi)
+            sums.append(lo)
+        levels_out: list[list[float]] = []
+        for j, (name, kind) in enumerate(self.extreme_fields):
+            per_entry = self.levels[j]
+            pick = _PICK[kind]
+            levels = [self.values[name][index]]
+            step = 1
+            while index - step >= 0:
+                back = per_entry[index - step]
+                if len(back) < len(levels):
+                    break
+                levels.append(pick(levels[-1], back[len(levels) - 1]))
+                step *= 2
+            per_entry[index] = levels
+            levels_out.append(levels)
+        member = event_member(self.first_seq + index, sums, levels_out, self.tids[index])
+        old = self.members[index]
+        if rewrite:
+            if old == member:
+                return
+            self.diff.remove(old)
+        self.members[index] = member
+        self.diff.add(member, self.times[index])
+
+    def trim(self, cutoff_ms: int) -> int:
+        """Drop the entries before the last one at or before ``cutoff_ms``; how many."""
+        floor = bisect_right(self.times, cutoff_ms) - 1
+        if floor <= 0:
+            return 0
+        for member in self.members[:floor]:
+            self.diff.remove(member)
+        del self.times[:floor], self.tids[:floor], self.members[:floor]
+        for column in (*self.values.values(), *self.sums_hi, *self.sums_lo):
+            del column[:floor]
+        for per_entry in self.levels:
+            del per_entry[:floor]
+        self.first_seq += floor
+        return floor
+
+
+class LabelLogState:
+    """One entity's label log as the writer holds it (labelled events, non-zero first label).
+
+    Per entry: event time, id, labelled-at time, label values, running sums,
+    the label-log member and the labelled-at index member. Like
+    :class:`~rtml_features.prefix_log.LabelLog`, callers add only a
+    transaction's *first* label, for a transaction of the entity's event log.
+    """
+
+    __slots__ = ("diff", "fields", "first_seq", "known", "known_diff", "labeled_at", "members",
+                 "sums_hi", "sums_lo", "tids", "times", "values")
+
+    def __init__(self, fields: Sequence[str] = ("is_fraud",)) -> None:
+        self.fields = tuple(fields)
+        self.times: array[int] = array("q")
+        self.tids: list[str] = []
+        self.labeled_at: array[int] = array("q")
+        self.values = [array("d") for _ in self.fields]
+        self.sums_hi = [array("d") for _ in self.fields]
+        self.sums_lo = [array("d") for _ in self.fields]
+        self.members: list[bytes] = []
+        self.known: list[bytes] = []
+        self.first_seq = 1
+        self.diff = _Diff()
+        self.known_diff = _Diff()
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def add(self, tid: str, time_ms: int, labeled_at_ms: int,
+            values: Mapping[str, float]) -> bool:
+        """Record a first label; False if the transaction already has one here or it is all zero."""
+        own = [float(values.get(name, 0.0)) for name in self.fields]
+        if not any(own):
+            return False
+        times, tids = self.times, self.tids
+        position = bisect_right(times, time_ms)
+        while position and times[position - 1] == time_ms and tids[position - 1] >= tid:
+            if tids[position - 1] == tid:
+                return False
+            position -= 1
+        times.insert(position, time_ms)
+        tids.insert(position, tid)
+        self.labeled_at.insert(position, labeled_at_ms)
+        for column, value in zip(self.values, own, strict=True):
+            column.insert(position, value)
+        for column in (*self.sums_hi, *self.sums_lo):
+            column.insert(position, 0.0)
+        self.members.insert(position, b"")
+        known = known_member(time_ms, own, tid)
+        self.known.insert(position, known)
+        self.known_diff.add(known, labeled_at_ms)
+        for index in range(position, len(times)):
+            self._compute(index, rewrite=index != position)
+        return True
+
+    def _compute(self, index: int, rewrite: bool) -> None:
+        sums: list[float] = []
+        for j in range(len(self.fields)):
+            his, los, value = self.sums_hi[j], self.sums_lo[j], self.values[j][index]
+            hi, lo = (dd_add(his[index - 1], los[index - 1], value) if index
+                      else dd_add(0.0, 0.0, value))
+            his[index], los[index] = hi, lo
+            sums.append(hi)
+            sums.append(lo)
+        member = label_member(self.first_seq + index, sums, self.tids[index])
+        if rewrite:
+            if self.members[index] == member:
+                return
+            self.diff.remove(self.members[index])
+        self.members[index] = member
+        self.diff.add(member, self.times[index])
+
+    def trim(self, cutoff_ms: int) -> int:
+        """Drop labels of events before the last one at or before ``cutoff_ms``; how many."""
+        floor = bisect_right(self.times, cutoff_ms) - 1
+        if floor <= 0:
+            return 0
+        for member in self.members[:floor]:
+            self.diff.remove(member)
+        for member in self.known[:floor]:
+            self.known_diff.remove(member)
+        del self.times[:floor], self.tids[:floor], self.labeled_at[:floor]
+        del self.members[:floor], self.known[:floor]
+        for column in (*self.values, *self.sums_hi, *self.sums_lo):
+            del column[:floor]
+        self.first_seq += floor
+        return floor
+
+
+class EntityLogState:
+    """The writer-side state of one entity: its event log and (if the spec has one) label log.
+
+    What the stream does per event, in the reference's terms: :meth:`add_event`
+    (append or late insert), :meth:`add_label`, :meth:`trim`. Each records
+    what Redis must change; :class:`PrefixLogWriter` sends it.
+    """
+
+    __slots__ = ("events", "labels")
+
+    def __init__(self, spec: EntityLogSpec) -> None:
+        self.events = EventLogState(spec.sum_fields, spec.extreme_fields)
+        self.labels = LabelLogState(spec.label_fields) if spec.label_fields else None
+
+    def add_event(self, tid: str, time_ms: int, values: Mapping[str, float]) -> bool:
+        return self.events.add(tid, time_ms, values)
+
+    def add_label(self, tid: str, time_ms: int, labeled_at_ms: int,
+                  values: Mapping[str, float]) -> bool:
+        """A first label of the entity's transaction ``(time_ms, tid)``; False if not kept."""
+        if self.labels is None:
+            return False
+        return self.labels.add(tid, time_ms, labeled_at_ms, values)
+
+    def trim(self, cutoff_ms: int) -> int:
+        """Trim both logs at ``cutoff_ms`` (keeping anchors); events dropped."""
+        if self.labels is not None:
+            self.labels.trim(cutoff_ms)
+        return self.events.trim(cutoff_ms)
+
+    def diffs(self) -> tuple[_Diff, ...]:
+        """The pending diffs, in :func:`~.prefix_layout.log_keys` order."""
+        if self.labels is None:
+            return (self.events.diff,)
+        return (self.events.diff, self.labels.diff, self.labels.known_diff)
+
+
+class PrefixLogWriter:
+    """Sends the pending changes of many entities' logs in one round trip."""
+
+    def __init__(self, client: redis.Redis, feature_set: FeatureSet, ttl_s: int) -> None:
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        self.client = client
+        self.feature_set = feature_set
+        self.ttl_s = ttl_s
+        self.sha = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
+
+    def calls(self, states: Sequence[tuple[str, str, EntityLogState]]) -> list[list[Any]]:
+        """``EVALSHA`` arguments (after the sha) for every pending change; takes the diffs."""
+        calls: list[list[Any]] = []
+        keys: list[str] = []
+        args: list[Any] = [self.ttl_s]
+        for entity, entity_id, state in states:
+            for key, diff in zip(log_keys(self.feature_set, entity, entity_id), state.diffs(),
+                                 strict=False):
+                if not diff:
+                    continue
+                removed, added = diff.take()
+                keys.append(key)
+                args.append(len(removed))
+                args.extend(removed)
+                args.append(len(added))
+                args.extend(added)
+                if len(args) >= CHUNK_ARGS:
+                    calls.append([len(keys), *keys, *args])
+                    keys, args = [], [self.ttl_s]
+        if keys:
+            calls.append([len(keys), *keys, *args])
+        return calls
+
+    def write(self, states: Sequence[tuple[str, str, EntityLogState]]) -> None:
+        self.begin(states)()
+
+    def begin(self, states: Sequence[tuple[str, str, EntityLogState]]) -> Callable[[], None]:
+        """Send the pending changes of ``states`` (entity, id, state); return the waiter.
+
+        As :meth:`.bulk_write.BulkWriter.begin`: replies are read in the waiter
+        (which must be called), NOSCRIPT reloads the script and repeats the
+        calls (a diff is idempotent), any other error is raised by the waiter.
+        """
+        calls = self.calls(states)
+        if not calls:
+            return write_completed
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(
+                connection.pack_commands([("EVALSHA", self.sha, *args) for args in calls]))
+        except BaseException:
+            connection.disconnect()
+            pool.release(connection)
+            raise
+
+        def wait() -> None:
+            errors: list[ResponseError] = []
+            try:
+                for _ in calls:
+                    try:
+                        connection.read_response()
+                    except ResponseError as error:
+                        errors.append(error)
+            except BaseException:
+                connection.disconnect()
+                raise
+            finally:
+                pool.release(connection)
+            if errors and all(isinstance(error, NoScriptError) for error in errors):
+                self.sha = self.client.script_load(WRITE_SCRIPT)
+                pipe = self.client.pipeline(transaction=False)
+                for args in calls:
+                    pipe.execute_command("EVALSHA", self.sha, *args)
+                pipe.execute()
+            elif errors:
+                raise errors[0]
+
+        return wait

@@ -1,0 +1,328 @@
+"""The Redis prefix logs answer a request exactly as the reference logs and the batch engine.
+
+Hypothesis draws the streams of ``test_request_vector_parity`` (simultaneous
+events, out-of-order arrival, labels known before and after the request,
+events stored beyond the request's time, the request itself already applied or
+not, trimmed logs, transactions without a terminal); each is applied through
+:class:`EntityLogState` and :class:`PrefixLogWriter` into a real Redis (in
+several writes, so diffs span batches) and through the reference
+:class:`EventLog` / :class:`LabelLog`. The request's vector over the Redis
+views must equal the vector over the reference logs and the batch engine's
+point-in-time vector within 1e-9, and raise OutOfRange exactly when the
+reference does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rtml_features.batch import compute_features
+from rtml_features.definitions import (
+    Agg,
+    Entity,
+    FeatureSet,
+    Ratio,
+    RowFeature,
+    RowKind,
+    WindowAggregate,
+)
+from rtml_features.online_store.redis.prefix_layout import log_keys
+from rtml_features.online_store.redis.prefix_reader import (
+    READ_ENTITY_LUA,
+    READ_SCRIPT,
+    PrefixLogReader,
+)
+from rtml_features.online_store.redis.prefix_writer import EntityLogState, PrefixLogWriter
+from rtml_features.prefix_log import EventLog, LabelLog, OutOfRange
+from rtml_features.request_vector import RequestVectors, log_spec
+
+pytestmark = pytest.mark.integration
+
+CUSTOMER = Entity("customer", key="customer_id")
+TERMINAL = Entity("terminal", key="terminal_id")
+S = timedelta(seconds=1)
+TTL_S = 600
+
+
+def _mixed() -> FeatureSet:
+    frauds = WindowAggregate("t_frauds_3s", TERMINAL, Agg.SUM, 3 * S, field="is_fraud",
+                             label_delay=2 * S)
+    count = WindowAggregate("t_n_3s", TERMINAL, Agg.COUNT, 3 * S, label_delay=2 * S)
+    return FeatureSet("prefix-redis", [
+        RowFeature("tx_amount", RowKind.FIELD, field="amount"),
+        WindowAggregate("c_n_1s", CUSTOMER, Agg.COUNT, S),
+        WindowAggregate("c_sum_1s", CUSTOMER, Agg.SUM, S, field="amount"),
+        WindowAggregate("c_mean_5s", CUSTOMER, Agg.MEAN, 5 * S, field="amount"),
+        WindowAggregate("c_min_5s", CUSTOMER, Agg.MIN, 5 * S, field="amount"),
+        WindowAggregate("c_max_2s", CUSTOMER, Agg.MAX, 2 * S, field="amount"),
+        count, frauds, Ratio("t_risk_3s", frauds, count),
+        WindowAggregate("t_max_4s_d1", TERMINAL, Agg.MAX, 4 * S, field="amount",
+                        label_delay=S),
+        WindowAggregate("t_frauds_now_4s", TERMINAL, Agg.SUM, 4 * S, field="is_fraud",
+                        label_delay=timedelta(0)),
+        WindowAggregate("t_mean_2s_d1", TERMINAL, Agg.MEAN, 2 * S, field="amount",
+                        label_delay=S),
+    ])
+
+
+MIXED = _mixed()
+ORIGIN = datetime(2018, 4, 1, tzinfo=UTC)
+AMOUNTS = st.one_of(st.sampled_from([0.0, 0.01, 1.0, 57.16, 1e6, 123456.789]),
+                    st.floats(min_value=0, max_value=1e4, allow_nan=False))
+#: Ids with the characters a member's separators use: the id is the member's last section.
+TIDS = st.sampled_from(["", "|", "a|b", "/", ",", "x"])
+
+event = st.tuples(
+    st.integers(0, 12_000),                       # time ms (collisions: simultaneous events)
+    st.sampled_from(["c0", "c1", "c2"]),
+    st.sampled_from(["t0", "t1", None]),
+    AMOUNTS,
+    st.booleans(),                                 # stored even if later than the request
+)
+label = st.tuples(st.integers(0, 6_000), st.booleans())  # delay after the event, is_fraud
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    events = draw(st.lists(event, min_size=0, max_size=40))
+    labels = draw(st.lists(st.one_of(st.none(), label), min_size=len(events),
+                           max_size=len(events)))
+    request_ms = draw(st.integers(0, 14_000))
+    request = (request_ms, draw(st.sampled_from(["c0", "c1", "c9"])),
+               draw(st.sampled_from(["t0", "t1", "t9", None])), draw(AMOUNTS))
+    order = draw(st.permutations(range(len(events))))
+    return {"events": events, "labels": labels, "request": request, "order": order,
+            "request_stored": draw(st.booleans()), "trim": draw(st.booleans()),
+            "flush_every": draw(st.integers(1, 12)), "tid_suffix": draw(TIDS)}
+
+
+def _batch(history: list[tuple[Any, ...]], labels: list[tuple[Any, ...]],
+           request: tuple[Any, ...]) -> dict[str, float]:
+    columns = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
+    spine = pd.DataFrame([request], columns=columns)
+    label_frame = pd.DataFrame(labels, columns=["transaction_id", "labeled_at", "is_fraud"])
+    result = compute_features(MIXED, spine, pd.DataFrame(history, columns=columns), label_frame)
+    return {name: float(result[name].iloc[0]) for name in MIXED.names}
+
+
+@pytest.fixture
+def client(redis_server: Any) -> Iterator[redis.Redis]:
+    connection = redis_server.client()
+    yield connection
+    connection.close()
+
+
+def _compute(logs: Any, request: tuple[Any, ...], tid: str) -> dict[str, float] | str:
+    request_ms, _, _, amount = request
+    try:
+        return RequestVectors(MIXED).compute(tid, request_ms, {"amount": amount}, logs)
+    except OutOfRange:
+        return "out of range"
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(scenarios())
+def test_redis_logs_equal_reference_and_batch(client: redis.Redis, case: dict[str, Any]) -> None:
+    client.flushdb()
+    suffix = case["tid_suffix"]
+    request_ms, customer, terminal, amount = case["request"]
+    request_tid = f"req{suffix}"
+    request_row = (request_tid, ORIGIN + timedelta(milliseconds=request_ms), customer,
+                   terminal, amount)
+    rows = [(f"e{i}{suffix}", ORIGIN + timedelta(milliseconds=ms), c, t, a)
+            for i, (ms, c, t, a, _) in enumerate(case["events"])]
+    stored = [i for i in case["order"]
+              if case["events"][i][0] <= request_ms or case["events"][i][4]]
+    specs = {e.name: log_spec(MIXED, e) for e in MIXED.entities}
+    reference: dict[str, dict[str, tuple[EventLog, LabelLog | None]]] = {
+        e.name: {} for e in MIXED.entities}
+    states: dict[tuple[str, str], EntityLogState] = {}
+    writer = PrefixLogWriter(client, MIXED, TTL_S)
+
+    def flush() -> None:
+        writer.write([(entity, entity_id, state) for (entity, entity_id), state in
+                      states.items()])
+
+    def apply(tid: str, ms: int, ids: dict[str, str | None], value: float) -> None:
+        for entity in MIXED.entities:
+            entity_id = ids[entity.key]
+            if entity_id is None:
+                continue
+            spec = specs[entity.name]
+            pair = reference[entity.name].setdefault(entity_id, (spec.new_event_log(),
+                                                                 spec.new_label_log()))
+            added = pair[0].add(tid, ms, {"amount": value})
+            state = states.setdefault((entity.name, entity_id), EntityLogState(spec))
+            assert state.add_event(tid, ms, {"amount": value}) is added
+
+    for n, i in enumerate(stored):
+        ms, c, t, a, _ = case["events"][i]
+        apply(f"e{i}{suffix}", ms, {"customer_id": c, "terminal_id": t}, a)
+        if n % case["flush_every"] == 0:
+            flush()
+    if case["request_stored"]:
+        apply(request_tid, request_ms, {"customer_id": customer, "terminal_id": terminal},
+              amount)
+    flush()
+    label_rows = []
+    known = sorted(((ms + delay, i, fraud) for i, ((ms, *_), lab) in
+                    enumerate(zip(case["events"], case["labels"], strict=True))
+                    if lab is not None for delay, fraud in [lab]))
+    for labeled_ms, i, fraud in known:
+        ms, c, t, a, ahead = case["events"][i]
+        if i not in stored or (labeled_ms > request_ms and not ahead):
+            continue
+        tid = f"e{i}{suffix}"
+        label_rows.append((tid, ORIGIN + timedelta(milliseconds=labeled_ms), fraud))
+        for entity, entity_id in ((CUSTOMER, c), (TERMINAL, t)):
+            if entity_id is None:
+                continue
+            label_log = reference[entity.name][entity_id][1]
+            state = states[entity.name, entity_id]
+            values = {"is_fraud": float(fraud)}
+            if label_log is not None:
+                kept = label_log.add(tid, ms, labeled_ms, values)
+                assert state.add_label(tid, ms, labeled_ms, values) is kept
+    flush()
+    if case["trim"]:
+        for entity in MIXED.entities:
+            cutoff = request_ms - specs[entity.name].horizon_ms
+            for entity_id, (event_log, label_log) in reference[entity.name].items():
+                dropped = event_log.trim(cutoff)
+                if label_log is not None:
+                    label_log.trim(cutoff)
+                assert states[entity.name, entity_id].trim(cutoff) == dropped
+        flush()
+
+    ids = {"customer_id": customer, "terminal_id": terminal}
+    reference_logs = {}
+    for entity in MIXED.entities:
+        entity_id = ids[entity.key]
+        if entity_id is not None:
+            reference_logs[entity.name] = reference[entity.name].get(entity_id, (None, None))
+    expected_online = _compute(reference_logs, case["request"], request_tid)
+    served = _compute(PrefixLogReader(client, MIXED).read(request_tid, request_ms, ids),
+                      case["request"], request_tid)
+    if isinstance(expected_online, str):
+        assert served == expected_online
+        return
+    assert not isinstance(served, str)
+    history = [rows[i] for i in stored] + [request_row]
+    expected = _batch(history, label_rows, request_row)
+    for name in MIXED.names:
+        assert served[name] == pytest.approx(expected_online[name], abs=1e-9, rel=0), name
+        assert served[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+
+
+def _load_small(client: redis.Redis) -> None:
+    """Five events of c0 and t0 (one fraud label): enough for every aggregate to read."""
+    writer = PrefixLogWriter(client, MIXED, TTL_S)
+    customer = EntityLogState(log_spec(MIXED, CUSTOMER))
+    terminal = EntityLogState(log_spec(MIXED, TERMINAL))
+    for i in range(5):
+        customer.add_event(f"e{i}", 1_000 * i, {"amount": float(i)})
+        terminal.add_event(f"e{i}", 1_000 * i, {"amount": float(i)})
+    terminal.add_label("e1", 1_000, 1_500, {"is_fraud": 1.0})
+    writer.write([("customer", "c0", customer), ("terminal", "t0", terminal)])
+
+
+def test_a_request_is_one_evalsha(client: redis.Redis, redis_server: Any) -> None:
+    """MONITOR sees the reader's connection send exactly one command: the EVALSHA."""
+    client.flushdb()
+    _load_small(client)
+    reader_client = redis_server.client()
+    reader = PrefixLogReader(reader_client, MIXED)
+    reader_client.script_load(READ_SCRIPT)
+    reader_client.ping()  # connect before monitoring: only the read is seen
+    own = reader_client.connection_pool.get_connection()
+    reader_client.connection_pool.release(own)
+    own_port = own._sock.getsockname()[1]  # type: ignore[union-attr]
+    sentinel = "rtml-end-of-read"
+    with client.monitor() as monitor:
+        vector = RequestVectors(MIXED).compute(
+            "req", 4_500, {"amount": 9.0},
+            reader.read("req", 4_500, {"customer_id": "c0", "terminal_id": "t0"}))
+        client.echo(sentinel)
+        seen = []
+        for command in monitor.listen():
+            if command["command"].endswith(sentinel):
+                break
+            if command["client_type"] != "lua" and command["client_port"] == str(own_port):
+                seen.append(command["command"].split()[0])
+    reader_client.close()
+    assert seen == ["EVALSHA"]
+    assert vector["c_n_1s"] == 2.0      # e4 at 4000 and the request
+    assert vector["t_n_3s"] == 3.0      # (-500, 2500]: e0, e1, e2
+    assert vector["t_frauds_3s"] == 1.0
+
+
+def test_the_read_composes_with_a_claim(client: redis.Redis) -> None:
+    """The entity fragment runs after a claim in one script, as the decision API's would."""
+    client.flushdb()
+    _load_small(client)
+    reader = PrefixLogReader(client, MIXED)
+    script = client.register_script(READ_ENTITY_LUA + """
+local stored = redis.call('GET', KEYS[1])
+if stored then return {stored} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {false, rtml_read_entities(2, 3)}
+""")
+    keys, args, asked = reader.request("req", 4_500, {"customer_id": "c0", "terminal_id": None})
+    reply = script(keys=["rtml:decision:req", *keys], args=[b"pending", 10_000, *args])
+    assert reply[0] is None and client.get("rtml:decision:req") == b"pending"
+    logs = reader.views(asked, reply[1], "req", 4_500)
+    assert set(logs) == {"customer"}
+    vector = RequestVectors(MIXED).compute("req", 4_500, {"amount": 9.0}, logs)
+    assert vector["c_max_2s"] == 9.0 and vector["c_min_5s"] == 0.0
+    assert vector["t_n_3s"] == 0.0
+    again = script(keys=["rtml:decision:req", *keys], args=[b"pending", 10_000, *args])
+    assert again == [b"pending"]
+
+
+def test_writes_renew_the_ttl_and_keys_carry_the_version(client: redis.Redis) -> None:
+    client.flushdb()
+    _load_small(client)
+    keys = log_keys(MIXED, "terminal", "t0")
+    assert all(key.startswith(f"rtml:fs:prefix-redis:{MIXED.version}:@") for key in keys)
+    assert [client.zcard(key) for key in keys] == [5, 1, 1]
+    assert all(0 < client.ttl(key) <= TTL_S for key in keys)
+
+
+def test_a_late_event_rewrites_the_later_members_only(client: redis.Redis) -> None:
+    client.flushdb()
+    spec = log_spec(MIXED, CUSTOMER)
+    state = EntityLogState(spec)
+    writer = PrefixLogWriter(client, MIXED, TTL_S)
+    for i in range(6):
+        state.add_event(f"e{i}", 1_000 * i, {"amount": 1.0})
+    writer.write([("customer", "c0", state)])
+    key = log_keys(MIXED, "customer", "c0")[0]
+    before = client.zrange(key, 0, -1)
+    assert state.add_event("late", 3_500, {"amount": 10.0})
+    assert not state.add_event("late", 3_500, {"amount": 10.0})  # a duplicate changes nothing
+    writer.write([("customer", "c0", state)])
+    after = client.zrange(key, 0, -1)
+    assert after[:4] == before[:4] and len(after) == 7
+    assert [int(member[:12], 16) for member in after] == list(range(1, 8))
+    assert after[4].endswith(b"|late")
+    with pytest.raises(OutOfRange):  # trimmed: an event before the anchor has no running sums
+        state.trim(2_500)
+        state.add_event("too-late", 500, {"amount": 1.0})
+
+
+def test_layout_examples() -> None:
+    import doctest
+
+    from rtml_features.online_store.redis import prefix_layout
+
+    result = doctest.testmod(prefix_layout)
+    assert result.attempted > 0 and result.failed == 0
