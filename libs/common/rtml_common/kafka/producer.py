@@ -20,8 +20,11 @@ that cannot be created, no authorization) is settled inside :meth:`EventProducer
 before the caller commits: the full record is retried ``max_retries`` times
 with the consumer loop's backoff, then a
 :func:`~rtml_common.kafka.dead_letter.minimal_dead_letter` (failure, source
-coordinates, sizes and SHA-256 digests; no original bytes) is tried as often;
-if even that is refused, the record is declared undeliverable: an ERROR log
+coordinates, sizes and SHA-256 digests; no original bytes) is tried
+``1 + max_retries`` times. Bounded: at most ``2 * (1 + max_retries)`` attempts
+in all and ``2 * retry_backoff_s * (2**max_retries - 1)`` of waiting (2.8 s
+with the defaults), each flush waiting at most ``flush_timeout_s``. If even
+that is refused, the record is declared undeliverable: an ERROR log
 line names its source coordinates, size, digest and reason, and
 ``rtml_dead_letter_fallbacks_total{outcome="undeliverable"}`` counts it — the
 original stays at those coordinates in its source topic. Never skipped
