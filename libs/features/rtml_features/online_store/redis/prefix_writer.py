@@ -37,6 +37,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import write_completed
 from rtml_features.online_store.redis.prefix_layout import (
+    FIELD_SEPARATOR,
+    SEQ_DIGITS,
     event_member,
     known_member,
     label_member,
@@ -152,15 +154,15 @@ class EventLogState:
         times, tids = self.times, self.tids
         n = len(times)
         if not n or time_ms > times[-1] or (time_ms == times[-1] and tid > tids[-1]):
-            position = n
-        else:
-            position = bisect_right(times, time_ms)
-            while position and times[position - 1] == time_ms and tids[position - 1] >= tid:
-                if tids[position - 1] == tid:
-                    return False
-                position -= 1
-            if position == 0 and self.first_seq > 1:
-                raise OutOfRange(f"event at {time_ms} is before the log's anchor")
+            self._append(tid, time_ms, values)
+            return True
+        position = bisect_right(times, time_ms)
+        while position and times[position - 1] == time_ms and tids[position - 1] >= tid:
+            if tids[position - 1] == tid:
+                return False
+            position -= 1
+        if position == 0 and self.first_seq > 1:
+            raise OutOfRange(f"event at {time_ms} is before the log's anchor")
         times.insert(position, time_ms)
         tids.insert(position, tid)
         for name, column in self.values.items():
@@ -173,6 +175,50 @@ class EventLogState:
         for index in range(position, n + 1):
             self._compute(index, rewrite=index != position)
         return True
+
+    def _append(self, tid: str, time_ms: int, values: Mapping[str, float]) -> None:
+        """The newest event: :meth:`_compute` for the last entry, inlined (~2x cheaper).
+
+        The double-double addition is :func:`~rtml_features.prefix_log.dd_add`
+        written out (same operations, same results); the member text is
+        :func:`~.prefix_layout.event_member`'s.
+        """
+        index = len(self.times)
+        self.times.append(time_ms)
+        self.tids.append(tid)
+        for name, column in self.values.items():
+            column.append(float(values[name]))
+        texts: list[str] = []
+        for j, name in enumerate(self.sum_fields):
+            his, los = self.sums_hi[j], self.sums_lo[j]
+            value = self.values[name][index]
+            hi, lo = (his[index - 1], los[index - 1]) if index else (0.0, 0.0)
+            total = hi + value
+            back = total - hi
+            error = (hi - (total - back)) + (value - back) + lo
+            hi = total + error
+            lo = error - (hi - total)
+            his.append(hi)
+            los.append(lo)
+            texts.append(f"{hi!r},{lo!r}")
+        sections: list[str] = []
+        for j, (name, kind) in enumerate(self.extreme_fields):
+            per_entry = self.levels[j]
+            pick = _PICK[kind]
+            levels = [self.values[name][index]]
+            step = 1
+            while index >= step:
+                back_levels = per_entry[index - step]
+                if len(back_levels) < len(levels):
+                    break
+                levels.append(pick(levels[-1], back_levels[len(levels) - 1]))
+                step *= 2
+            per_entry.append(levels)
+            sections.append(",".join([repr(level) for level in levels]))
+        member = (f"{self.first_seq + index:0{SEQ_DIGITS}x}|{','.join(texts)}|"
+                  f"{FIELD_SEPARATOR.join(sections)}|{tid}").encode()
+        self.members.append(member)
+        self.diff.added[member] = time_ms
 
     def _compute(self, index: int, rewrite: bool) -> None:
         """(Re)compute entry ``index`` from the one before it and record its member."""
