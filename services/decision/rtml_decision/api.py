@@ -5,18 +5,24 @@ provider of the decision log for backtests, which opens after start-up)
 instead of building them, so tests pass real ones pointing at the fixture
 servers and ``__main__`` the configured ones.
 
-Status codes: 200 a decision (also a degraded one: the body says so);
-422 a malformed transaction (missing or unknown field, negative amount,
-naive datetime) or an invalid rule set (the validator's precise message);
-401 missing or wrong ``X-API-Key``; 403 admin endpoints disabled (no key
-configured); 503 backtest without a decision log.
+Status codes (each documented in OpenAPI with the body really sent):
+200; 409 a concurrent or conflicting request with the same
+``transaction_id``; 413 a body past its limit (refused while it is read);
+415 a decision body that is not JSON; 422 a malformed transaction or query
+(:class:`~rtml_common.http_api.ValidationFailure`: ``detail`` a string,
+``errors`` per field, never the input echoed), an implausible
+``event_time``, or an invalid rule set (the validator's precise message);
+401 missing or wrong ``X-API-Key``, checked before the body or the query is
+read; 403 admin endpoints disabled (no key configured); 503 backtest
+without a decision log.
 
-``POST /v1/decisions`` is a coroutine on the event loop (the work is a
-fraction of a millisecond of CPU, less than a thread-pool hop costs), and
-a valid request is answered by :class:`~rtml_decision.fast_path.DecisionFastPath`
-before FastAPI's request machinery; the FastAPI route stays for OpenAPI and
-for everything the fast path hands over (422s). FastAPI's own per-request
-telemetry is trimmed (see :data:`FASTAPI_TELEMETRY`).
+``POST /v1/decisions`` is answered by :class:`~rtml_decision.fast_path.DecisionFastPath`
+before FastAPI's request machinery (a coroutine on the event loop: the work
+is a fraction of a millisecond of CPU, less than a thread-pool hop costs);
+the FastAPI route stays for OpenAPI. Rule validation and backtests run in a
+worker process with a time limit (:mod:`rtml_decision.rule_worker`), never
+on the loop. FastAPI's own per-request telemetry is trimmed (see
+:data:`FASTAPI_TELEMETRY`).
 """
 
 from __future__ import annotations
@@ -24,32 +30,40 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, HTTPException, Query, Request, Security
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader
 from opentelemetry import trace
 from pydantic import SecretStr
 
 from rtml_common.asgi import RequestMetrics, TraceContext
 from rtml_common.events import Transaction
-from rtml_common.service_config import API_KEY_HEADER, KeyRejected, verify_api_key
+from rtml_common.http_api import (
+    ErrorBody,
+    ValidationFailure,
+    install_validation_handler,
+    key_first_routes,
+    key_guard,
+)
+from rtml_common.service_config import API_KEY_HEADER
 from rtml_decision import ISSUE, SERVICE_NAME
 from rtml_decision.active_rules import ActiveRules, RuleSets
+from rtml_decision.body_limit import BodyLimit, BodyTooLarge
 from rtml_decision.decision_log.base import DecisionLog
 from rtml_decision.engine import DecisionEngine
-from rtml_decision.fast_path import REPLAY_HEADER, DecisionFastPath, in_progress_detail
+from rtml_decision.fast_path import REPLAY_HEADER, DecisionFastPath
+from rtml_decision.limits import Limits
 from rtml_decision.metrics import DecisionMetrics
-from rtml_decision.request_store import DecisionInProgress
-from rtml_decision.rules import RuleSetError, backtest, parse_rule_set
+from rtml_decision.rule_worker import RuleWorker
+from rtml_decision.rules import RuleSetError
 from rtml_decision.schemas import (
     RULES_YAML_EXAMPLE,
     TRANSACTION_EXAMPLES,
+    BacktestReport,
     DecisionOut,
-    ErrorBody,
     Health,
     RuleSetOut,
 )
@@ -67,28 +81,25 @@ _tracer = trace.get_tracer("rtml.decision")
 #: span per decision carries it (also on the fast path).
 FASTAPI_TELEMETRY: dict[str, bool] = {"metrics": False, "operation_spans": False, "tracing": False}
 
+RULES_SETTING = "RTML_DECISION_RULES_MAX_BYTES"
+_TOO_LARGE = {"model": ErrorBody, "description": "The body is longer than its limit "
+              "(RTML_DECISION_MAX_REQUEST_BYTES for decisions, RTML_DECISION_RULES_MAX_BYTES "
+              "for rule sets); refused while it is read."}
 _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key header."},
+    401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key header (checked "
+          "before the body and the query are read)."},
     403: {"model": ErrorBody, "description": "Admin endpoints disabled: no key configured."},
-    422: {"model": ErrorBody, "description": "The rule set is invalid (precise reason)."},
+    413: _TOO_LARGE,
+    422: {"model": ErrorBody | ValidationFailure, "description": (
+        "The rule set is invalid (`ErrorBody`: the validator's message with file line and "
+        "rule, or its validation ran past RTML_DECISION_RULES_VALIDATION_TIMEOUT_S), or the "
+        "query is malformed (`ValidationFailure`).")},
 }
 _YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/yaml": {"schema": {"type": "string"}, "example": RULES_YAML_EXAMPLE}}}}
-
-_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
-                           description="The admin key (RTML_DECISION_ADMIN_API_KEY).")
-
-AdminKey = Annotated[str | None, Security(_key_header)]
-
-
-def check_admin_key(expected: SecretStr | None, key: str | None) -> None:
-    """403 when admin endpoints are disabled, 401 for a missing or wrong key."""
-    try:
-        verify_api_key(expected, key,
-                       "admin endpoints are disabled: RTML_DECISION_ADMIN_API_KEY is not set")
-    except KeyRejected as rejected:
-        headers = {"WWW-Authenticate": API_KEY_HEADER} if rejected.status == 401 else None
-        raise HTTPException(rejected.status, rejected.detail, headers=headers) from None
+#: Longest backtest window: the log is read one day partition at a time.
+MAX_BACKTEST_DAYS = 366
+ADMIN_DISABLED = "admin endpoints are disabled: RTML_DECISION_ADMIN_API_KEY is not set"
 
 
 def _rules_out(state: RuleSets) -> RuleSetOut:
@@ -102,14 +113,47 @@ async def _yaml_text(request: Request) -> str:
     raw = await request.body()
     try:
         return raw.decode()
-    except UnicodeDecodeError:
-        raise HTTPException(422, "the rule set must be UTF-8 text") from None
+    except UnicodeDecodeError as error:
+        raise HTTPException(422, f"the rule set must be UTF-8 text (byte {error.start} is "
+                                 "not)") from None
+
+
+def backtest_window(since: datetime | None, until: datetime | None
+                    ) -> tuple[datetime, datetime]:
+    """The window [since, until) in UTC (naive times are UTC); 422 when it is empty or too long.
+
+    Defaults: until now, since 30 days before until (the log's default lookback).
+    """
+    try:
+        end = _utc(until) if until is not None else datetime.now(UTC)
+        start = _utc(since) if since is not None else end - timedelta(days=30)
+    except OverflowError:
+        raise HTTPException(422, "since/until out of range") from None
+    if start >= end:
+        raise HTTPException(422, f"since ({start.isoformat()}) must be before until "
+                                 f"({end.isoformat()})")
+    if end - start > timedelta(days=MAX_BACKTEST_DAYS):
+        raise HTTPException(422, f"the window from since to until is longer than "
+                                 f"{MAX_BACKTEST_DAYS} days (the log is read day by day)")
+    return start, end
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: SecretStr | None,
                decision_log: Callable[[], DecisionLog | None] = lambda: None,
-               metrics: DecisionMetrics | None = None) -> FastAPI:
-    """The decision API over ``engine``; admin endpoints check ``admin_api_key``."""
+               metrics: DecisionMetrics | None = None, limits: Limits | None = None,
+               worker: RuleWorker | None = None) -> FastAPI:
+    """The decision API over ``engine``; admin endpoints check ``admin_api_key``.
+
+    ``worker`` validates uploads and runs backtests (a default one with
+    ``limits``' time limits when not given).
+    """
+    limits = limits or Limits()
+    worker = worker or RuleWorker(limits.rules_validation_timeout_s,
+                                  limits.backtest_timeout_s)
     options: dict[str, Any] = {}
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
         options["telemetry"] = FASTAPI_TELEMETRY
@@ -128,21 +172,25 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
     )
     record = (metrics or engine.metrics).http
     app.add_middleware(RequestMetrics, record=record)
-    # outermost: valid decision requests never reach the stack above (see fast_path)
-    app.add_middleware(DecisionFastPath, engine=engine, record=record)
+    # every other route's body (rule sets: the largest) is bounded while it is read
+    app.add_middleware(BodyLimit, limit=limits.rules_max_bytes, setting=RULES_SETTING)
+    # outermost: decision requests never reach the stack above (see fast_path)
+    app.add_middleware(DecisionFastPath, engine=engine, record=record, limits=limits)
     app.add_middleware(TraceContext)  # the caller's traceparent, without a server span
 
-    def require_admin(key: str | None) -> None:
-        check_admin_key(admin_api_key, key)
-
-    @app.exception_handler(DecisionInProgress)
-    def _in_progress(_: Request, exc: DecisionInProgress) -> JSONResponse:
-        return JSONResponse({"detail": in_progress_detail(str(exc))}, status_code=409,
-                            headers={"Retry-After": "1"})
+    require_admin = key_guard(lambda _: admin_api_key, ADMIN_DISABLED,
+                              "The admin key (RTML_DECISION_ADMIN_API_KEY).")
+    key_first_routes(app, require_admin)  # the key before the query or the body
+    install_validation_handler(app)
+    admin = [Depends(require_admin)]
 
     @app.exception_handler(RuleSetError)
     def _invalid_rules(_: Request, exc: RuleSetError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(BodyTooLarge)
+    def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> Health:
@@ -152,14 +200,24 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
                       admin_enabled=admin_api_key is not None)
 
     @app.post("/v1/decisions", tags=["decisions"], response_model=DecisionOut,
-              responses={422: {"description": "Malformed transaction (FastAPI's "
-                                              "validation errors name each field)."},
-                         409: {"model": ErrorBody, "description": (
-                             "A concurrent request with the same transaction_id is still "
-                             "deciding (beyond this request's budget): retry.")}})
+              responses={
+                  409: {"model": ErrorBody, "description": (
+                      "A concurrent request with the same transaction_id is still deciding "
+                      "(beyond this request's budget; header Retry-After: retry), or the "
+                      "transaction_id was decided for a request with other fields.")},
+                  413: _TOO_LARGE,
+                  415: {"model": ErrorBody, "description": "The body is not JSON."},
+                  422: {"model": ValidationFailure, "description": (
+                      "Malformed transaction (`detail` names each invalid field, `errors` "
+                      "lists them; the input is never echoed), or event_time further ahead "
+                      "of the service clock than RTML_DECISION_MAX_FUTURE_SKEW_S (or behind "
+                      "it than RTML_DECISION_MAX_EVENT_AGE_S, when set).")}})
     async def decide(transaction: Annotated[Transaction, Body(
             openapi_examples=TRANSACTION_EXAMPLES)]) -> Response:
-        """Decide one transaction (see the API description)."""
+        """Decide one transaction (see the API description).
+
+        Declared for OpenAPI: :class:`DecisionFastPath` answers every such request.
+        """
         started = time.perf_counter()
         with _tracer.start_as_current_span("decide"):  # its context rides on the records
             answer = await engine.decide(transaction, started)
@@ -172,42 +230,47 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
         return _rules_out(rules.current)
 
     @app.put("/v1/admin/rules", tags=["rules"], responses=_ADMIN_ERRORS,
-             openapi_extra=_YAML_BODY)
-    async def upload_rules(request: Request, key: AdminKey) -> RuleSetOut:
+             openapi_extra=_YAML_BODY, dependencies=admin)
+    async def upload_rules(request: Request) -> RuleSetOut:
         """Validate a rule set (YAML body, embedded tests included) and activate it.
 
-        The swap is atomic: requests in flight finish with the rule set they
-        started with; later ones use the new one and record its version.
+        Validation runs in a worker process within RTML_DECISION_RULES_VALIDATION_TIMEOUT_S
+        (decisions go on meanwhile). The swap is atomic: requests in flight
+        finish with the rule set they started with; later ones use the new
+        one and record its version.
         """
-        require_admin(key)
-        rule_set = parse_rule_set(await _yaml_text(request), source="<upload>")
+        rule_set = await worker.validate(await _yaml_text(request), source="<upload>")
         return _rules_out(rules.activate(rule_set, source="upload"))
 
     @app.post("/v1/admin/rules/backtest", tags=["rules"], openapi_extra=_YAML_BODY,
+              dependencies=admin,
               responses={**_ADMIN_ERRORS, 503: {"model": ErrorBody,
                                                 "description": "No decision log configured."}})
     async def backtest_rules(
-        request: Request, key: AdminKey,
+        request: Request,
         limit: Annotated[int, Query(ge=1, le=1_000_000,
                                     description="Newest logged decisions to replay.")] = 10_000,
         since: Annotated[datetime | None, Query(description="Only decisions of "
                                                 "transactions at or after this time.")] = None,
-        until: Annotated[datetime | None, Query(description="... and before this time.")] = None,
-    ) -> dict[str, Any]:
+        until: Annotated[datetime | None, Query(description="... and before this time "
+                                                "(after `since`).")] = None,
+    ) -> BacktestReport:
         """Replay a candidate rule set over logged decisions and compare with the active one.
 
+        A window without decisions gives a report of zero rows. The candidate
+        is validated and evaluated in a worker process (within
+        RTML_DECISION_RULES_VALIDATION_TIMEOUT_S / RTML_DECISION_BACKTEST_TIMEOUT_S).
         Nothing is activated: upload with ``PUT /v1/admin/rules`` afterwards.
         """
-        require_admin(key)
-        candidate = parse_rule_set(await _yaml_text(request), source="<upload>")
+        since, until = backtest_window(since, until)
+        text = await _yaml_text(request)
         log = decision_log()
         if log is None:
+            await worker.validate(text)  # an invalid candidate is a 422 all the same
             raise HTTPException(503, "the decision log is not available (yet)")
         frame = await run_in_threadpool(lambda: log.read_frame(limit=limit, since=since,
                                                                until=until))
-        report = await run_in_threadpool(
-            lambda: backtest(candidate, frame, current=rules.current.primary))
-        result: dict[str, Any] = report.to_dict()
-        return result
+        report = await worker.backtest(text, rules.current.primary, frame)
+        return BacktestReport.model_validate(report)
 
     return app

@@ -131,6 +131,50 @@ class Settings(ServiceSettings):
         ),
     )
 
+    max_request_bytes: int = Field(
+        default=16_384, ge=1_024, le=10_000_000,
+        description=(
+            "Largest body of POST /v1/decisions (a transaction is ~200 bytes); a longer "
+            "one is refused with 413 while it is being read, before it is parsed."
+        ),
+    )
+    rules_max_bytes: int = Field(
+        default=1_000_000, ge=1_024, le=50_000_000,
+        description=(
+            "Largest rule set accepted by PUT /v1/admin/rules and the backtest (413 "
+            "beyond it, refused while the body is read)."
+        ),
+    )
+    rules_validation_timeout_s: float = Field(
+        default=30.0, gt=0, le=3_600,
+        description=(
+            "Longest a rule-set validation (YAML, expressions, embedded tests) may run in "
+            "its worker process; past it the process is killed and the upload refused (422)."
+        ),
+    )
+    backtest_timeout_s: float = Field(
+        default=300.0, gt=0, le=3_600,
+        description=(
+            "Longest a backtest evaluation may run in its worker process; past it the "
+            "process is killed and the backtest refused (422)."
+        ),
+    )
+    max_future_skew_s: float = Field(
+        default=300.0, ge=0, le=366 * 86_400,
+        description=(
+            "How far ahead of the service's clock a transaction's event_time may be; a "
+            "later one is refused with 422 (it would hold features and watermarks at a "
+            "future time)."
+        ),
+    )
+    max_event_age_s: float | None = Field(
+        default=None, gt=0,
+        description=(
+            "How far behind the service's clock a transaction's event_time may be (422 "
+            "beyond); unset accepts any past time (replays and benchmarks send 2018 times)."
+        ),
+    )
+
     @field_validator("admin_api_key")
     @classmethod
     def _key_is_long_enough(cls, key: SecretStr | None) -> SecretStr | None:

@@ -51,11 +51,13 @@ from rtml_decision.decision_events import Inputs, build_decision
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
 from rtml_decision.request_store import (
-    PENDING,
     REDIS_FAILURES,
     DecisionInProgress,
+    IdempotencyConflict,
     Lookup,
     RequestStore,
+    Stored,
+    fingerprint,
 )
 from rtml_decision.rules import RuleResult, RuleSet
 from rtml_decision.scoring import Scored, explain, pick_model, score
@@ -119,16 +121,18 @@ class DecisionEngine:
         reason: DegradedReason | None = None
         scored: Scored | None = None
         lookup: Lookup | None = None
+        request_fingerprint = fingerprint(tx)
         try:
-            lookup = self.store.lookup(tx.transaction_id,
-                                             {"customer_id": tx.customer_id,
-                                              "terminal_id": tx.terminal_id})
+            lookup = self.store.lookup(tx.transaction_id, request_fingerprint,
+                                       {"customer_id": tx.customer_id,
+                                        "terminal_id": tx.terminal_id})
         except REDIS_FAILURES as error:
             logger.warning("redis unavailable, answering degraded: %r", error)
             reason = DegradedReason.REDIS_UNAVAILABLE
         if lookup is not None:
             if lookup.stored is not None:
-                return await self._replay(tx.transaction_id, lookup.stored, started)
+                return await self._replay(tx.transaction_id, request_fingerprint,
+                                          lookup.stored, started)
             if time.perf_counter() - started > self.timeout_s:
                 reason = DegradedReason.TIMEOUT
             else:
@@ -162,22 +166,31 @@ class DecisionEngine:
             self.metrics.degraded(reason)
             result = rule_set.evaluate(context)
         return self._finish(tx, started, rule_set, result, scored, context, reason,
-                            redis_ok=reason is not DegradedReason.REDIS_UNAVAILABLE)
+                            request_fingerprint if reason is not DegradedReason.REDIS_UNAVAILABLE
+                            else None)
 
-    async def _replay(self, transaction_id: str, stored: bytes, started: float) -> Answer:
+    async def _replay(self, transaction_id: str, request_fingerprint: bytes, stored: Stored,
+                      started: float) -> Answer:
         """The stored decision; if a concurrent request holds the claim, its decision.
 
-        Raises :class:`DecisionInProgress` when that decision is not stored
+        Raises :class:`IdempotencyConflict` when the record belongs to a
+        request with other fields (same id, different payment: a 409), and
+        :class:`DecisionInProgress` when a pending decision is not stored
         within what is left of the budget (the API answers 409: retry later).
         """
-        if stored == PENDING:
+        if stored.conflicts_with(request_fingerprint):
+            raise IdempotencyConflict(transaction_id)
+        if stored.body is None:
             left = self.timeout_s - (time.perf_counter() - started)
             try:
                 stored = await self.store.wait_for_decision(transaction_id, max(left, 0.0))
             except REDIS_FAILURES as error:
                 raise DecisionInProgress(transaction_id) from error
+            if stored.conflicts_with(request_fingerprint):
+                raise IdempotencyConflict(transaction_id)
+        assert stored.body is not None
         self.metrics.replayed()
-        return Answer(stored, replayed=True)
+        return Answer(stored.body, replayed=True)
 
     def _score(self, snapshot: Any, tx: Transaction, context: dict[str, Any]
                ) -> tuple[Scored | None, DegradedReason | None]:
@@ -196,7 +209,8 @@ class DecisionEngine:
 
     def _finish(self, tx: Transaction, started: float, rule_set: RuleSet, result: RuleResult,
                 scored: Scored | None, context: dict[str, Any],
-                reason: DegradedReason | None, redis_ok: bool) -> Answer:
+                reason: DegradedReason | None, claimed: bytes | None) -> Answer:
+        """Publish and answer the decision; ``claimed``: our claim's fingerprint, if we hold one."""
         fired: list[FiredRule] = result.fired
         latency_ms = (time.perf_counter() - started) * 1000
         decided_at = utcnow()
@@ -230,8 +244,8 @@ class DecisionEngine:
             "latency_ms": round(latency_ms, 3),
             "decided_at": decided_at,
         })
-        if redis_ok:  # we hold the claim: our decision replaces it
-            self.store.record(tx.transaction_id, body)
+        if claimed is not None:  # we hold the claim: our decision replaces it
+            self.store.record(tx.transaction_id, claimed, body)
         self.publisher.publish(decision, tx)
         self.metrics.decided(str(result.outcome), arm, reason is not None,
                              latency_ms / 1000, fired)

@@ -1,17 +1,29 @@
-"""ASGI front for ``POST /v1/decisions``: a valid transaction skips FastAPI's request machinery.
+"""ASGI front for ``POST /v1/decisions``: every decision request is answered here.
 
 Why: a decision costs ~0.5 ms of CPU; FastAPI's per-request work around it
 (routing, dependency solving, the exception and telemetry middleware stack)
 cost ~0.4 ms more on the profile — the difference between one process
 sustaining ~1,000 decisions/s or not (docs/benchmarks.md, "Decision API").
 
-What it handles itself: a ``POST /v1/decisions`` with a JSON body that
-validates as a :class:`~rtml_common.events.Transaction`. Everything else —
-other routes, a body that does not validate (so the 422 is FastAPI's own,
-naming each field), another content type — goes to the FastAPI app
-unchanged (the body it already read is replayed), and the endpoint stays
-declared there for OpenAPI. Requests it answers are counted in the same
-``http`` metric as :class:`rtml_common.asgi.RequestMetrics` counts the others.
+It answers every ``POST /v1/decisions`` itself, refusals included, so each
+status is one this module chose and documented (the FastAPI route stays
+declared for OpenAPI only):
+
+* 415 a ``Content-Type`` other than JSON (none at all is read as JSON);
+* 413 a body longer than ``max_request_bytes`` — refused from its
+  ``Content-Length`` before reading, or at the first chunk past the limit;
+* 422 a body that is not a valid :class:`~rtml_common.events.Transaction`
+  (:func:`rtml_common.http_api.validation_failure`: ``detail`` a string
+  naming each field, ``errors`` per field, never the input echoed back —
+  ``NaN`` or a megabyte id cannot break or bloat the answer), or whose
+  ``event_time`` is implausibly far from the clock (:class:`~rtml_decision.limits.Limits`);
+* 409 the id is being decided by a concurrent request past this one's
+  budget, or was decided for a request with other fields;
+* 200 the decision.
+
+Other routes go to the FastAPI app unchanged. Requests answered here are
+counted in the same ``http`` metric as :class:`rtml_common.asgi.RequestMetrics`
+counts the others.
 """
 
 from __future__ import annotations
@@ -26,15 +38,20 @@ from pydantic import ValidationError
 
 from rtml_common.asgi import RecordRequest
 from rtml_common.events import Transaction
+from rtml_common.http_api import validation_failure
+from rtml_decision.body_limit import BodyTooLarge, ClientGone, read_body
 from rtml_decision.engine import DecisionEngine
-from rtml_decision.request_store import DecisionInProgress
+from rtml_decision.limits import Limits
+from rtml_decision.request_store import DecisionInProgress, IdempotencyConflict
 
 DECISIONS_PATH = "/v1/decisions"
 REPLAY_HEADER = "Idempotent-Replay"
+MAX_REQUEST_SETTING = "RTML_DECISION_MAX_REQUEST_BYTES"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 #: The same ``decide`` span per decision as the FastAPI route starts (see ``api``):
 #: child of the caller's ``traceparent`` (attached by ``TraceContext``, outside
@@ -42,6 +59,9 @@ ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 _tracer = trace.get_tracer("rtml.decision")
 _JSON = (b"content-type", b"application/json")
 _REPLAYED = (REPLAY_HEADER.lower().encode(), b"true")
+_RETRY = (b"retry-after", b"1")
+#: Longest location part (a field name) repeated in a 422: the body's keys are the client's.
+_MAX_LOC_CHARS = 64
 
 
 def in_progress_detail(transaction_id: str) -> str:
@@ -49,42 +69,36 @@ def in_progress_detail(transaction_id: str) -> str:
             "retry to get its decision")
 
 
-class DecisionFastPath:
-    """Answers valid ``POST /v1/decisions`` directly; hands everything else to ``app``."""
+def conflict_detail(transaction_id: str) -> str:
+    return (f"transaction {transaction_id} was already decided (or is being decided) for a "
+            "request with a different customer_id, terminal_id, amount, event_time or "
+            "currency; a transaction_id names one payment: resend the original request to "
+            "get its decision, or use a new transaction_id")
 
-    def __init__(self, app: ASGIApp, engine: DecisionEngine, record: RecordRequest) -> None:
+
+UNSUPPORTED_DETAIL = "the body must be a JSON transaction (Content-Type: application/json)"
+
+
+class DecisionFastPath:
+    """Answers every ``POST /v1/decisions``; hands everything else to ``app``."""
+
+    def __init__(self, app: ASGIApp, engine: DecisionEngine, record: RecordRequest,
+                 limits: Limits) -> None:
         self.app = app
         self.engine = engine
         self.record = record
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if (scope["type"] != "http" or scope["path"] != DECISIONS_PATH
-                or scope["method"] != "POST" or not _is_json(scope)):
+        if scope["type"] != "http" or scope["path"] != DECISIONS_PATH \
+                or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
         try:
-            transaction = Transaction.model_validate_json(body)
-        except ValidationError:
-            await self.app(scope, _replay(body, receive), send)  # FastAPI's per-field 422
+            status, content, headers = await self._answer(scope, receive, started)
+        except ClientGone:
             return
-        status = 200
-        try:
-            with _tracer.start_as_current_span("decide"):
-                answer = await self.engine.decide(transaction, started)
-            content, headers = answer.body, [_JSON, *([_REPLAYED] if answer.replayed else [])]
-        except DecisionInProgress:
-            status = 409
-            content = orjson.dumps({"detail": in_progress_detail(transaction.transaction_id)})
-            headers = [_JSON, (b"retry-after", b"1")]
         except BaseException:
             self.record(DECISIONS_PATH, "POST", 500, time.perf_counter() - started)
             raise
@@ -93,24 +107,56 @@ class DecisionFastPath:
         await send({"type": "http.response.body", "body": content})
         self.record(DECISIONS_PATH, "POST", status, time.perf_counter() - started)
 
+    async def _answer(self, scope: Scope, receive: Any,
+                      started: float) -> tuple[int, bytes, Headers]:
+        limit = self.limits.max_request_bytes
+        declared: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                if value.split(b";", 1)[0].strip().lower() != b"application/json":
+                    return _error(415, UNSUPPORTED_DETAIL)
+            elif name == b"content-length":
+                declared = value
+        try:
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise BodyTooLarge(limit, MAX_REQUEST_SETTING)
+            body = await read_body(receive, limit, MAX_REQUEST_SETTING)
+        except BodyTooLarge as error:
+            return _error(413, str(error))
+        try:
+            transaction = Transaction.model_validate_json(body)
+        except ValidationError as error:
+            return _invalid(error.errors(include_url=False, include_input=False))
+        problem = self.limits.event_time_error(transaction.event_time.timestamp(), time.time())
+        if problem is not None:
+            return _invalid([{"loc": ("event_time",), "msg": problem,
+                              "type": "event_time_out_of_range"}])
+        try:
+            with _tracer.start_as_current_span("decide"):
+                answer = await self.engine.decide(transaction, started)
+        except DecisionInProgress:
+            return _error(409, in_progress_detail(transaction.transaction_id), [_RETRY])
+        except IdempotencyConflict:
+            return _error(409, conflict_detail(transaction.transaction_id))
+        return 200, answer.body, [_JSON, *([_REPLAYED] if answer.replayed else [])]
 
-def _is_json(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
-    return False
+
+def _error(status: int, detail: str, extra: Headers | None = None
+           ) -> tuple[int, bytes, Headers]:
+    return status, orjson.dumps({"detail": detail}), [_JSON, *(extra or [])]
 
 
-def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[Message]]:
-    """A ``receive`` that hands the already-read body to the next app, then the real one."""
-    sent = False
+def _invalid(errors: list[Any]) -> tuple[int, bytes, Headers]:
+    """422 in the shared shape, locations as FastAPI spells them (``body``, field)."""
+    located = [{**e, "loc": ("body", *(_loc_part(p) for p in e.get("loc", ())))}
+               for e in errors]
+    failure = validation_failure(located)
+    return 422, orjson.dumps(failure.model_dump(mode="json")), [_JSON]
 
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        message: Message = await receive()
-        return message
 
-    return replay
+def _loc_part(part: object) -> object:
+    """A location part safe to send back: bounded, and valid UTF-8 (no lone surrogate)."""
+    if isinstance(part, int):
+        return part
+    text = str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= _MAX_LOC_CHARS else text[:_MAX_LOC_CHARS - 1] + "…"

@@ -73,12 +73,6 @@ class DecisionOut(BaseModel):
     decided_at: datetime
 
 
-class ErrorBody(BaseModel):
-    """An error with a human-readable reason."""
-
-    detail: str
-
-
 class RuleSetOut(BaseModel):
     """The active rule sets."""
 
@@ -94,6 +88,51 @@ class RuleSetOut(BaseModel):
     activated_at: datetime
     fallback_name: str
     fallback_version: str
+
+
+class LabelMetricsOut(BaseModel):
+    """How one side's decisions fared on the labelled rows."""
+
+    frauds: int
+    genuine: int
+    caught: int = Field(description="Frauds declined or reviewed.")
+    declined: int
+    missed: int = Field(description="Frauds approved.")
+    false_positives: int = Field(description="Genuine transactions declined or reviewed.")
+    false_declines: int
+    recall: float | None
+    precision: float | None
+
+
+class ChangedDecision(BaseModel):
+    transaction_id: str
+    before: Outcome
+    after: Outcome
+
+
+class BacktestReport(BaseModel):
+    """How decisions would change under a candidate rule set (nothing is activated)."""
+
+    candidate: str
+    candidate_version: str
+    baseline: str = Field(description="The active rule set re-evaluated on the same rows.")
+    rows: int = Field(description="Logged decisions read (0 when the window has none).")
+    evaluated: int
+    skipped: int = Field(description="Rows lacking a required input of a rule set.")
+    before: dict[str, int]
+    after: dict[str, int]
+    before_rates: dict[str, float]
+    after_rates: dict[str, float]
+    transitions: dict[str, dict[str, int]] = Field(
+        description="before outcome -> after outcome -> count.")
+    changed: int
+    labelled: int
+    before_labels: LabelMetricsOut | None
+    after_labels: LabelMetricsOut | None
+    rule_fires: dict[str, int]
+    rule_errors: dict[str, int]
+    changed_examples: list[ChangedDecision]
+    skipped_examples: list[str]
 
 
 class Health(BaseModel):

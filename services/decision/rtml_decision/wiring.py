@@ -27,10 +27,12 @@ from rtml_decision.config import Settings
 from rtml_decision.decision_log.base import DecisionLog
 from rtml_decision.decision_log.cassandra.store import DEFAULT_TABLE
 from rtml_decision.engine import DecisionEngine
+from rtml_decision.limits import Limits
 from rtml_decision.log_writer import GROUP_ID, DecisionLogWriter
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
 from rtml_decision.request_store import RequestStore
+from rtml_decision.rule_worker import RuleWorker
 from rtml_decision.watcher import ModelWatcher
 from rtml_features.baseline import BASELINE
 from rtml_models.aliases import CHAMPION
@@ -63,9 +65,23 @@ class Service:
     log_group: str = GROUP_ID
     _stop: threading.Event = field(default_factory=threading.Event)
 
+    @property
+    def limits(self) -> Limits:
+        return Limits.from_settings(self.settings)
+
+    @property
+    def rule_worker(self) -> RuleWorker:
+        if self._rule_worker is None:
+            self._rule_worker = RuleWorker(self.settings.rules_validation_timeout_s,
+                                           self.settings.backtest_timeout_s)
+        return self._rule_worker
+
+    _rule_worker: RuleWorker | None = None
+
     def app(self) -> FastAPI:
         app = create_app(self.engine, self.rules, self.settings.admin_api_key,
-                         decision_log=lambda: self.decision_log, metrics=self.metrics)
+                         decision_log=lambda: self.decision_log, metrics=self.metrics,
+                         limits=self.limits, worker=self.rule_worker)
         service = self
 
         @asynccontextmanager

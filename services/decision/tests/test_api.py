@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,8 @@ def test_decision_end_to_end(make_service: ServiceFactory, redis_server: Any,
     assert response.status_code == 200, response.text
     decision = response.json()
     assert decision["transaction_id"] == body["transaction_id"]
-    assert decision["degraded"] is False and decision["degraded_reason"] is None
+    assert decision["degraded"] is False and decision["degraded_reason"] is None, \
+        decision["degraded_reason"]
     assert decision["score"] > 0.5  # the model's score rises with the customer count (9)
     assert decision["model_version"] == service.engine.serving.current.champion.version
     assert decision["arm"] == "champion"
@@ -279,8 +280,9 @@ def test_bad_input_is_a_precise_422(make_service: ServiceFactory, change: dict[s
     response = client.post("/v1/decisions", json=body)
 
     assert response.status_code == 422
-    errors = response.json()["detail"]
-    assert any(field in error["loc"] for error in errors), errors
+    body = response.json()
+    assert isinstance(body["detail"], str) and field in body["detail"]
+    assert any(field in error["loc"] for error in body["errors"]), body
 
 
 def test_redis_unreachable_answers_degraded_with_the_fallback(
@@ -410,9 +412,253 @@ def test_a_claim_still_pending_after_the_budget_is_a_409(
     assert response.headers.get("Retry-After") == "1"
 
 
-def test_a_body_that_is_not_json_content_still_gets_fastapis_answer(
-        make_service: ServiceFactory) -> None:
+def test_a_body_that_is_not_json_content_is_a_415(make_service: ServiceFactory) -> None:
     _, client = make_service()
     response = client.post("/v1/decisions", content=orjson.dumps(transaction()),
                            headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+
+
+# -- hardening (issue #17): every bad request a precise 4xx, nothing echoed unbounded --------
+
+JSON = {"Content-Type": "application/json"}
+
+
+def raw_transaction(amount: str = "42.5", transaction_id: str | None = None,
+                    event_time: str | None = None) -> bytes:
+    """A transaction body as JSON text, for values ``json=`` cannot send (NaN, surrogates)."""
+    tid = transaction_id if transaction_id is not None else f'"{unique("tx")}"'
+    when = event_time if event_time is not None else f'"{datetime.now(UTC).isoformat()}"'
+    return (f'{{"transaction_id": {tid}, "event_time": {when}, "customer_id": "c-1", '
+            f'"amount": {amount}}}').encode()
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (raw_transaction(amount="NaN"), "amount"),
+    (raw_transaction(amount="Infinity"), "amount"),
+    (raw_transaction(amount="-Infinity"), "amount"),
+    (raw_transaction(amount="1e309"), "amount"),
+    (raw_transaction(transaction_id='"\\ud800"'), "body"),
+    (b'{"transaction_id": "\xff\xfe", "amount": 1}', "body"),
+])
+def test_unrenderable_values_are_422s_and_the_connection_stays_usable(
+        make_service: ServiceFactory, body: bytes, field: str) -> None:
+    """NaN / Infinity / 1e309 / a lone surrogate / invalid UTF-8 were 500s (the 422 echoed
+    a value JSON cannot carry) and reset the keep-alive connection."""
+    _, client = make_service()
+
+    response = client.post("/v1/decisions", content=body, headers=JSON)
+
+    assert response.status_code == 422, response.text
+    refusal = response.json()
+    assert isinstance(refusal["detail"], str)
+    assert any(field in error["loc"] for error in refusal["errors"]), refusal
+    assert all("input" not in error for error in refusal["errors"])  # never echoed
+    assert client.post("/v1/decisions", json=transaction()).status_code == 200
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"amount": True}, "amount"),
+    ({"amount": "12.5"}, "amount"),
+    ({"event_time": 1_700_000_000}, "event_time"),
+])
+def test_amount_and_event_time_are_strictly_typed(make_service: ServiceFactory,
+                                                  change: dict[str, Any], field: str) -> None:
+    _, client = make_service()
+    response = client.post("/v1/decisions", json=transaction(**change))
+    assert response.status_code == 422, response.text
+    assert any(field in error["loc"] for error in response.json()["errors"])
+
+
+def test_a_body_past_the_limit_is_a_413_declared_or_streamed(
+        make_service: ServiceFactory) -> None:
+    """A 10 MB padded transaction was read, parsed and decided."""
+    _, client = make_service(max_request_bytes=4096)
+    padded = transaction(transaction_id="tx-" + "x" * 100)
+    huge = orjson.dumps(padded)[:-1] + b"," + b" " * 10_000_000 + b"}"
+
+    declared = client.post("/v1/decisions", content=huge, headers=JSON)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it arrives
+        yield huge[:3000]
+        yield huge[3000:6000]
+        yield huge[6000:]
+
+    streamed = client.post("/v1/decisions", content=chunks(), headers=JSON)
+
+    for response in (declared, streamed):
+        assert response.status_code == 413, response.text
+        assert response.json()["detail"] == ("request body larger than 4,096 bytes (the limit, "
+                                             "RTML_DECISION_MAX_REQUEST_BYTES)")
+    assert client.post("/v1/decisions", json=transaction()).status_code == 200
+
+
+def test_long_ids_and_keys_are_not_echoed_back(make_service: ServiceFactory) -> None:
+    _, client = make_service()
+    long_id = transaction(transaction_id="i" * 12_000)
+    long_key = {**transaction(), "k" * 12_000: 1}
+
+    for body in (long_id, long_key):
+        response = client.post("/v1/decisions", json=body)
+        assert response.status_code == 422
+        assert len(response.content) < 2_000, len(response.content)
+        assert "i" * 200 not in response.text and "k" * 200 not in response.text
+
+
+def test_a_retried_id_with_other_fields_is_a_409_not_the_first_decision(
+        make_service: ServiceFactory) -> None:
+    _, client = make_service()
+    body = transaction()
+    first = client.post("/v1/decisions", json=body)
+
+    for change in ({"amount": 43.0}, {"customer_id": unique("c")}, {"terminal_id": None},
+                   {"currency": "USD"}, {"event_time": "2018-04-01T12:00:00+00:00"}):
+        changed = {k: v for k, v in {**body, **change}.items() if v is not None}
+        conflict = client.post("/v1/decisions", json=changed)
+        assert conflict.status_code == 409, (change, conflict.text)
+        assert "different customer_id, terminal_id, amount" in conflict.json()["detail"]
+        assert body["transaction_id"] in conflict.json()["detail"]
+
+    same = client.post("/v1/decisions", json=body)
+    assert first.status_code == same.status_code == 200
+    assert same.content == first.content and same.headers["Idempotent-Replay"] == "true"
+
+
+def test_event_times_far_from_the_clock_are_refused(make_service: ServiceFactory) -> None:
+    """A 9999 event time froze features and pushed valid traffic to transactions.late."""
+    _, client = make_service(max_future_skew_s=600)
+    now = datetime.now(UTC)
+
+    for future in ("9999-12-31T23:59:59Z", (now + timedelta(hours=1)).isoformat()):
+        response = client.post("/v1/decisions", json=transaction(event_time=future))
+        assert response.status_code == 422
+        assert "RTML_DECISION_MAX_FUTURE_SKEW_S" in response.json()["detail"]
+        assert response.json()["errors"][0]["loc"] == ["body", "event_time"]
+    soon = transaction(event_time=(now + timedelta(minutes=5)).isoformat())
+    assert client.post("/v1/decisions", json=soon).status_code == 200
+    old = transaction(event_time="2018-04-01T12:00:00Z")  # replays: accepted by default
+    assert client.post("/v1/decisions", json=old).status_code == 200
+
+    _, bounded = make_service(max_event_age_s=86_400)
+    refused = bounded.post("/v1/decisions", json=transaction(event_time="2018-04-01T12:00:00Z"))
+    assert refused.status_code == 422
+    assert "RTML_DECISION_MAX_EVENT_AGE_S" in refused.json()["detail"]
+
+
+def test_admin_endpoints_check_the_key_before_the_query_and_the_body(
+        make_service: ServiceFactory) -> None:
+    _, client = make_service()
+    garbage = b"\xff\x00 not yaml: [ secret-payload"
+
+    for response in (
+        client.put("/v1/admin/rules", content=garbage),
+        client.post("/v1/admin/rules/backtest?limit=abc&since=nope", content=garbage),
+        client.post("/v1/admin/rules/backtest?limit=abc", content=garbage,
+                    headers={"X-API-Key": "wrong-key-0123456789"}),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.json()["detail"] in ("missing X-API-Key header", "wrong X-API-Key")
+
+    admin = {"X-API-Key": ADMIN_KEY}
+    malformed = client.post("/v1/admin/rules/backtest?limit=abc", content=PRIMARY_RULES,
+                            headers=admin)
+    assert malformed.status_code == 422
+    assert isinstance(malformed.json()["detail"], str) and "limit" in malformed.json()["detail"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: x\nversion: 1\nrules: " + "[" * 5000 + "]" * 5000 + "\n",
+     "<upload>:3: invalid YAML: nested deeper than 32 levels"),
+    (PRIMARY_RULES.replace('version: "1"', "version: " + "9" * 5000),
+     "<upload>:3: invalid YAML: integer longer than 30 digits"),
+    (PRIMARY_RULES + "name: again\n", "<upload>:9: invalid YAML: duplicate key 'name' "
+                                      "(first at line 2)"),
+    ("\xff".encode("latin-1").decode("latin-1"), None),
+])
+def test_hostile_rule_sets_are_precise_422s(make_service: ServiceFactory, text: str,
+                                            message: str | None) -> None:
+    _, client = make_service()
+    admin = {"X-API-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    for path, call in (("/v1/admin/rules", client.put),
+                       ("/v1/admin/rules/backtest", client.post)):
+        response = call(path, content=text.encode("latin-1") if message is None else text,
+                        headers=admin)
+        assert response.status_code == 422, (path, response.text)
+        detail = response.json()["detail"]
+        assert detail == message if message else "UTF-8" in detail
+
+
+def test_a_rule_set_past_the_size_limit_is_a_413(make_service: ServiceFactory) -> None:
+    _, client = make_service(rules_max_bytes=2048)
+    admin = {"X-API-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    big = PRIMARY_RULES + "# " + "x" * 4000 + "\n"
+
+    response = client.put("/v1/admin/rules", content=big, headers=admin)
+
+    assert response.status_code == 413
+    assert response.json()["detail"] == ("request body larger than 2,048 bytes (the limit, "
+                                         "RTML_DECISION_RULES_MAX_BYTES)")
+
+
+def slow_rule_set(rules: int = 3000, tests: int = 8195) -> str:
+    """~950 KB like the one that held the loop for 64 s: 3,000 rules, 8,195 embedded tests."""
+    lines = ["name: slow", 'version: "1"', "rules:"]
+    lines += [f'  - {{name: r{i}, when: "amount >= {i} and customer_id_nb_tx_1day_window > '
+              f'{i % 7}", outcome: review, reason: R{i}}}' for i in range(rules)]
+    lines += ["test_defaults: {amount: 1.0, customer_id_nb_tx_1day_window: 0}", "tests:"]
+    lines += [f"  - {{name: t{i}, input: {{amount: 0.5}}, expect: {{outcome: approve}}}}"
+              for i in range(tests)]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_slow_validation_runs_off_the_loop_and_is_stopped_at_its_limit(
+        make_service: ServiceFactory) -> None:
+    import threading
+
+    service, client = make_service(rules_validation_timeout_s=5)
+    before = client.get("/v1/rules").json()["version"]
+    admin = {"X-API-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    upload: dict[str, Any] = {}
+    uploading = threading.Thread(target=lambda: upload.update(response=client.put(
+        "/v1/admin/rules", content=slow_rule_set(), headers=admin)))
+    uploading.start()
+    wait_for(lambda: service.rule_worker._one_at_a_time is not None
+             and service.rule_worker._one_at_a_time.locked(), timeout_s=30, interval_s=0.01)
+
+    decision = client.post("/v1/decisions", json=transaction())
+
+    still_validating = uploading.is_alive()
+    uploading.join()
+    assert decision.status_code == 200 and decision.json()["degraded"] is False
+    assert still_validating  # the decision was answered while the upload was validated
+    response = upload["response"]
     assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "<upload>: the validate took longer than 5 s (RTML_DECISION_RULES_VALIDATION_TIMEOUT_S) "
+        "and was stopped; split or simplify the rule set or its embedded tests")
+    assert client.get("/v1/rules").json()["version"] == before
+
+
+def test_backtest_windows_without_decisions_and_inverted_windows(
+        make_service: ServiceFactory) -> None:
+    """Both were 500 'logged decisions lack column(s)'."""
+    service, client = make_service(cassandra=True)
+    wait_for(lambda: service.decision_log is not None, timeout_s=60)
+    admin = {"X-API-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    path = "/v1/admin/rules/backtest"
+
+    empty = client.post(path, params={"since": "2001-01-01T00:00:00Z",
+                                      "until": "2001-01-02T00:00:00Z"},
+                        content=PRIMARY_RULES, headers=admin)
+    default = client.post(path, content=PRIMARY_RULES, headers=admin)
+    inverted = client.post(path, params={"since": "2024-01-02T00:00:00Z",
+                                         "until": "2024-01-01T00:00:00Z"},
+                           content=PRIMARY_RULES, headers=admin)
+
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["rows"] == 0 and empty.json()["changed"] == 0
+    assert default.status_code == 200, default.text
+    assert inverted.status_code == 422
+    assert inverted.json()["detail"] == ("since (2024-01-02T00:00:00+00:00) must be before "
+                                         "until (2024-01-01T00:00:00+00:00)")

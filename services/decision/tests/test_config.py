@@ -31,6 +31,12 @@ EXPECTED_DEFAULTS = {
     "top_contributions": 5,
     "canary_key": "customer_id",
     "log_writer": True,
+    "max_request_bytes": 16_384,
+    "rules_max_bytes": 1_000_000,
+    "rules_validation_timeout_s": 30.0,
+    "backtest_timeout_s": 300.0,
+    "max_future_skew_s": 300.0,
+    "max_event_age_s": None,
 }
 
 

@@ -9,13 +9,30 @@ from typing import Any
 import pytest
 import redis
 
-from rtml_decision.request_store import PENDING, RedisUnavailable, RequestStore, decision_key
+from rtml_decision.request_store import (
+    DECIDED,
+    PENDING,
+    RedisUnavailable,
+    RequestStore,
+    Stored,
+    decision_key,
+)
 from rtml_features.baseline import BASELINE
 from rtml_features.online_store.base import EntityValues
 from rtml_features.online_store.redis.store import RedisOnlineStore
 from rtml_localstack.ports import free_port
 
 pytestmark = pytest.mark.integration
+
+MINE, OTHER = b"m" * 16, b"o" * 16
+
+
+def test_a_record_without_a_fingerprint_is_served_unchecked() -> None:
+    """Decisions stored before fingerprints existed stay valid replays."""
+    legacy = Stored.parse(b'{"outcome":"approve"}')
+    assert legacy == Stored(None, b'{"outcome":"approve"}')
+    assert not legacy.conflicts_with(MINE)
+    assert Stored.parse(PENDING) == Stored(None, None)
 
 
 def test_lookup_claims_returns_features_and_carries_queued_writes(redis_server: Any) -> None:
@@ -28,20 +45,23 @@ def test_lookup_claims_returns_features_and_carries_queued_writes(redis_server: 
     plain = redis.Redis.from_url(redis_server.url)
 
     async def scenario() -> None:
-        lookup = store.lookup(first, {"customer_id": customer, "terminal_id": None})
+        lookup = store.lookup(first, MINE, {"customer_id": customer, "terminal_id": None})
         assert lookup.stored is None  # we hold the claim now
         assert lookup.entities["customer"] == dict.fromkeys(names, 2.0)
         assert lookup.entities["terminal"] is None
-        assert plain.get(decision_key(first)) == PENDING
+        assert plain.get(decision_key(first)) == PENDING + MINE
+        claimed = store.lookup(first, OTHER, {"customer_id": customer})
+        assert claimed.stored == Stored(MINE, None)  # pending, and whose
+        assert claimed.stored.conflicts_with(OTHER) and not claimed.stored.conflicts_with(MINE)
 
-        store.record(first, b'{"first":1}')
+        store.record(first, MINE, b'{"first":1}')
         plain.script_flush()  # a restarted Redis forgot the script: still one answer
-        again = store.lookup(first, {"customer_id": customer})  # the write rides along
-        assert again.stored == b'{"first":1}'
+        again = store.lookup(first, MINE, {"customer_id": customer})  # the write rides along
+        assert again.stored == Stored(MINE, b'{"first":1}')
 
-        store.record(second, b'{"second":2}')
+        store.record(second, MINE, b'{"second":2}')
         await asyncio.sleep(0.05)  # no lookup came: the timer wrote it alone
-        assert plain.get(decision_key(second)) == b'{"second":2}'
+        assert plain.get(decision_key(second)) == DECIDED + MINE + b'{"second":2}'
 
     asyncio.run(scenario())
     store.close()
@@ -52,8 +72,8 @@ def test_after_a_failure_lookups_fail_fast_for_the_cool_down() -> None:
     store = RequestStore.from_url(f"redis://127.0.0.1:{free_port()}/0", BASELINE, ttl_s=600,
                                   timeout_s=0.2)
     with pytest.raises(redis.ConnectionError) as first:
-        store.lookup("tx", {"customer_id": "c"})
+        store.lookup("tx", MINE, {"customer_id": "c"})
     assert not isinstance(first.value, RedisUnavailable)
     with pytest.raises(RedisUnavailable):
-        store.lookup("tx", {"customer_id": "c"})
+        store.lookup("tx", MINE, {"customer_id": "c"})
     store.close()

@@ -296,3 +296,46 @@ def test_yaml_aliases_and_huge_files_are_refused() -> None:
         parse_rule_set(bomb)
     with pytest.raises(RuleSetError, match="larger than"):
         parse_rule_set("#" * 2_000_000)
+
+
+# -- hostile YAML (issue #17): each a RuleSetError naming the line, never a crash -----------
+
+VALID = 'name: t\nversion: "1"\nrules:\n  - {name: r, when: "amount > 1", outcome: review}\n'
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("name: t\nversion: 1\nrules: " + "[" * 5000 + "]" * 5000 + "\n",
+     "t.yaml:3: invalid YAML: nested deeper than 32 levels"),
+    ("name: t\nversion: 1\nrules: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
+     "t.yaml:3: invalid YAML: nested deeper than 32 levels"),
+    ("name: t\nversion: 1\nrules:\n" + "".join(" " * i + "- \n" for i in range(300)),
+     "t.yaml:35: invalid YAML: nested deeper than 32 levels"),
+    (VALID.replace('"1"', "9" * 5000), "t.yaml:2: invalid YAML: integer longer than 30 digits"),
+    (VALID.replace('"1"', "0x" + "f" * 5000),
+     "t.yaml:2: invalid YAML: integer longer than 30 digits"),
+    (VALID.replace('"1"', ":".join(["59"] * 40)),
+     "t.yaml:2: invalid YAML: integer longer than 30 digits"),
+    (VALID.replace("review}", "review, priority: " + "9" * 5000 + "}"),
+     "t.yaml:4: invalid YAML: integer longer than 30 digits"),
+    (VALID + "lists:\n  big: [" + "7" * 5000 + "]\n",
+     "t.yaml:6: invalid YAML: integer longer than 30 digits"),
+    (VALID + "test_defaults: {amount: " + "7" * 5000 + "}\n",
+     "t.yaml:5: invalid YAML: integer longer than 30 digits"),
+    (VALID + "name: again\n", "t.yaml:5: invalid YAML: duplicate key 'name' (first at line 1)"),
+    (VALID.replace("review}", "review, outcome: decline}"),
+     "t.yaml:4: invalid YAML: duplicate key 'outcome' (first at line 4)"),
+    (VALID.replace('"1"', "1.0e+999"), "t.yaml: version must be a finite number or a non-empty "
+                                    "string"),
+])
+def test_hostile_yaml_is_refused_with_its_line(text: str, expected: str) -> None:
+    with pytest.raises(RuleSetError) as refused:
+        parse_rule_set(text, source="t.yaml")
+    assert str(refused.value) == expected
+
+
+def test_integers_a_rule_file_needs_still_load() -> None:
+    rule_set = parse_rule_set(VALID.replace("review}", "review, priority: -123456789}")
+                              + "lists:\n  ids: [1234567890123456789012345678]\n",
+                              source="t.yaml")
+    assert rule_set.rules[0].priority == -123456789
+    assert rule_set.lists["ids"] == frozenset({1234567890123456789012345678})

@@ -187,12 +187,16 @@ def backtest(candidate: RuleSet, logged: pd.DataFrame, current: RuleSet | None =
     """Evaluate ``candidate`` over ``logged`` and compare with the log (or ``current``).
 
     Raises ``ValueError`` when a column the comparison needs is absent
-    (a required input of a rule set, ``outcome`` without ``current``).
+    (a required input of a rule set, ``outcome`` without ``current``) from a
+    log that has rows; an empty log (no decision in the window) gives a
+    report of zero rows.
     """
     sets = [candidate] + ([current] if current is not None else [])
     needed = {"transaction_id"} | ({"outcome"} if current is None else set())
     for rs in sets:
         needed |= set(rs.required_inputs)
+    if logged.empty:  # no decision in the window: nothing to compare, not an error
+        logged = pd.DataFrame({name: pd.Series(dtype=object) for name in sorted(needed)})
     missing = sorted(needed - set(logged.columns))
     if missing:
         raise ValueError(f"logged decisions lack column(s): {', '.join(missing)}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import keyword
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ SEVERITY = {Outcome.DECLINE: 3, Outcome.REVIEW: 2, Outcome.APPROVE: 1}
 
 #: Largest accepted rule file (bytes of text).
 MAX_TEXT = 1_000_000
+#: Deepest YAML nesting accepted (a rule file needs 5): deeper is refused before the
+#: composer's recursion would hit Python's limit (a RecursionError, once a 500).
+MAX_YAML_DEPTH = 32
+#: Longest integer accepted, in decimal digits (a 5,000-digit one hit Python's
+#: int/str conversion limit, once a 500); priorities and versions need a few.
+MAX_INT_DIGITS = 30
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _TOP_KEYS = {"name", "version", "description", "default_outcome", "inputs", "lists", "rules",
@@ -66,24 +73,66 @@ class _LineDict(dict[str, Any]):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without aliases: ``*ref`` expansion is how YAML "billion laughs" bombs work."""
+    """SafeLoader for untrusted uploads: no aliases, bounded nesting, bounded integers,
+    no duplicate keys — each refused with the line it is on.
+
+    Aliases: ``*ref`` expansion is how YAML "billion laughs" bombs work.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed",
                                               event.start_mark)
-        return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Any:
     data = _LineDict()
     data.line = node.start_mark.line + 1
     yield data
+    lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        key = str(loader.construct_object(key_node))
+        if key in lines:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {_short(key)!r} (first at line {lines[key]})",
+                key_node.start_mark)
+        lines[key] = key_node.start_mark.line + 1
     data.update({str(k): v for k, v in loader.construct_mapping(node).items()})
 
 
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """YAML's int, refused past :data:`MAX_INT_DIGITS` (hex, octal and ``1:2:3`` forms too)."""
+    digits = sum(c.isalnum() for c in str(node.value))
+    too_long = yaml.constructor.ConstructorError(
+        None, None, f"integer longer than {MAX_INT_DIGITS} digits", node.start_mark)
+    if digits > 3 * MAX_INT_DIGITS:
+        raise too_long
+    value: int = loader.construct_yaml_int(node)
+    if value.bit_length() > MAX_INT_DIGITS * 3.33:
+        raise too_long
+    return value
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _line(obj: object) -> int:
@@ -177,7 +226,7 @@ class RuleSet:
                  description: str, default_outcome: Outcome, rules: list[Rule],
                  order: list[Rule], input_types: Mapping[str, Type],
                  lists: Mapping[str, frozenset[object]], tests: list[RuleTest],
-                 source: str, udfs: UdfRegistry) -> None:
+                 source: str, udfs: UdfRegistry, document: Mapping[str, Any]) -> None:
         self.name = name
         self.declared_version = declared_version
         self.content_hash = content_hash
@@ -192,6 +241,9 @@ class RuleSet:
         self.tests = tuple(tests)
         self.source = source
         self.udfs = udfs
+        #: The YAML document it was built from (plain, picklable data): how a worker
+        #: process rebuilds it (:func:`rule_set_from_document`).
+        self.document = document
         referenced = set().union(*(r.input_refs for r in rules)) if rules else set()
         #: Names of the inputs the rules read (features, ``score``, request fields).
         self.inputs: frozenset[str] = frozenset(referenced)
@@ -309,7 +361,25 @@ def load_rule_set(path: Path | str, udfs: UdfRegistry | None = None) -> RuleSet:
 def parse_rule_set(text: str, source: str = "<upload>",
                    udfs: UdfRegistry | None = None) -> RuleSet:
     """Like :func:`load_rule_set`, from the file's text (e.g. an uploaded body)."""
-    return _Builder(source, udfs if udfs is not None else default_udfs()).build(text)
+    builder = _Builder(source, udfs if udfs is not None else default_udfs())
+    return builder.build(builder.document(text))
+
+
+def rule_set_document(text: str, source: str = "<upload>") -> dict[str, Any]:
+    """The YAML document of a rule file (plain data, picklable), after the YAML checks only."""
+    return _Builder(source, default_udfs()).document(text)
+
+
+def rule_set_from_document(document: dict[str, Any], source: str = "<upload>",
+                           udfs: UdfRegistry | None = None, run_tests: bool = True) -> RuleSet:
+    """The rule set of a document from :func:`rule_set_document`.
+
+    ``run_tests=False`` is for a document already fully validated elsewhere
+    (the upload's worker process ran its tests): compiling costs ~0.2 ms a
+    rule, the embedded tests can cost minutes.
+    """
+    builder = _Builder(source, udfs if udfs is not None else default_udfs())
+    return builder.build(document, run_tests=run_tests)
 
 
 class _Builder:
@@ -321,16 +391,20 @@ class _Builder:
         where = f"{self.source}:{line}" if line else self.source
         return RuleSetError(f"{where}: {message}")
 
-    def build(self, text: str) -> RuleSet:
+    def document(self, text: str) -> Any:
         if len(text) > MAX_TEXT:
             raise self.error(f"rule file larger than {MAX_TEXT:,} characters")
         try:
-            doc = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+            return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else 0
             problem = getattr(exc, "problem", None) or str(exc)
             raise self.error(f"invalid YAML: {problem}", line) from None
+        except RecursionError:  # a guard behind MAX_YAML_DEPTH (e.g. deep flow scalars)
+            raise self.error("invalid YAML: nested too deeply") from None
+
+    def build(self, doc: Any, run_tests: bool = True) -> RuleSet:
         if not isinstance(doc, dict):
             raise self.error("a rule file is a YAML mapping with name, version and rules")
         self.keys(doc, _TOP_KEYS, "the rule file")
@@ -342,8 +416,9 @@ class _Builder:
             raise self.error("name must be a non-empty string")
         version = doc["version"]
         if isinstance(version, bool) or not isinstance(version, int | float | str) \
-                or not str(version).strip():
-            raise self.error("version must be a number or a non-empty string")
+                or not str(version).strip() \
+                or (isinstance(version, float) and not math.isfinite(version)):
+            raise self.error("version must be a finite number or a non-empty string")
         description = doc.get("description", "")
         if not isinstance(description, str):
             raise self.error("description must be a string")
@@ -361,8 +436,8 @@ class _Builder:
                            content_hash=content_hash, description=description,
                            default_outcome=default_outcome, rules=rules, order=order,
                            input_types=input_types, lists=lists, tests=tests,
-                           source=self.source, udfs=self.udfs)
-        failures = rule_set.run_tests()
+                           source=self.source, udfs=self.udfs, document=doc)
+        failures = rule_set.run_tests() if run_tests else []
         if failures:
             raise self.error(f"{len(failures)} of {len(tests)} embedded test(s) failed:\n  "
                              + "\n  ".join(failures))
