@@ -406,26 +406,49 @@ class PrefixLogWriter:
         self.feature_set = feature_set
         self.ttl_s = ttl_s
         self.sha = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
+        #: :func:`~.prefix_layout.log_keys` up to the entity name (``...@ev:``).
+        events, labels, known = log_keys(feature_set, "", "")
+        self._prefixes = events[:-1], labels[:-1], known[:-1]
 
     def calls(self, states: Sequence[tuple[str, str, EntityLogState]]) -> list[list[Any]]:
-        """``EVALSHA`` arguments (after the sha) for every pending change; takes the diffs."""
+        """``EVALSHA`` arguments (after the sha) for every pending change; takes the diffs.
+
+        Written for the common case (one appended event per entity and batch:
+        ``0`` removals, one score and member) at ~1.5 µs an entity.
+        """
         calls: list[list[Any]] = []
         keys: list[str] = []
         args: list[Any] = [self.ttl_s]
+        append, extend = args.append, args.extend
+        events_prefix, labels_prefix, known_prefix = self._prefixes
         for entity, entity_id, state in states:
-            for key, diff in zip(log_keys(self.feature_set, entity, entity_id), state.diffs(),
-                                 strict=False):
-                if not diff:
-                    continue
-                removed, added = diff.take()
-                keys.append(key)
-                args.append(len(removed))
-                args.extend(removed)
-                args.append(len(added))
-                args.extend(added)
-                if len(args) >= CHUNK_ARGS:
-                    calls.append([len(keys), *keys, *args])
-                    keys, args = [], [self.ttl_s]
+            tail = f"{entity}:{entity_id}"
+            diff = state.events.diff
+            if diff.added or diff.removed:
+                keys.append(events_prefix + tail)
+                added, removed = diff.added, diff.removed
+                diff.added, diff.removed = {}, set()
+                append(len(removed))
+                extend(removed)
+                append(2 * len(added))
+                for member, score in added.items():
+                    append(score)
+                    append(member)
+            labels = state.labels
+            if labels is not None:
+                for prefix, diff in ((labels_prefix, labels.diff), (known_prefix,
+                                                                     labels.known_diff)):
+                    if diff:
+                        keys.append(prefix + tail)
+                        removed_list, adds = diff.take()
+                        append(len(removed_list))
+                        extend(removed_list)
+                        append(len(adds))
+                        extend(adds)
+            if len(args) >= CHUNK_ARGS:
+                calls.append([len(keys), *keys, *args])
+                keys, args = [], [self.ttl_s]
+                append, extend = args.append, args.extend
         if keys:
             calls.append([len(keys), *keys, *args])
         return calls
