@@ -28,7 +28,8 @@ from rtml_scorer.scorer import FEATURES_TOPIC
 
 pytestmark = pytest.mark.integration
 
-N_VECTORS = 3000
+#: Chunks of 100 vectors produced after the restart (the input goes on across the kill).
+CHUNKS_AFTER_RESTART = 10
 #: Predictions beyond the stored positions when the scorer is killed.
 PUBLISHED_AFTER_LEDGER = 200
 
@@ -78,17 +79,20 @@ def test_kill_9_publishes_each_score_once(deployment: Any, tmp_path: Any) -> Non
     scorer = ServiceProcess("rtml_scorer", scorer_env(bootstrap, d.registry.tracking_uri,
                                                       d.name, group), tmp_path / "logs")
     produced: list[str] = []
-    done = threading.Event()
+    restarted = threading.Event()
 
     def produce_steadily() -> None:
+        """100 vectors every 0.1 s until some time after the restart (at most 60,000)."""
         customers = d.customers()
-        for start in range(0, N_VECTORS, 100):
+        after = 0
+        while after < CHUNKS_AFTER_RESTART and len(produced) < 60_000:
+            start = len(produced)
             chunk = [d.vector(i, customers[i % 40], d.at(i / 100))
                      for i in range(start, start + 100)]
             d.produce(chunk)
             produced.extend(v.transaction_id for v in chunk)
+            after += restarted.is_set()
             time.sleep(0.1)
-        done.set()
 
     producing = threading.Thread(target=produce_steadily, daemon=True)
     scorer.start()
@@ -99,12 +103,13 @@ def test_kill_9_publishes_each_score_once(deployment: Any, tmp_path: Any) -> Non
         wait_until(lambda: published_beyond_ledger(ledger, partitions) >= PUBLISHED_AFTER_LEDGER,
                    60, "predictions published after the stored positions", [scorer])
         scorer.kill9()
-        assert not done.is_set(), "the input ended before the kill: not mid-stream"
         scorer.start()
+        restarted.set()
         producing.join(60)
+        assert not producing.is_alive()
         wait_until(lambda: sum(published_keys(bootstrap, PREDICTIONS_TOPIC,
                                               lambda v: v["transaction_id"]).values())
-                   >= N_VECTORS, 90, "a prediction for every vector", [scorer])
+                   >= len(produced), 90, "a prediction for every vector", [scorer])
         assert scorer.stop() == 0, scorer.tail()
     finally:
         scorer.close()

@@ -100,7 +100,10 @@ class _EndsReached:
                     "is unreachable or too slow; refusing to guess what was published")
             records: list[Message] = []
             reached: list[TopicPartition] = []
-            for message in self.consumer.consume(num_messages=batch, timeout=0.05):
+            # Probing (one event per partition is enough): return as soon as that many
+            # are in, not after the timeout.
+            wanted = len(self.waiting) if stop_at_first_record else batch
+            for message in self.consumer.consume(num_messages=wanted, timeout=0.05):
                 key = (message.topic() or "", message.partition() or 0)
                 error = message.error()
                 if error is not None:
