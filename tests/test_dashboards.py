@@ -225,6 +225,12 @@ def test_every_dashboard_panel_returns_data(
         mark("registry up, aliases set")
         services.start_stream_services()
         decision = services.start_decision(cassandra_server)
+        # Every decision of the scenario re-computed (feature-pipeline dashboard panels);
+        # the decisions come last, so the watermarks pass them only once partitions idle.
+        services._service("consistency-monitor", "rtml_consistency_monitor", {
+            "RTML_CONSISTENCY_MONITOR_SAMPLE_RATE": "1",
+            "RTML_CONSISTENCY_MONITOR_ALLOWED_LATENESS_S": "0",
+            "RTML_CONSISTENCY_MONITOR_IDLE_PARTITION_S": "5"})
         mark("services started")
         sent = replay(data, ReplayOptions(label_delay=SCENARIO.label_delay, pending_labels=True,
                                           create_topics=False),

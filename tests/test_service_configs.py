@@ -83,6 +83,7 @@ SERVICES = [
     Service("shadow-auditor", "ap_margin", "1.5", "auto_promote", "true"),
     Service("drift-monitor", "psi_threshold", "0", "retrain_policy", "never"),
     Service("retrain-worker", "train_days", "0", "registry_url", "http://registry:8000"),
+    Service("consistency-monitor", "sample_rate", "2", "tolerance", "1e-6"),
 ]
 
 each_service = pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])

@@ -78,7 +78,8 @@ class ConsistencyMetrics:
 
     def __init__(self, features: Iterable[str], max_diff_window_s: float,
                  clock: Callable[[], float] = time.monotonic,
-                 meter: metrics.Meter | None = None) -> None:
+                 meter: metrics.Meter | None = None,
+                 entities: Iterable[str] = ()) -> None:
         meter = meter or metrics.get_meter("rtml.consistency_monitor")
         self.features = list(features)
         self.checked = meter.create_counter(
@@ -109,6 +110,8 @@ class ConsistencyMetrics:
         # Exported from the start: "no mismatch yet" reads 0, not "no data".
         for outcome in DECISION_OUTCOMES:
             self.decisions.add(0, {"outcome": outcome})
+        for entity in entities:
+            self.lag.add(0, {"entity": entity, "lag": Lag.CURRENT.value})
         for feature in self.features:
             self.checked.add(0, {"feature": feature, "lag": Lag.CURRENT.value})
             self.mismatches.add(0, {"feature": feature, "lag": Lag.CURRENT.value})

@@ -70,8 +70,9 @@ class ConsistencyMonitor:
         self.transactions = TopicWatermark(TRANSACTIONS_TOPIC, lateness_ms,
                                            settings.idle_partition_s, clock)
         self.labels = TopicWatermark(LABELS_TOPIC, lateness_ms, settings.idle_partition_s, clock)
-        self.metrics = metrics or ConsistencyMetrics(self.feature_set.names,
-                                                     settings.max_diff_window_s, clock)
+        self.metrics = metrics or ConsistencyMetrics(
+            self.feature_set.names, settings.max_diff_window_s, clock,
+            entities=[e.name for e in self.feature_set.entities])
         self.wall_clock = wall_clock
         self._pending: dict[str, PendingDecision] = {}
         self._queue: list[tuple[int, str]] = []
