@@ -88,7 +88,8 @@ class PublicationLedger:
         #: The consumer loop's count of successful commits (``LoopStats.commits``).
         self.commits = commits
         self.timeout_s = timeout_s
-        config = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.extra}
+        config: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": kafka.bootstrap_servers, **kafka.extra}
         self._admin = AdminClient(config)
         #: Keys published after the stored positions, not yet re-emitted.
         self.found: set[OutputKey] = set()
