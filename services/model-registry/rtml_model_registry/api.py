@@ -57,6 +57,7 @@ from rtml_model_registry.locking import KeyedLocks
 from rtml_model_registry.metrics import RegistryMetrics
 from rtml_model_registry.outbox import Outbox, Republisher
 from rtml_model_registry.schemas import (
+    MODEL_NAME_PATTERN,
     VERSION_PATTERN,
     ActorReason,
     AliasChangeOut,
@@ -128,8 +129,9 @@ def valid_alias(request: Request, alias: Annotated[str, PathParam(
     return check_alias(request, alias)
 
 
-Name = Annotated[str, PathParam(description="Registered model name.",
-                                examples=["fraud-detector"])]
+Name = Annotated[str, PathParam(pattern=MODEL_NAME_PATTERN, description=(
+    "Registered model name: letters, digits, '.', '_', '-', starting with a letter or digit "
+    "(at most 256 characters)."), examples=["fraud-detector"])]
 Version = Annotated[str, PathParam(pattern=VERSION_PATTERN, description="Version number.",
                                    examples=["3"])]
 Alias = Annotated[str, Depends(valid_alias)]

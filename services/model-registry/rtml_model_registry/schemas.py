@@ -18,6 +18,11 @@ from rtml_model_registry.gate.report import GateReport
 from rtml_models.registry.base import ModelVersion, RegisteredModel
 
 VERSION_PATTERN = r"^[1-9][0-9]*$"
+#: Model names the API accepts. MLflow refuses blank names (Python's ``strip``: control
+#: characters such as \x1e count as blank), ``/``, ``:`` and non-canonical paths with an
+#: error the backend can only report as a 502; names here are slugs, so anything else is
+#: a precise 422 before MLflow is asked.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"
 
 Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]

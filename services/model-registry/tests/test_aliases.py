@@ -330,3 +330,17 @@ def test_undelivered_event_is_503_audited_and_republished(
     assert audit["entries"][1]["event"]["status"] == "delivered"
     assert audit["entries"][1]["event"]["attempts"] >= 2
     assert app.audit.pending() == []
+
+
+@pytest.mark.parametrize("name", ["%1E", "a%3Ab", "%C3%9C%F0%BE%9A%B5", "-lead", "a%20b"])
+def test_a_name_mlflow_cannot_hold_is_a_422_not_a_502(make_app: Any, auth: dict[str, str],
+                                                     name: str) -> None:
+    """schemathesis found names MLflow refuses (blank to Python's strip, ':', ...) answered
+    502 "MLflow failed"; they are refused before MLflow is asked."""
+    app = make_app()
+    for response in (app.client.get(f"/v1/models/{name}"),
+                     app.client.get(f"/v1/models/{name}/versions"),
+                     app.client.get(f"/v1/models/{name}/aliases"),
+                     app.client.post(f"/v1/models/{name}/versions/1/validate", headers=auth)):
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"].startswith("path.name: String should match pattern")
