@@ -206,8 +206,11 @@ class Checker:
         if not rows:
             return report
         times = [tx.time_ms for _, tx, _ in rows]
+        # Only the checked entities' histories: an unchecked entity's values are not compared.
+        keys = {(e.key, entity_id) for _, tx, entities in rows for e in entities
+                if (entity_id := _entity_id(tx, e)) is not None}
         frame_history, frame_labels = history.frames(min(times) - self.max_horizon_ms - 1,
-                                                     max(times))
+                                                     max(times), keys)
         spine = pd.DataFrame({
             "transaction_id": [d.transaction_id for d, _, _ in rows],
             "event_time": pd.to_datetime(np.asarray(times, dtype=np.int64), unit="ms",

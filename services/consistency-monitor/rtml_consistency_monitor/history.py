@@ -64,11 +64,20 @@ class StartBound:
         return max(self._first.values(), default=NO_TIME)
 
 
+#: An entity as ``(transaction field holding its id, id)``, e.g. ``("customer_id", "c42")``.
+EntityKey = tuple[str, str]
+
+
 class History:
-    """Sampled transactions and labels, evicted behind the watermark."""
+    """Sampled transactions and labels, evicted behind the watermark.
+
+    Indexed by entity too, so a batch of checks reads only the history of the
+    entities it checks, not the whole sample.
+    """
 
     def __init__(self, lateness_ms: int) -> None:
         self.transactions: dict[str, StoredTransaction] = {}
+        self._by_entity: dict[EntityKey, set[str]] = {}
         self.labels: dict[str, StoredLabel] = {}
         self.transaction_start = StartBound(lateness_ms)
         self.label_start = StartBound(lateness_ms)
@@ -86,6 +95,8 @@ class History:
             self.duplicates += 1
             return
         self.transactions[transaction_id] = tx
+        for key in _entity_keys(tx):
+            self._by_entity.setdefault(key, set()).add(transaction_id)
 
     def add_label(self, transaction_id: str, label: StoredLabel) -> None:
         """Keep the earliest known label of a transaction (ties: the first read)."""
@@ -104,22 +115,34 @@ class History:
             return 0
         old = [tid for tid, tx in self.transactions.items() if tx.time_ms <= cutoff_ms]
         for tid in old:
-            del self.transactions[tid]
+            for key in _entity_keys(self.transactions.pop(tid)):
+                ids = self._by_entity[key]
+                ids.discard(tid)
+                if not ids:
+                    del self._by_entity[key]
         for tid in [tid for tid, lab in self.labels.items()
                     if lab.transaction_time_ms <= cutoff_ms]:
             del self.labels[tid]
         self.evicted_through = cutoff_ms
         return len(old)
 
-    def frames(self, after_ms: int, through_ms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Transactions with time in ``(after_ms, through_ms]`` and their labels, as the
-        batch engine's ``history`` and ``labels`` frames."""
+    def frames(self, after_ms: int, through_ms: int,
+               entities: set[EntityKey] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Transactions with time in ``(after_ms, through_ms]`` (of ``entities`` only, if
+        given) and their labels, as the batch engine's ``history`` and ``labels`` frames."""
         ids: list[str] = []
         times: list[int] = []
         customers: list[str] = []
         terminals: list[str | None] = []
         amounts: list[float] = []
-        for tid, tx in self.transactions.items():
+        if entities is None:
+            candidates: set[str] | dict[str, StoredTransaction] = self.transactions
+        else:
+            candidates = set()
+            for key in entities:
+                candidates |= self._by_entity.get(key, set())
+        for tid in sorted(candidates):  # a stable order: the same frames for the same state
+            tx = self.transactions[tid]
             if after_ms < tx.time_ms <= through_ms:
                 ids.append(tid)
                 times.append(tx.time_ms)
@@ -142,3 +165,10 @@ class History:
             "is_fraud": [self.labels[t].is_fraud for t in label_ids],
         })
         return history, labels
+
+
+def _entity_keys(tx: StoredTransaction) -> list[EntityKey]:
+    keys = [("customer_id", tx.customer_id)]
+    if tx.terminal_id is not None:
+        keys.append(("terminal_id", tx.terminal_id))
+    return keys

@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from rtml_common.events import Decision, Label, Transaction
@@ -76,6 +77,9 @@ class ConsistencyMonitor:
         self.wall_clock = wall_clock
         self._pending: dict[str, PendingDecision] = {}
         self._queue: list[tuple[int, str]] = []
+        #: Transaction ids checked lately (as many as MAX_PENDING): a decision the topic
+        #: redelivers (at-least-once) after its check is a duplicate, not checked twice.
+        self._checked: dict[str, None] = {}
         #: Evict in steps of 1 % of the longest horizon: a full scan per batch would cost
         #: O(history) each time for nothing.
         self._evict_step_ms = max(self.checker.max_horizon_ms // 100, 60_000)
@@ -161,7 +165,7 @@ class ConsistencyMonitor:
                              else None):
             self._count("not_sampled")
             return
-        if decision.transaction_id in self._pending:
+        if decision.transaction_id in self._pending or decision.transaction_id in self._checked:
             self._count("duplicate")
             return
         if len(self._pending) >= self.settings.max_pending:
@@ -174,6 +178,13 @@ class ConsistencyMonitor:
         self._count("pending")
 
     # -- checking ------------------------------------------------------------
+
+    def _remember_checked(self, batch: list[PendingDecision]) -> None:
+        for decision in batch:
+            self._checked[decision.transaction_id] = None
+        excess = len(self._checked) - self.settings.max_pending
+        for transaction_id in list(islice(self._checked, max(excess, 0))):
+            del self._checked[transaction_id]  # oldest first: dicts keep insertion order
 
     def ready_through(self) -> int | None:
         """Decisions at or before this event time have all their data in (None: none yet)."""
@@ -206,6 +217,7 @@ class ConsistencyMonitor:
                     _, transaction_id = heapq.heappop(self._queue)
                     batch.append(self._pending.pop(transaction_id))
                 found = self.checker.check(batch, self.history, self.sampler)
+                self._remember_checked(batch)
                 self.metrics.record(found)
                 for outcome, n in found.outcomes.items():
                     self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n

@@ -91,6 +91,20 @@ def test_pending_cap_drops_and_counts_and_duplicates_are_counted(world: Any) -> 
     assert mon.outcomes == {"pending": 3, "duplicate": 1, "dropped": 2}
 
 
+def test_a_decision_redelivered_after_its_check_is_a_duplicate(world: Any) -> None:
+    mon, _ = monitor()
+    feed = Feed()
+    target = world.transactions[-40]
+    served = world.served_inputs([target.transaction_id])[target.transaction_id]
+    decision = world.decision(target.transaction_id, served)
+    mon.handle([feed.record(TRANSACTIONS_TOPIC, tx) for tx in world.transactions]
+               + [feed.record(LABELS_TOPIC, lab) for lab in world.labels]
+               + [feed.record(DECISIONS_TOPIC, decision)])
+    mon.handle([feed.record(DECISIONS_TOPIC, decision)])
+    assert mon.outcomes == {"pending": 1, "checked": 1, "duplicate": 1}
+    assert sum(mon.total.checked.values()) == len(BASELINE.names)
+
+
 def test_decisions_of_unsampled_entities_are_not_kept(world: Any) -> None:
     mon, _ = monitor()
     mon = ConsistencyMonitor(Settings(sample_rate=0.0), wall_clock=lambda: WALL)
