@@ -42,6 +42,15 @@ class KafkaSettings(BaseSettings):
         default=3, ge=0, description="Retries of a failing batch before dead-lettering."
     )
     retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay; doubles.")
+    dependency_backoff_max_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Longest wait between attempts while a dependency (Redis, a database) is "
+            "unavailable. Such a failure is retried without a bound (from retry_backoff_s, "
+            "doubling up to this), never dead-lettered; the batch's offsets wait with it."
+        ),
+    )
     commit_interval_s: float = Field(
         default=1.0,
         ge=0,

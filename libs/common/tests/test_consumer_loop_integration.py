@@ -138,8 +138,8 @@ def test_transient_failures_are_retried_without_dead_lettering(fresh_kafka_broke
 
     def flaky(batch: list[Record[Label]]) -> None:
         calls.append(len(batch))
-        if len(calls) < 3:
-            raise ConnectionError("redis timeout")
+        if len(calls) < 3:  # not an outage (see test_consumer_dependency_outage.py)
+            raise RuntimeError("flaky handler")
 
     loop = run_loop(settings, flaky, topics={"labels": Label})
     assert calls == [1, 1, 1]

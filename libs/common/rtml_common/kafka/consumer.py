@@ -1,4 +1,5 @@
-"""At-least-once consumer loop with bounded retries and a dead-letter path.
+"""At-least-once consumer loop: bounded retries and a dead-letter path for bad records,
+an unbounded wait for unavailable dependencies.
 
 The contract every rtml consumer relies on:
 
@@ -25,10 +26,26 @@ The contract every rtml consumer relies on:
    which must raise :class:`~rtml_common.serde.DecodeError` with the reason
    for anything the event type would refuse.
 3. A batch whose handler raises is retried ``max_retries`` times with
-   exponential backoff (transient faults: a Redis blip). If it still fails,
-   the batch is split and each record retried alone, so one poison record is
-   dead-lettered with the exception as reason and its neighbours still land.
-4. SIGTERM / SIGINT (or :meth:`ConsumerLoop.stop`) lets the in-flight batch
+   exponential backoff. If it still fails, the batch is split and each record
+   retried alone, so one poison record is dead-lettered with the exception as
+   reason and its neighbours still land.
+4. Unless the error is a dependency's outage (:func:`rtml_common.dependency.is_outage`:
+   connection refused / reset, timeouts, redis-py's connection and timeout
+   errors, or :class:`~rtml_common.dependency.DependencyUnavailable` raised by
+   the handler for its own clients): that is not the record's fault, so the
+   batch is retried *without a bound* — capped exponential backoff from
+   ``retry_backoff_s`` up to ``dependency_backoff_max_s`` — and never isolated
+   or dead-lettered; its offsets wait with it (one warning when the outage
+   starts, one line with the attempt count when it ends, the gauge
+   ``rtml_dependency_waiting``; see :class:`~rtml_common.dependency.DependencyWait`).
+   Outage failures do not count against ``max_retries``. The idle hook waits
+   the same way. A stop during the wait returns from :meth:`ConsumerLoop.run`
+   with that batch uncommitted: the next run replays it (at-least-once).
+   While waiting, the loop does not poll: an outage longer than librdkafka's
+   ``max.poll.interval.ms`` (5 min by default) makes the member leave its group
+   and rejoin afterwards, the held batch's commit then fails and it is
+   replayed — handlers are idempotent anyway.
+5. SIGTERM / SIGINT (or :meth:`ConsumerLoop.stop`) lets the in-flight batch
    finish, commits it, flushes the producer and leaves the group cleanly.
 """
 
@@ -48,6 +65,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from opentelemetry import metrics
 
 from rtml_common.config import KafkaSettings
+from rtml_common.dependency import DependencyWait, StoppedWaiting, is_outage
 from rtml_common.events import Event
 from rtml_common.kafka.dead_letter import (
     BATCH_OVERHEAD_BYTES,
@@ -142,6 +160,9 @@ class LoopStats:
     handled: int = 0
     dead_lettered: int = 0
     retries: int = 0
+    #: Handler attempts that failed on an unavailable dependency (waited out, not counted
+    #: in ``retries``).
+    dependency_waits: int = 0
     batches: int = 0
     commits: int = 0
 
@@ -206,6 +227,10 @@ class ConsumerLoop:
         self._pending: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
         self.stats = LoopStats()
+        #: Backoff through a dependency's outage; a stop interrupts it (StoppedWaiting).
+        self.dependency = DependencyWait(
+            f"consumer group {group_id}", self._stop,
+            self.settings.retry_backoff_s or 0.1, self.settings.dependency_backoff_max_s)
         #: Read / committed offsets and lag per partition, exported as gauges (see .progress).
         self.progress = ConsumerProgress(group_id)
         meter = metrics.get_meter("rtml.kafka")
@@ -294,26 +319,33 @@ class ConsumerLoop:
         self._consumer.subscribe(
             list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
-        idle_since = time.monotonic()
         try:
-            while not self._stop.is_set():
-                messages = self._consumer.consume(
-                    num_messages=self.settings.batch_size, timeout=self.settings.poll_timeout_s
-                )
-                if not messages:
-                    if not self.assigned:
-                        idle_since = time.monotonic()
-                        continue
-                    if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
-                        break
-                    if self._on_idle is not None:
-                        self._on_idle()
-                    continue
-                idle_since = time.monotonic()
-                self._process_batch(messages)
+            self._consume(max_idle_s)
+        except StoppedWaiting:
+            logger.info("stopped while a dependency was unavailable: the batch in hand is "
+                        "not committed and will be replayed")
         finally:
             self._close()
         return self.stats
+
+    def _consume(self, max_idle_s: float | None) -> None:
+        """The poll loop of :meth:`run`."""
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            messages = self._consumer.consume(
+                num_messages=self.settings.batch_size, timeout=self.settings.poll_timeout_s
+            )
+            if not messages:
+                if not self.assigned:
+                    idle_since = time.monotonic()
+                    continue
+                if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                    break
+                if self._on_idle is not None:
+                    self.dependency.call(self._on_idle, "the idle hook")
+                continue
+            idle_since = time.monotonic()
+            self._process_batch(messages)
 
     def _close(self) -> None:
         try:
@@ -399,25 +431,38 @@ class ConsumerLoop:
                 self._dead_letter_failed(source, error)
 
     def _attempt(self, records: list[Record[Any]]) -> BaseException | None:
-        """Run the handler with bounded retries; return the last error, or None."""
+        """Run the handler until it succeeds or fails ``max_retries + 1`` times on its own;
+        return the last error, or None.
+
+        A dependency's outage is waited out without a bound and not counted
+        (see the module docstring, point 4); a stop during that wait raises
+        :class:`StoppedWaiting` out of here, leaving the batch uncommitted.
+        """
         delay = self.settings.retry_backoff_s
-        last_error: BaseException | None = None
-        for attempt in range(self.settings.max_retries + 1):
-            if attempt:
+        failures = 0
+        while True:
+            try:
+                self.handler(records)
+            except Exception as exc:
+                if is_outage(exc):
+                    self.stats.dependency_waits += 1
+                    self.dependency.failed(exc, f"{len(records)} record(s) held")
+                    continue
+                self.dependency.recovered()  # it answered: whatever failed now is not it
+                failures += 1
+                logger.warning(
+                    "handler failed on %d record(s) (attempt %d/%d): %r",
+                    len(records), failures, self.settings.max_retries + 1, exc,
+                )
+                if failures > self.settings.max_retries:
+                    return exc  # retried, then isolated / dead-lettered by the caller
                 self.stats.retries += 1
                 self._retry_counter.add(1)
                 time.sleep(delay)
                 delay *= 2
-            try:
-                self.handler(records)
-                return None
-            except Exception as exc:  # any handler failure is retried, then isolated
-                last_error = exc
-                logger.warning(
-                    "handler failed on %d record(s) (attempt %d/%d): %r",
-                    len(records), attempt + 1, self.settings.max_retries + 1, exc,
-                )
-        return last_error
+                continue
+            self.dependency.recovered()
+            return None
 
     def _dead_letter_failed(self, source: Message, error: BaseException) -> None:
         attempts = self.settings.max_retries + 1
