@@ -136,8 +136,9 @@ class EventLogState:
         self.values: dict[str, array[float]] = {name: array("d") for name in names}
         self.sums_hi = [array("d") for _ in self.sum_fields]
         self.sums_lo = [array("d") for _ in self.sum_fields]
-        #: per extreme field, per entry, its sparse-table levels.
-        self.levels: list[list[list[float]]] = [[] for _ in self.extreme_fields]
+        #: per extreme field, per entry, its sparse-table levels (arrays: unboxed, and
+        #: not tracked by the cyclic GC, which a million lists would keep busy).
+        self.levels: list[list[array[float]]] = [[] for _ in self.extreme_fields]
         self.members: list[bytes] = []
         self.first_seq = 1
         self.diff = _Diff()
@@ -170,7 +171,7 @@ class EventLogState:
         for column in (*self.sums_hi, *self.sums_lo):
             column.insert(position, 0.0)
         for per_entry in self.levels:
-            per_entry.insert(position, [])
+            per_entry.insert(position, array("d"))
         self.members.insert(position, b"")
         for index in range(position, n + 1):
             self._compute(index, rewrite=index != position)
@@ -205,7 +206,7 @@ class EventLogState:
         for j, (name, kind) in enumerate(self.extreme_fields):
             per_entry = self.levels[j]
             pick = _PICK[kind]
-            levels = [self.values[name][index]]
+            levels = array("d", (self.values[name][index],))
             step = 1
             while index >= step:
                 back_levels = per_entry[index - step]
@@ -230,11 +231,11 @@ class EventLogState:
             his[index], los[index] = hi, lo
             sums.append(hi)
             sums.append(lo)
-        levels_out: list[list[float]] = []
+        levels_out: list[array[float]] = []
         for j, (name, kind) in enumerate(self.extreme_fields):
             per_entry = self.levels[j]
             pick = _PICK[kind]
-            levels = [self.values[name][index]]
+            levels = array("d", (self.values[name][index],))
             step = 1
             while index - step >= 0:
                 back = per_entry[index - step]
