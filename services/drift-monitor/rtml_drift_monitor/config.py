@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -181,6 +182,23 @@ class Settings(ServiceSettings):
             "event or a failed reference load is retried)."
         ),
     )
+    state_dir: Path = Field(
+        default=Path(".rtml/drift-monitor"),
+        description=(
+            "Folder of the checkpoint (window counts, alert states, retrain cooldown and the "
+            "input offsets they cover); created if missing. Keep it on a volume: it is what "
+            "makes a restart count every record once and finish the windows open at a crash."
+        ),
+    )
+    checkpoint_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Outputs flushed and the checkpoint written at most this often (wall clock), on "
+            "idle and at stop; a crash replays at most this much input onto the last one. "
+            "0 = after every batch."
+        ),
+    )
     exit_when_idle_s: float = Field(
         default=0.0,
         ge=0,
@@ -201,3 +219,8 @@ class Settings(ServiceSettings):
             raise ValueError(f"sliding_window_s ({self.sliding_window_s}) must be a multiple "
                              f"of window_s ({self.window_s}), its hop")
         return self
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The checkpoint file in :attr:`state_dir`."""
+        return self.state_dir / "checkpoint.json"

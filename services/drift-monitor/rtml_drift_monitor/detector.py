@@ -21,9 +21,10 @@ permitting; see :mod:`rtml_drift_monitor.alerts`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +127,35 @@ class DriftDetector:
     def active_alerts(self) -> list[tuple[WindowKind, str]]:
         """(window kind, subject) pairs whose alert is raised."""
         return sorted(key for key, state in self._states.items() if state.raised)
+
+    # -- checkpoints ---------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Windows and alert states as plain JSON values (see :mod:`.checkpoint`)."""
+        return {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "features": self.features.snapshot(),
+            "scores": self.scores.snapshot() if self.scores is not None else None,
+            "alerts": [[str(kind), subject, state.raised, state.over, state.under]
+                       for (kind, subject), state in sorted(self._states.items())],
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`snapshot` of a detector of the same model version."""
+        if (state["model_name"], state["model_version"]) != (self.model_name,
+                                                            self.model_version):
+            raise ValueError(f"the checkpoint is of {state['model_name']} "
+                             f"v{state['model_version']}, not v{self.model_version}")
+        if (state["scores"] is None) != (self.scores is None):
+            raise ValueError("the checkpoint and the reference disagree on the score")
+        self.features.restore(state["features"])
+        if self.scores is not None:
+            self.scores.restore(state["scores"])
+        self._states = {
+            (WindowKind(kind), subject): Hysteresis(self.rule, bool(raised), int(over),
+                                                    int(under))
+            for kind, subject, raised, over, under in state["alerts"]}
 
     # -- input -------------------------------------------------------------
 

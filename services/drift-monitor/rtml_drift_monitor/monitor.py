@@ -17,6 +17,12 @@ handler for ``features`` and ``predictions``. Per batch it
 3. feeds the detector and publishes what it decided through the loop's
    producer, which the loop flushes before it commits the input offsets.
 
+After each batch the loop tells :meth:`DriftMonitor.consumed` the next
+offsets; every ``checkpoint_interval_s`` (and when idle, and at stop) the
+monitor flushes the producer and writes its checkpoint — windows, alert
+states, retrain cooldown and those offsets — which :meth:`DriftMonitor.resume`
+restores at start (see :mod:`rtml_drift_monitor.checkpoint`).
+
 Malformed records never reach the handler: the loop dead-letters them to
 ``features.dlq`` / ``predictions.dlq`` with the validation error.
 """
@@ -31,12 +37,16 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
-from rtml_common.events import FeatureVector, Prediction, utcnow
+from rtml_common.config import KafkaSettings
+from rtml_common.events import DriftAlert, FeatureVector, Prediction, RetrainRequest, utcnow
 from rtml_common.kafka.consumer import Record
 from rtml_common.kafka.producer import EventProducer
+from rtml_common.kafka.published import end_offsets, read_published
 from rtml_common.topics import spec_for_event
 from rtml_drift_monitor.alerts import HysteresisRule, RetrainPlanner, Thresholds
+from rtml_drift_monitor.checkpoint import CheckpointFile, MonitorCheckpoint
 from rtml_drift_monitor.config import RetrainPolicy, Settings
 from rtml_drift_monitor.detector import DriftDetector, Outcome, to_datetime
 from rtml_drift_monitor.metrics import DriftMetrics
@@ -47,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 FEATURES_TOPIC = spec_for_event(FeatureVector).name
 PREDICTIONS_TOPIC = spec_for_event(Prediction).name
+#: What the monitor publishes (read back after a restart: see :meth:`DriftMonitor.resume`).
+OUTPUT_TOPICS = (spec_for_event(DriftAlert).name, spec_for_event(RetrainRequest).name)
 
 
 def window_spec(settings: Settings) -> WindowSpec:
@@ -87,7 +99,9 @@ class DriftMonitor:
     def __init__(self, settings: Settings, producer: EventProducer,
                  metrics: DriftMetrics | None = None,
                  now: Callable[[], datetime] = utcnow,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 checkpoints: CheckpointFile | None = None,
+                 kafka: KafkaSettings | None = None) -> None:
         self.settings = settings
         self.producer = producer
         self.metrics = metrics or DriftMetrics()
@@ -108,6 +122,19 @@ class DriftMonitor:
         self.clock = clock
         self._last_delivery: dict[tuple[str, int], float] = {}
         self._assigned_at: dict[tuple[str, int], float] = {}
+        #: Where checkpoints go (None: none are written).
+        self.checkpoints = checkpoints
+        #: Next offset per input partition consumed (what a checkpoint covers).
+        self.offsets: dict[tuple[str, int], int] = {}
+        #: Where the output partitions ended at the last checkpoint.
+        self.outputs: dict[tuple[str, int], int] = {}
+        #: Alert / request ids published after the restored checkpoint (not published again).
+        self.already_published: set[str] = set()
+        self.suppressed = 0
+        self.kafka = kafka or KafkaSettings()
+        self._dirty = False
+        self._last_checkpoint = clock()
+        self.checkpoints_written = 0
 
     # -- reference ---------------------------------------------------------
 
@@ -132,6 +159,99 @@ class DriftMonitor:
             pending, self._pending = self._pending, None
         if pending is not None:
             self.detector = build_detector(self.settings, pending, self.planner, self.now)
+
+    # -- checkpoints -------------------------------------------------------
+
+    def resume(self, checkpoint: MonitorCheckpoint) -> bool:
+        """Restore ``checkpoint`` over the installed reference; True if its windows were.
+
+        Call after the reference is installed and before consuming. The retrain
+        cooldown is the model's and is restored whatever the version; windows
+        and alert states only for the same champion version (other bins), and
+        only then do the checkpoint's offsets say where to resume.
+        """
+        if checkpoint.model_name != self.settings.model_name:
+            logger.warning("checkpoint of model %s ignored (watching %s)",
+                           checkpoint.model_name, self.settings.model_name)
+            return False
+        self.planner.last_request_end_ms = checkpoint.last_request_end_ms
+        self._activate_pending()
+        if (self.detector is None or checkpoint.detector is None
+                or checkpoint.model_version != self.detector.model_version):
+            logger.info("checkpoint of champion v%s not restored (watching v%s): windows "
+                        "start empty at the group's offsets", checkpoint.model_version,
+                        self.detector.model_version if self.detector else None)
+            return False
+        try:
+            self.detector.restore(checkpoint.detector)
+        except (ValueError, KeyError, TypeError) as error:
+            logger.error("checkpoint not restored (%s): windows start empty", error)
+            self._activate_again()
+            return False
+        self.offsets = dict(checkpoint.offsets)
+        self.outputs = dict(checkpoint.outputs)
+        self.already_published = self._published_since(checkpoint.outputs)
+        logger.info("restored checkpoint of v%s: offsets %s; %d alert/request ids published "
+                    "after it", checkpoint.model_version, sorted(checkpoint.offsets.items()),
+                    len(self.already_published))
+        return True
+
+    def _published_since(self, outputs: dict[tuple[str, int], int]) -> set[str]:
+        """Ids of the alerts and requests on the output topics after ``outputs``."""
+        ids: set[str] = set()
+        for message in read_published(self.kafka, OUTPUT_TOPICS, outputs):
+            try:
+                body = orjson.loads(message.value() or b"null")
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(body, dict) and body.get("model_name") == self.settings.model_name:
+                found = body.get("alert_id") or body.get("request_id")
+                if isinstance(found, str):
+                    ids.add(found)
+        return ids
+
+    def _activate_again(self) -> None:
+        """A fresh detector for the installed reference (after a failed restore)."""
+        detector = self.detector
+        if detector is not None:
+            self.detector = DriftDetector(detector.reference, detector.model_name,
+                                          detector.model_version, window_spec(self.settings),
+                                          thresholds(self.settings),
+                                          hysteresis_rule(self.settings), self.planner,
+                                          self.now)
+
+    def start_offset(self, topic: str, partition: int) -> int | None:
+        """Where to resume a partition: the restored checkpoint's offset, else the group's."""
+        return self.offsets.get((topic, partition))
+
+    def consumed(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        """The loop handled (or dead-lettered) records up to ``next_offsets``."""
+        self.offsets.update(next_offsets)
+        self._dirty = True
+        if self.clock() - self._last_checkpoint >= self.settings.checkpoint_interval_s:
+            self.checkpoint()
+
+    def on_idle(self) -> None:
+        """Nothing to read: checkpoint what is not yet (a burst then silence), still at most
+        once per interval (between two paced batches the loop is idle too)."""
+        if self._dirty and (self.clock() - self._last_checkpoint
+                            >= self.settings.checkpoint_interval_s):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Flush the outputs, then write windows, alert states and offsets atomically."""
+        if self.checkpoints is None:
+            return
+        self.producer.flush()  # every alert the covered records caused is on Kafka first
+        self.outputs = end_offsets(self.kafka, OUTPUT_TOPICS, near=self.outputs)
+        detector = self.detector
+        size = self.checkpoints.save(MonitorCheckpoint(
+            self.settings.model_name, detector.snapshot() if detector is not None else None,
+            self.planner.last_request_end_ms, dict(self.offsets), dict(self.outputs)))
+        self._dirty = False
+        self._last_checkpoint = self.clock()
+        self.checkpoints_written += 1
+        logger.debug("checkpoint written: %d bytes", size)
 
     # -- handling ----------------------------------------------------------
 
@@ -253,9 +373,15 @@ class DriftMonitor:
                             evaluation.events,
                             f"{worst.psi:.4f} ({worst.subject})" if worst else "-")
         for alert in outcome.alerts:
+            if alert.alert_id in self.already_published:
+                self.suppressed += 1  # published before a crash, from the replayed records
+                continue
             self.producer.send(alert)
             self.alerts_published += 1
         for request in outcome.retrain_requests:
+            if request.request_id in self.already_published:
+                self.suppressed += 1
+                continue
             self.producer.send(request)
             self.requests_published += 1
             logger.warning("retrain requested (%s): %s", request.request_id, request.reason)

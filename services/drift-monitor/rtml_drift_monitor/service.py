@@ -12,10 +12,14 @@ call in-process. Start-up order:
    stopped. SIGTERM/SIGINT (or ``stop``) finishes the in-flight batch,
    flushes the alerts, commits and leaves the group.
 
-The window state is in memory. After a restart the consumer resumes at the
-committed offsets, in the middle of a window: that window is closed as
-partial and not evaluated (see :mod:`rtml_drift_monitor.windows`); alerts
-re-raised by a replay carry the same ids.
+The window state is in memory and checkpointed to ``state_dir`` with the
+offsets it covers (:mod:`rtml_drift_monitor.checkpoint`). A restart restores
+the checkpoint of the same champion version and resumes every partition at
+its offsets, so no record is counted twice or skipped and the windows open
+at the crash are completed; alerts re-raised by the replayed tail carry the
+same ids. Without a usable checkpoint it resumes at the group's committed
+offsets in the middle of a window, which is then closed as partial and not
+evaluated (see :mod:`rtml_drift_monitor.windows`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from rtml_common.events import Event, FeatureVector, Prediction
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.service_config import stop_on_signals
+from rtml_drift_monitor.checkpoint import CheckpointFile
 from rtml_drift_monitor.config import Settings
 from rtml_drift_monitor.metrics import DriftMetrics
 from rtml_drift_monitor.monitor import FEATURES_TOPIC, PREDICTIONS_TOPIC, DriftMonitor
@@ -69,10 +74,12 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     stop = stop or threading.Event()
     metrics = DriftMetrics()
     producer = EventProducer(kafka)
-    monitor = DriftMonitor(settings, producer, metrics)
+    checkpoints = CheckpointFile(settings.checkpoint_path)
+    monitor = DriftMonitor(settings, producer, metrics, checkpoints=checkpoints, kafka=kafka)
     topics: dict[str, type[Event]] = {FEATURES_TOPIC: FeatureVector,
                                       PREDICTIONS_TOPIC: Prediction}
-    loop = ConsumerLoop(topics, settings.consumer_group, monitor.handle, kafka, producer)
+    loop = ConsumerLoop(topics, settings.consumer_group, monitor.handle, kafka, producer,
+                        on_batch_consumed=monitor.consumed, on_idle=monitor.on_idle)
     monitor.assigned = lambda: set(loop.assigned)
     watcher = ReferenceWatcher(monitor, registry, tracking_uri, settings.model_name, kafka,
                                settings.consumer_group, settings.refresh_interval_s, metrics)
@@ -93,11 +100,15 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         on_monitor(monitor)
     stats: Any = LoopStats()
     if watcher.wait_until_loaded(stop):
+        saved = checkpoints.load()
+        if saved is not None and monitor.resume(saved):
+            loop.set_start_offsets(monitor.start_offset)
         watcher.start()
         try:
             stats = loop.run(max_idle_s=max_idle_s)
         finally:
             watcher.stop()
+        monitor.checkpoint()  # the loop closed cleanly: outputs flushed, offsets committed
     stop.set()
     return MonitorRun(stats, monitor.alerts_published, monitor.requests_published,
                       monitor.windows_closed, monitor.version, watcher.reloads,

@@ -27,9 +27,11 @@ watermark closes, in order, with the sliding window ending with it. An event
 for an already closed pane is *late*: counted, not added.
 
 Completeness: the monitor cannot know whether it saw the pane in which its
-stream started from that pane's beginning (after a restart it certainly did
-not: the state is in memory), so that first pane and every window containing
-it are closed *partial* and not evaluated; panes before it are late.
+stream started from that pane's beginning, so that first pane and every
+window containing it are closed *partial* and not evaluated; panes before it
+are late. A restart resumes from a checkpoint (:meth:`WindowedHistograms.snapshot`,
+see :mod:`rtml_drift_monitor.checkpoint`), whose first pane is the original
+one: the windows open at the crash are completed, not made partial.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -224,6 +227,43 @@ class WindowedHistograms:
             else:
                 self._panes[pane] = counts[i].astype(np.int64)
                 self._pane_rows[pane] = int(rows[i])
+
+    # -- checkpoints -----------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole window state as plain JSON values (for a checkpoint; never pickle)."""
+        return {
+            "subjects": list(self.subjects),
+            "width": self._width,
+            "panes": [[pane, counts.tolist(), self._pane_rows[pane]]
+                      for pane, counts in sorted(self._panes.items())],
+            "first_pane": self._first_pane,
+            "closed_through": self._closed_through,
+            "sources": [[list(source) if isinstance(source, tuple) else source, time]
+                        for source, time in self._source_max.items()],
+            "late": self.late,
+            "observed": self.observed,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load a :meth:`snapshot` taken with the same subjects and reference bins."""
+        if list(state["subjects"]) != list(self.subjects) or state["width"] != self._width:
+            raise ValueError("the checkpoint's subjects or bins differ from this reference's")
+        slots = len(self.subjects) * self._width
+        panes: dict[int, I64] = {}
+        rows: dict[int, int] = {}
+        for pane, counts, n in state["panes"]:
+            if len(counts) != slots:
+                raise ValueError(f"pane {pane} has {len(counts)} slots, expected {slots}")
+            panes[int(pane)] = np.asarray(counts, dtype=np.int64)
+            rows[int(pane)] = int(n)
+        self._panes, self._pane_rows = panes, rows
+        self._first_pane = state["first_pane"]
+        self._closed_through = state["closed_through"]
+        self._source_max = {tuple(source) if isinstance(source, list) else source: int(time)
+                            for source, time in state["sources"]}
+        self.late = int(state["late"])
+        self.observed = int(state["observed"])
 
     def _close_ready(self, active: Collection[Hashable] | None) -> list[ClosedWindow]:
         watermark = self.watermark_ms(active)

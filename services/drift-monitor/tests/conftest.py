@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,6 +156,8 @@ class Deployment:
     broker: KafkaBroker
     registry: MlflowRegistry
     name: str
+    #: The monitor's checkpoint folder (the test's own: never the working tree's .rtml).
+    state_dir: Path
     t0: datetime = T0
     synthetic_frame = staticmethod(synthetic_frame)
     synthetic_scores = staticmethod(synthetic_scores)
@@ -202,7 +205,8 @@ class Deployment:
     def start(self, stop: threading.Event, **overrides: Any) -> RunningMonitor:
         """``service.run`` in a thread; returns once the monitor object exists."""
         settings = Settings(model_name=self.name, consumer_group=f"g-{self.name}",
-                            refresh_interval_s=1.0, **overrides)
+                            refresh_interval_s=1.0,
+                            **{"state_dir": self.state_dir, **overrides})
         running = RunningMonitor(stop)
         ready = threading.Event()
 
@@ -239,7 +243,7 @@ class RunningMonitor:
 
 @pytest.fixture
 def deployment(kafka_broker_factory: Callable[..., KafkaBroker],
-               mlflow_server: MlflowServer) -> Iterator[Deployment]:
+               mlflow_server: MlflowServer, tmp_path: Path) -> Iterator[Deployment]:
     broker = kafka_broker_factory(create_topics=True)
     yield Deployment(broker, MlflowRegistry(mlflow_server.tracking_uri),
-                     f"drift-{uuid.uuid4().hex[:8]}")
+                     f"drift-{uuid.uuid4().hex[:8]}", tmp_path / "drift-monitor")

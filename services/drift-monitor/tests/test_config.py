@@ -7,6 +7,8 @@ point runs in a subprocess; here :func:`main` is called directly.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -40,6 +42,8 @@ EXPECTED_DEFAULTS = {
     "retrain_cooldown_s": 7 * 86400,
     "training_lookback_s": 21 * 86400,
     "refresh_interval_s": 60.0,
+    "state_dir": Path(".rtml/drift-monitor"),
+    "checkpoint_interval_s": 5.0,
     "exit_when_idle_s": 0.0,
 }
 

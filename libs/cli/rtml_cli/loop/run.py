@@ -168,6 +168,7 @@ class LoopServices:
         self._service("drift-monitor", "rtml_drift_monitor", {
             "RTML_DRIFT_MONITOR_MODEL_NAME": self.env.model_name,
             "RTML_DRIFT_MONITOR_CONSUMER_GROUP": "loop-drift",
+            "RTML_DRIFT_MONITOR_STATE_DIR": str(work / "drift-monitor"),
             "RTML_DRIFT_MONITOR_START_AT":
                 scenario.day_start(scenario.monitor_from_day).isoformat(),
             # ~1,000 payments a day here; the default (1,000) would skip quiet days.
