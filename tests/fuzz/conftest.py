@@ -133,7 +133,14 @@ def _fuzz_operation(operation: Any, mode: schemathesis.GenerationMode, budget: B
     @hypothesis.given(operation.as_strategy(generation_mode=mode))
     def examples(case: schemathesis.Case) -> None:
         report.requests += 1
-        response = case.call(base_url=base_url, headers=headers)
+        try:
+            response = case.call(base_url=base_url, headers=headers)
+        except Exception as exc:  # in-process (ASGI): an unhandled error, a 500 over HTTP
+            report.server_errors += 1
+            report.findings.append(Finding(
+                operation.label, str(mode), f"Unhandled exception: {exc!r}"[:800],
+                case.as_curl_command(headers=headers)[:600], 500))
+            return
         if response.status_code >= 500:
             report.server_errors += 1
         try:
