@@ -32,8 +32,9 @@ splits the text again (``string.gmatch``, on Redis's CPU, not the worker's).
 Values are sent as ``repr(float)`` text, which round-trips bit for bit. A
 non-finite value is refused before anything is sent (the store contract, see
 :mod:`rtml_features.online_store.base`): the one test per chunk is a byte
-search for ``n`` in the chunk's number text (``inf``, ``nan``; ~10 ns), the
-values themselves are only walked when it finds one. ``repr``
+search for ``n`` in the chunk's number text (``inf``, ``nan``; measured ~1 µs
+for a 256-entity chunk's 13 KB on a loaded machine, under 0.5 % of building
+the chunk), the values themselves are only walked when it finds one. ``repr``
 of a full-precision double costs ~0.4 µs (CPython's dtoa), more than the rest of
 the write; :func:`number_texts` gets the same text from one ``orjson.dumps`` of
 the chunk's numbers (~20 ns a value): both print the shortest digits that
