@@ -662,3 +662,37 @@ def test_backtest_windows_without_decisions_and_inverted_windows(
     assert inverted.status_code == 422
     assert inverted.json()["detail"] == ("since (2024-01-02T00:00:00+00:00) must be before "
                                          "until (2024-01-01T00:00:00+00:00)")
+
+
+def _schema_names(response: dict[str, Any]) -> set[str]:
+    schema = response["content"]["application/json"]["schema"]
+    return {ref["$ref"].rsplit("/", 1)[1] for ref in schema.get("anyOf", [schema])}
+
+
+def test_openapi_documents_every_status_with_the_body_really_sent(
+        make_service: ServiceFactory) -> None:
+    _, client = make_service()
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    statuses = {(method.upper(), path): set(operation["responses"])
+                for path, item in paths.items() for method, operation in item.items()}
+
+    assert statuses == {
+        ("GET", "/healthz"): {"200"},
+        ("POST", "/v1/decisions"): {"200", "409", "413", "415", "422"},
+        ("GET", "/v1/rules"): {"200"},
+        ("PUT", "/v1/admin/rules"): {"200", "401", "403", "413", "422"},
+        ("POST", "/v1/admin/rules/backtest"): {"200", "401", "403", "413", "422", "503"},
+    }
+    decisions = paths["/v1/decisions"]["post"]["responses"]
+    assert _schema_names(decisions["422"]) == {"ValidationFailure"}
+    assert _schema_names(decisions["200"]) == {"DecisionOut"}
+    backtest = paths["/v1/admin/rules/backtest"]["post"]
+    assert _schema_names(backtest["responses"]["422"]) == {"ErrorBody", "ValidationFailure"}
+    assert _schema_names(backtest["responses"]["200"]) == {"BacktestReport"}
+    assert backtest["security"] == [{"APIKeyHeader": []}]
+    assert "security" not in paths["/v1/decisions"]["post"]
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert schemas["ValidationFailure"]["properties"]["detail"]["type"] == "string"
+    assert schemas["ErrorBody"]["properties"]["detail"]["type"] == "string"

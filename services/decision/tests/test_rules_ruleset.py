@@ -339,3 +339,28 @@ def test_integers_a_rule_file_needs_still_load() -> None:
                               source="t.yaml")
     assert rule_set.rules[0].priority == -123456789
     assert rule_set.lists["ids"] == frozenset({1234567890123456789012345678})
+
+
+def test_any_mutation_of_a_rule_file_is_a_rule_set_or_a_rule_set_error() -> None:
+    """Property: whatever the bytes of an upload, the parser answers or says why — no other
+    exception (each one was a 500 at the API)."""
+    from hypothesis import HealthCheck, given, seed, settings
+    from hypothesis import strategies as st
+
+    source = DEFAULT_RULES.read_text()
+    hostile = ["[" * 100, "{a: " * 60, "9" * 5000, "0x" + "f" * 400, "*ref", "&a ", "!!python/",
+               "\x00", "\ud800", "1.0e+999", "name: x", ": :", "- - -", "'", '"', "\t", "%YAML",
+               "!!binary AAAA", "<<: {a: 1}", "? [a]\n: b"]
+
+    @settings(max_examples=100, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @seed(17)
+    @given(st.integers(0, len(source)), st.integers(0, 200), st.sampled_from(hostile) | st.text())
+    def mutated(at: int, cut: int, insert: str) -> None:
+        text = source[:at] + insert + source[at + cut:]
+        try:
+            parse_rule_set(text, source="m.yaml")
+        except RuleSetError as refused:
+            assert str(refused).startswith("m.yaml")
+
+    mutated()
