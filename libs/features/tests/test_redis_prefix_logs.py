@@ -326,3 +326,39 @@ def test_layout_examples() -> None:
 
     result = doctest.testmod(prefix_layout)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_snapshot_restores_the_same_state() -> None:
+    """Checkpoint round trip (JSON): same member texts, same diffs for what follows."""
+    import random
+
+    import orjson
+
+    rng = random.Random(5)
+    spec = log_spec(MIXED, TERMINAL)
+    state = EntityLogState(spec)
+
+    def stream(target: EntityLogState, seed: int, n: int, start_ms: int = 0) -> None:
+        draw = random.Random(seed)
+        for i in range(n):
+            time_ms = draw.randrange(start_ms, 50_000)  # out of order, simultaneous
+            target.add_event(f"s{seed}-{i}|x", time_ms, {"amount": draw.random() * 1e3})
+            if draw.random() < 0.3:
+                target.add_label(f"s{seed}-{i}|x", time_ms, time_ms + 10, {"is_fraud": 1.0})
+
+    stream(state, rng.randrange(1000), 300)
+    state.trim(10_000)
+    for diff in state.diffs():
+        diff.take()
+    restored = EntityLogState.restore(spec, orjson.loads(orjson.dumps(state.snapshot())))
+    assert state.labels is not None and restored.labels is not None
+    assert restored.events.members == state.events.members
+    assert restored.labels.members == state.labels.members
+    assert restored.labels.known == state.labels.known
+    for target in (state, restored):
+        stream(target, 77, 50, start_ms=15_000)  # after the anchor: late, not too late
+        target.trim(20_000)
+    assert [diff.take() for diff in restored.diffs()] == [diff.take() for diff in state.diffs()]
+    state.add_event("pending", 60_000, {"amount": 1.0})
+    with pytest.raises(ValueError):
+        state.snapshot()

@@ -390,6 +390,74 @@ class EntityLogState:
             self.labels.trim(cutoff_ms)
         return self.events.trim(cutoff_ms)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The state as plain data (JSON-able: the pipeline's checkpoints are JSON).
+
+        Taken once the pending changes are sent (a checkpoint follows the write's
+        waiter): a pending diff is refused rather than lost. Member texts are not
+        stored — :meth:`restore` renders them again, identically.
+        """
+        if any(self.diffs()):
+            raise ValueError("snapshot with changes not yet sent to Redis")
+        events = self.events
+        data: dict[str, Any] = {
+            "events": {"first_seq": events.first_seq, "times": events.times.tolist(),
+                       "tids": list(events.tids),
+                       "values": {name: column.tolist() for name, column in events.values.items()},
+                       "sums": [[hi.tolist(), lo.tolist()] for hi, lo in
+                                zip(events.sums_hi, events.sums_lo, strict=True)],
+                       "levels": [[levels.tolist() for levels in per_entry]
+                                  for per_entry in events.levels]}}
+        labels = self.labels
+        if labels is not None:
+            data["labels"] = {
+                "first_seq": labels.first_seq, "times": labels.times.tolist(),
+                "tids": list(labels.tids), "labeled_at": labels.labeled_at.tolist(),
+                "values": [column.tolist() for column in labels.values],
+                "sums": [[hi.tolist(), lo.tolist()] for hi, lo in
+                         zip(labels.sums_hi, labels.sums_lo, strict=True)]}
+        return data
+
+    @classmethod
+    def restore(cls, spec: EntityLogSpec, data: Mapping[str, Any]) -> EntityLogState:
+        """The state :meth:`snapshot` took, for the same spec, with nothing pending."""
+        state = cls(spec)
+        events, saved = state.events, data["events"]
+        events.first_seq = saved["first_seq"]
+        events.times.extend(saved["times"])
+        events.tids.extend(saved["tids"])
+        for name, column in events.values.items():
+            column.extend(saved["values"][name])
+        for j, (hi, lo) in enumerate(saved["sums"]):
+            events.sums_hi[j].extend(hi)
+            events.sums_lo[j].extend(lo)
+        for j, per_entry in enumerate(saved["levels"]):
+            events.levels[j].extend(array("d", levels) for levels in per_entry)
+        for index, tid in enumerate(events.tids):
+            sums = [value for j in range(len(events.sum_fields))
+                    for value in (events.sums_hi[j][index], events.sums_lo[j][index])]
+            events.members.append(event_member(
+                events.first_seq + index, sums,
+                [per_entry[index] for per_entry in events.levels], tid))
+        labels, saved_labels = state.labels, data.get("labels")
+        if labels is not None and saved_labels is not None:
+            labels.first_seq = saved_labels["first_seq"]
+            labels.times.extend(saved_labels["times"])
+            labels.tids.extend(saved_labels["tids"])
+            labels.labeled_at.extend(saved_labels["labeled_at"])
+            for column, saved_column in zip(labels.values, saved_labels["values"], strict=True):
+                column.extend(saved_column)
+            for j, (hi, lo) in enumerate(saved_labels["sums"]):
+                labels.sums_hi[j].extend(hi)
+                labels.sums_lo[j].extend(lo)
+            for index, tid in enumerate(labels.tids):
+                sums = [value for j in range(len(labels.fields))
+                        for value in (labels.sums_hi[j][index], labels.sums_lo[j][index])]
+                labels.members.append(label_member(labels.first_seq + index, sums, tid))
+                labels.known.append(known_member(
+                    labels.times[index], [column[index] for column in labels.values], tid))
+        return state
+
     def diffs(self) -> tuple[_Diff, ...]:
         """The pending diffs, in :func:`~.prefix_layout.log_keys` order."""
         if self.labels is None:
