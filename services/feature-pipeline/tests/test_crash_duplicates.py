@@ -23,12 +23,10 @@ import pytest
 import redis
 
 from rtml_common.config import KafkaSettings, RedisSettings
-from rtml_common.kafka.published import end_offsets
 from rtml_feature_pipeline import kafka_engine
-from rtml_feature_pipeline.checkpoint import Checkpoint, checkpoint_key
 from rtml_feature_pipeline.config import Settings
+from rtml_feature_pipeline.crash_probe import pipeline_env, published_since_checkpoint
 from rtml_feature_pipeline.parity import redis_entity_state
-from rtml_features.baseline import BASELINE
 from rtml_localstack.crash import ServiceProcess, duplicates, published_keys, wait_until
 from rtml_simulator import SimulationConfig, simulate, write_dataset
 from rtml_simulator.pacing import Pace
@@ -42,32 +40,6 @@ GROUP = "crash-duplicates"
 PUBLISHED_AFTER_CHECKPOINT = 300
 
 
-def pipeline_env(bootstrap: str, redis_url: str, group: str = GROUP) -> dict[str, str]:
-    """The environment of a feature-pipeline process under test (reusable by fault tests)."""
-    return {
-        "RTML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "RTML_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "RTML_REDIS_URL": redis_url,
-        "RTML_FEATURE_PIPELINE_CONSUMER_GROUP": group,
-        "RTML_FEATURE_PIPELINE_CHECKPOINT_INTERVAL_S": "1",
-        "RTML_FEATURE_PIPELINE_EXIT_WHEN_IDLE_S": "4",
-    }
-
-
-def published_since_checkpoint(client: redis.Redis, kafka: KafkaSettings,
-                               group: str = GROUP) -> int:
-    """Vectors on ``features`` after the positions the group's last real checkpoint recorded."""
-    raw = client.get(checkpoint_key(group, BASELINE.name, BASELINE.version))
-    if not raw:
-        return 0
-    checkpoint = Checkpoint.from_bytes(raw)  # type: ignore[arg-type]
-    if checkpoint.events_applied == 0 or checkpoint.published is None:
-        return 0
-    since = {key: offset for key, offset in checkpoint.published.items() if key[0] == "features"}
-    now = end_offsets(kafka, ["features"], near=since)
-    return sum(now.values()) - sum(since.values())
-
-
 def test_kill_9_publishes_each_vector_once_and_converges(
     tmp_path: Path, fresh_kafka_broker: Any, fresh_redis_server: Any
 ) -> None:
@@ -79,14 +51,15 @@ def test_kill_9_publishes_each_vector_once_and_converges(
     crashed_db, reference_db = f"{base}/1", f"{base}/2"
     crashed = redis.Redis.from_url(crashed_db)
 
-    worker = ServiceProcess("rtml_feature_pipeline", pipeline_env(bootstrap, crashed_db),
+    worker = ServiceProcess("rtml_feature_pipeline", pipeline_env(bootstrap, crashed_db, GROUP),
                             tmp_path / "logs")
     options = ReplayOptions(limit=N_TRANSACTIONS, replication_factor=1, pace=Pace.rate(1500))
     producing = threading.Thread(target=replay, args=(tmp_path, options, kafka))
     producing.start()
     worker.start()
     try:
-        wait_until(lambda: published_since_checkpoint(crashed, kafka) >= PUBLISHED_AFTER_CHECKPOINT,
+        wait_until(lambda: published_since_checkpoint(crashed, kafka, GROUP)
+                   >= PUBLISHED_AFTER_CHECKPOINT,
                    60, "vectors published after a checkpoint", [worker])
         worker.kill9()
         worker.start()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 
@@ -35,7 +35,7 @@ _CHAMPION = ModelRole.CHAMPION.value
 _SHADOW = ModelRole.SHADOW.value
 
 
-Vector = FeatureVector | ScoringVector
+Vector: TypeAlias = FeatureVector | ScoringVector
 
 
 def prediction_json(vector: Vector, model_name: str, version: str, score: float,

@@ -22,6 +22,7 @@ import pytest
 from rtml_common.config import KafkaSettings
 from rtml_common.kafka.published import end_offsets
 from rtml_localstack.crash import ServiceProcess, duplicates, published_keys, wait_until
+from rtml_scorer.crash_probe import published_beyond_ledger, scorer_env
 from rtml_scorer.outputs import PREDICTIONS_TOPIC, SHADOW_TOPIC
 from rtml_scorer.republish import PublicationLedger
 from rtml_scorer.scorer import FEATURES_TOPIC
@@ -32,38 +33,6 @@ pytestmark = pytest.mark.integration
 CHUNKS_AFTER_RESTART = 10
 #: Predictions beyond the stored positions when the scorer is killed.
 PUBLISHED_AFTER_LEDGER = 200
-
-
-def scorer_env(bootstrap: str, tracking_uri: str, model: str, group: str) -> dict[str, str]:
-    """The environment of a scorer process under test (reusable by fault tests)."""
-    return {
-        "RTML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "RTML_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "RTML_KAFKA_IDEMPOTENT_PRODUCER": "false",
-        # Long: every kill leaves outputs published after the last commit.
-        "RTML_KAFKA_COMMIT_INTERVAL_S": "3",
-        "RTML_MLFLOW_TRACKING_URI": tracking_uri,
-        "RTML_SCORER_MODEL_NAME": model,
-        "RTML_SCORER_CONSUMER_GROUP": group,
-        "RTML_SCORER_PUBLICATION_CHECKPOINT_INTERVAL_S": "0.5",
-    }
-
-
-def published_beyond_ledger(ledger: PublicationLedger, partitions: range) -> int:
-    """Predictions after the lowest positions any features partition has stored."""
-    stored = [ledger.load(p) for p in partitions]
-    if any(s is None for s in stored):
-        return 0
-    since: dict[tuple[str, int], int] = {}
-    for positions in stored:
-        assert positions is not None
-        for key, offset in positions.items():
-            if key[0] == PREDICTIONS_TOPIC:
-                since[key] = min(offset, since.get(key, offset))
-    if not since or not sum(since.values()):
-        return 0  # only the ledgers started before anything was scored
-    now = end_offsets(ledger.kafka, [PREDICTIONS_TOPIC], near=since)
-    return sum(now.values()) - sum(since.values())
 
 
 def test_kill_9_publishes_each_score_once(deployment: Any, tmp_path: Any) -> None:
