@@ -31,6 +31,8 @@ equals the batch engine's point-in-time value.
 
 from __future__ import annotations
 
+import logging
+import math
 from array import array
 from bisect import bisect_left
 from collections import deque
@@ -43,6 +45,8 @@ from rtml_common.events import MAX_AMOUNT
 from rtml_features.definitions import FeatureSet
 from rtml_features.online import NEVER, EntityState
 from rtml_features.vector_plan import VectorPlan
+
+logger = logging.getLogger(__name__)
 
 
 class LateEvent(ValueError):
@@ -426,7 +430,16 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
         )
     if computer.states or computer.recent:
         raise ValueError("restore needs a fresh computer")
+    limit = computer.max_amount
+    dropped_events = dropped_vectors = 0
     for entity, entity_id, times, ids, amounts, fraud_known_at, labels in data["states"]:
+        if not all(_valid_amount(amount, limit) for amount in amounts):
+            # Saved before amounts were bounded (issue #17): a 1e308 would keep the
+            # entity's sums inf for its whole window. Its transaction is forgotten.
+            keep = [i for i, amount in enumerate(amounts) if _valid_amount(amount, limit)]
+            dropped_events += len(amounts) - len(keep)
+            times, ids = [times[i] for i in keep], [ids[i] for i in keep]
+            amounts, fraud_known_at = [amounts[i] for i in keep], [fraud_known_at[i] for i in keep]
         state = EntityState(
             times=array("q", times), tids=list(ids), amounts=array("d", amounts),
             fraud_known_at=array("q", fraud_known_at),
@@ -437,6 +450,9 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
         computer.states[(entity, entity_id)] = state
     names = computer.feature_set.names
     for tid, customer_id, terminal_id, time_ms, amount, revision, values in data["recent"]:
+        if not _valid_amount(amount, limit) or not _finite(values):
+            dropped_vectors += 1  # not revisable any more: its windows were poisoned
+            continue
         computer.recent[tid] = Emission(tid, (customer_id, terminal_id), time_ms, amount,
                                         dict(zip(names, values, strict=True)), revision)
         computer._recent_order.append((time_ms, tid))
@@ -448,3 +464,21 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
     computer.max_time_ms = data["max_time_ms"]
     computer._last_sweep_ms = data["last_sweep_ms"]
     computer.revisions = data["revisions"]
+    if dropped_events or dropped_vectors:
+        logger.warning("restore: dropped %d event(s) with an amount outside [0, %r] and %d "
+                       "non-finite vector(s) saved before amounts were bounded",
+                       dropped_events, limit, dropped_vectors)
+
+
+def _valid_amount(amount: Any, limit: float) -> bool:
+    """A finite number in ``[0, limit]`` (what :meth:`StreamingFeatureComputer.on_transaction`
+    accepts); a checkpoint's JSON may also hold None where an ``inf`` was written."""
+    return isinstance(amount, int | float) and 0.0 <= amount <= limit
+
+
+def _finite(values: list[Any]) -> bool:
+    """Every value a finite number (one sum: bounded amounts cannot overflow it)."""
+    try:
+        return math.isfinite(sum(values))
+    except TypeError:  # a None (orjson writes inf and nan as null)
+        return False

@@ -12,6 +12,7 @@ import math
 from datetime import timedelta
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -19,7 +20,7 @@ from rtml_common.events import MAX_AMOUNT
 from rtml_features.baseline import BASELINE
 from rtml_features.batch import SpineError, compute_features
 from rtml_features.rows import epoch_ms
-from rtml_features.stream import InvalidAmount, StreamingFeatureComputer
+from rtml_features.stream import InvalidAmount, StreamingFeatureComputer, restore, snapshot
 
 T0 = pd.Timestamp("2018-04-01", tz="UTC")
 HOSTILE = [1e308, math.inf, -math.inf, math.nan, -1.0, math.nextafter(MAX_AMOUNT, math.inf),
@@ -94,3 +95,34 @@ def test_the_batch_engine_accepts_the_maximum_and_refuses_a_non_numeric_column()
     assert compute_features(BASELINE, history, history)["tx_amount"].tolist() == [MAX_AMOUNT]
     with pytest.raises(SpineError, match="amount column is not numeric"):
         compute_features(BASELINE, history.assign(amount=["12.5x"]), history)
+
+
+def test_a_checkpoint_saved_before_the_bound_is_restored_without_its_poison(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint from before this release may hold a 1e308 payment (and vectors whose
+    inf its JSON wrote as null): restored, they are dropped and the customer heals."""
+    t0 = epoch_ms(T0)
+    computer = StreamingFeatureComputer(BASELINE, allowed_lateness=timedelta(minutes=5))
+    computer.on_transaction("a", "c1", "t1", t0, 10.0, "p0")
+    computer.on_transaction("b", "c1", "t1", t0 + 1000, 30.0, "p0")
+    data = orjson.loads(orjson.dumps(snapshot(computer)))
+    for state in data["states"]:  # as the unbounded pipeline saved it
+        _, _, times, tids, amounts, fraud_known_at, _ = state
+        times.append(t0 + 2000)
+        tids.append("huge")
+        amounts.append(1e308)
+        fraud_known_at.append(fraud_known_at[-1])
+    poisoned = [*data["recent"][-1]]
+    poisoned[0], poisoned[4] = "huge", 1e308
+    poisoned[6] = [None if isinstance(v, float) else v for v in poisoned[6]]
+    data["recent"].append(poisoned)
+
+    restored = StreamingFeatureComputer(BASELINE, allowed_lateness=timedelta(minutes=5))
+    with caplog.at_level("WARNING"):
+        restore(restored, orjson.loads(orjson.dumps(data)))
+    assert "dropped 2 event(s)" in caplog.text and "1 non-finite vector(s)" in caplog.text
+    assert restored.states[("customer", "c1")].tids == ["a", "b"]
+    assert "huge" not in restored.recent and set(restored.recent) == {"a", "b"}
+    (after, *_) = restored.on_transaction("c", "c1", "t1", t0 + 3000, 50.0, "p0")
+    assert after.vector["customer_id_avg_amount_1day_window"] == 30.0
+    assert all(math.isfinite(v) for v in after.vector.values())
