@@ -270,6 +270,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"{load['seconds']} s, {load['redis_cpu_s']} s of Redis CPU; Redis memory "
         f"{result['redis_used_memory_mb']} MB.",
         "",
+        *([f"The machine was shared (load {m['load_average_1m']} on {m['nproc']} cores): "
+           "absolute times are inflated several-fold (measured apart, best of five runs of "
+           "3,000 on a reply already read: ~3 µs building the read, ~7 µs parsing the reply, "
+           "~27 µs `RequestVectors.compute`; the rest is redis-py's EVALSHA); the hot / quiet "
+           "ratios compare batches run alternately under the same load.", ""]
+          if m["load_average_1m"] > m["nproc"] else []),
         "| writer, batches of 1,000 entities, one appended event each | Python µs / event "
         "| Redis CPU µs / event |",
         "|---|---|---|",
