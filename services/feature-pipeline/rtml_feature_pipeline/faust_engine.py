@@ -76,6 +76,7 @@ from faust.types import TP, EventT, StreamT
 from opentelemetry import metrics
 
 from rtml_common.config import KafkaSettings, RedisSettings
+from rtml_common.dependency import is_outage
 from rtml_common.events import Event, Label, Transaction
 from rtml_common.kafka.consumer import LoopStats, Record
 from rtml_common.kafka.dead_letter import dead_letter_record
@@ -340,23 +341,36 @@ class FaustEngine:
                 self._dead_letter_failed(source, error)
 
     async def _attempt(self, records: list[Record[Any]]) -> BaseException | None:
-        """Run the handler with bounded retries (sleeping without blocking Faust)."""
+        """Run the handler with bounded retries (sleeping without blocking Faust).
+
+        As in :class:`~rtml_common.kafka.consumer.ConsumerLoop`, a dependency's
+        outage (Redis unavailable) is waited out without a bound and not counted.
+        """
         delay = self.kafka.retry_backoff_s
-        last_error: BaseException | None = None
-        for attempt in range(self.kafka.max_retries + 1):
-            if attempt:
+        first_outage_delay = outage_delay = self.kafka.retry_backoff_s or 0.1
+        failures = 0
+        while True:
+            try:
+                self.worker.handle(records)
+                return None
+            except Exception as exc:  # any other handler failure is retried, then isolated
+                if is_outage(exc):  # not the records' fault: wait, never dead-letter
+                    if outage_delay == first_outage_delay:
+                        logger.warning("Redis unavailable, waiting with %d record(s) (nothing "
+                                       "dead-lettered): %r", len(records), exc)
+                    self.stats.dependency_waits += 1
+                    await asyncio.sleep(outage_delay)
+                    outage_delay = min(outage_delay * 2, self.kafka.dependency_backoff_max_s)
+                    continue
+                failures += 1
+                logger.warning("handler failed on %d record(s) (attempt %d/%d): %r",
+                               len(records), failures, self.kafka.max_retries + 1, exc)
+                if failures > self.kafka.max_retries:
+                    return exc
                 self.stats.retries += 1
                 self._retry_counter.add(1)
                 await asyncio.sleep(delay)
                 delay *= 2
-            try:
-                self.worker.handle(records)
-                return None
-            except Exception as exc:  # any handler failure is retried, then isolated
-                last_error = exc
-                logger.warning("handler failed on %d record(s) (attempt %d/%d): %r",
-                               len(records), attempt + 1, self.kafka.max_retries + 1, exc)
-        return last_error
 
     def _dead_letter_failed(self, source: _SourceRecord, error: BaseException) -> None:
         attempts = self.kafka.max_retries + 1

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from rtml_common.config import KafkaSettings, RedisSettings
+from rtml_common.dependency import StoppedWaiting
 from rtml_common.events import Event, FeatureVector, Label, Transaction
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
@@ -127,7 +128,11 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         loop.install_signal_handlers()
     with worker.collection_paused():
         stats = loop.run(max_idle_s=max_idle_s)
-    worker.checkpoint()
+    try:  # waits for Redis like the loop did, unless the loop was stopped
+        loop.dependency.call(worker.checkpoint, "the final checkpoint")
+    except StoppedWaiting:
+        logger.warning("stopped while Redis is unavailable: no final checkpoint; the next "
+                       "run resumes from the last one and replays what followed it")
     return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,
                      worker.computer.revisions, checkpoint is not None, busy_seconds(worker))
 

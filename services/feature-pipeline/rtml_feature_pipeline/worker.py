@@ -5,6 +5,12 @@ decoded batches. Per batch it
 
 1. applies each transaction / label to the :class:`StreamingFeatureComputer`
    (which dedupes by transaction id, so a redelivered batch changes nothing);
+   the outputs of steps 2 and 3 wait in an outbox until delivered, and a
+   batch retried because Redis was unavailable is not applied again (the
+   consumer loop waits out such an outage, see :mod:`rtml_common.dependency`):
+   its retry delivers the outbox — the recomputation would not hold the same
+   writes and vectors (a label revises only once; the batch's own watermark
+   could make its older transactions late);
 2. writes each touched entity's values to the online store, but only values
    computed at that entity's newest known event, so the store converges to
    the same state whatever order partitions are interleaved in; the write is
@@ -190,6 +196,14 @@ class FeatureWorker:
             description="Records dead-lettered for an implausible event time, by topic and reason")
         for counter in (self._revisions, self._late, self._quarantined):  # rare: 0 from start
             counter.add(0)
+        #: The outbox: outputs of applied records not yet delivered (a failed Redis write),
+        #: delivered by the next attempt (see the module docstring, step 1).
+        self._unwritten: dict[tuple[str, str], Emission] = {}
+        self._unpublished: list[tuple[Emission, TraceHeaders]] = []
+        self._unwritten_produced_ms: list[int] = []
+        #: (topic, partition, offset) of the records applied by a batch whose delivery or
+        #: checkpoint failed: its retry does not apply them again.
+        self._held: set[tuple[str, int, int]] = set()
         #: Called with each transaction's produce-to-online-store latency (benchmarks).
         self.on_freshness: Callable[[float], None] | None = None
         #: Wall-clock span of the work: first batch started, last batch finished.
@@ -267,9 +281,15 @@ class FeatureWorker:
                 self.offsets[key] = offset
 
     def checkpoint(self) -> None:
-        """Flush outputs, then save state and offsets atomically."""
+        """Flush outputs, then save state and offsets atomically.
+
+        Outputs still in the outbox are delivered first: a checkpoint covering
+        records whose writes were lost would never have them replayed.
+        """
         if self.checkpoints is None:
             return
+        if self._unwritten or self._unpublished:
+            self._deliver()
         self.producer.flush()
         positions = None
         if self.published is not None:
@@ -300,10 +320,18 @@ class FeatureWorker:
     # -- processing ----------------------------------------------------------
 
     def handle(self, records: list[Record[Any]]) -> None:
-        """Apply one batch (idempotent: a retried batch changes nothing)."""
+        """Apply one batch and deliver its outputs (idempotent: a retried batch changes
+        nothing; one whose delivery failed delivers its outbox, see the module docstring).
+
+        Raises the online store's (or the checkpoint's) error when Redis is unavailable:
+        the consumer loop then waits and retries, never dead-letters.
+        """
         started = time.perf_counter()
         if self.busy_since is None:
             self.busy_since = started
+        held = self._held
+        if held:
+            records = [r for r in records if (r.topic, r.partition, r.offset) not in held]
         self.guard.start_batch()
         produced_ms: list[int] = []
         emitted: list[tuple[Emission, TraceHeaders]] = []
@@ -317,29 +345,46 @@ class FeatureWorker:
                 continue
             with record_span(self._tracer, "features", record) as traced:
                 self._apply(record, traced.headers, produced_ms, emitted)
-        # Redis runs the batch's writes (as long as computing them took) while the
-        # vectors are encoded and handed to the producer; then wait for its reply.
-        newest = self.computer.take_newest_vectors()  # per entity: its newest event's vector
+        # Applied: from here on the batch's outputs are in the outbox until delivered.
+        held.update((r.topic, r.partition, r.offset) for r in records)
+        self._unpublished += emitted
+        self._unwritten_produced_ms += produced_ms
+        # Per entity: its newest event's vector (a newer one replaces a held one).
+        self._unwritten.update(self.computer.take_newest_vectors())
+        self._deliver()
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
+            self.checkpoint()
+        held.clear()
+        if self.gc_freezer is not None:
+            self.gc_freezer.maybe_freeze()
+        self.busy_until = time.perf_counter()
+
+    def _deliver(self) -> None:
+        """Write the outbox's online-store values and publish its vectors, then empty it.
+
+        Redis runs the writes (as long as computing them took) while the vectors
+        are encoded and handed to the producer; then its reply is read. What an
+        error (Redis unavailable) leaves undelivered stays for the next attempt.
+        """
         projections = self._projections
         stored = self.store.begin_write(self.feature_set, [
             EntityValues(entity, entity_id, projections[entity](emission.vector),
                          emission.time_ms, emission.transaction_id)
-            for (entity, entity_id), emission in newest.items()])
+            for (entity, entity_id), emission in self._unwritten.items()])
         try:
-            self._publish(emitted)
+            self._publish(self._unpublished)
+            self._unpublished = []
         finally:
             stored()  # always: it also hands the Redis connection back
+        self._unwritten = {}
         written = time.time()
-        latencies = [max(0.0, written - produced / 1000) for produced in produced_ms]
+        latencies = [max(0.0, written - produced / 1000)
+                     for produced in self._unwritten_produced_ms]
+        self._unwritten_produced_ms = []
         self._freshness.observe_many(latencies)
         if self.on_freshness is not None:
             for latency in latencies:
                 self.on_freshness(latency)
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
-            self.checkpoint()
-        if self.gc_freezer is not None:
-            self.gc_freezer.maybe_freeze()
-        self.busy_until = time.perf_counter()
 
     def _apply(self, record: Record[Any], output_headers: TraceHeaders, produced_ms: list[int],
                emitted: list[tuple[Emission, TraceHeaders]]) -> None:
