@@ -362,3 +362,17 @@ def test_a_snapshot_restores_the_same_state() -> None:
     state.add_event("pending", 60_000, {"amount": 1.0})
     with pytest.raises(ValueError):
         state.snapshot()
+
+
+def test_a_flushed_script_cache_is_reloaded(client: redis.Redis) -> None:
+    """After a Redis restart (SCRIPT FLUSH) the writer and the reader load their scripts again."""
+    client.flushdb()
+    client.script_flush()
+    _load_small(client)  # the writer's first EVALSHA answers NOSCRIPT: loaded, repeated
+    assert client.zcard(log_keys(MIXED, "customer", "c0")[0]) == 5
+    client.script_flush()
+    logs = PrefixLogReader(client, MIXED).read("req", 4_500, {"customer_id": "c0",
+                                                              "terminal_id": "t9"})
+    assert logs["terminal"] == (None, None)  # never seen: None, as the reference store
+    vector = RequestVectors(MIXED).compute("req", 4_500, {"amount": 9.0}, logs)
+    assert vector["c_sum_1s"] == 4.0 + 9.0
