@@ -111,8 +111,9 @@ class PublishedOutputs:
         if all(offsets.get(key, 0) >= end for key, end in reach.items()):
             self.replay_reach = None
             self.scanned_from = None
-            logger.info("replay past the crashed run's input: %d vector and %d late keys were "
-                        "never re-emitted, dropped", len(self.vectors), len(self.late))
+            logger.info("replay past the crashed run's input: %d vector and %d late keys not "
+                        "re-emitted (their inputs were already in the restored state) dropped",
+                        len(self.vectors), len(self.late))
             self.vectors.clear()
             self.late.clear()
             return False
