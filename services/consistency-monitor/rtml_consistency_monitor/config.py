@@ -104,6 +104,15 @@ class Settings(ServiceSettings):
             "overhead of milliseconds; a spine of thousands amortises it)."
         ),
     )
+    check_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Ready decisions are re-computed at most this often (wall clock) unless "
+            "CHECK_BATCH_SIZE of them are pending: a batch-engine call costs ~0.1 s whatever "
+            "its size, so checking on every consumed batch would spend it on a few decisions."
+        ),
+    )
     max_diff_window_s: float = Field(
         default=600.0,
         gt=0,

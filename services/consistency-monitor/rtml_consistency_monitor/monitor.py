@@ -75,6 +75,8 @@ class ConsistencyMonitor:
             self.feature_set.names, settings.max_diff_window_s, clock,
             entities=[e.name for e in self.feature_set.entities])
         self.wall_clock = wall_clock
+        self.clock = clock
+        self._last_check = -float("inf")
         self._pending: dict[str, PendingDecision] = {}
         self._queue: list[tuple[int, str]] = []
         #: Transaction ids checked lately (as many as MAX_PENDING): a decision the topic
@@ -200,7 +202,11 @@ class ConsistencyMonitor:
         return min(transactions, labels)
 
     def check_ready(self) -> CheckReport:
-        """Check every ready pending decision (in batches); evict old history."""
+        """Check every ready pending decision (in batches) if due; evict old history.
+
+        Due: ``CHECK_INTERVAL_S`` has passed since the last check, or
+        ``CHECK_BATCH_SIZE`` decisions are pending.
+        """
         report = CheckReport()
         through = self.ready_through()
         watermark = self.transactions.value()
@@ -209,7 +215,10 @@ class ConsistencyMonitor:
         labels = self.labels.value()
         if labels is not None:
             self.metrics.watermark.set(labels / 1000, {"topic": LABELS_TOPIC})
-        if through is not None:
+        due = (self.clock() - self._last_check >= self.settings.check_interval_s
+               or len(self._pending) >= self.settings.check_batch_size)
+        if through is not None and due and self._queue and self._queue[0][0] <= through:
+            self._last_check = self.clock()
             while self._queue and self._queue[0][0] <= through:
                 batch: list[PendingDecision] = []
                 while (self._queue and self._queue[0][0] <= through

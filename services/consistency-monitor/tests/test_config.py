@@ -27,6 +27,7 @@ EXPECTED_DEFAULTS = {
     "tolerance": 1e-9,
     "max_pending": 100_000,
     "check_batch_size": 5000,
+    "check_interval_s": 5.0,
     "max_diff_window_s": 600.0,
     "max_clock_skew_s": 300,
     "exit_when_idle_s": 0.0,

@@ -39,7 +39,8 @@ class Feed:
 
 def monitor(**overrides: Any) -> tuple[ConsistencyMonitor, Clock]:
     clock = Clock()
-    settings = Settings(sample_rate=1.0, allowed_lateness_s=0, **overrides)
+    settings = Settings(**{"sample_rate": 1.0, "allowed_lateness_s": 0,
+                           "check_interval_s": 0.0, **overrides})
     mon = ConsistencyMonitor(settings, clock=clock, wall_clock=lambda: WALL)
     mon.set_assigned(lambda: {(TRANSACTIONS_TOPIC, 0), (LABELS_TOPIC, 0), (DECISIONS_TOPIC, 0)})
     return mon, clock
@@ -103,6 +104,25 @@ def test_a_decision_redelivered_after_its_check_is_a_duplicate(world: Any) -> No
     mon.handle([feed.record(DECISIONS_TOPIC, decision)])
     assert mon.outcomes == {"pending": 1, "checked": 1, "duplicate": 1}
     assert sum(mon.total.checked.values()) == len(BASELINE.names)
+
+
+def test_checks_wait_for_the_interval_unless_a_full_batch_is_pending(world: Any) -> None:
+    mon, clock = monitor(check_interval_s=5.0, check_batch_size=3)
+    feed = Feed()
+    history = [feed.record(TRANSACTIONS_TOPIC, tx) for tx in world.transactions] + [
+        feed.record(LABELS_TOPIC, lab) for lab in world.labels]
+    mon.handle(history)  # the first call is due: nothing ready yet, nothing spent
+    ids = [tx.transaction_id for tx in world.transactions[-60:-50]]
+    served = world.served_inputs(ids)
+    mon.handle([feed.record(DECISIONS_TOPIC, world.decision(ids[0], served[ids[0]]))])
+    assert mon.outcomes.get("checked") == 1  # never checked before: due at once
+    mon.handle([feed.record(DECISIONS_TOPIC, world.decision(ids[1], served[ids[1]]))])
+    assert mon.pending == 1  # ready, but checked 0 s ago
+    clock.now += 5
+    mon.check_ready()  # the loop's idle hook
+    assert mon.pending == 0 and mon.outcomes["checked"] == 2
+    mon.handle([feed.record(DECISIONS_TOPIC, world.decision(t, served[t])) for t in ids[2:5]])
+    assert mon.pending == 0 and mon.outcomes["checked"] == 5  # a full batch: at once
 
 
 def test_decisions_of_unsampled_entities_are_not_kept(world: Any) -> None:

@@ -76,7 +76,7 @@ def test_served_values_are_checked_mismatches_and_lag_are_attributed(
         producer.send_raw("decisions", b"c1", b'{"transaction_id": "broken"')
 
     settings = Settings(consumer_group=f"cm-{uuid.uuid4().hex[:8]}", sample_rate=1.0,
-                        allowed_lateness_s=0, idle_partition_s=600)
+                        allowed_lateness_s=0, idle_partition_s=600, check_interval_s=0)
     holder: dict[str, ConsistencyMonitor] = {}
     result: dict[str, service.MonitorRun] = {}
     stop = threading.Event()
