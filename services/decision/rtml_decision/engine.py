@@ -6,7 +6,8 @@ Steps (each a small collaborator, see their modules for the why):
    our claim on the transaction id and the entities' online features
    (:mod:`rtml_decision.request_store`); a stored decision is returned as
    is and nothing is produced again (a concurrent request holding the claim
-   is waited for, within the budget);
+   is waited for, within the budget) — unless it was made for a request
+   with other fields (its fingerprint differs): :class:`IdempotencyConflict`;
 2. row features of the request (:mod:`rtml_features.rows`, shared with the stream);
 3. the canary arm by a deterministic hash (:mod:`rtml_decision.canary`) and
    that arm's model score (:mod:`rtml_decision.scoring`);

@@ -83,6 +83,11 @@ class RuleWorker:
         self._context.set_forkserver_preload(PRELOAD)
         self._one_at_a_time: asyncio.Lock | None = None
 
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running now (uploads and backtests queue behind it)."""
+        return self._one_at_a_time is not None and self._one_at_a_time.locked()
+
     async def validate(self, text: str, source: str = "<upload>") -> RuleSet:
         """The validated, compiled rule set; :class:`RuleSetError` with the reason otherwise."""
         document = await self._job("validate", (text, source), source,

@@ -623,8 +623,7 @@ def test_a_slow_validation_runs_off_the_loop_and_is_stopped_at_its_limit(
     uploading = threading.Thread(target=lambda: upload.update(response=client.put(
         "/v1/admin/rules", content=slow_rule_set(), headers=admin)))
     uploading.start()
-    wait_for(lambda: service.rule_worker._one_at_a_time is not None
-             and service.rule_worker._one_at_a_time.locked(), timeout_s=30, interval_s=0.01)
+    wait_for(lambda: service.rule_worker.busy, timeout_s=30, interval_s=0.01)
 
     decision = client.post("/v1/decisions", json=transaction())
 
