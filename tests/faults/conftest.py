@@ -45,11 +45,11 @@ def faults() -> ModuleType:
 
 @pytest.fixture
 def service_process(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``factory(module, env, args=()) -> ServiceProcess``; every one killed at teardown."""
+    """``factory(module, env) -> ServiceProcess``; every one killed at teardown."""
     started: list[Any] = []
 
-    def factory(module: str, env: dict[str, str], args: tuple[str, ...] = ()) -> Any:
-        service = _HARNESS.ServiceProcess(module, env, tmp_path / "logs", args)
+    def factory(module: str, env: dict[str, str]) -> Any:
+        service = _HARNESS.ServiceProcess(module, env, tmp_path / "logs")
         started.append(service)
         return service
 

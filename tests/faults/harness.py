@@ -24,9 +24,6 @@ and ``RTML_FAULTS_REPORT`` to the markdown report the session writes
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,6 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rtml_localstack import crash
 
 #: Session timeout of services under test: the local broker makes a group's first
 #: join wait about half of it, and a killed member's partitions wait for all of it.
@@ -67,98 +66,30 @@ def profile() -> Profile:
     return PROFILES[name]
 
 
-class ServiceProcess:
-    """One service as ``python -m module``; output to a log file (a pipe could fill up)."""
+class ServiceProcess(crash.ServiceProcess):
+    """:class:`rtml_localstack.crash.ServiceProcess`, counting kills and timing them."""
 
-    def __init__(self, module: str, env: Mapping[str, str], log_dir: Path,
-                 args: Iterable[str] = ()) -> None:
-        self.module = module
-        self.args = list(args)
-        # Inherit PATH & co. but none of the developer's RTML_* settings.
-        base = {k: v for k, v in os.environ.items() if not k.upper().startswith("RTML_")}
-        self.env = {**base, "RTML_TELEMETRY_LOG_JSON": "false", **env}
-        self.log_dir = log_dir
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
+    def __init__(self, module: str, env: Mapping[str, str], log_dir: Path) -> None:
+        super().__init__(module, env, log_dir)
         self.kills = 0
 
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"{self.module}.log"
-
-    def start(self) -> None:
-        """Start (again): each start appends to the same log, with a marker line."""
-        assert not self.alive, f"{self.module} is already running"
-        self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"\n===== start {self.starts} =====\n".encode())
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
-                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> float:
+    def kill9(self) -> float:  # type: ignore[override]
         """SIGKILL now, as a crash; returns the kill's ``time.monotonic()``."""
-        assert self.proc is not None and self.alive, f"{self.module} is not running: {self.tail()}"
         killed_at = time.monotonic()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        super().kill9()
         self.kills += 1
         return killed_at
 
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.proc is None:
-            return 0
-        if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout_s)
-
     def logged(self, text: str) -> bool:
         """Whether the current run's log has a line containing ``text``."""
-        return text in self.tail(10**7).rsplit("===== start", 1)[-1]
-
-    def wait_exit(self, timeout_s: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout=timeout_s)
-
-    def tail(self, chars: int = 4000) -> str:
-        """The end of the log, for failure messages."""
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return "(no log)"
-
-    def close(self) -> None:
-        """Kill if still running (test teardown)."""
-        if self.alive:
-            assert self.proc is not None
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+        return text in self.log().rsplit("===== start", 1)[-1]
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str,
-               watch: Iterable[ServiceProcess] = (), interval_s: float = 0.1) -> float:
-    """Poll ``condition`` until true; returns when it became true (``time.monotonic()``).
-
-    Fails at once, with the log tail, if a watched process exits meanwhile: a
-    crashed service must not look like a slow one.
-    """
-    deadline = time.monotonic() + timeout_s
-    watched = list(watch)
-    while True:
-        if condition():
-            return time.monotonic()
-        for service in watched:
-            if service.proc is not None and not service.alive:
-                raise AssertionError(f"{service.module} exited ({service.proc.returncode}) "
-                                     f"while waiting for {what}:\n{service.tail()}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout_s:g} s: {what}")
-        time.sleep(interval_s)
+               watch: Iterable[ServiceProcess] = (), interval_s: float = 0.05) -> float:
+    """:func:`rtml_localstack.crash.wait_until`, returning when it became true (monotonic)."""
+    crash.wait_until(condition, timeout_s, what, watch, interval_s)
+    return time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -267,27 +198,24 @@ class CountingSink:
         return sum(self.sent.values())
 
 
-def read_all(bootstrap: str, topic: str, idle_timeout_s: float = 3.0) -> list[Any]:
-    """Every record of ``topic`` (ends after ``idle_timeout_s`` without one)."""
-    from rtml_common.kafka.reader import iter_topic
+def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every record ``topic`` holds now (to the fetch-reported ends: exact, no idle wait)."""
+    from rtml_common.config import KafkaSettings
+    from rtml_common.kafka.published import read_published
 
-    return list(iter_topic(bootstrap, topic, idle_timeout_s=idle_timeout_s))
+    return list(read_published(KafkaSettings(bootstrap_servers=bootstrap), [topic], {}))
 
 
 def vector_tally(bootstrap: str, transaction_ids: Iterable[str]) -> Tally:
     """Feature vectors on ``features`` per (transaction, revision) vs. the transactions sent."""
-    import orjson
-
-    found = []
-    for record in read_all(bootstrap, "features"):
-        body = orjson.loads(record.value())
-        found.append((body["transaction_id"], body.get("revision", 0)))
-    revision_0 = [tx for tx, revision in found if revision == 0]
-    base = tally(transaction_ids, revision_0)
+    found = crash.published_keys(bootstrap, "features",
+                                 lambda v: (v["transaction_id"], v.get("revision", 0)))
+    first = Counter({tx: n for (tx, revision), n in found.items() if revision == 0})
+    base = tally(transaction_ids, first.elements())
     # A revision published twice is a duplicate too.
-    revised = Counter(item for item in found if item[1] != 0)
-    extra = sum(n - 1 for n in revised.values())
-    return Tally(base.sent, len(found), base.lost, base.duplicated + extra, base.unexpected)
+    extra = crash.duplicates(Counter({k: n for k, n in found.items() if k[1] != 0}))
+    return Tally(base.sent, sum(found.values()), base.lost, base.duplicated + extra,
+                 base.unexpected)
 
 
 def feature_pipeline_env(bootstrap: str, redis_url: str, group: str) -> dict[str, str]:

@@ -41,7 +41,6 @@ KNOWN_LOSS = ("F1: a Redis outage > ~1.4 s dead-letters valid records (ConsumerL
 GROUP = "faults-redis"
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_LOSS)
 def test_redis_outage_under_load_converges_to_the_uninterrupted_state(
         faults: Any, service_process: Any, fault_report: Any, kafka_broker_factory: Any,
         fresh_redis_server: Any, tmp_path: Path) -> None:
@@ -113,7 +112,7 @@ def test_redis_outage_under_load_converges_to_the_uninterrupted_state(
     sink.producer.close()
 
     # Nothing dead-lettered for want of Redis: the input topics' DLQs must stay empty.
-    dead_lettered = sum(len(faults.read_all(broker.bootstrap_servers, dlq, 1.0))
+    dead_lettered = sum(len(faults.read_all(broker.bootstrap_servers, dlq))
                         for dlq in ("transactions.dlq", "labels.dlq"))
 
     transactions = sink.sent["transactions"]

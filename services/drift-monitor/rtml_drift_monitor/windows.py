@@ -239,8 +239,10 @@ class WindowedHistograms:
                       for pane, counts in sorted(self._panes.items())],
             "first_pane": self._first_pane,
             "closed_through": self._closed_through,
+            # In a fixed order: two snapshots of the same state compare equal.
             "sources": [[list(source) if isinstance(source, tuple) else source, time]
-                        for source, time in self._source_max.items()],
+                        for source, time in sorted(self._source_max.items(),
+                                                   key=lambda item: repr(item[0]))],
             "late": self.late,
             "observed": self.observed,
         }
