@@ -171,9 +171,9 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
             f"`{API_KEY_HEADER}` header."),
     )
     record = (metrics or engine.metrics).http
-    app.add_middleware(RequestMetrics, record=record)
     # every other route's body (rule sets: the largest) is bounded while it is read
     app.add_middleware(BodyLimit, limit=limits.rules_max_bytes, setting=RULES_SETTING)
+    app.add_middleware(RequestMetrics, record=record)  # counts BodyLimit's 413s too
     # outermost: decision requests never reach the stack above (see fast_path)
     app.add_middleware(DecisionFastPath, engine=engine, record=record, limits=limits)
     app.add_middleware(TraceContext)  # the caller's traceparent, without a server span
