@@ -418,6 +418,8 @@ class FaustEngine:
                         and time.monotonic() - self._last_activity > max_idle_s):
                     logger.info("idle for %.1f s: stopping", max_idle_s)
                     break
+                if self._batch_idle.is_set():  # a burst then silence: checkpoint it anyway
+                    self.worker.checkpoint_if_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop_requested.wait(), timeout=0.1)
             # Let a batch in flight finish, then flush and commit what was handled.

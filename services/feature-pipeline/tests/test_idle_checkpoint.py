@@ -21,7 +21,7 @@ from rtml_common.kafka.consumer import Record
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import encode, headers_for
 from rtml_common.topics import spec_for_event
-from rtml_feature_pipeline import kafka_engine
+from rtml_feature_pipeline import faust_engine, kafka_engine
 from rtml_feature_pipeline.checkpoint import Checkpoint
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.inputs import decode_transaction_input
@@ -85,8 +85,11 @@ def test_checkpoint_if_due_saves_what_the_last_batch_applied(
     assert client.get(key) is None
 
 
-def test_the_kafka_engine_checkpoints_a_burst_while_idle(
-        tmp_path: Path, fresh_kafka_broker: Any, fresh_redis_server: Any) -> None:
+@pytest.mark.parametrize("engine_run", [kafka_engine.run, faust_engine.run],
+                         ids=["kafka", "faust"])
+def test_the_engines_checkpoint_a_burst_while_idle(
+        engine_run: Any, tmp_path: Path, fresh_kafka_broker: Any,
+        fresh_redis_server: Any) -> None:
     write_dataset(simulate(SimulationConfig(n_customers=50, n_terminals=100, n_days=10,
                                             seed=3)), tmp_path)
     kafka = KafkaSettings(bootstrap_servers=fresh_kafka_broker.bootstrap_servers,
@@ -97,7 +100,7 @@ def test_the_kafka_engine_checkpoints_a_burst_while_idle(
     # path can checkpoint its end before the engine exits.
     settings = Settings(consumer_group="idle-engine", checkpoint_interval_s=2)
     workers: list[Any] = []
-    engine = threading.Thread(target=kafka_engine.run, kwargs={
+    engine = threading.Thread(target=engine_run, kwargs={
         "settings": settings, "kafka": kafka,
         "redis_settings": RedisSettings(url=fresh_redis_server.url), "max_idle_s": 8,
         "install_signal_handlers": False, "on_worker": workers.append}, daemon=True)
