@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from rtml_common.kafka.consumer import Record
@@ -151,8 +152,6 @@ def test_silent_labels_topic_does_not_block_checks_forever(world: Any) -> None:
 
 
 def test_far_future_transaction_does_not_move_the_watermark(world: Any) -> None:
-    from datetime import timedelta
-
     mon, _ = monitor()
     feed = Feed()
     first = world.transactions[0]
@@ -161,6 +160,28 @@ def test_far_future_transaction_does_not_move_the_watermark(world: Any) -> None:
     mon.handle([feed.record(TRANSACTIONS_TOPIC, first), feed.record(TRANSACTIONS_TOPIC, future)])
     assert mon.transactions.value() == int(first.event_time.timestamp() * 1000)
     assert "future" not in mon.history.transactions
+
+
+def test_started_mid_stream_decisions_within_a_horizon_are_incomplete(world: Any) -> None:
+    """Records not from offset 0: events before the first one read were missed."""
+    mon, _ = monitor()
+    feed = Feed()
+    feed.offsets = {TRANSACTIONS_TOPIC: 100, LABELS_TOPIC: 100}  # resumed from a commit
+    first = world.transactions[0].event_time
+    # Day 20: both windows reach back before the first record read. Day 34: the
+    # customer's 30 days are covered, the terminal's 7 + 30 are not. Day 39: both are.
+    targets = [next(tx for tx in world.transactions if tx.event_time >= first + timedelta(days=d))
+               for d in (20, 34, 39)]
+    ids = [tx.transaction_id for tx in targets]
+    served = world.served_inputs(ids)
+    mon.handle([feed.record(TRANSACTIONS_TOPIC, tx) for tx in world.transactions]
+               + [feed.record(LABELS_TOPIC, lab) for lab in world.labels]
+               + [feed.record(DECISIONS_TOPIC, world.decision(t, served[t])) for t in ids])
+    assert mon.history.transaction_start.value == int(first.timestamp() * 1000)
+    assert mon.outcomes == {"pending": 3, "incomplete": 1, "checked": 2}
+    assert mon.total.entity_lags == {("customer", "current"): 2, ("terminal", "current"): 1}
+    assert sum(mon.total.checked.values()) == 2 * 9 + 6  # row + customer features; + terminal
+    assert not mon.total.mismatches
 
 
 def test_history_behind_the_horizon_is_evicted(world: Any) -> None:
