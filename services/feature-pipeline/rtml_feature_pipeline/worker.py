@@ -58,6 +58,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from rtml_common.batch_histogram import BatchHistogram
+from rtml_common.dependency import OUTAGE_ERRORS
 from rtml_common.events import FeatureVector, Label, Transaction
 from rtml_common.gc_policy import SurvivorFreezer, automatic_collection_paused
 from rtml_common.kafka.consumer import ConsumerLoop, Record
@@ -204,6 +205,13 @@ class FeatureWorker:
         #: (topic, partition, offset) of the records applied by a batch whose delivery or
         #: checkpoint failed: its retry does not apply them again.
         self._held: set[tuple[str, int, int]] = set()
+        #: (entity, id) -> the vector last written to the online store for it: written
+        #: again, whole, if Redis comes back without its data (see :meth:`_store_lost`).
+        self._written: dict[tuple[str, str], Emission] = {}
+        #: A write failed (Redis unavailable): check for lost data before the next one.
+        self._store_failed = False
+        #: Whether the marker saying "this worker's writes are in Redis" is set.
+        self._marked = False
         #: Called with each transaction's produce-to-online-store latency (benchmarks).
         self.on_freshness: Callable[[float], None] | None = None
         #: Wall-clock span of the work: first batch started, last batch finished.
@@ -288,6 +296,7 @@ class FeatureWorker:
         """
         if self.checkpoints is None:
             return
+        self._resync_if_lost()
         if self._unwritten or self._unpublished:
             self._deliver()
         self.producer.flush()
@@ -366,17 +375,29 @@ class FeatureWorker:
         are encoded and handed to the producer; then its reply is read. What an
         error (Redis unavailable) leaves undelivered stays for the next attempt.
         """
+        if self._store_failed:
+            self._resync_if_lost()
+            self._store_failed = False
         projections = self._projections
-        stored = self.store.begin_write(self.feature_set, [
-            EntityValues(entity, entity_id, projections[entity](emission.vector),
-                         emission.time_ms, emission.transaction_id)
-            for (entity, entity_id), emission in self._unwritten.items()])
+        unwritten = self._unwritten
         try:
-            self._publish(self._unpublished)
-            self._unpublished = []
-        finally:
-            stored()  # always: it also hands the Redis connection back
+            stored = self.store.begin_write(self.feature_set, [
+                EntityValues(entity, entity_id, projections[entity](emission.vector),
+                             emission.time_ms, emission.transaction_id)
+                for (entity, entity_id), emission in unwritten.items()])
+            try:
+                self._publish(self._unpublished)
+                self._unpublished = []
+            finally:
+                stored()  # always: it also hands the Redis connection back
+        except OUTAGE_ERRORS:
+            self._store_failed = True
+            raise
+        self._written.update(unwritten)
         self._unwritten = {}
+        if not self._marked and self.checkpoints is not None and self._written:
+            self.checkpoints.client.set(self._marker_key(), b"1")
+            self._marked = True
         written = time.time()
         latencies = [max(0.0, written - produced / 1000)
                      for produced in self._unwritten_produced_ms]
@@ -385,6 +406,28 @@ class FeatureWorker:
         if self.on_freshness is not None:
             for latency in latencies:
                 self.on_freshness(latency)
+
+    def _marker_key(self) -> str:
+        assert self.checkpoints is not None
+        return f"{self.checkpoints.key}:online-store-written"
+
+    def _resync_if_lost(self) -> None:
+        """If Redis lost what this worker wrote, queue every entity's last values again.
+
+        The local Redis runs without persistence: restarted, it is empty, and the
+        hashes of entities no later record touches would stay missing. A marker
+        key, set once the worker's writes are in Redis, tells: gone means lost.
+        Checked after a failed write and at every checkpoint (a restart no write
+        saw is found within ``checkpoint_interval_s``).
+        """
+        if not self._marked or self.checkpoints is None:
+            return
+        if self.checkpoints.client.exists(self._marker_key()):
+            return
+        logger.warning("Redis lost the online store (restarted empty?): writing the last "
+                       "values of %d entities again", len(self._written))
+        self._unwritten = {**self._written, **self._unwritten}
+        self._marked = False  # set again once they are written
 
     def _apply(self, record: Record[Any], output_headers: TraceHeaders, produced_ms: list[int],
                emitted: list[tuple[Emission, TraceHeaders]]) -> None:

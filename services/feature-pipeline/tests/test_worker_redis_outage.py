@@ -95,3 +95,21 @@ def test_a_batch_retried_after_a_redis_outage_writes_and_publishes_what_it_compu
     after_outage = redis_entity_state(redis.Redis.from_url(fresh_redis_server.url))
     assert after_outage and after_outage == redis_entity_state(
         redis.Redis.from_url(fresh_redis_server.url.rsplit("/", 1)[0] + "/2"))
+
+
+def test_entities_no_later_record_touches_are_rewritten_when_redis_returns_empty(
+        fresh_kafka_broker: Any, fresh_redis_server: Any) -> None:
+    kafka = KafkaSettings(bootstrap_servers=fresh_kafka_broker.bootstrap_servers)
+    worker = worker_on(kafka, fresh_redis_server.url, "resync-unit")
+    worker.handle(batch())
+    client = redis.Redis.from_url(fresh_redis_server.url)
+    before = redis_entity_state(client)
+    assert len(before) == 3  # c1, t1, t2
+
+    fresh_redis_server.stop()  # between batches: no write of the worker fails
+    fresh_redis_server.start()
+    assert redis_entity_state(client) == {}
+    worker.checkpoint()  # finds the marker gone: writes every entity's last values again
+
+    assert redis_entity_state(client) == before
+    assert worker.vectors_published == 2  # rewriting the store publishes nothing
