@@ -376,3 +376,24 @@ def test_a_flushed_script_cache_is_reloaded(client: redis.Redis) -> None:
     assert logs["terminal"] == (None, None)  # never seen: None, as the reference store
     vector = RequestVectors(MIXED).compute("req", 4_500, {"amount": 9.0}, logs)
     assert vector["c_sum_1s"] == 4.0 + 9.0
+
+
+def test_appended_member_texts_are_the_rendered_ones() -> None:
+    """The append path reuses level texts; they must be what event_member renders
+    (signed zeros and ties included: min / max keep their first argument)."""
+    import random
+
+    from rtml_features.request_vector import EntityLogSpec
+
+    draw = random.Random(3)
+    spec = EntityLogSpec(("amount",), (("amount", "min"), ("amount", "max")), (), 0)
+    state = EntityLogState(spec)
+    for i in range(400):
+        value = draw.choice([0.0, -0.0, 1.0, -1.0, draw.random()])
+        state.add_event(f"e{i:03d}", draw.randrange(0, 100) if i % 7 == 0 else 100 + i,
+                        {"amount": value})
+    for diff in state.diffs():
+        diff.take()
+    restored = EntityLogState.restore(spec, state.snapshot())
+    assert restored.events.members == state.events.members
+    assert restored.events.level_texts == state.events.level_texts
