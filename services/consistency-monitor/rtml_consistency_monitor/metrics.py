@@ -12,7 +12,8 @@ Names as exported (counters get ``_total``; the histogram ``_bucket``,
   checks of the last ``MAX_DIFF_WINDOW_S`` seconds (wall clock).
 * ``rtml_consistency_decisions_total{outcome}`` — decisions by fate:
   ``not_sampled``, ``pending`` (kept to check), ``duplicate``, ``dropped``
-  (pending cap), ``checked``, ``incomplete``, ``no_transaction``.
+  (pending cap), ``checked``, ``incomplete``, ``no_transaction``, ``failed``
+  (the re-computation raised: a monitor bug, logged with its traceback).
 * ``rtml_consistency_decisions_pending`` — decisions waiting for their data.
 * ``rtml_consistency_lag_total{entity, lag}`` — lag class per checked entity.
 * ``rtml_consistency_unserved_total{feature}`` — features of a checked
@@ -39,7 +40,7 @@ ABS_DIFF_BUCKETS: tuple[float, ...] = (
 )
 
 DECISION_OUTCOMES = ("not_sampled", "pending", "duplicate", "dropped", "checked",
-                     "incomplete", "no_transaction")
+                     "incomplete", "no_transaction", "failed")
 
 
 class RollingMax:

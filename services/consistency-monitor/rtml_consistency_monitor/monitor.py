@@ -225,8 +225,16 @@ class ConsistencyMonitor:
                        and len(batch) < self.settings.check_batch_size):
                     _, transaction_id = heapq.heappop(self._queue)
                     batch.append(self._pending.pop(transaction_id))
-                found = self.checker.check(batch, self.history, self.sampler)
                 self._remember_checked(batch)
+                try:
+                    found = self.checker.check(batch, self.history, self.sampler)
+                except Exception:
+                    # A failing re-computation is the monitor's own fault, not the fault of
+                    # the records being consumed: raising would make the loop retry and then
+                    # dead-letter them. Count the decisions as failed and carry on.
+                    logger.exception("re-computing %d decisions failed", len(batch))
+                    self._count("failed", len(batch))
+                    continue
                 self.metrics.record(found)
                 for outcome, n in found.outcomes.items():
                     self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n

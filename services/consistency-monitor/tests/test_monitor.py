@@ -126,6 +126,23 @@ def test_checks_wait_for_the_interval_unless_a_full_batch_is_pending(world: Any)
     assert mon.pending == 0 and mon.outcomes["checked"] == 5  # a full batch: at once
 
 
+def test_a_failing_recomputation_is_counted_not_raised(world: Any) -> None:
+    """Raising would make the consumer loop dead-letter the innocent records it holds."""
+    mon, _ = monitor()
+    feed = Feed()
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("engine bug")
+
+    mon.checker.check = broken  # type: ignore[method-assign]
+    target = world.transactions[-40]
+    served = world.served_inputs([target.transaction_id])[target.transaction_id]
+    mon.handle([feed.record(TRANSACTIONS_TOPIC, tx) for tx in world.transactions]
+               + [feed.record(LABELS_TOPIC, lab) for lab in world.labels]
+               + [feed.record(DECISIONS_TOPIC, world.decision(target.transaction_id, served))])
+    assert mon.outcomes == {"pending": 1, "failed": 1} and mon.pending == 0
+
+
 def test_decisions_of_unsampled_entities_are_not_kept(world: Any) -> None:
     mon, _ = monitor()
     mon = ConsistencyMonitor(Settings(sample_rate=0.0), wall_clock=lambda: WALL)
