@@ -33,10 +33,8 @@ from rtml_simulator.replay import ReplayOptions, replay
 
 pytestmark = pytest.mark.integration
 
-#: /work/coord/fault-findings.md F1 (and docs/reliability.md): the shared consumer loop
-#: dead-letters valid records when Redis is away for more than its ~1.4 s of retries.
-KNOWN_LOSS = ("F1: a Redis outage > ~1.4 s dead-letters valid records (ConsumerLoop's bounded "
-              "retries); fix in the consumer loop or the feature worker")
+#: Finding F1 (fixed): a Redis outage longer than the loop's ~1.4 s of bounded retries
+#: dead-lettered valid records; outages are now waited out (rtml_common.dependency).
 
 GROUP = "faults-redis"
 
