@@ -44,12 +44,14 @@ exist, else ``{heads, extremes, has}`` (a head is ``""`` for "no entry at or
 before it", ``"!"`` when the log was trimmed past it; two level texts per
 extreme query, ``""`` for an empty window); ``labels`` false when not asked or
 absent, else ``{heads, known}`` with the labelled-at members scored after
-``known_by``.
+``known_by`` whose event lies in the span of the label windows.
 
 Cost per request and entity: two floor searches per distinct boundary, one
 ``ZRANK`` + one ``ZRANGE`` per min / max window, one ``ZRANGE`` of the events at
 exactly ``t`` (simultaneous events: a handful) and the labels known after ``t``
-(none for a live request) — all O(log n).
+(none for a live request, whose store holds only labels known before it; a
+request replayed long after its time scans the entity's labels known since,
+and gets back those of its windows) — all O(log n) for a live request.
 """
 
 from __future__ import annotations
@@ -156,12 +158,19 @@ local function rtml_read_entity(ev, lb, lk, argv, pos)
   end
   local labels = false
   if nl > 0 and redis.call('EXISTS', lb) == 1 then
-    local heads = {{}}
+    local heads, low, high = {{}}, math.huge, -math.huge
     for b = 1, nl do
-      local _, head = rtml_floor(lb, argv[h0 + 2 + b])
+      local bound = argv[h0 + 2 + b]
+      local _, head = rtml_floor(lb, bound)
       heads[b] = head
+      low, high = math.min(low, tonumber(bound)), math.max(high, tonumber(bound))
     end
-    labels = {{heads, redis.call('ZRANGE', lk, '(' .. known_by, '+inf', 'BYSCORE')}}
+    local later = {{}}  -- labels known after the request, of events in the windows' span
+    for _, member in ipairs(redis.call('ZRANGE', lk, '(' .. known_by, '+inf', 'BYSCORE')) do
+      local time = tonumber(string.sub(member, 1, string.find(member, '|', 1, true) - 1))
+      if time > low and time <= high then later[#later + 1] = member end
+    end
+    labels = {{heads, later}}
   end
   return {{events, labels}}, h0 + 4 + nl
 end
