@@ -30,6 +30,10 @@ fuzz: bootstrap
 test-fast: bootstrap
 	@$(PY) -m pytest -q -m "not integration"
 
+## The fault suite at full size (bigger replays, 3 kills each, ~10 min); writes docs/reliability-report.md.
+chaos: bootstrap
+	@RTML_FAULTS_PROFILE=chaos RTML_FAULTS_REPORT=docs/reliability-report.md $(PY) -m pytest tests/faults -q
+
 lint: bootstrap
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy $$(ls -d libs/*/rtml_* services/*/rtml_* | grep -v egg-info)

@@ -14,6 +14,7 @@ same topics.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,30 @@ from rtml_simulator.replay import ReplayOptions, replay
 pytestmark = pytest.mark.integration
 
 GROUP = "faults-broker"
+
+
+#: /work/coord/fault-findings.md F2: after a restart under load the durable broker (Tansu 0.6
+#: on s3rver) may fail every fetch of one partition with a storage decoding error.
+BROKER_STORAGE_ERROR = "TryGetError"
+
+
+def unreadable_partition_after_restart(broker: Any, fault_report: Any, faults: Any,
+                                       produced: int, applied: int, round_: int) -> None:
+    """If the broker's own log says it cannot read a partition back: report, then xfail.
+
+    Anything else that stops the worker from catching up stays a failure.
+    """
+    log = broker.log_path.read_text(errors="replace")
+    if BROKER_STORAGE_ERROR not in log:
+        return
+    partitions = sorted(set(re.findall(r'topic: "([a-z.-]+)", partition: (\d+) \}[^\n]*'
+                                       + BROKER_STORAGE_ERROR, log)))
+    fault_report(faults.FaultResult(
+        "feature pipeline + broker", "durable broker restarted under a replay", produced,
+        round_, produced - applied, 0, [],
+        f"BROKER LOST DATA: after the restart it cannot read {partitions} back "
+        f"({BROKER_STORAGE_ERROR}, finding F2); the worker waits on it (not skipped)"))
+    pytest.xfail(f"F2: the durable broker cannot read {partitions} back after a restart")
 
 
 def test_durable_broker_restart_under_a_replay_loses_nothing(
@@ -85,16 +110,22 @@ def test_durable_broker_restart_under_a_replay_loses_nothing(
     producing.start()
     recoveries: list[float] = []
     for round_ in range(1, scale.kill_rounds + 1):
-        target = n * round_ // (scale.kill_rounds + 1)
+        # Early enough that the replay is still producing: the worker trails it here.
+        target = n * round_ // (4 * scale.kill_rounds)
         faults.wait_until(lambda t=target: applied() >= t, 120,
                           f"{target} events checkpointed", watch=[worker])
         broker.restart()  # graceful stop, then start on the same port and storage
         back_at = time.monotonic()
         assert producing.is_alive(), f"the replay ended before the restart: {report}"
         produced_then = sink.total
-        caught_up = faults.wait_until(lambda p=produced_then: applied() >= p, 180,
-                                      "the worker caught up after the broker returned",
-                                      watch=[worker])
+        try:
+            caught_up = faults.wait_until(lambda p=produced_then: applied() >= p, 180,
+                                          "the worker caught up after the broker returned",
+                                          watch=[worker])
+        except TimeoutError:
+            unreadable_partition_after_restart(broker, fault_report, faults, produced_then,
+                                               applied(), round_)
+            raise
         recoveries.append(caught_up - back_at)
     producing.join(timeout=300)
     assert report and not isinstance(report[0], BaseException), report
