@@ -397,3 +397,11 @@ def test_appended_member_texts_are_the_rendered_ones() -> None:
     restored = EntityLogState.restore(spec, state.snapshot())
     assert restored.events.members == state.events.members
     assert restored.events.level_texts == state.events.level_texts
+
+
+def test_the_writer_state_knows_its_events() -> None:
+    state = EntityLogState(log_spec(MIXED, TERMINAL))
+    for tid, time_ms in (("b", 5), ("a", 5), ("c", 7)):
+        state.add_event(tid, time_ms, {"amount": 1.0})
+    assert state.events.has("a", 5) and state.events.has("b", 5) and state.events.has("c", 7)
+    assert not state.events.has("a", 7) and not state.events.has("z", 5)

@@ -183,6 +183,16 @@ class EventLogState:
             self._compute(index, rewrite=index != position)
         return True
 
+    def has(self, tid: str, time_ms: int) -> bool:
+        """Whether the event ``(time_ms, tid)`` is in the log (a label joins only a known one)."""
+        times, tids = self.times, self.tids
+        position = bisect_right(times, time_ms)
+        while position and times[position - 1] == time_ms:
+            if tids[position - 1] == tid:
+                return True
+            position -= 1
+        return False
+
     def _append(self, tid: str, time_ms: int, values: Mapping[str, float]) -> None:
         """The newest event: :meth:`_compute` for the last entry, inlined (~2x cheaper).
 
