@@ -58,6 +58,7 @@ def _backtest(text: str, source: str, current: dict[str, Any] | None,
 
 _JOBS: dict[str, Callable[..., dict[str, Any]]] = {"validate": _validate,
                                                    "backtest": _backtest}
+_WHAT = {"validate": "validation", "backtest": "backtest"}
 
 
 def _run(job: str, args: tuple[Any, ...], source: str, conn: Connection) -> None:
@@ -122,13 +123,13 @@ class RuleWorker:
             process.start()
             sender.close()
             if not receiver.poll(timeout_s):
-                raise JobTimeout(f"{source}: the {job} took longer than {timeout_s:g} s "
+                raise JobTimeout(f"{source}: the {_WHAT[job]} took longer than {timeout_s:g} s "
                                  f"({setting}) and was stopped; split or simplify the rule "
                                  "set or its embedded tests")
             status, payload = receiver.recv()
         except EOFError:
             process.join(5)
-            raise RuleSetError(f"{source}: the {job} process died (exit code "
+            raise RuleSetError(f"{source}: the {_WHAT[job]} process died (exit code "
                                f"{process.exitcode}) before answering") from None
         finally:
             if process.is_alive():

@@ -634,7 +634,7 @@ def test_a_slow_validation_runs_off_the_loop_and_is_stopped_at_its_limit(
     response = upload["response"]
     assert response.status_code == 422
     assert response.json()["detail"] == (
-        "<upload>: the validate took longer than 5 s (RTML_DECISION_RULES_VALIDATION_TIMEOUT_S) "
+        "<upload>: the validation took longer than 5 s (RTML_DECISION_RULES_VALIDATION_TIMEOUT_S) "
         "and was stopped; split or simplify the rule set or its embedded tests")
     assert client.get("/v1/rules").json()["version"] == before
 
