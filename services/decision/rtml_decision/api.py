@@ -97,6 +97,8 @@ _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/yaml": {"schema": {"type": "string"}, "example": RULES_YAML_EXAMPLE}}}}
+#: Longest refusal text sent back (a rule file's names and expressions are the client's).
+MAX_DETAIL_CHARS = 4000
 #: Longest backtest window: the log is read one day partition at a time.
 MAX_BACKTEST_DAYS = 366
 ADMIN_DISABLED = "admin endpoints are disabled: RTML_DECISION_ADMIN_API_KEY is not set"
@@ -136,6 +138,13 @@ def backtest_window(since: datetime | None, until: datetime | None
         raise HTTPException(422, f"the window from since to until is longer than "
                                  f"{MAX_BACKTEST_DAYS} days (the log is read day by day)")
     return start, end
+
+
+def _bounded(message: str) -> str:
+    """A refusal's text as sent: at most :data:`MAX_DETAIL_CHARS`, always valid UTF-8."""
+    if len(message) > MAX_DETAIL_CHARS:
+        message = message[:MAX_DETAIL_CHARS - 1] + "…"
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -186,7 +195,7 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
 
     @app.exception_handler(RuleSetError)
     def _invalid_rules(_: Request, exc: RuleSetError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": _bounded(str(exc))}, status_code=422)
 
     @app.exception_handler(BodyTooLarge)
     def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:

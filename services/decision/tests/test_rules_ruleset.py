@@ -324,6 +324,9 @@ VALID = 'name: t\nversion: "1"\nrules:\n  - {name: r, when: "amount > 1", outcom
     (VALID + "name: again\n", "t.yaml:5: invalid YAML: duplicate key 'name' (first at line 1)"),
     (VALID.replace("review}", "review, outcome: decline}"),
      "t.yaml:4: invalid YAML: duplicate key 'outcome' (first at line 4)"),
+    (VALID.replace("review}", 'review, reason: "\\ud800"}'),
+     "t.yaml:4: invalid YAML: string with a lone surrogate (\\ud800-\\udfff) is not valid "
+     "Unicode"),
     (VALID.replace('"1"', "1.0e+999"), "t.yaml: version must be a finite number or a non-empty "
                                     "string"),
 ])
@@ -364,3 +367,14 @@ def test_any_mutation_of_a_rule_file_is_a_rule_set_or_a_rule_set_error() -> None
             assert str(refused).startswith("m.yaml")
 
     mutated()
+
+
+def test_a_refusal_lists_at_most_20_failing_tests_and_counts_them_all() -> None:
+    tests = "".join(f"  - {{name: t{i}, input: {{amount: 5.0}}, expect: {{outcome: approve}}}}\n"
+                    for i in range(100))
+    with pytest.raises(RuleSetError) as refused:
+        parse_rule_set(VALID + "tests:\n" + tests, source="t.yaml")
+    message = str(refused.value)
+    assert message.startswith("t.yaml: 100 of 100 embedded test(s) failed:")
+    assert "test 't19'" in message and "test 't20'" not in message
+    assert message.endswith("... and 80 more")

@@ -48,6 +48,8 @@ SEVERITY = {Outcome.DECLINE: 3, Outcome.REVIEW: 2, Outcome.APPROVE: 1}
 
 #: Largest accepted rule file (bytes of text).
 MAX_TEXT = 1_000_000
+#: Failing embedded tests listed in the refusal (the count is always given).
+MAX_REPORTED_FAILURES = 20
 #: Deepest YAML nesting accepted (a rule file needs 5): deeper is refused before the
 #: composer's recursion would hit Python's limit (a RecursionError, once a 500).
 MAX_YAML_DEPTH = 32
@@ -127,12 +129,26 @@ def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
     return value
 
 
+def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> str:
+    """YAML's string, refused when it cannot be UTF-8 (a ``"\\ud800"`` escape): such a
+    name or reason code would make every decision it appears in unencodable."""
+    value: str = loader.construct_yaml_str(node)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise yaml.constructor.ConstructorError(
+            None, None, "string with a lone surrogate (\\ud800-\\udfff) is not valid Unicode",
+            node.start_mark) from None
+    return value
+
+
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 
 
 def _line(obj: object) -> int:
@@ -439,8 +455,10 @@ class _Builder:
                            source=self.source, udfs=self.udfs, document=doc)
         failures = rule_set.run_tests() if run_tests else []
         if failures:
+            shown = failures[:MAX_REPORTED_FAILURES]
+            more = len(failures) - len(shown)
             raise self.error(f"{len(failures)} of {len(tests)} embedded test(s) failed:\n  "
-                             + "\n  ".join(failures))
+                             + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
         return rule_set
 
     def keys(self, mapping: Mapping[str, Any], allowed: set[str], what: str) -> None:
