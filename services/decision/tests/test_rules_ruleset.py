@@ -347,13 +347,15 @@ def test_integers_a_rule_file_needs_still_load() -> None:
 def test_any_mutation_of_a_rule_file_is_a_rule_set_or_a_rule_set_error() -> None:
     """Property: whatever the bytes of an upload, the parser answers or says why — no other
     exception (each one was a 500 at the API)."""
+    import orjson
     from hypothesis import HealthCheck, given, seed, settings
     from hypothesis import strategies as st
 
     source = DEFAULT_RULES.read_text()
     hostile = ["[" * 100, "{a: " * 60, "9" * 5000, "0x" + "f" * 400, "*ref", "&a ", "!!python/",
                "\x00", "\ud800", "1.0e+999", "name: x", ": :", "- - -", "'", '"', "\t", "%YAML",
-               "!!binary AAAA", "<<: {a: 1}", "? [a]\n: b"]
+               "!!binary AAAA", "<<: {a: 1}", "? [a]\n: b", '"\\ud800"', "!!str ", "!!set {a}",
+               "!!timestamp 2001-12-14", "2001-12-14t21:59:43.10-05:00", ".nan", "-.inf"]
 
     @settings(max_examples=100, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
@@ -362,9 +364,11 @@ def test_any_mutation_of_a_rule_file_is_a_rule_set_or_a_rule_set_error() -> None
     def mutated(at: int, cut: int, insert: str) -> None:
         text = source[:at] + insert + source[at + cut:]
         try:
-            parse_rule_set(text, source="m.yaml")
+            accepted = parse_rule_set(text, source="m.yaml")
         except RuleSetError as refused:
             assert str(refused).startswith("m.yaml")
+            return
+        orjson.dumps(accepted.describe())  # what decisions and the API send is encodable
 
     mutated()
 
