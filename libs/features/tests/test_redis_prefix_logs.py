@@ -405,3 +405,33 @@ def test_the_writer_state_knows_its_events() -> None:
         state.add_event(tid, time_ms, {"amount": 1.0})
     assert state.events.has("a", 5) and state.events.has("b", 5) and state.events.has("c", 7)
     assert not state.events.has("a", 7) and not state.events.has("z", 5)
+
+
+def test_keys_lost_or_idle_are_written_whole_again_and_clear_deletes(
+        client: redis.Redis) -> None:
+    client.flushdb()
+    spec = log_spec(MIXED, TERMINAL)
+    state = EntityLogState(spec)
+    writer = PrefixLogWriter(client, MIXED, TTL_S)
+    for i in range(6):
+        state.add_event(f"e{i}", 1_000 * i, {"amount": float(i)})
+    state.add_label("e2", 2_000, 2_500, {"is_fraud": 1.0})
+    writer.write([("terminal", "t0", state)])
+    keys = log_keys(MIXED, "terminal", "t0")
+    state.trim(3_500)  # the anchor (e3) stays
+    writer.write([("terminal", "t0", state)])
+    expected = [client.zrange(key, 0, -1, withscores=True) for key in keys]
+    assert len(expected[0]) == 3 and len(expected[1]) == 1
+    client.delete(*keys)  # the keys expired while the entity was idle
+    state.events.written_s -= TTL_S  # ... for longer than half the TTL
+    assert state.labels is not None
+    state.labels.written_s -= TTL_S
+    state.add_event("e6", 6_000, {"amount": 6.0})
+    writer.write([("terminal", "t0", state)])
+    restored = [client.zrange(key, 0, -1, withscores=True) for key in keys]
+    assert restored[0][:-1] == expected[0] and restored[0][-1][0].endswith(b"|e6")
+    assert restored[1:] == expected[1:]  # label keys: renewed with all their members
+    assert all(0 < client.ttl(key) <= TTL_S for key in keys)
+    state.clear()
+    writer.write([("terminal", "t0", state)])
+    assert client.exists(*keys) == 0

@@ -26,6 +26,7 @@ batch), and replaying a diff is harmless (``ZREM`` of an absent member and
 from __future__ import annotations
 
 import hashlib
+import time
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
@@ -123,8 +124,7 @@ class EventLogState:
     """
 
     __slots__ = ("diff", "extreme_fields", "first_seq", "level_texts", "levels", "members",
-                 "sum_fields",
-                 "sums_hi", "sums_lo", "tids", "times", "values")
+                 "sum_fields", "sums_hi", "sums_lo", "tids", "times", "values", "written_s")
 
     def __init__(self, sum_fields: Sequence[str] = (),
                  extreme_fields: Sequence[tuple[str, Extreme]] = ()) -> None:
@@ -146,9 +146,15 @@ class EventLogState:
         self.members: list[bytes] = []
         self.first_seq = 1
         self.diff = _Diff()
+        #: When this log's key last had its TTL renewed (``time.monotonic()``).
+        self.written_s = time.monotonic()
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def resend(self) -> None:
+        """Put every member in the diff again: the key may have expired or been lost."""
+        self.diff.added.update(zip(self.members, self.times, strict=True))
 
     def add(self, tid: str, time_ms: int, values: Mapping[str, float]) -> bool:
         """Insert an event in ``(time, id)`` order; False if it is already present.
@@ -310,7 +316,7 @@ class LabelLogState:
     """
 
     __slots__ = ("diff", "fields", "first_seq", "known", "known_diff", "labeled_at", "members",
-                 "sums_hi", "sums_lo", "tids", "times", "values")
+                 "sums_hi", "sums_lo", "tids", "times", "values", "written_s")
 
     def __init__(self, fields: Sequence[str] = ("is_fraud",)) -> None:
         self.fields = tuple(fields)
@@ -325,9 +331,16 @@ class LabelLogState:
         self.first_seq = 1
         self.diff = _Diff()
         self.known_diff = _Diff()
+        #: When the label keys last had their TTL renewed (``time.monotonic()``).
+        self.written_s = time.monotonic()
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def resend(self) -> None:
+        """Put every member of both label keys in the diffs again (expired or lost keys)."""
+        self.diff.added.update(zip(self.members, self.times, strict=True))
+        self.known_diff.added.update(zip(self.known, self.labeled_at, strict=True))
 
     def add(self, tid: str, time_ms: int, labeled_at_ms: int,
             values: Mapping[str, float]) -> bool:
@@ -414,6 +427,33 @@ class EntityLogState:
             return False
         return self.labels.add(tid, time_ms, labeled_at_ms, values)
 
+    def resend(self) -> None:
+        """Write every member again with the next write (keys expired or lost)."""
+        self.events.resend()
+        if self.labels is not None:
+            self.labels.resend()
+
+    def clear(self) -> None:
+        """Empty both logs, in Redis too once written: before the pipeline drops the state.
+
+        A state must never be dropped while its keys live on: a new state for
+        the entity would start again at seq 1 among the old members.
+        """
+        events, labels = self.events, self.labels
+        for member in events.members:
+            events.diff.remove(member)
+        fresh = EventLogState(events.sum_fields, events.extreme_fields)
+        fresh.diff = events.diff
+        self.events = fresh
+        if labels is not None:
+            for member in labels.members:
+                labels.diff.remove(member)
+            for member in labels.known:
+                labels.known_diff.remove(member)
+            fresh_labels = LabelLogState(labels.fields)
+            fresh_labels.diff, fresh_labels.known_diff = labels.diff, labels.known_diff
+            self.labels = fresh_labels
+
     def trim(self, cutoff_ms: int) -> int:
         """Trim both logs at ``cutoff_ms`` (keeping anchors); events dropped."""
         if self.labels is not None:
@@ -450,7 +490,12 @@ class EntityLogState:
 
     @classmethod
     def restore(cls, spec: EntityLogSpec, data: Mapping[str, Any]) -> EntityLogState:
-        """The state :meth:`snapshot` took, for the same spec, with nothing pending."""
+        """The state :meth:`snapshot` took, for the same spec, with nothing pending.
+
+        Redis is taken to hold what the writes before the checkpoint left there;
+        after Redis lost data (a restart without persistence), :meth:`resend`
+        every state before the next write.
+        """
         state = cls(spec)
         events, saved = state.events, data["events"]
         events.first_seq = saved["first_seq"]
@@ -515,8 +560,16 @@ class PrefixLogWriter:
         """``EVALSHA`` arguments (after the sha) for every pending change; takes the diffs.
 
         Written for the common case (one appended event per entity and batch:
-        ``0`` removals, one score and member) at ~1.5 µs an entity.
+        ``0`` removals, one score and member) at ~1 µs an entity.
+
+        TTLs: a key is renewed whenever it changes; a key unchanged for half the
+        TTL (the label keys of an entity without new labels, the keys of an
+        entity back after a long pause) gets all its members again with the
+        renewal (:meth:`EventLogState.resend`: idempotent, and it restores a
+        key that expired while the state kept its anchor).
         """
+        now = time.monotonic()
+        stale = now - self.ttl_s / 2
         calls: list[list[Any]] = []
         keys: list[str] = []
         args: list[Any] = [self.ttl_s]
@@ -524,8 +577,12 @@ class PrefixLogWriter:
         events_prefix, labels_prefix, known_prefix = self._prefixes
         for entity, entity_id, state in states:
             tail = f"{entity}:{entity_id}"
-            diff = state.events.diff
+            events = state.events
+            if events.written_s < stale:
+                events.resend()
+            diff = events.diff
             if diff.added or diff.removed:
+                events.written_s = now
                 keys.append(events_prefix + tail)
                 added, removed = diff.added, diff.removed
                 diff.added, diff.removed = {}, set()
@@ -537,9 +594,12 @@ class PrefixLogWriter:
                     append(member)
             labels = state.labels
             if labels is not None:
-                for prefix, diff in ((labels_prefix, labels.diff), (known_prefix,
-                                                                     labels.known_diff)):
-                    if diff:
+                if labels.written_s < stale:
+                    labels.resend()
+                if labels.diff or labels.known_diff:
+                    labels.written_s = now  # both keys, a diff or not: their TTLs move together
+                    for prefix, diff in ((labels_prefix, labels.diff),
+                                         (known_prefix, labels.known_diff)):
                         keys.append(prefix + tail)
                         removed_list, adds = diff.take()
                         append(len(removed_list))
