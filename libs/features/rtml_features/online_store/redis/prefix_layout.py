@@ -55,7 +55,9 @@ level + the id (the handbook feature set has no min/max: ~110 bytes with a
 20-byte id and two sum fields); a busy entity's extreme fields cost ~20 bytes
 x log2(events) per event, the price of answering any window's min/max from two
 members. Redis's per-member skiplist + dict overhead (~60-70 bytes) comes on
-top. A request reads at most two members per boundary whatever the entity's
+top: measured (bench/request_features.py), an entity of 1,000,000 events with
+one sum and one max field and 11-character ids takes ~300 MB of Redis memory,
+~300 bytes an event. A request reads at most two members per boundary whatever the entity's
 size (see :mod:`.prefix_reader`), and the reader's script cuts them to what was
 asked (the head ``SEQ|S...`` and one level), so the bytes a request reads do
 not grow with the entity's activity.
