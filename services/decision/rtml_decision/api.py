@@ -28,6 +28,7 @@ on the loop. FastAPI's own per-request telemetry is trimmed (see
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,7 @@ from rtml_decision.schemas import (
 #: via :class:`TraceContext` or FastAPI's server span when on); the records it
 #: publishes carry its context (:mod:`rtml_common.tracing`).
 _tracer = trace.get_tracer("rtml.decision")
+logger = logging.getLogger(__name__)
 
 #: FastAPI (0.160+) traces and measures every request by itself. The service
 #: counts and times requests already (``RequestMetrics``, ``DecisionMetrics``);
@@ -253,8 +255,8 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
 
     @app.post("/v1/admin/rules/backtest", tags=["rules"], openapi_extra=_YAML_BODY,
               dependencies=admin,
-              responses={**_ADMIN_ERRORS, 503: {"model": ErrorBody,
-                                                "description": "No decision log configured."}})
+              responses={**_ADMIN_ERRORS, 503: {"model": ErrorBody, "description": (
+                  "The decision log is not open yet, or could not be read: retry later.")}})
     async def backtest_rules(
         request: Request,
         limit: Annotated[int, Query(ge=1, le=1_000_000,
@@ -277,8 +279,13 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
         if log is None:
             await worker.validate(text)  # an invalid candidate is a 422 all the same
             raise HTTPException(503, "the decision log is not available (yet)")
-        frame = await run_in_threadpool(lambda: log.read_frame(limit=limit, since=since,
-                                                               until=until))
+        try:
+            frame = await run_in_threadpool(lambda: log.read_frame(limit=limit, since=since,
+                                                                   until=until))
+        except Exception as error:  # Cassandra down or timing out: retry later, not a 500
+            logger.warning("backtest: cannot read the decision log: %r", error)
+            raise HTTPException(503, "the decision log could not be read "
+                                     f"({type(error).__name__}); retry later") from None
         report = await worker.backtest(text, rules.current.primary, frame)
         return BacktestReport.model_validate(report)
 

@@ -695,3 +695,24 @@ def test_openapi_documents_every_status_with_the_body_really_sent(
     assert "HTTPValidationError" not in schemas
     assert schemas["ValidationFailure"]["properties"]["detail"]["type"] == "string"
     assert schemas["ErrorBody"]["properties"]["detail"]["type"] == "string"
+
+
+def test_a_decision_log_that_cannot_be_read_is_a_503_not_a_500(
+        make_service: ServiceFactory, cassandra_server: Any) -> None:
+    """Cassandra stopped under a backtest: the read raises; the answer says retry later."""
+    from rtml_decision.api import create_app
+    from rtml_decision.decision_log.cassandra import CassandraDecisionLog
+
+    service, _ = make_service()
+    log = CassandraDecisionLog.from_settings(
+        CassandraSettings(contact_points=cassandra_server.host, port=cassandra_server.port),
+        unique("gone").replace("-", "_"))
+    log.close()  # a closed session fails every read, as a lost cluster does
+
+    app = create_app(service.engine, service.rules, SecretStr(ADMIN_KEY),
+                     decision_log=lambda: log)
+    with TestClient(app) as client:
+        response = client.post("/v1/admin/rules/backtest", content=PRIMARY_RULES,
+                               headers={"X-API-Key": ADMIN_KEY})
+    assert response.status_code == 503, response.text
+    assert response.json()["detail"].startswith("the decision log could not be read (")
