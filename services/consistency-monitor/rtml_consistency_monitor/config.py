@@ -80,7 +80,8 @@ class Settings(ServiceSettings):
         ge=0,
         description=(
             "History is kept this long (event time) beyond the feature set's horizon behind "
-            "the transactions' watermark, so a decision read this late is still checked."
+            "the slower of the decisions' and transactions' watermarks, so a decision read "
+            "this late is still checked."
         ),
     )
     tolerance: float = Field(

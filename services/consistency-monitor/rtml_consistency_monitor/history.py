@@ -8,9 +8,10 @@ transaction, the first one known per transaction winning (earliest
 streaming engine's rule. A label may arrive before its transaction: it carries
 the customer and terminal ids, so it is kept on its own merits.
 
-What is dropped: events older than the transactions' watermark minus the
-feature set's longest horizon minus ``decision_lateness``: no decision still
-to come can look that far back. :attr:`History.complete_after` says from when
+What is dropped: events older than the slower of the decisions' and the
+transactions' watermarks minus the feature set's longest horizon minus
+``decision_lateness`` (and older than any pending decision's window): no
+decision still to come can look that far back. :attr:`History.complete_after` says from when
 on the history is complete: a decision whose window starts earlier (it came
 too late, or the monitor started after its window had begun) is not checked
 but counted ``incomplete`` — comparing it would report the monitor's gap as a

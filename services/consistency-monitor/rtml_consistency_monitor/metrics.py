@@ -20,7 +20,7 @@ Names as exported (counters get ``_total``; the histogram ``_bucket``,
   decision absent from its inputs (degraded answers), not compared.
 * ``rtml_consistency_events_total{topic, outcome}`` — transactions and labels:
   ``kept`` (a sampled entity's), ``not_sampled``, ``ahead_of_wall_clock``.
-* ``rtml_consistency_watermark_seconds{topic}`` — the watermark (epoch s).
+* ``rtml_consistency_watermark_seconds{topic}`` — each topic's watermark (epoch s).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@
 3. checks every pending decision whose time ``t`` both watermarks have
    passed — all transactions up to ``t`` and all labels known by ``t`` are
    in — in batches of ``CHECK_BATCH_SIZE`` (one batch-engine call each);
-4. evicts history no decision still to come can need.
+4. evicts history no decision still to come can need (behind the slower of
+   the decisions' and the transactions' watermarks, minus the horizon and
+   ``DECISION_LATENESS_S``).
 
 Records that are not valid events never reach it: the loop dead-letters them
 to ``<topic>.dlq`` with the validation error. The state is in memory: after a
@@ -37,7 +39,13 @@ from typing import Any
 from rtml_common.events import Decision, Label, Transaction
 from rtml_common.kafka.consumer import Record
 from rtml_common.topics import spec_for_event
-from rtml_consistency_monitor.check import Checker, CheckReport, PendingDecision
+from rtml_consistency_monitor.check import (
+    Checker,
+    CheckReport,
+    PendingDecision,
+    events_marker,
+    labels_marker,
+)
 from rtml_consistency_monitor.config import Settings
 from rtml_consistency_monitor.history import History, StoredLabel, StoredTransaction
 from rtml_consistency_monitor.metrics import ConsistencyMetrics
@@ -71,12 +79,18 @@ class ConsistencyMonitor:
         self.transactions = TopicWatermark(TRANSACTIONS_TOPIC, lateness_ms,
                                            settings.idle_partition_s, clock)
         self.labels = TopicWatermark(LABELS_TOPIC, lateness_ms, settings.idle_partition_s, clock)
+        #: How far the decisions have been read: history behind it (minus the horizon
+        #: and DECISION_LATENESS_S) can no longer be needed. Lateness applied in evict().
+        self.decisions = TopicWatermark(DECISIONS_TOPIC, 0, settings.idle_partition_s, clock)
         self.metrics = metrics or ConsistencyMetrics(
             self.feature_set.names, settings.max_diff_window_s, clock,
             entities=[e.name for e in self.feature_set.entities])
         self.wall_clock = wall_clock
         self.clock = clock
         self._last_check = -float("inf")
+        self._compared_inputs = frozenset(self.feature_set.names) | {
+            name for e in self.feature_set.entities
+            for name in (events_marker(e), labels_marker(e))}
         self._pending: dict[str, PendingDecision] = {}
         self._queue: list[tuple[int, str]] = []
         #: Transaction ids checked lately (as many as MAX_PENDING): a decision the topic
@@ -95,6 +109,7 @@ class ConsistencyMonitor:
         """Tell the watermarks which partitions the consumer owns."""
         self.transactions.assigned = assigned
         self.labels.assigned = assigned
+        self.decisions.assigned = assigned
 
     @property
     def pending(self) -> int:
@@ -114,6 +129,7 @@ class ConsistencyMonitor:
             elif record.topic == DECISIONS_TOPIC:
                 decisions.append(record)
         for record in decisions:
+            self.decisions.observe(record.partition, epoch_ms(record.value.event_time))
             self._decision(record.value)
         self.check_ready()
 
@@ -173,13 +189,46 @@ class ConsistencyMonitor:
         if len(self._pending) >= self.settings.max_pending:
             self._count("dropped")
             return
-        pending = PendingDecision(decision.transaction_id, epoch_ms(decision.event_time),
-                                  dict(decision.inputs))
+        # Only what a check reads (served features, markers): memory per pending decision
+        # stays small whatever else the API records (score, request fields, rule inputs).
+        kept = {k: v for k, v in decision.inputs.items() if k in self._compared_inputs}
+        pending = PendingDecision(decision.transaction_id, epoch_ms(decision.event_time), kept)
         self._pending[pending.transaction_id] = pending
         heapq.heappush(self._queue, (pending.event_ms, pending.transaction_id))
         self._count("pending")
 
     # -- checking ------------------------------------------------------------
+
+    def eviction_watermark(self) -> int | None:
+        """Event time that every decision still to come is at or after, give or take
+        ``DECISION_LATENESS_S`` (None: unknown yet, evict nothing).
+
+        The slower of the decisions' and the transactions' watermarks: in a
+        catch-up the topics are read at different speeds, and history evicted
+        by the transactions alone would be missing for decisions read later.
+        While the decisions topic is silent (idle, nothing read) it holds nothing back.
+        """
+        transactions = self.transactions.value()
+        if transactions is None:
+            return None
+        decisions = self.decisions.value()
+        if decisions is None:
+            if self.decisions.newest or self.decisions.active():
+                return None
+            return transactions
+        return min(transactions, decisions)
+
+    def _evict(self) -> None:
+        """Drop history that no pending decision, nor one still to come, can need."""
+        watermark = self.eviction_watermark()
+        if watermark is None:
+            return
+        oldest = watermark - self.settings.decision_lateness_s * 1000
+        if self._queue:
+            oldest = min(oldest, self._queue[0][0])
+        cutoff = oldest - self.checker.max_horizon_ms - 1
+        if cutoff - self.history.evicted_through >= self._evict_step_ms:
+            self.history.evict_through(cutoff)
 
     def _remember_checked(self, batch: list[PendingDecision]) -> None:
         for decision in batch:
@@ -215,6 +264,9 @@ class ConsistencyMonitor:
         labels = self.labels.value()
         if labels is not None:
             self.metrics.watermark.set(labels / 1000, {"topic": LABELS_TOPIC})
+        decisions = self.decisions.value()
+        if decisions is not None:
+            self.metrics.watermark.set(decisions / 1000, {"topic": DECISIONS_TOPIC})
         due = (self.clock() - self._last_check >= self.settings.check_interval_s
                or len(self._pending) >= self.settings.check_batch_size)
         if through is not None and due and self._queue and self._queue[0][0] <= through:
@@ -243,14 +295,7 @@ class ConsistencyMonitor:
                 mismatches = found.mismatches()
                 logger.info("checked %d decisions: %d feature values, %d mismatches",
                             found.outcomes["checked"], len(found.results), len(mismatches))
-        if watermark is not None:
-            # Nothing a pending decision or one read up to DECISION_LATENESS late can need.
-            oldest = watermark - self.settings.decision_lateness_s * 1000
-            if self._queue:
-                oldest = min(oldest, self._queue[0][0])
-            cutoff = oldest - self.checker.max_horizon_ms - 1
-            if cutoff - self.history.evicted_through >= self._evict_step_ms:
-                self.history.evict_through(cutoff)
+        self._evict()
         self.metrics.pending.set(len(self._pending))
         self.metrics.refresh()
         return report

@@ -201,11 +201,30 @@ def test_started_mid_stream_decisions_within_a_horizon_are_incomplete(world: Any
     assert not mon.total.mismatches
 
 
-def test_history_behind_the_horizon_is_evicted(world: Any) -> None:
-    mon, _ = monitor(decision_lateness_s=0)
+def test_history_is_kept_for_decisions_not_read_yet(world: Any) -> None:
+    """A catch-up reads transactions far ahead of decisions: nothing they need goes."""
+    mon, _ = monitor()
     feed = Feed()
     mon.handle([feed.record(TRANSACTIONS_TOPIC, tx) for tx in world.transactions]
                + [feed.record(LABELS_TOPIC, lab) for lab in world.labels])
+    assert mon.eviction_watermark() is None  # the decisions partition has not reported
+    assert len(mon.history.transactions) == len(world.transactions)
+    ids = [tx.transaction_id for tx in world.transactions[-50:]]
+    served = world.served_inputs(ids)
+    mon.handle([feed.record(DECISIONS_TOPIC, world.decision(t, served[t])) for t in ids])
+    assert mon.outcomes == {"pending": 50, "checked": 50}
+    assert not mon.total.mismatches
+
+
+def test_history_behind_the_horizon_is_evicted(world: Any) -> None:
+    mon, _ = monitor(decision_lateness_s=0)
+    feed = Feed()
+    last = world.transactions[-1]
+    served = world.served_inputs([last.transaction_id])
+    mon.handle([feed.record(TRANSACTIONS_TOPIC, tx) for tx in world.transactions]
+               + [feed.record(LABELS_TOPIC, lab) for lab in world.labels]
+               + [feed.record(DECISIONS_TOPIC,
+                              world.decision(last.transaction_id, served[last.transaction_id]))])
     newest = max(int(tx.event_time.timestamp() * 1000) for tx in world.transactions)
     horizon = mon.checker.max_horizon_ms
     kept = [tx.time_ms for tx in mon.history.transactions.values()]
