@@ -623,6 +623,9 @@ class PrefixLogWriter:
         As :meth:`.bulk_write.BulkWriter.begin`: replies are read in the waiter
         (which must be called), NOSCRIPT reloads the script and repeats the
         calls (a diff is idempotent), any other error is raised by the waiter.
+        The diffs are taken when sending: if the send or the waiter raises, the
+        changes are not known to be in Redis, so the caller must
+        :meth:`EntityLogState.resend` those states before their next write.
         """
         calls = self.calls(states)
         if not calls:
