@@ -716,3 +716,43 @@ def test_a_decision_log_that_cannot_be_read_is_a_503_not_a_500(
                                headers={"X-API-Key": ADMIN_KEY})
     assert response.status_code == 503, response.text
     assert response.json()["detail"].startswith("the decision log could not be read (")
+
+
+def test_a_real_server_keeps_the_connection_after_formerly_fatal_bodies(
+        make_service: ServiceFactory) -> None:
+    """Under uvicorn, NaN / 1e309 / a lone surrogate broke the 422 and reset the keep-alive
+    connection: here they and a valid decision share one socket."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    service, _ = make_service()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(service.app(), host="127.0.0.1", port=port,
+                                           log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout_s=30, interval_s=0.05)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            stream = connection.makefile("rb")
+            statuses = []
+            for body in (raw_transaction(amount="NaN"), raw_transaction(amount="1e309"),
+                         raw_transaction(transaction_id='"\\ud800"'),
+                         orjson.dumps(transaction())):
+                connection.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n"
+                                   b"Content-Type: application/json\r\n"
+                                   b"Content-Length: " + str(len(body)).encode()
+                                   + b"\r\n\r\n" + body)
+                status = int(stream.readline().split()[1])
+                length = 0
+                while (line := stream.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                stream.read(length)
+                statuses.append(status)
+        assert statuses == [422, 422, 422, 200]
+    finally:
+        server.should_exit = True
+        thread.join(30)
