@@ -435,3 +435,25 @@ def test_keys_lost_or_idle_are_written_whole_again_and_clear_deletes(
     state.clear()
     writer.write([("terminal", "t0", state)])
     assert client.exists(*keys) == 0
+
+
+def test_resend_after_a_lost_write_sets_the_keys_exactly(client: redis.Redis) -> None:
+    client.flushdb()
+    state = EntityLogState(log_spec(MIXED, TERMINAL))
+    writer = PrefixLogWriter(client, MIXED, TTL_S)
+    for i in range(5):
+        state.add_event(f"e{i}", 1_000 * i, {"amount": float(i)})
+        state.add_label(f"e{i}", 1_000 * i, 1_000 * i + 1, {"is_fraud": 1.0})
+    writer.write([("terminal", "t0", state)])
+    state.add_event("late", 1_500, {"amount": 9.0})  # rewrites e2..e4: ZREMs and ZADDs
+    state.add_label("late", 1_500, 1_600, {"is_fraud": 1.0})
+    state.trim(2_500)
+    writer.calls([("terminal", "t0", state)])  # taken, never sent: the write was lost
+    keys = log_keys(MIXED, "terminal", "t0")
+    assert client.zcard(keys[0]) == 5  # Redis still has the old members
+    state.resend()
+    writer.write([("terminal", "t0", state)])
+    assert state.labels is not None
+    assert client.zrange(keys[0], 0, -1) == state.events.members
+    assert client.zrange(keys[1], 0, -1) == state.labels.members
+    assert sorted(client.zrange(keys[2], 0, -1)) == sorted(state.labels.known)

@@ -53,13 +53,18 @@ CHUNK_ARGS = 2_048
 #: Lua's ``unpack`` is limited by its C stack (~8,000 values): ZREM / ZADD in slices.
 _SLICE = 4_000
 
-#: KEYS: sorted sets; ARGV[1] the TTL (s), then per key: n, n members to remove,
-#: m, m arguments (score, member, score, member, ...) to add.
+#: KEYS: sorted sets; ARGV[1] the TTL (s), then per key: n, n members to remove
+#: (n = -1: delete the key first, none listed), m, m arguments (score, member, score,
+#: member, ...) to add.
 WRITE_SCRIPT = f"""
 local pos = 2
 for i = 1, #KEYS do
   local key = KEYS[i]
   local n = tonumber(ARGV[pos])
+  if n < 0 then
+    redis.call('DEL', key)
+    n = 0
+  end
   for s = 0, n - 1, {_SLICE} do
     redis.call('ZREM', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
   end
@@ -80,11 +85,19 @@ _PICK = {"min": min, "max": max}
 class _Diff:
     """Members to remove from and add to one sorted set since the last send."""
 
-    __slots__ = ("added", "removed")
+    __slots__ = ("added", "removed", "replace")
 
     def __init__(self) -> None:
         self.added: dict[bytes, int] = {}
         self.removed: set[bytes] = set()
+        #: Delete the key before adding: ``added`` is then the whole set.
+        self.replace = False
+
+    def replace_with(self, members: Sequence[bytes], scores: Sequence[int]) -> None:
+        """Make the next write set the key to exactly these members."""
+        self.replace = True
+        self.removed = set()
+        self.added = dict(zip(members, scores, strict=True))
 
     def add(self, member: bytes, score: int) -> None:
         self.added[member] = score
@@ -94,16 +107,18 @@ class _Diff:
             self.removed.add(member)
 
     def __bool__(self) -> bool:
-        return bool(self.added) or bool(self.removed)
+        return bool(self.added) or bool(self.removed) or self.replace
 
-    def take(self) -> tuple[list[bytes], list[Any]]:
-        """(members to remove, flat score/member arguments to add); empties the diff."""
-        removed = list(self.removed)
+    def take(self) -> tuple[list[bytes] | None, list[Any]]:
+        """(members to remove, None: delete the key; flat score/member arguments to add).
+
+        Empties the diff."""
+        removed = None if self.replace else list(self.removed)
         adds: list[Any] = []
         for member, score in self.added.items():
             adds.append(score)
             adds.append(member)
-        self.added, self.removed = {}, set()
+        self.added, self.removed, self.replace = {}, set(), False
         return removed, adds
 
 
@@ -153,8 +168,11 @@ class EventLogState:
         return len(self.times)
 
     def resend(self) -> None:
-        """Put every member in the diff again: the key may have expired or been lost."""
-        self.diff.added.update(zip(self.members, self.times, strict=True))
+        """Make the next write set the key to exactly the state's members.
+
+        For a key that may have expired or been lost, or that a failed write
+        left in an unknown state (a delete and the members: idempotent)."""
+        self.diff.replace_with(self.members, self.times)
 
     def add(self, tid: str, time_ms: int, values: Mapping[str, float]) -> bool:
         """Insert an event in ``(time, id)`` order; False if it is already present.
@@ -338,9 +356,9 @@ class LabelLogState:
         return len(self.times)
 
     def resend(self) -> None:
-        """Put every member of both label keys in the diffs again (expired or lost keys)."""
-        self.diff.added.update(zip(self.members, self.times, strict=True))
-        self.known_diff.added.update(zip(self.known, self.labeled_at, strict=True))
+        """Make the next write set both label keys to exactly the state's members."""
+        self.diff.replace_with(self.members, self.times)
+        self.known_diff.replace_with(self.known, self.labeled_at)
 
     def add(self, tid: str, time_ms: int, labeled_at_ms: int,
             values: Mapping[str, float]) -> bool:
@@ -581,13 +599,17 @@ class PrefixLogWriter:
             if events.written_s < stale:
                 events.resend()
             diff = events.diff
-            if diff.added or diff.removed:
+            if diff.added or diff.removed or diff.replace:
                 events.written_s = now
                 keys.append(events_prefix + tail)
                 added, removed = diff.added, diff.removed
                 diff.added, diff.removed = {}, set()
-                append(len(removed))
-                extend(removed)
+                if diff.replace:
+                    diff.replace = False
+                    append(-1)
+                else:
+                    append(len(removed))
+                    extend(removed)
                 append(2 * len(added))
                 for member, score in added.items():
                     append(score)
@@ -602,8 +624,11 @@ class PrefixLogWriter:
                                          (known_prefix, labels.known_diff)):
                         keys.append(prefix + tail)
                         removed_list, adds = diff.take()
-                        append(len(removed_list))
-                        extend(removed_list)
+                        if removed_list is None:
+                            append(-1)
+                        else:
+                            append(len(removed_list))
+                            extend(removed_list)
                         append(len(adds))
                         extend(adds)
             if len(args) >= CHUNK_ARGS:
