@@ -6,16 +6,18 @@ API only publishes to ``decisions`` (durable, replicated) and this writer,
 a consumer group of its own (:data:`GROUP_ID`), copies the topic into the
 decision log. :class:`~rtml_common.kafka.consumer.ConsumerLoop` commits
 offsets only after the handler returned, and the handler returns only once
-Cassandra accepted the whole batch: while Cassandra is down it retries with
-capped exponential backoff, so decisions wait on Kafka and are written when
-it is back. A row the server *refuses* (an invalid request: retrying can't
-help) is raised to the loop, which retries it alone and dead-letters it to
-``decisions.dlq`` instead of blocking every later decision. Rows are keyed
-by transaction id, so the replays this implies never duplicate a row.
+Cassandra accepted the whole batch: while Cassandra is down or timing out the
+handler raises :class:`~rtml_common.dependency.DependencyUnavailable`, which
+the loop waits out like any dependency's outage (retried without a bound,
+capped exponential backoff, never dead-lettered), so decisions wait on Kafka
+and are written when it is back. A row the server *refuses* (an invalid
+request: retrying can't help) is raised as is to the loop, which retries it
+alone and dead-letters it to ``decisions.dlq`` instead of blocking every later
+decision. Rows are keyed by transaction id, so the replays this implies never
+duplicate a row.
 
-Stopping while Cassandra is still down raises :class:`WriterStopped`, a
-``BaseException`` the loop does not catch as a handler failure: the batch is
-neither dead-lettered nor committed, and the next writer starts with it.
+Stopping while Cassandra is still down interrupts the loop's wait: the batch
+is neither dead-lettered nor committed, and the next writer starts with it.
 
 Runs as a thread inside the service (``RTML_DECISION_LOG_WRITER=true``,
 the default) or alone: ``python -m rtml_decision.log_writer``.
@@ -33,6 +35,7 @@ from typing import Any
 from cassandra import RequestValidationException
 
 from rtml_common.config import CassandraSettings, KafkaSettings, TelemetrySettings
+from rtml_common.dependency import DependencyUnavailable
 from rtml_common.events import Decision, Event
 from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.topics import spec_for_event
@@ -45,57 +48,38 @@ GROUP_ID = "rtml-decision-log-writer"
 #: Errors about the row itself (the server refused it), not about availability.
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (RequestValidationException,)
 DECISIONS_TOPIC = spec_for_event(Decision).name
-MAX_BACKOFF_S = 5.0
-
-
-class WriterStopped(BaseException):
-    """Stop requested while the log was unavailable: leave the batch uncommitted."""
 
 
 class DecisionLogWriter:
     """Consumes ``decisions`` into ``log``; :meth:`run` blocks, :meth:`start` uses a thread."""
 
     def __init__(self, log: DecisionLog, kafka: KafkaSettings | None = None,
-                 group_id: str = GROUP_ID, metrics: DecisionMetrics | None = None,
-                 first_backoff_s: float = 0.2) -> None:
+                 group_id: str = GROUP_ID, metrics: DecisionMetrics | None = None) -> None:
         self.log = log
         self.metrics = metrics or DecisionMetrics()
-        self.first_backoff_s = first_backoff_s
         topics: dict[str, type[Event]] = {DECISIONS_TOPIC: Decision}
         self.loop = ConsumerLoop(topics, group_id, self.handle, kafka)
         self.written = 0
         self.failed_attempts = 0
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def handle(self, records: list[Record[Any]]) -> None:
-        """Write the batch, retrying until the log accepts it (or the writer stops)."""
+        """Write the batch; the loop retries it until the log accepts it (or it stops)."""
         rows = [LoggedDecision(r.value, dict(r.value.inputs)) for r in records]
         self.metrics.log_pending(len(rows))
-        delay = self.first_backoff_s
-        while True:
-            try:
-                self.log.write_many(rows)
-            except PERMANENT_ERRORS:
-                raise  # retrying can't fix it: the loop isolates and dead-letters the record
-            except Exception as error:  # Cassandra down or timing out: wait, keep the batch
-                self.failed_attempts += 1
-                self.metrics.log_failed()
-                logger.warning("decision log unavailable (%d rows waiting, retry in %.1fs): %r",
-                               len(rows), delay, error)
-                if self._stop.wait(delay):
-                    raise WriterStopped from error
-                delay = min(delay * 2, MAX_BACKOFF_S)
-                continue
-            self.written += len(rows)
-            self.metrics.log_written(len(rows))
-            return
+        try:
+            self.log.write_many(rows)
+        except PERMANENT_ERRORS:
+            raise  # retrying can't fix it: the loop isolates and dead-letters the record
+        except Exception as error:  # Cassandra down or timing out: the loop waits, keeps it
+            self.failed_attempts += 1
+            self.metrics.log_failed()
+            raise DependencyUnavailable(f"decision log: {error!r}") from error
+        self.written += len(rows)
+        self.metrics.log_written(len(rows))
 
     def run(self) -> None:
-        try:
-            self.loop.run()
-        except WriterStopped:
-            logger.info("stopped with a batch not yet in the decision log; it stays on Kafka")
+        self.loop.run()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="decision-log-writer",
@@ -103,8 +87,7 @@ class DecisionLogWriter:
         self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        self.loop.stop()
+        self.loop.stop()  # also interrupts a wait for Cassandra
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -124,9 +107,8 @@ def main() -> int:
     writer = DecisionLogWriter(log, KafkaSettings())
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        # Stop the retry wait too: during a Cassandra outage the loop sits in it.
+        # Interrupts the loop's wait too: during a Cassandra outage the loop sits in it.
         logger.info("signal %s received: stopping", signum)
-        writer._stop.set()
         writer.loop.stop()
 
     signal.signal(signal.SIGTERM, _on_signal)
