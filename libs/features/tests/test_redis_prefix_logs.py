@@ -457,3 +457,21 @@ def test_resend_after_a_lost_write_sets_the_keys_exactly(client: redis.Redis) ->
     assert client.zrange(keys[0], 0, -1) == state.events.members
     assert client.zrange(keys[1], 0, -1) == state.labels.members
     assert sorted(client.zrange(keys[2], 0, -1)) == sorted(state.labels.known)
+
+
+def test_the_first_write_after_a_restore_replaces_the_keys(client: redis.Redis) -> None:
+    """Members a crashed run wrote after its checkpoint do not survive the replay's write."""
+    client.flushdb()
+    spec = log_spec(MIXED, TERMINAL)
+    state = EntityLogState(spec)
+    writer = PrefixLogWriter(client, MIXED, TTL_S)
+    for i in range(4):
+        state.add_event(f"e{i}", 1_000 * i, {"amount": 1.0})
+    writer.write([("terminal", "t0", state)])
+    checkpoint = state.snapshot()
+    key = log_keys(MIXED, "terminal", "t0")[0]
+    client.zadd(key, {b"000000000005|9.0,0.0|9.0,1.0,1.0|crashed-run": 4_000})
+    restored = EntityLogState.restore(spec, checkpoint)
+    restored.add_event("e4", 5_000, {"amount": 1.0})
+    writer.write([("terminal", "t0", restored)])
+    assert client.zrange(key, 0, -1) == restored.events.members

@@ -26,6 +26,7 @@ batch), and replaying a diff is harmless (``ZREM`` of an absent member and
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from array import array
 from bisect import bisect_right
@@ -510,9 +511,12 @@ class EntityLogState:
     def restore(cls, spec: EntityLogSpec, data: Mapping[str, Any]) -> EntityLogState:
         """The state :meth:`snapshot` took, for the same spec, with nothing pending.
 
-        Redis is taken to hold what the writes before the checkpoint left there;
-        after Redis lost data (a restart without persistence), :meth:`resend`
-        every state before the next write.
+        The entity's first write after the restore *replaces* its keys (as
+        :meth:`resend`): a crashed run may have written members after the
+        checkpoint for intermediate states the replay never passes through
+        (another arrival order), which only a replace removes. The replay
+        touches every entity the crashed run wrote after the checkpoint, so
+        each gets replaced; the others' keys hold what the checkpoint saw.
         """
         state = cls(spec)
         events, saved = state.events, data["events"]
@@ -551,6 +555,10 @@ class EntityLogState:
                 labels.members.append(label_member(labels.first_seq + index, sums, tid))
                 labels.known.append(known_member(
                     labels.times[index], [column[index] for column in labels.values], tid))
+        # stale for PrefixLogWriter.calls: the first write replaces the keys
+        state.events.written_s = -math.inf
+        if labels is not None:
+            labels.written_s = -math.inf
         return state
 
     def diffs(self) -> tuple[_Diff, ...]:
@@ -582,9 +590,9 @@ class PrefixLogWriter:
 
         TTLs: a key is renewed whenever it changes; a key unchanged for half the
         TTL (the label keys of an entity without new labels, the keys of an
-        entity back after a long pause) gets all its members again with the
-        renewal (:meth:`EventLogState.resend`: idempotent, and it restores a
-        key that expired while the state kept its anchor).
+        entity back after a long pause) or not written since a restore is
+        replaced with the renewal (:meth:`EventLogState.resend`: a key that
+        expired while the state kept its anchor is whole again).
         """
         now = time.monotonic()
         stale = now - self.ttl_s / 2
