@@ -39,7 +39,9 @@ class KafkaSettings(BaseSettings):
         ),
     )
     max_retries: int = Field(
-        default=3, ge=0, description="Retries of a failing batch before dead-lettering."
+        default=3, ge=0,
+        description="Retries of a failing batch before dead-lettering (a dependency's outage "
+                    "is not counted: it is waited out, see dependency_backoff_max_s).",
     )
     retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay; doubles.")
     dependency_backoff_max_s: float = Field(
