@@ -102,6 +102,8 @@ class ConsistencyMonitor:
         #: Counts over the monitor's life (for the last log line and tests).
         self.total = Totals()
         self.outcomes: dict[str, int] = {}
+        #: (topic, outcome) -> transactions / labels of the batch being handled.
+        self._events: Counter[tuple[str, str]] = Counter()
 
     # -- wiring --------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class ConsistencyMonitor:
     def handle(self, records: list[Record[Any]]) -> None:
         """One consumed batch: history first, then decisions, then whatever became ready."""
         decisions: list[Record[Any]] = []
+        self._events.clear()  # a retried batch counts its records once
         ahead_ms = int(self.wall_clock() * 1000) + self.settings.max_clock_skew_s * 1000
         for record in records:
             if record.topic == TRANSACTIONS_TOPIC:
@@ -131,6 +134,9 @@ class ConsistencyMonitor:
         for record in decisions:
             self.decisions.observe(record.partition, epoch_ms(record.value.event_time))
             self._decision(record.value)
+        for (topic, outcome), n in self._events.items():  # one metric call per batch
+            self.metrics.events.add(n, {"topic": topic, "outcome": outcome})
+        self._events.clear()
         self.check_ready()
 
     def _count(self, outcome: str, n: int = 1) -> None:
@@ -149,33 +155,32 @@ class ConsistencyMonitor:
         event_ms = epoch_ms(tx.event_time)
         if event_ms > ahead_ms:
             self.transactions.delivered(record.partition)
-            self.metrics.events.add(1, {"topic": TRANSACTIONS_TOPIC,
-                                        "outcome": "ahead_of_wall_clock"})
+            self._events[(TRANSACTIONS_TOPIC, "ahead_of_wall_clock")] += 1
             return
         self.transactions.observe(record.partition, event_ms)
         self.history.transaction_start.observe(record.partition, record.offset, event_ms)
         if not self._watched(tx.customer_id, tx.terminal_id):
-            self.metrics.events.add(1, {"topic": TRANSACTIONS_TOPIC, "outcome": "not_sampled"})
+            self._events[(TRANSACTIONS_TOPIC, "not_sampled")] += 1
             return
         self.history.add_transaction(tx.transaction_id, StoredTransaction(
             event_ms, tx.customer_id, tx.terminal_id, float(tx.amount)))
-        self.metrics.events.add(1, {"topic": TRANSACTIONS_TOPIC, "outcome": "kept"})
+        self._events[(TRANSACTIONS_TOPIC, "kept")] += 1
 
     def _label(self, record: Record[Any], ahead_ms: int) -> None:
         label: Label = record.value
         labeled_ms = epoch_ms(label.labeled_at)
         if labeled_ms > ahead_ms:
             self.labels.delivered(record.partition)
-            self.metrics.events.add(1, {"topic": LABELS_TOPIC, "outcome": "ahead_of_wall_clock"})
+            self._events[(LABELS_TOPIC, "ahead_of_wall_clock")] += 1
             return
         self.labels.observe(record.partition, labeled_ms)
         self.history.label_start.observe(record.partition, record.offset, labeled_ms)
         if not self._watched(label.customer_id, label.terminal_id):
-            self.metrics.events.add(1, {"topic": LABELS_TOPIC, "outcome": "not_sampled"})
+            self._events[(LABELS_TOPIC, "not_sampled")] += 1
             return
         self.history.add_label(label.transaction_id, StoredLabel(
             labeled_ms, label.is_fraud, epoch_ms(label.transaction_time)))
-        self.metrics.events.add(1, {"topic": LABELS_TOPIC, "outcome": "kept"})
+        self._events[(LABELS_TOPIC, "kept")] += 1
 
     def _decision(self, decision: Decision) -> None:
         terminal = decision.inputs.get("terminal_id")
