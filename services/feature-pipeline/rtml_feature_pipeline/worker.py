@@ -355,15 +355,21 @@ class FeatureWorker:
             with record_span(self._tracer, "features", record) as traced:
                 self._apply(record, traced.headers, produced_ms, emitted)
         # Applied: from here on the batch's outputs are in the outbox until delivered.
-        held.update((r.topic, r.partition, r.offset) for r in records)
         self._unpublished += emitted
         self._unwritten_produced_ms += produced_ms
         # Per entity: its newest event's vector (a newer one replaces a held one).
         self._unwritten.update(self.computer.take_newest_vectors())
-        self._deliver()
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
-            self.checkpoint()
-        held.clear()
+        try:
+            self._deliver()
+            if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
+                self.checkpoint()
+        except OUTAGE_ERRORS:
+            # Applied but not delivered (or not checkpointed): the loop waits for Redis and
+            # retries, which must not apply these records again. Noted only on failure.
+            held.update((r.topic, r.partition, r.offset) for r in records)
+            raise
+        if held:
+            held.clear()
         if self.gc_freezer is not None:
             self.gc_freezer.maybe_freeze()
         self.busy_until = time.perf_counter()
@@ -373,7 +379,8 @@ class FeatureWorker:
 
         Redis runs the writes (as long as computing them took) while the vectors
         are encoded and handed to the producer; then its reply is read. What an
-        error (Redis unavailable) leaves undelivered stays for the next attempt.
+        error (Redis unavailable) leaves undelivered stays for the next attempt;
+        after any other error the outbox is dropped (as before there was one).
         """
         if self._store_failed:
             self._resync_if_lost()
@@ -392,6 +399,11 @@ class FeatureWorker:
                 stored()  # always: it also hands the Redis connection back
         except OUTAGE_ERRORS:
             self._store_failed = True
+            raise
+        except Exception:
+            # Refused, not unavailable (e.g. a non-finite value): kept, it would be refused
+            # at every later attempt and block the pipeline; the loop isolates the records.
+            self._unwritten, self._unpublished, self._unwritten_produced_ms = {}, [], []
             raise
         self._written.update(unwritten)
         self._unwritten = {}
