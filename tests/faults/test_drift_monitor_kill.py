@@ -127,7 +127,7 @@ def test_drift_monitor_kill_9_counts_windows_once_and_publishes_alerts_once(
     broker = kafka_broker_factory(create_topics=True)
     bootstrap = broker.bootstrap_servers
     version = register_champion(MlflowRegistry(mlflow_server.tracking_uri), name)
-    transactions = stream(name, version, max(scale.records // (2 * HOURS), 200))
+    transactions = stream(name, version, max(scale.records // HOURS, 200))
     n = len(transactions)
     state_dir = tmp_path / "killed"
     checkpoint = CheckpointFile(state_dir / "checkpoint.json")
