@@ -46,15 +46,21 @@ class Profile:
     name: str
     #: Records (transactions / decisions / scores) per case.
     records: int
-    #: Kill -9 rounds per service case.
+    #: Faults (kill -9, outages) per case.
     kill_rounds: int
-    #: Producing rate of the paced input (records per second).
+    #: Producing rate of the paced input (records per second): slow enough that the stream
+    #: outlasts every fault and its recovery (~10 s each, mostly the group's session timeout).
     rate: float
+    #: The durable-broker case (its storage is slower, see test_broker_outage.py).
+    durable_records: int
+    durable_rate: float
 
 
 PROFILES = {
-    "ci": Profile("ci", records=4000, kill_rounds=1, rate=800.0),
-    "chaos": Profile("chaos", records=30000, kill_rounds=3, rate=2000.0),
+    "ci": Profile("ci", records=4000, kill_rounds=1, rate=800.0, durable_records=2000,
+                  durable_rate=200.0),
+    "chaos": Profile("chaos", records=24000, kill_rounds=3, rate=400.0, durable_records=6000,
+                     durable_rate=100.0),
 }
 
 

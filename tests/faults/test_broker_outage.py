@@ -68,11 +68,12 @@ def test_durable_broker_restart_under_a_replay_loses_nothing(
     # Its storage is s3rver: an object per produce request, and the broker got slower as
     # objects accumulated (with librdkafka's 5 ms linger the worker stalled after ~1,000
     # objects at 30 records/s). Long lingers keep the objects few and large, as a
-    # deployment on this storage would configure; a quarter of the other cases' rate.
-    n, rate = scale.records // 2, scale.rate / 4
+    # deployment on this storage would configure; and a slower rate than the other cases.
+    n, rate = scale.durable_records, scale.durable_rate
     replay_linger, worker_linger = {"linger.ms": "1000"}, {"linger.ms": "200"}
     broker = kafka_broker_factory(durable=True, create_topics=True)
-    write_dataset(simulate(SimulationConfig(n_customers=100, n_terminals=200, n_days=60,
+    write_dataset(simulate(SimulationConfig(n_customers=100, n_terminals=200,
+                                            n_days=n // 150 + 30,
                                             seed=9)), tmp_path / "data")
     # The durable broker desynchronises idempotent producers' sequence numbers under a
     # replay's load, restart or not ("out of order sequence number", fatal): off, like

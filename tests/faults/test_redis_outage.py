@@ -45,7 +45,9 @@ def test_redis_outage_under_load_converges_to_the_uninterrupted_state(
     scale = faults.profile()
     n = scale.records
     # Few customers: the input spans weeks, so labels (7 days later) are replayed too.
-    write_dataset(simulate(SimulationConfig(n_customers=100, n_terminals=200, n_days=60,
+    # (~170 transactions a day: n_days covers the replay and its labels' 7-day delay)
+    write_dataset(simulate(SimulationConfig(n_customers=100, n_terminals=200,
+                                            n_days=n // 150 + 30,
                                             seed=5)), tmp_path / "data")
     broker = kafka_broker_factory(create_topics=True)
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
