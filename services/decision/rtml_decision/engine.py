@@ -3,12 +3,15 @@
 Steps (each a small collaborator, see their modules for the why):
 
 1. one Redis round trip: the idempotency record, and when there is none
-   our claim on the transaction id and the entities' online features
-   (:mod:`rtml_decision.request_store`); a stored decision is returned as
+   our claim on the transaction id and the entries of the entities' prefix
+   logs the request's windows select (:mod:`rtml_decision.request_store`);
+   a stored decision is returned as
    is and nothing is produced again (a concurrent request holding the claim
    is waited for, within the budget) — unless it was made for a request
    with other fields (its fingerprint differs): :class:`IdempotencyConflict`;
-2. row features of the request (:mod:`rtml_features.rows`, shared with the stream);
+2. every feature at the request's event time, the request included, and the
+   consistency markers (:mod:`rtml_decision.request_features`): the values
+   the batch engine computes for training;
 3. the canary arm by a deterministic hash (:mod:`rtml_decision.canary`) and
    that arm's model score (:mod:`rtml_decision.scoring`);
 4. the active rule set (:mod:`rtml_decision.active_rules`), then the top
@@ -20,7 +23,9 @@ Steps (each a small collaborator, see their modules for the why):
    in the background, and the response is sent.
 
 Degraded mode: when Redis fails (error or socket timeout, both bounded by
-the request budget), the budget is spent before scoring, no champion is
+the request budget), a window reaches before what an entity's logs still
+hold (a request older than the logs' retention: ``out_of_range``), the
+budget is spent before scoring, no champion is
 loaded, or the model or the rules raise, the *fallback* rule set answers
 from the request alone (row features, no score) and the decision says
 ``degraded`` with the reason. A Redis failure also means the idempotency
@@ -51,6 +56,7 @@ from rtml_decision.canary import CanaryRouter
 from rtml_decision.decision_events import Inputs, build_decision
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
+from rtml_decision.request_features import RequestFeatures
 from rtml_decision.request_store import (
     REDIS_FAILURES,
     DecisionInProgress,
@@ -63,6 +69,7 @@ from rtml_decision.request_store import (
 from rtml_decision.rules import RuleResult, RuleSet
 from rtml_decision.scoring import Scored, explain, pick_model, score
 from rtml_features.definitions import FeatureSet
+from rtml_features.prefix_log import OutOfRange
 from rtml_features.rows import RowFeatures, epoch_ms, weekend_and_hour
 from rtml_models.serving import ServingModels
 
@@ -73,6 +80,10 @@ class DegradedReason(StrEnum):
     """Why the fallback rule set answered."""
 
     REDIS_UNAVAILABLE = "redis_unavailable"
+    #: A window of the request reaches before what an entity's logs still hold (they
+    #: keep the longest window plus label delay behind the newest event): its
+    #: features are unknown, not 0.
+    OUT_OF_RANGE = "out_of_range"
     TIMEOUT = "timeout"
     NO_MODEL = "no_model"
     MODEL_ERROR = "model_error"
@@ -100,6 +111,7 @@ class DecisionEngine:
         self.router = router
         self.feature_set = feature_set
         self.row_features = RowFeatures(feature_set)
+        self.request_features = RequestFeatures(feature_set)
         self.publisher = publisher
         self.metrics = metrics
         self.timeout_s = timeout_ms / 1000
@@ -124,7 +136,7 @@ class DecisionEngine:
         lookup: Lookup | None = None
         request_fingerprint = fingerprint(tx)
         try:
-            lookup = self.store.lookup(tx.transaction_id, request_fingerprint,
+            lookup = self.store.lookup(tx.transaction_id, request_fingerprint, time_ms,
                                        {"customer_id": tx.customer_id,
                                         "terminal_id": tx.terminal_id})
         except REDIS_FAILURES as error:
@@ -137,12 +149,15 @@ class DecisionEngine:
             if time.perf_counter() - started > self.timeout_s:
                 reason = DegradedReason.TIMEOUT
             else:
-                for values in lookup.entities.values():
-                    if values:
-                        context.update(values)
-                for name in self.feature_set.names:
-                    context.setdefault(name, 0.0)  # an unknown entity has no history: 0
-                scored, reason = self._score(snapshot, tx, context)
+                try:
+                    context.update(self.request_features.compute(
+                        tx.transaction_id, time_ms, {"amount": tx.amount}, lookup.entities))
+                except OutOfRange as error:
+                    logger.debug("transaction %r older than the online logs hold: %s",
+                                   tx.transaction_id[:64], error)
+                    reason = DegradedReason.OUT_OF_RANGE
+                else:
+                    scored, reason = self._score(snapshot, tx, context)
         rule_set = rules.primary if reason is None else rules.fallback
         if reason is None:
             try:

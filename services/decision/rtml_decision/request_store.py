@@ -2,9 +2,14 @@
 
 One Lua script per request (:data:`LOOKUP_AND_CLAIM`) reads the idempotency
 record and, when there is none, *claims* the transaction id with a short-lived
-``pending`` marker and returns the entities' online feature hashes (keys of
-:mod:`rtml_features.online_store.redis.store`, so the API reads exactly what
-the feature pipeline wrote). Claiming before deciding is what makes one
+``pending`` marker and reads, from each entity's prefix logs (the keys of
+:mod:`rtml_features.online_store.redis.prefix_layout`, written by the feature
+pipeline), the O(1) entries the request's window boundaries select
+(:class:`~rtml_features.online_store.redis.prefix_reader.PrefixLogReader`,
+whose ``rtml_read_entities`` runs inside this script). The reply becomes the
+views :class:`~rtml_features.request_vector.RequestVectors` computes the
+request's features from, at its event time (see
+:mod:`rtml_decision.request_features`). Claiming before deciding is what makes one
 round trip enough: a concurrent retry of the same transaction finds the
 marker and waits for the winner's decision instead of deciding again. The
 decision itself replaces the marker afterwards (:meth:`RequestStore.record`),
@@ -43,7 +48,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -54,7 +59,12 @@ from redis.retry import Retry
 
 from rtml_common.events import Transaction
 from rtml_features.definitions import FeatureSet
-from rtml_features.online_store.redis.store import AS_OF_FIELD, TRANSACTION_FIELD, entity_key
+from rtml_features.online_store.redis.prefix_reader import (
+    READ_ENTITY_LUA,
+    EntityReadPlan,
+    PrefixLogReader,
+)
+from rtml_features.request_vector import EntityLogs
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +84,15 @@ COOLDOWN_S = 1.0
 WRITE_DELAY_S = 0.005
 #: How often a concurrent retry looks for the winner's decision.
 POLL_INTERVAL_S = 0.002
-_META_FIELDS = {AS_OF_FIELD.encode(), TRANSACTION_FIELD.encode()}
 
-#: KEYS[1] the idempotency record, KEYS[2..] entity hashes; ARGV the marker and its TTL (ms).
-#: Returns {stored} when a decision (or a pending claim) exists, else {false, hash, ...}.
-LOOKUP_AND_CLAIM = """
+#: KEYS[1] the idempotency record, KEYS[2..] the entities' prefix-log keys; ARGV the
+#: marker, its TTL (ms), then the entities' read segments (:class:`PrefixLogReader`).
+#: Returns {stored} when a decision (or a pending claim) exists, else {false, reads}.
+LOOKUP_AND_CLAIM = READ_ENTITY_LUA + """
 local stored = redis.call('GET', KEYS[1])
 if stored then return {stored} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local out = {false}
-for i = 2, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
-return out
+return {false, rtml_read_entities(2, 3)}
 """
 
 RedisError = redis.RedisError
@@ -139,7 +147,7 @@ class Stored:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """What Redis knows about a request: a stored decision, and each entity's features.
+    """What Redis knows about a request: a stored decision, and each entity's logs.
 
     ``stored`` is None when this request claimed the transaction (it must
     decide and :meth:`RequestStore.record`), else the record found: a
@@ -147,31 +155,42 @@ class Lookup:
     """
 
     stored: Stored | None
-    #: entity name -> feature values, None when the store has never seen the entity.
-    entities: dict[str, dict[str, float] | None]
+    #: entity name -> (event-log view, label-log view) at the request's boundaries, each
+    #: None when the store holds no such log; an entity the request has no id for is
+    #: absent. Empty when ``stored`` is set.
+    entities: EntityLogs
 
 
 def decision_key(transaction_id: str) -> str:
     return DECISION_KEY_PREFIX + transaction_id
 
 
-def _hash(flat: list[bytes]) -> dict[str, float] | None:
-    """Feature values of one HGETALL reply as Lua returns it (a flat field/value list)."""
-    if not flat:
-        return None
-    return {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)
-            if flat[i] not in _META_FIELDS}
+def with_marker_windows(plan: EntityReadPlan) -> EntityReadPlan:
+    """``plan`` also reading ``(t - H, t]`` of the entity's event and label logs.
+
+    The consistency markers (:mod:`rtml_decision.request_features`) count the
+    entity's events and known labels over its horizon ``H``; the features'
+    own windows need not end at ``t`` (label-delayed ones end at ``t - d``),
+    so the read adds that window: at most two more floor searches per log.
+    """
+    window = (plan.spec.horizon_ms, 0)
+    events = plan.event_windows if window in plan.event_windows \
+        else (*plan.event_windows, window)
+    labels = plan.label_windows
+    if plan.spec.label_fields and window not in labels:
+        labels = (*labels, window)
+    return replace(plan, event_windows=events, label_windows=labels, asks_has=True)
 
 
 class RequestStore:
-    """Idempotency records and online-feature reads for one feature set."""
+    """Idempotency records and prefix-log reads for one feature set."""
 
     def __init__(self, client: redis.Redis, feature_set: FeatureSet, ttl_s: int) -> None:
         self.client = client
         self.feature_set = feature_set
         self.ttl_s = ttl_s
-        #: (entity name, request field holding its id), e.g. ("terminal", "terminal_id").
-        self.entities = [(entity.name, entity.key) for entity in feature_set.entities]
+        self.reader = PrefixLogReader(client, feature_set)
+        self.reader.plans = [with_marker_windows(plan) for plan in self.reader.plans]
         self._lookup = client.register_script(LOOKUP_AND_CLAIM)
         self._down_until = 0.0
         #: decisions waiting to replace their claims, and the timer writing them alone.
@@ -187,7 +206,7 @@ class RequestStore:
                                       retry=Retry(NoBackoff(), 0))
         return cls(client, feature_set, ttl_s)
 
-    def _call(self, keys: list[str], args: list[bytes | int]) -> list[Any]:
+    def _call(self, keys: list[str], args: list[Any]) -> list[Any]:
         """Run the script (with the queued writes) unless Redis failed within the cool-down."""
         if time.monotonic() < self._down_until:
             raise RedisUnavailable("redis failed less than a cool-down ago")
@@ -229,28 +248,22 @@ class RequestStore:
             logger.warning("cannot record %d decisions for idempotency: %r", len(failed),
                            failed[0])
 
-    def lookup(self, transaction_id: str, request_fingerprint: bytes,
+    def lookup(self, transaction_id: str, request_fingerprint: bytes, time_ms: int,
                ids: dict[str, str | None]) -> Lookup:
-        """One round trip: the stored decision, or our claim and every entity's hash.
+        """One round trip: the stored decision, or our claim and every entity's log views.
 
         The claim carries ``request_fingerprint`` (see :func:`fingerprint`).
-        ``ids`` maps a request field (``customer_id``) to its value; an entity
-        whose id is absent (no terminal) is reported as unknown.
+        ``time_ms`` is the request's event time as the pipeline stores it
+        (:func:`rtml_features.rows.epoch_ms`); ``ids`` maps a request field
+        (``customer_id``) to its value; an entity whose id is absent (no
+        terminal) is not read and left out of ``entities``.
         """
-        keys = [decision_key(transaction_id)]
-        asked: list[str] = []
-        for name, field in self.entities:
-            entity_id = ids.get(field)
-            if entity_id is not None:
-                keys.append(entity_key(self.feature_set, name, entity_id))
-                asked.append(name)
-        reply = self._call(keys, [PENDING + request_fingerprint, PENDING_TTL_MS])
-        entities: dict[str, dict[str, float] | None] = {name: None for name, _ in self.entities}
+        keys, args, asked = self.reader.request(transaction_id, time_ms, ids)
+        reply = self._call([decision_key(transaction_id), *keys],
+                           [PENDING + request_fingerprint, PENDING_TTL_MS, *args])
         if reply[0] is not None:
-            return Lookup(Stored.parse(bytes(reply[0])), entities)
-        for name, flat in zip(asked, reply[1:], strict=True):
-            entities[name] = _hash(flat)
-        return Lookup(None, entities)
+            return Lookup(Stored.parse(bytes(reply[0])), {})
+        return Lookup(None, self.reader.views(asked, reply[1], transaction_id, time_ms))
 
     async def wait_for_decision(self, transaction_id: str, timeout_s: float) -> Stored:
         """The decision of a concurrent request holding the claim, once it is stored.

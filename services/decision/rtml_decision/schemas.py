@@ -68,7 +68,8 @@ class DecisionOut(BaseModel):
         description="Top features by absolute contribution (empty when degraded).")
     degraded: bool = Field(description="True when the fallback rule set answered.")
     degraded_reason: str | None = Field(
-        description="redis_unavailable, timeout, no_model, model_error or rules_error.")
+        description="redis_unavailable, out_of_range, timeout, no_model, model_error or "
+                    "rules_error.")
     latency_ms: float = Field(description="Time taken to decide, inside the service.")
     decided_at: datetime
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+import redis
 import xgboost as xgb
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
@@ -29,8 +30,9 @@ from rtml_common.config import CassandraSettings, KafkaSettings, MlflowSettings,
 from rtml_decision.config import Settings
 from rtml_decision.wiring import Service, build_service
 from rtml_features.baseline import BASELINE
-from rtml_features.online_store.base import EntityValues
-from rtml_features.online_store.redis.store import RedisOnlineStore
+from rtml_features.online_store.redis.prefix_writer import EntityLogState, PrefixLogWriter
+from rtml_features.request_vector import log_spec
+from rtml_features.rows import epoch_ms
 from rtml_localstack.ports import free_port
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.xgboost import XGBoostModel
@@ -183,23 +185,27 @@ def transaction(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def put_features(redis_url: str, customer_id: str, terminal_id: str,
-                 customer_count: float) -> None:
-    store = RedisOnlineStore(redis_url, ttl_s=3600)
-    names = BASELINE.names
-    customer = {n: (customer_count if n == "customer_id_nb_tx_1day_window" else 3.0)
-                for n in names if n.startswith("customer_id_")}
-    terminal = {n: 0.25 for n in names if n.startswith("terminal_id_")}
-    store.write(BASELINE, [EntityValues("customer", customer_id, customer, 1, "prev-c"),
-                           EntityValues("terminal", terminal_id, terminal, 1, "prev-t")])
-    store.close()
+def put_history(redis_url: str, body: dict[str, Any], customer_count: int) -> None:
+    """Prefix logs holding ``customer_count - 1`` earlier transactions of the customer
+    within a day before ``body`` (its 1-day count is then ``customer_count``) and one of
+    the terminal 10 days before it (in its label-delayed windows), labelled fraud."""
+    client = redis.Redis.from_url(redis_url)
+    t = epoch_ms(datetime.fromisoformat(body["event_time"]))
+    customer, terminal = (EntityLogState(log_spec(BASELINE, e)) for e in BASELINE.entities)
+    for i in range(customer_count - 1):
+        customer.add_event(f"prev-c{i}", t - 60_000 * (i + 1), {"amount": 3.0})
+    terminal.add_event("prev-t", t - 10 * 86_400_000, {"amount": 3.0})
+    terminal.add_label("prev-t", t - 10 * 86_400_000, t - 9 * 86_400_000, {"is_fraud": 1.0})
+    PrefixLogWriter(client, BASELINE, ttl_s=3600).write(
+        [("customer", body["customer_id"], customer), ("terminal", body["terminal_id"], terminal)])
+    client.close()
 
 
 def test_decision_end_to_end(make_service: ServiceFactory, redis_server: Any,
                              kafka_broker: Any) -> None:
     service, client = make_service(cassandra=True)
     body = transaction(amount=1500.0)
-    put_features(redis_server.url, body["customer_id"], body["terminal_id"], customer_count=9)
+    put_history(redis_server.url, body, customer_count=9)
 
     response = client.post("/v1/decisions", json=body)
 
@@ -226,6 +232,8 @@ def test_decision_end_to_end(make_service: ServiceFactory, redis_server: Any,
     assert published["value"]["rule_set_version"] == decision["rule_set_version"]
     inputs = published["value"]["inputs"]
     assert inputs["customer_id_nb_tx_1day_window"] == 9.0 and inputs["score"] == decision["score"]
+    assert inputs["terminal_id_risk_7day_window"] == 1.0  # (t-14d, t-7d]: one fraud of one
+    assert inputs["rtml_seen_events_customer"] == 8.0 and inputs["rtml_seen_labels_terminal"] == 1.0
     [produced] = records_with(kafka_broker.bootstrap_servers, "transactions",
                               {body["transaction_id"]})
     assert produced["value"]["amount"] == 1500.0
