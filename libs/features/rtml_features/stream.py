@@ -42,8 +42,11 @@ from typing import Any
 import msgspec
 
 from rtml_common.events import MAX_AMOUNT
-from rtml_features.definitions import FeatureSet
+from rtml_features.definitions import Entity, FeatureSet
 from rtml_features.online import NEVER, EntityState
+from rtml_features.online_store.redis.prefix_writer import EntityLogState
+from rtml_features.prefix_log import OutOfRange
+from rtml_features.request_vector import EntityLogSpec, log_spec
 from rtml_features.vector_plan import VectorPlan
 
 logger = logging.getLogger(__name__)
@@ -95,7 +98,7 @@ class StreamingFeatureComputer:
 
     def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0),
                  sweep_every: timedelta = timedelta(days=7), track_newest: bool = False,
-                 max_amount: float = MAX_AMOUNT):
+                 max_amount: float = MAX_AMOUNT, prefix_logs: bool = False):
         self.feature_set = feature_set
         #: Amounts above this are refused (:class:`InvalidAmount`): with it, no window sum
         #: can overflow (it would take more than 1e290 events in one window).
@@ -144,6 +147,20 @@ class StreamingFeatureComputer:
         self._label_entities = sorted(
             {(group.entity, group.key_index) for group in self._groups if group.uses_labels}
         )
+        #: With ``prefix_logs``: (entity, id) -> the writer state of the entity's prefix logs
+        #: (:mod:`rtml_features.online_store.redis.prefix_writer`), kept next to its
+        #: :class:`EntityState` and changed with it: the same events, labels and eviction
+        #: cut-offs, so the logs answer a request at any time the state can still serve.
+        self.logs: dict[tuple[str, str], EntityLogState] | None = {} if prefix_logs else None
+        self._log_specs: dict[str, EntityLogSpec] = (
+            {entity.name: _log_spec(feature_set, entity) for entity in feature_set.entities}
+            if prefix_logs else {})
+        #: Logs changed since :meth:`take_touched_logs` (their diffs are pending).
+        self._touched_logs: dict[tuple[str, str], EntityLogState] = {}
+        #: Logs of dropped states, emptied, whose deletion is still to be sent.
+        self._dropped_logs: list[tuple[str, str, EntityLogState]] = []
+        #: Events the state kept but a log could not (before a trimmed log's anchor).
+        self.log_refusals = 0
 
     def _state(self, entity: str, entity_id: str) -> EntityState:
         key = (entity, entity_id)
@@ -179,6 +196,7 @@ class StreamingFeatureComputer:
         retention = self._retention_ms
         states = self.states
         tracked = self._newest_vectors
+        logs = self.logs
         newest_of: list[tuple[str, str]] = []  # entities this transaction is the newest event of
         # Whether an emitted vector may have to count this transaction (see _revise): some
         # entity has another event at or after its time plus the entity's smallest delay.
@@ -192,7 +210,10 @@ class StreamingFeatureComputer:
                 state = states.get(key)
                 if state is None:
                     state = states[key] = EntityState()
-                added |= state.add_transaction(transaction_id, time_ms, amount)
+                if state.add_transaction(transaction_id, time_ms, amount):
+                    added = True
+                    if logs is not None:
+                        self._log_transaction(key, state, transaction_id, time_ms, amount)
                 if tracked is not None and state.tids[-1] == transaction_id:
                     newest_of.append(key)
                 if not revisable:
@@ -206,6 +227,8 @@ class StreamingFeatureComputer:
                     horizon = watermark - retention[entity]
                     if state.times[0] < horizon:
                         state.evict(horizon)
+                        if logs is not None:
+                            self._trim_log(key, horizon)
         seen = self.source_times.get(source)
         if seen is None or time_ms > seen:
             self.source_times[source] = time_ms
@@ -255,15 +278,102 @@ class StreamingFeatureComputer:
         added = False
         for entity, key_index in self._label_entities:
             entity_id = ids[key_index]
-            if entity_id is not None:
-                added |= self._state(entity, entity_id).add_label(
-                    transaction_id, labeled_at_ms, is_fraud, transaction_time_ms
-                )
+            if entity_id is not None and self._state(entity, entity_id).add_label(
+                    transaction_id, labeled_at_ms, is_fraud, transaction_time_ms):
+                added = True
+                if self.logs is not None and is_fraud:
+                    self._log_label((entity, entity_id), transaction_id, transaction_time_ms,
+                                    labeled_at_ms)
         # Only fraud labels change vectors (label fields are fraud counts).
         newest = self.max_time_ms
         if not added or not is_fraud or newest is None or labeled_at_ms > newest:
             return []
         return self._revise(ids, since_ms=max(labeled_at_ms, transaction_time_ms))
+
+    # -- prefix logs ---------------------------------------------------------
+
+    def _log_transaction(self, key: tuple[str, str], state: EntityState, transaction_id: str,
+                         time_ms: int, amount: float) -> None:
+        """The event the state just accepted, into the entity's log; with its label when the
+        label came first (the state joined it, so must the log)."""
+        assert self.logs is not None
+        log = self.logs.get(key)
+        if log is None:
+            log = self.logs[key] = EntityLogState(self._log_specs[key[0]])
+        try:
+            log.add_event(transaction_id, time_ms, {"amount": amount})
+        except OutOfRange:
+            # Before the anchor of a trimmed log: only if the watermark went back by more
+            # than a horizon (a new input partition far behind). The state's windows miss
+            # the same trimmed events; the log cannot hold it without its running sums.
+            self.log_refusals += 1
+            logger.warning("prefix log of %s: transaction %s at %d is before the log's "
+                           "anchor; not logged", key, transaction_id, time_ms)
+            return
+        label = state.labels.get(transaction_id)
+        if label is not None and label[1]:
+            log.add_label(transaction_id, time_ms, label[0], {"is_fraud": label[1]})
+        self._touched_logs[key] = log
+
+    def _log_label(self, key: tuple[str, str], transaction_id: str, transaction_time_ms: int,
+                   labeled_at_ms: int) -> None:
+        """A first fraud label the state accepted, into the log if its event is there (as
+        :meth:`EntityState.add_label` marks only an event it holds)."""
+        assert self.logs is not None
+        log = self.logs.get(key)
+        if (log is not None and log.events.has(transaction_id, transaction_time_ms)
+                and log.add_label(transaction_id, transaction_time_ms, labeled_at_ms,
+                                  {"is_fraud": 1.0})):
+            self._touched_logs[key] = log
+
+    def _trim_log(self, key: tuple[str, str], cutoff_ms: int) -> None:
+        """Trim the entity's log at the cut-off its state was just evicted at."""
+        assert self.logs is not None
+        log = self.logs.get(key)
+        if log is not None:
+            log.trim(cutoff_ms)
+            if any(log.diffs()):
+                self._touched_logs[key] = log
+
+    def _drop_log(self, key: tuple[str, str]) -> None:
+        """The state of ``key`` is being dropped: delete its log's keys with the next write.
+
+        A replace with nothing (``DEL``), not the removal of the members the state
+        holds: after a restore, Redis may hold members this process never computed.
+        """
+        assert self.logs is not None
+        log = self.logs.pop(key, None)
+        if log is None:
+            return
+        log.clear()
+        for diff in log.diffs():
+            diff.replace_with([], [])
+        self._touched_logs.pop(key, None)
+        self._dropped_logs.append((key[0], key[1], log))
+
+    def take_touched_logs(self) -> list[tuple[str, str, EntityLogState]]:
+        """(entity, id, log) of every log changed since the last call, for
+        :meth:`~rtml_features.online_store.redis.prefix_writer.PrefixLogWriter.begin`;
+        dropped entities' deletions first (a new state of the same entity follows them)."""
+        taken = self._dropped_logs
+        if self._touched_logs:
+            taken += [(entity, entity_id, log)
+                      for (entity, entity_id), log in self._touched_logs.items()]
+            self._touched_logs = {}
+        self._dropped_logs = []
+        return taken
+
+    def logs_pending(self) -> bool:
+        """Whether :meth:`take_touched_logs` has anything to hand over."""
+        return bool(self._touched_logs) or bool(self._dropped_logs)
+
+    def resend_logs(self) -> None:
+        """Every log's keys written again, whole, with the next write (Redis lost them)."""
+        if self.logs is None:
+            return
+        for key, log in self.logs.items():
+            log.resend()
+            self._touched_logs[key] = log
 
     def expect_sources(self, sources: list[str]) -> None:
         """Declare input partitions that will deliver events (e.g. on assignment).
@@ -338,14 +448,14 @@ class StreamingFeatureComputer:
 
     def take_newest_vectors(self) -> dict[tuple[str, str], Emission]:
         """(entity, id) -> the latest vector of the entity's newest event, emitted since the
-        last call; then forget them. Needs ``track_newest``.
+        last call; then forget them. Always empty without ``track_newest``.
 
         An older event's vector (a late arrival, or a revision of one) is never
         among them, so an online store written from these converges to the same
         state whatever order partitions are read in.
         """
         if self._newest_vectors is None:
-            raise RuntimeError("take_newest_vectors needs track_newest=True")
+            return {}
         taken, self._newest_vectors = self._newest_vectors, {}
         return taken
 
@@ -377,11 +487,29 @@ class StreamingFeatureComputer:
         if self.watermark_ms is None:
             return 0
         dropped = 0
-        for (entity, entity_id), state in list(self.states.items()):
-            dropped += state.evict(self.watermark_ms - self._retention(entity), purge_labels=True)
+        logs = self.logs
+        for key, state in list(self.states.items()):
+            cutoff = self.watermark_ms - self._retention(key[0])
+            dropped += state.evict(cutoff, purge_labels=True)
+            if logs is not None:
+                self._trim_log(key, cutoff)
             if state.is_empty():
-                del self.states[(entity, entity_id)]
+                del self.states[key]
+                if logs is not None:
+                    self._drop_log(key)
         return dropped
+
+
+def _log_spec(feature_set: FeatureSet, entity: Entity) -> EntityLogSpec:
+    """The entity's :func:`~rtml_features.request_vector.log_spec`, if this computer can fill
+    it: it is handed a transaction's ``amount`` and a label's ``is_fraud`` only."""
+    spec = log_spec(feature_set, entity)
+    fields = {*spec.sum_fields, *(name for name, _ in spec.extreme_fields)}
+    if not fields <= {"amount"} or not set(spec.label_fields) <= {"is_fraud"}:
+        raise ValueError(f"prefix logs of {entity.name!r} need fields "
+                         f"{sorted(fields | set(spec.label_fields))}; the streaming computer "
+                         "has a transaction's amount and a label's is_fraud only")
+    return spec
 
 
 SNAPSHOT_FORMAT = 1
@@ -404,7 +532,7 @@ def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:
          [e.vector[n] for n in names]]
         for e in computer.recent.values()
     ]
-    return {
+    data = {
         "format": SNAPSHOT_FORMAT,
         "feature_set": computer.feature_set.name,
         "feature_set_version": computer.feature_set.version,
@@ -417,6 +545,12 @@ def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:
         "states": states,
         "recent": recent,
     }
+    if computer.logs is not None:
+        # After the logs' writes were acknowledged (a pending change is refused): the
+        # restored logs then hold what Redis holds for every entity not written since.
+        data["logs"] = [[entity, entity_id, log.snapshot()]
+                        for (entity, entity_id), log in computer.logs.items()]
+    return data
 
 
 def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
@@ -456,6 +590,8 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
         computer.recent[tid] = Emission(tid, (customer_id, terminal_id), time_ms, amount,
                                         dict(zip(names, values, strict=True)), revision)
         computer._recent_order.append((time_ms, tid))
+    if computer.logs is not None:
+        _restore_logs(computer, data.get("logs"))
     computer.watermark_ms = data["watermark_ms"]
     computer.source_times = dict(data["source_times"])
     # Absent from checkpoints written before it existed: each source starts afresh.
@@ -468,6 +604,37 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
         logger.warning("restore: dropped %d event(s) with an amount outside [0, %r] and %d "
                        "non-finite vector(s) saved before amounts were bounded",
                        dropped_events, limit, dropped_vectors)
+
+
+def _restore_logs(computer: StreamingFeatureComputer, saved: list[Any] | None) -> None:
+    """The prefix logs of a checkpoint; rebuilt from the window state when it has none.
+
+    Either way each restored log replaces its Redis keys at its first write
+    (:meth:`EntityLogState.restore`): what a crashed run wrote after the checkpoint
+    cannot survive the replay. A checkpoint written without logs (an older worker, or
+    one that wrote the latest hashes only) gets logs of the state's events and labels;
+    their running sums start at the oldest retained event, which changes no window
+    difference.
+    """
+    logs = computer.logs
+    assert logs is not None
+    specs = computer._log_specs
+    if saved is not None:
+        for entity, entity_id, log_data in saved:
+            logs[(entity, entity_id)] = EntityLogState.restore(specs[entity], log_data)
+        return
+    for (entity, entity_id), state in computer.states.items():
+        if not state.times:
+            continue
+        log = EntityLogState(specs[entity])
+        for tid, time_ms, amount in zip(state.tids, state.times, state.amounts, strict=True):
+            log.add_event(tid, time_ms, {"amount": amount})
+            label = state.labels.get(tid)
+            if label is not None and label[1]:
+                log.add_label(tid, time_ms, label[0], {"is_fraud": label[1]})
+        log.resend()  # replace the keys at the first write
+        logs[(entity, entity_id)] = log
+        computer._touched_logs[(entity, entity_id)] = log
 
 
 def _valid_amount(amount: Any, limit: float) -> bool:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from rtml_features.baseline import BASELINE
 from rtml_features.stream import StreamingFeatureComputer
 
@@ -65,8 +63,7 @@ def test_a_redelivered_newest_transaction_is_offered_again_unchanged() -> None:
     assert again[("customer", "c1")].vector == first.vector
 
 
-def test_without_tracking_it_is_an_error_and_nothing_accumulates() -> None:
+def test_without_tracking_nothing_accumulates() -> None:
     c = StreamingFeatureComputer(BASELINE)
     c.on_transaction("a", "c1", "t1", T, 10.0)
-    with pytest.raises(RuntimeError, match="track_newest"):
-        c.take_newest_vectors()
+    assert c.take_newest_vectors() == {}  # a worker writing no latest hashes asks anyway

@@ -43,9 +43,21 @@ class Settings(ServiceSettings):
         default=38 * 24 * 3600,
         ge=60,
         description=(
-            "TTL of a customer's / terminal's feature hash in Redis. Longer than the longest "
-            "horizon (30-day window + 7-day label delay) so a hash expires only once none of "
-            "its values can still be non-zero."
+            "TTL of a customer's / terminal's feature hash and prefix logs in Redis, renewed "
+            "by each write. Longer than the longest horizon (30-day window + 7-day label "
+            "delay) plus the allowed lateness, so keys expire only once no request window "
+            "can reach their events."
+        ),
+    )
+    online_layout: Literal["prefix", "prefix+latest", "latest"] = Field(
+        default="prefix+latest",
+        description=(
+            "What the pipeline writes to Redis per touched entity: 'prefix' its prefix logs "
+            "(three sorted sets per entity, rtml_features.online_store.redis.prefix_layout: "
+            "what the decision API computes a request's vector from at the request's own "
+            "time), 'latest' its hash of feature values at its newest event (read by the "
+            "scorer-side tools, the demo and older decision APIs), 'prefix+latest' both. "
+            "'prefix' saves the hash writes once no reader needs them."
         ),
     )
     allowed_lateness_s: int = Field(

@@ -31,6 +31,7 @@ from rtml_feature_pipeline.inputs import INPUT_DECODERS
 from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.baseline import get_feature_set
+from rtml_features.online_store.redis.prefix_writer import PrefixLogWriter
 from rtml_features.online_store.redis.store import RedisOnlineStore
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,11 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
                          settings.checkpoint_interval_s, settings.gc_freeze_interval_s,
                          published,
                          event_time_bounds=event_time_bounds(settings),
-                         consumer_group=settings.consumer_group)
+                         consumer_group=settings.consumer_group,
+                         prefix_logs=(PrefixLogWriter(store.client, feature_set,
+                                                      settings.redis_ttl_s)
+                                      if "prefix" in settings.online_layout else None),
+                         write_latest="latest" in settings.online_layout)
 
 
 def event_time_bounds(settings: Settings) -> EventTimeBounds:

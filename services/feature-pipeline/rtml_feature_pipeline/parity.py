@@ -1,8 +1,10 @@
 """Check streaming output against the batch engine: the parity guarantee, as a tool.
 
 The streaming engines promise that the last vector published for each
-transaction equals the batch engine's point-in-time value, and that each
-online-store entity holds the values at its newest transaction. These
+transaction equals the batch engine's point-in-time value, that each
+online-store entity hash holds the values at its newest transaction, and that
+the prefix logs give, at any request time their trim allows, the batch
+engine's vector of a request at that time (:func:`request_time_vectors`). These
 helpers rebuild the batch side from a simulated data set and read the
 streaming side back from Kafka, so the promise can be checked by tests,
 benchmarks and people after a deployment.
@@ -20,9 +22,11 @@ import redis
 from rtml_common.events import FeatureVector
 from rtml_common.kafka.reader import iter_topic
 from rtml_features.baseline import BASELINE
-from rtml_features.batch import compute_features
+from rtml_features.batch import compute_features, to_epoch_ms
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import entity_features
+from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
+from rtml_features.request_vector import RequestVectors
 from rtml_simulator.frames import load_dataset
 
 
@@ -54,6 +58,30 @@ def streamed_vectors(bootstrap: str, expected: int | None = None,
     return pd.DataFrame.from_dict({tid: v.features for tid, v in latest.items()}, orient="index")
 
 
+def request_time_vectors(client: redis.Redis, requests: pd.DataFrame,
+                         feature_set: FeatureSet = BASELINE) -> pd.DataFrame:
+    """Each request's vector at its own time, from the Redis prefix logs (one read each,
+    as the decision API computes it), indexed by transaction id.
+
+    ``requests``: transaction_id, event_time, customer_id, terminal_id (None: no
+    terminal), amount. A request whose transaction the pipeline applied is counted
+    once (the logs say they hold it); any other counts in its own windows. Raises
+    :class:`~rtml_features.prefix_log.OutOfRange` for a time before a log's trim.
+    """
+    reader = PrefixLogReader(client, feature_set)
+    vectors = RequestVectors(feature_set)
+    keys = [entity.key for entity in feature_set.entities]
+    rows: dict[str, dict[str, float]] = {}
+    times = to_epoch_ms(requests["event_time"])
+    for (_, request), time_ms in zip(requests.iterrows(), times, strict=True):
+        tid = str(request["transaction_id"])
+        ids = {key: (None if pd.isna(request[key]) else str(request[key])) for key in keys}
+        logs = reader.read(tid, int(time_ms), ids)
+        rows[tid] = vectors.compute(tid, int(time_ms), {"amount": float(request["amount"])},
+                                    logs)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def max_abs_diff(batch: pd.DataFrame, streamed: pd.DataFrame,
                  names: list[str]) -> tuple[float, Any]:
     """Largest |batch - streamed| over every transaction and feature, and where."""
@@ -62,10 +90,16 @@ def max_abs_diff(batch: pd.DataFrame, streamed: pd.DataFrame,
     return float(np.nanmax(diff.to_numpy())) if len(diff) else 0.0, worst
 
 
-def redis_entity_state(client: redis.Redis) -> dict[str, dict[bytes, bytes]]:
-    """Every online-store hash in a Redis database: key -> fields."""
-    return {key.decode(): client.hgetall(key)  # type: ignore[misc]
-            for key in client.scan_iter("rtml:fs:*")}
+def redis_entity_state(client: redis.Redis) -> dict[str, Any]:
+    """Every online-store key in a Redis database: a hash's fields, a prefix log's
+    ``{member: score}`` (every member, so a stale or doubled one shows)."""
+    state: dict[str, Any] = {}
+    for key in client.scan_iter("rtml:fs:*"):
+        if client.type(key) == b"zset":
+            state[key.decode()] = dict(client.zrange(key, 0, -1, withscores=True))  # type: ignore[arg-type]
+        else:
+            state[key.decode()] = client.hgetall(key)
+    return state
 
 
 def expected_entity_values(batch: pd.DataFrame, history: pd.DataFrame,

@@ -82,7 +82,9 @@ from rtml_features.online_store.base import (
     OnlineStore,
     entity_features,
     entity_projection,
+    write_completed,
 )
+from rtml_features.online_store.redis.prefix_writer import EntityLogState, PrefixLogWriter
 from rtml_features.rows import EPOCH, epoch_ms
 from rtml_features.stream import (
     Emission,
@@ -142,11 +144,21 @@ class FeatureWorker:
         event_time_bounds: EventTimeBounds | None = None,
         consumer_group: str = "",
         clock: Callable[[], float] = time.time,
+        prefix_logs: PrefixLogWriter | None = None,
+        write_latest: bool = True,
     ) -> None:
         self.feature_set = feature_set
         self.store = store
         self.producer = producer
-        self.computer = StreamingFeatureComputer(feature_set, allowed_lateness, track_newest=True)
+        #: Writes each touched entity's prefix logs (what the decision API computes its
+        #: request-time vectors from); None: not written.
+        self.prefix_logs = prefix_logs
+        #: Whether each touched entity's hash of values at its newest event is written
+        #: (the ``latest`` layout); without it the computer does not track them.
+        self.write_latest = write_latest
+        self.computer = StreamingFeatureComputer(feature_set, allowed_lateness,
+                                                 track_newest=write_latest,
+                                                 prefix_logs=prefix_logs is not None)
         #: Refuses implausible event times; its per-partition state lives on the computer
         #: (``source_leads_ms``), so checkpoints and restores carry it.
         self.guard = EventTimeGuard(event_time_bounds or EventTimeBounds(),
@@ -202,6 +214,9 @@ class FeatureWorker:
         self._unwritten: dict[tuple[str, str], Emission] = {}
         self._unpublished: list[tuple[Emission, TraceHeaders]] = []
         self._unwritten_produced_ms: list[int] = []
+        #: Prefix logs whose changes are not known to be in Redis (taken from the computer,
+        #: not yet acknowledged); each is resent whole after a failed write.
+        self._unwritten_logs: list[tuple[str, str, EntityLogState]] = []
         #: (topic, partition, offset) of the records applied by a batch whose delivery or
         #: checkpoint failed: its retry does not apply them again.
         self._held: set[tuple[str, int, int]] = set()
@@ -297,8 +312,9 @@ class FeatureWorker:
         if self.checkpoints is None:
             return
         self._resync_if_lost()
-        if self._unwritten or self._unpublished:
-            self._deliver()
+        if (self._unwritten or self._unpublished or self._unwritten_logs
+                or self.computer.logs_pending()):
+            self._deliver()  # also before the snapshot: it refuses logs with unsent changes
         self.producer.flush()
         positions = None
         if self.published is not None:
@@ -387,14 +403,23 @@ class FeatureWorker:
             self._store_failed = False
         projections = self._projections
         unwritten = self._unwritten
+        logs = self._unwritten_logs
+        if self.computer.logs_pending():
+            taken = self.computer.take_touched_logs()
+            # After a failed write the outbox may hold some of them already: each once.
+            logs = self._unwritten_logs = list(dict.fromkeys([*logs, *taken])) if logs else taken
         try:
             stored = self.store.begin_write(self.feature_set, [
                 EntityValues(entity, entity_id, projections[entity](emission.vector),
                              emission.time_ms, emission.transaction_id)
                 for (entity, entity_id), emission in unwritten.items()])
             try:
-                self._publish(self._unpublished)
-                self._unpublished = []
+                logged = self._begin_logs(logs)
+                try:
+                    self._publish(self._unpublished)
+                    self._unpublished = []
+                finally:
+                    logged()  # always: it also hands its Redis connection back
             finally:
                 stored()  # always: it also hands the Redis connection back
         except OUTAGE_ERRORS:
@@ -405,9 +430,11 @@ class FeatureWorker:
             # at every later attempt and block the pipeline; the loop isolates the records.
             self._unwritten, self._unpublished, self._unwritten_produced_ms = {}, [], []
             raise
-        self._written.update(unwritten)
+        if self.write_latest:
+            self._written.update(unwritten)
         self._unwritten = {}
-        if not self._marked and self.checkpoints is not None and self._written:
+        self._unwritten_logs = []
+        if not self._marked and self.checkpoints is not None and (self._written or logs):
             self.checkpoints.client.set(self._marker_key(), b"1")
             self._marked = True
         written = time.time()
@@ -418,6 +445,29 @@ class FeatureWorker:
         if self.on_freshness is not None:
             for latency in latencies:
                 self.on_freshness(latency)
+
+    def _begin_logs(self, logs: list[tuple[str, str, EntityLogState]]) -> Callable[[], None]:
+        """Send the logs' changes; return the waiter. A failed send or reply leaves the
+        logs in an unknown state in Redis: each is then replaced whole by the next attempt
+        (they stay in the outbox; the writer took their diffs)."""
+        if self.prefix_logs is None or not logs:
+            return write_completed
+        try:
+            wait = self.prefix_logs.begin(logs)
+        except BaseException:
+            for _, _, log in logs:
+                log.resend()
+            raise
+
+        def waiter() -> None:
+            try:
+                wait()
+            except BaseException:
+                for _, _, log in logs:
+                    log.resend()
+                raise
+
+        return waiter
 
     def _marker_key(self) -> str:
         assert self.checkpoints is not None
@@ -437,8 +487,10 @@ class FeatureWorker:
         if self.checkpoints.client.exists(self._marker_key()):
             return
         logger.warning("Redis lost the online store (restarted empty?): writing the last "
-                       "values of %d entities again", len(self._written))
+                       "values of %d entities and the prefix logs of %d again",
+                       len(self._written), len(self.computer.logs or ()))
         self._unwritten = {**self._written, **self._unwritten}
+        self.computer.resend_logs()
         self._marked = False  # set again once they are written
 
     def _apply(self, record: Record[Any], output_headers: TraceHeaders, produced_ms: list[int],
