@@ -11,8 +11,9 @@
    transaction id; at most ``MAX_PENDING``, beyond which it is dropped and
    counted);
 3. checks every pending decision whose time ``t`` both watermarks have
-   passed — all transactions up to ``t`` and all labels known by ``t`` are
-   in — in batches of ``CHECK_BATCH_SIZE`` (one batch-engine call each);
+   passed (strictly: more events stamped exactly ``t`` may follow one) — all
+   transactions up to ``t`` and all labels known by ``t`` are in — in
+   batches of ``CHECK_BATCH_SIZE`` (one batch-engine call each);
 4. evicts history no decision still to come can need (behind the slower of
    the decisions' and the transactions' watermarks, minus the horizon and
    ``DECISION_LATENESS_S``).
@@ -243,7 +244,12 @@ class ConsistencyMonitor:
             del self._checked[transaction_id]  # oldest first: dicts keep insertion order
 
     def ready_through(self) -> int | None:
-        """Decisions at or before this event time have all their data in (None: none yet)."""
+        """Decisions *before* this event time have all their data in (None: none yet).
+
+        Strictly before: a partition whose newest event is at ``t`` may still
+        deliver another event stamped ``t`` (simultaneous events count in a
+        window ending at ``t``), and a label known at exactly ``t`` counts too.
+        """
         transactions = self.transactions.value()
         if transactions is None:
             return None
@@ -274,11 +280,11 @@ class ConsistencyMonitor:
             self.metrics.watermark.set(decisions / 1000, {"topic": DECISIONS_TOPIC})
         due = (self.clock() - self._last_check >= self.settings.check_interval_s
                or len(self._pending) >= self.settings.check_batch_size)
-        if through is not None and due and self._queue and self._queue[0][0] <= through:
+        if through is not None and due and self._queue and self._queue[0][0] < through:
             self._last_check = self.clock()
-            while self._queue and self._queue[0][0] <= through:
+            while self._queue and self._queue[0][0] < through:
                 batch: list[PendingDecision] = []
-                while (self._queue and self._queue[0][0] <= through
+                while (self._queue and self._queue[0][0] < through
                        and len(batch) < self.settings.check_batch_size):
                     _, transaction_id = heapq.heappop(self._queue)
                     batch.append(self._pending.pop(transaction_id))

@@ -141,3 +141,9 @@ def build_world(seed: int = 7, customers: int = 6, terminals: int = 4,
 @pytest.fixture(scope="session")
 def world() -> World:
     return build_world()
+
+
+@pytest.fixture(scope="session")
+def world_of() -> type[World]:
+    """``world_of(transactions, labels)``: a :class:`World` of the given events."""
+    return World

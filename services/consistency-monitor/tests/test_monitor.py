@@ -57,9 +57,12 @@ def test_a_decision_waits_for_both_watermarks_then_matches(world: Any) -> None:
     mon.handle([feed.record(TRANSACTIONS_TOPIC, tx) for tx in before]
                + [feed.record(LABELS_TOPIC, lab) for lab in labels_before]
                + [feed.record(DECISIONS_TOPIC, world.decision(target.transaction_id, served))])
-    # Transactions have reached t, labels not yet: labels known by t may still come.
+    # Transactions have reached t (not passed it: another at t may follow), labels not.
     assert mon.pending == 1 and mon.outcomes.get("checked", 0) == 0
-    later_label = next(lab for lab in world.labels if lab.labeled_at >= target.event_time)
+    later_tx = next(tx for tx in world.transactions if tx.event_time > target.event_time)
+    mon.handle([feed.record(TRANSACTIONS_TOPIC, later_tx)])
+    assert mon.pending == 1  # labels known by t may still come
+    later_label = next(lab for lab in world.labels if lab.labeled_at > target.event_time)
     mon.handle([feed.record(LABELS_TOPIC, later_label)])
     assert mon.pending == 0 and mon.outcomes["checked"] == 1
     assert sum(mon.total.checked.values()) == len(BASELINE.names)
@@ -78,7 +81,10 @@ def test_transactions_watermark_not_reached_keeps_it_pending(world: Any) -> None
                + [feed.record(DECISIONS_TOPIC, world.decision(target.transaction_id, served))])
     assert mon.pending == 1
     mon.handle([feed.record(TRANSACTIONS_TOPIC, target)])
-    assert mon.pending == 0 and not mon.total.mismatches
+    assert mon.pending == 1  # newest = t: another transaction at t may still come
+    later = next(tx for tx in world.transactions if tx.event_time > target.event_time)
+    mon.handle([feed.record(TRANSACTIONS_TOPIC, later)])
+    assert mon.pending == 0 and mon.outcomes["checked"] == 1 and not mon.total.mismatches
 
 
 def test_pending_cap_drops_and_counts_and_duplicates_are_counted(world: Any) -> None:
@@ -209,7 +215,7 @@ def test_history_is_kept_for_decisions_not_read_yet(world: Any) -> None:
                + [feed.record(LABELS_TOPIC, lab) for lab in world.labels])
     assert mon.eviction_watermark() is None  # the decisions partition has not reported
     assert len(mon.history.transactions) == len(world.transactions)
-    ids = [tx.transaction_id for tx in world.transactions[-50:]]
+    ids = [tx.transaction_id for tx in world.transactions[-60:-10]]
     served = world.served_inputs(ids)
     mon.handle([feed.record(DECISIONS_TOPIC, world.decision(t, served[t])) for t in ids])
     assert mon.outcomes == {"pending": 50, "checked": 50}
