@@ -141,7 +141,8 @@ def test_auditor_kill_9_counts_each_pair_once(
     # The uninterrupted reference over the same topics, in-process, its own group and state.
     reference = Settings(model_name=name, consumer_group=f"reference-{name}",
                          state_dir=tmp_path / "reference",
-                         report_dir=tmp_path / "reference" / "reports", exit_when_idle_s=2.0,
+                         report_dir=tmp_path / "reference" / "reports",
+                         exit_when_idle_s=scale.reference_idle_s,
                          evaluate_interval_s=3600)
     service.run(reference, kafka, serve_http=False, install_signal_handlers=False,
                 stop=threading.Event())

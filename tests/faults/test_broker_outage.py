@@ -70,7 +70,12 @@ def test_durable_broker_restart_under_a_replay_loses_nothing(
     # objects at 30 records/s). Long lingers keep the objects few and large, as a
     # deployment on this storage would configure; and a slower rate than the other cases.
     n, rate = scale.durable_records, scale.durable_rate
-    replay_linger, worker_linger = {"linger.ms": "1000"}, {"linger.ms": "200"}
+    # One request in flight per connection: without idempotence a batch retried across the
+    # restart would otherwise land after later ones, out of order in its partition (finding
+    # F3: the worker then sent transactions to .late and quarantined labels as "ahead").
+    in_order = {"max.in.flight.requests.per.connection": "1"}
+    replay_linger = {"linger.ms": "1000", **in_order}
+    worker_linger = {"linger.ms": "200", **in_order}
     broker = kafka_broker_factory(durable=True, create_topics=True)
     write_dataset(simulate(SimulationConfig(n_customers=100, n_terminals=200,
                                             n_days=n // 150 + 30,
@@ -146,7 +151,8 @@ def test_durable_broker_restart_under_a_replay_loses_nothing(
 
     reference_url = fresh_redis_server.url.rsplit("/", 1)[0] + "/2"
     reference = kafka_engine.run(Settings(consumer_group="reference"), kafka,
-                                 RedisSettings(url=reference_url), max_idle_s=2,
+                                 RedisSettings(url=reference_url),
+                                 max_idle_s=scale.reference_idle_s,
                                  install_signal_handlers=False)
     assert reference.events_applied == total
     uninterrupted = redis_entity_state(redis.Redis.from_url(reference_url))

@@ -194,7 +194,8 @@ def test_drift_monitor_kill_9_counts_windows_once_and_publishes_alerts_once(
                          **{k.lower(): v for k, v in WINDOWS.items()})
     run = service.run(reference, KafkaSettings(bootstrap_servers=bootstrap,
                                                session_timeout_ms=faults.SESSION_TIMEOUT_MS),
-                      MlflowSettings(tracking_uri=mlflow_server.tracking_uri), max_idle_s=3,
+                      MlflowSettings(tracking_uri=mlflow_server.tracking_uri),
+                      max_idle_s=scale.reference_idle_s,
                       install_signal_handlers=False, stop=threading.Event())
     reference_ids = output_ids(bootstrap, faults) - killed_ids
     reference_state = CheckpointFile(reference.checkpoint_path).load()

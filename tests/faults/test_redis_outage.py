@@ -124,7 +124,8 @@ def test_redis_outage_under_load_converges_to_the_uninterrupted_state(
 
     reference_url = store_url.rsplit("/", 1)[0] + "/2"
     reference = kafka_engine.run(Settings(consumer_group="reference"), kafka,
-                                 RedisSettings(url=reference_url), max_idle_s=2,
+                                 RedisSettings(url=reference_url),
+                                 max_idle_s=scale.reference_idle_s,
                                  install_signal_handlers=False)
     assert reference.events_applied == total
     uninterrupted = redis_entity_state(redis.Redis.from_url(reference_url))
