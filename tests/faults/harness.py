@@ -15,8 +15,14 @@ restarted service has caught up, i.e. its effects cover every input that
 had been produced when it was killed (:func:`wait_until` returns when that
 became true).
 
-Scale: the CI profile (default) keeps every case to seconds; ``make chaos``
-sets ``RTML_FAULTS_PROFILE=chaos`` for bigger replays and more kill rounds,
+The process handling itself (start with an environment, log to a file,
+SIGKILL, SIGTERM) is :mod:`rtml_localstack.crash`, shared with the services'
+own crash tests; this module adds kill timing, tallies, paced producers and
+the profiles.
+
+Scale: the CI profile (default) keeps the five cases to about 4 minutes on 2
+cores (one fault each, ~4,000 records); ``make chaos`` sets
+``RTML_FAULTS_PROFILE=chaos`` for bigger replays and three faults per case,
 and ``RTML_FAULTS_REPORT`` to the markdown report the session writes
 (``tests/faults/conftest.py``).
 """
