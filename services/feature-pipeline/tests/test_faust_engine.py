@@ -41,6 +41,7 @@ from rtml_common.serde import headers_for
 from rtml_feature_pipeline import faust_engine, kafka_engine
 from rtml_feature_pipeline.checkpoint import Checkpoint, checkpoint_key
 from rtml_feature_pipeline.config import Settings
+from rtml_feature_pipeline.parity import redis_entity_state
 from rtml_features.baseline import get_feature_set
 from rtml_features.batch import compute_features
 from rtml_localstack.crash import duplicates, published_keys
@@ -58,10 +59,11 @@ def redis_url(server: Any, db: int) -> str:
     return f"redis://{server.host}:{server.port}/{db}"
 
 
-def entity_hashes(url: str) -> dict[bytes, dict[bytes, bytes]]:
+def entity_hashes(url: str) -> dict[str, Any]:
+    """Every online-store key: the hashes and the prefix logs (their members)."""
     client = redis.Redis.from_url(url)
     try:
-        return {key: client.hgetall(key) for key in client.scan_iter("rtml:fs:*")}
+        return redis_entity_state(client)
     finally:
         client.close()
 
@@ -193,8 +195,9 @@ def test_faust_engine_matches_batch_and_kafka_engine_and_resumes_from_checkpoint
                                  max_idle_s=IDLE_S, install_signal_handlers=False)
     assert reference.events_applied == first.events + second.events
     faust_hashes, kafka_hashes = entity_hashes(faust_redis.url), entity_hashes(kafka_redis.url)
-    assert any(b":customer:" in k for k in faust_hashes)
-    assert any(b":terminal:" in k for k in faust_hashes)
+    assert any(":customer:" in k for k in faust_hashes)
+    assert any(":terminal:" in k for k in faust_hashes)
+    assert any(":@ev:terminal:" in k for k in faust_hashes)  # the prefix logs too
     assert faust_hashes == kafka_hashes
 
 
