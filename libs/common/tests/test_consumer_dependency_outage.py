@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Consumer, TopicPartition
 
 from rtml_common.config import KafkaSettings
 from rtml_common.dependency import DependencyUnavailable
@@ -25,6 +24,7 @@ from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.kafka.dead_letter import DeadLetter
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.serde import headers_for
+from rtml_localstack.testing import committed_offsets as committed
 from rtml_localstack.testing import consume
 
 pytestmark = pytest.mark.integration
@@ -53,18 +53,6 @@ def produce(settings: KafkaSettings, sentinel: bool = True) -> None:
                                       customer_id=KEY, terminal_id="t1", amount=float(i)))
         if sentinel:
             producer.send_raw("transactions", KEY.encode(), SENTINEL, headers_for(Transaction))
-
-
-def committed(bootstrap: str, group: str, topic: str = "transactions") -> dict[int, int]:
-    """The group's committed offset per partition that has one (asked of the broker)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in offsets if tp.offset >= 0}
 
 
 def first_dead_letter(bootstrap: str) -> DeadLetter:

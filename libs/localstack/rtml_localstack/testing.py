@@ -343,6 +343,25 @@ def consume(
     return records
 
 
+def committed_offsets(bootstrap_servers: str, group_id: str,
+                      topic: str = "transactions") -> dict[int, int]:
+    """``group_id``'s committed offset per partition of ``topic`` that has one (from the broker).
+
+    Opens a consumer of that group without subscribing, so asking does not
+    join the group or disturb a running member.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id,
+                         "enable.auto.commit": False})
+    try:
+        partitions = _partitions(consumer, topic, time.monotonic() + 10)
+        offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in offsets if tp.offset >= 0}
+
+
 def _partitions(consumer: Any, topic: str, deadline: float) -> Sequence[int]:
     """Partition ids of ``topic``, waiting (until ``deadline``) for it to exist."""
     while True:

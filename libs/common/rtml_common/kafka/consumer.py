@@ -341,6 +341,10 @@ class ConsumerLoop:
                     continue
                 if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                     break
+                if self._pending and (time.monotonic() - self._last_commit
+                                      >= self.settings.commit_interval_s):
+                    # a burst then silence: commit what was handled now, not at the next record
+                    self._flush_and_commit()
                 if self._on_idle is not None:
                     self.dependency.call(self._on_idle, "the idle hook")
                 continue
