@@ -54,8 +54,11 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     producer = EventProducer(kafka)  # dead letters only: the monitor publishes nothing
     topics: dict[str, type[Event]] = {TRANSACTIONS_TOPIC: Transaction, LABELS_TOPIC: Label,
                                       DECISIONS_TOPIC: Decision}
+    def check_when_idle() -> None:  # the loop's idle hook returns nothing
+        monitor.check_ready()
+
     loop = ConsumerLoop(topics, settings.consumer_group, monitor.handle, kafka, producer,
-                        on_idle=monitor.check_ready)
+                        on_idle=check_when_idle)
     monitor.set_assigned(lambda: set(loop.assigned))
 
     def stop_all() -> None:
