@@ -245,18 +245,22 @@ def build_plan(seed: int, bad_records: int, run: str, start: datetime) -> Plan:
     """``bad_records`` mutations, one valid record every ~4 bad ones, all three topics."""
     g = PoisonGenerator(seed, run, start)
     plan = Plan()
+    valid = 0
     for topic in (TRANSACTIONS, LABELS, FEATURES):  # at and just under the size limit
         for margin in (0, 500):
             plan.records.append(g.at_limit(topic, [], margin))
-    while len(plan.bad()) < bad_records:
+    while len(plan.records) - valid < bad_records:
         tx, produced = g.transaction()
         plan.records.append(produced)
         label, labelled = g.label(tx)
+        valid += 1
         if g.rng.random() < 0.3:
             plan.records.append(labelled)
+            valid += 1
         vector, direct = g.vector()
         if g.rng.random() < 0.2:
             plan.records.append(direct)
+            valid += 1
         for topic, body, headers in ((TRANSACTIONS, tx, produced.headers),
                                      (LABELS, label, labelled.headers),
                                      (FEATURES, vector, direct.headers)):
