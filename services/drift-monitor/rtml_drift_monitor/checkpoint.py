@@ -92,9 +92,16 @@ class CheckpointFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def remove_leftovers(self) -> None:
+        """Delete temp files a crash left mid-write (at start-up, before any save: a temp
+        file being written looks the same as a left-over, so never while one may be)."""
+        remove_temp_files(self.path.parent)
+
     def load(self) -> MonitorCheckpoint | None:
-        """The last checkpoint; None if there is none or it cannot be read (logged)."""
-        remove_temp_files(self.path.parent)  # a write a crash interrupted
+        """The last checkpoint; None if there is none or it cannot be read (logged).
+
+        Read-only: safe while the service writes (the file is replaced atomically).
+        """
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:

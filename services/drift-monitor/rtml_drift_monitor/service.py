@@ -100,6 +100,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         on_monitor(monitor)
     stats: Any = LoopStats()
     if watcher.wait_until_loaded(stop):
+        checkpoints.remove_leftovers()
         saved = checkpoints.load()
         if saved is not None and monitor.resume(saved):
             loop.set_start_offsets(monitor.start_offset)
