@@ -88,12 +88,21 @@ EntityLogs = Mapping[str, tuple[EventLogQuery | None, LabelLogQuery | None]]
 
 
 class RequestVectors:
-    """Computes request-time vectors of one feature set."""
+    """Computes request-time vectors of one feature set.
+
+    What can be known before a request is worked out once here (each
+    aggregate's entity, window, delay and kind; the ratios; the output
+    order): the decision API runs :meth:`compute` on every request.
+    """
 
     def __init__(self, feature_set: FeatureSet) -> None:
         self.feature_set = feature_set
         self.rows = RowFeatures(feature_set)
-        self._aggregates = [(a, *duration_ms(a)) for a in feature_set.window_aggregates]
+        self._aggregates = [(a, a.name, a.entity.name, *duration_ms(a))
+                            for a in feature_set.window_aggregates]
+        self._ratios = [(f.name, f.numerator.name, f.denominator.name, f.default)
+                        for f in feature_set.features if isinstance(f, Ratio)]
+        self._names = tuple(feature_set.names)
 
     def compute(self, transaction_id: str, time_ms: int, fields: Mapping[str, float],
                 logs: EntityLogs) -> dict[str, float]:
@@ -104,30 +113,29 @@ class RequestVectors:
         Raises :class:`~rtml_features.prefix_log.OutOfRange` when a window
         reaches before what a log still holds.
         """
-        aggregates: dict[str, float] = {}
-        for aggregate, window_ms, delay_ms in self._aggregates:
-            if aggregate.entity.name not in logs:  # the request has no id for it: no window
-                aggregates[aggregate.name] = 0.0
-                continue
-            events, labels = logs[aggregate.entity.name]
-            after, until = time_ms - window_ms - delay_ms, time_ms - delay_ms
-            included = delay_ms == 0 and not (events is not None
-                                              and events.has(transaction_id, time_ms))
-            own: float | None = None
-            if included:  # a count or a label field (unknown yet) adds 0 to the total
-                own = (float(fields[aggregate.field])
-                       if aggregate.field and not aggregate.uses_labels else 0.0)
-            aggregates[aggregate.name] = self._aggregate(
-                aggregate, events, labels, after, until, time_ms, own)
         values = self.rows.values(time_ms, fields)
-        for feature in self.feature_set.features:
-            if isinstance(feature, WindowAggregate):
-                values[feature.name] = aggregates[feature.name]
-            elif isinstance(feature, Ratio):
-                denominator = aggregates[feature.denominator.name]
-                values[feature.name] = (aggregates[feature.numerator.name] / denominator
-                                        if denominator != 0 else feature.default)
-        return {name: values[name] for name in self.feature_set.names}
+        applied: dict[str, bool] = {}  # entity -> its log already holds the request
+        for aggregate, name, entity, window_ms, delay_ms in self._aggregates:
+            entry = logs.get(entity)
+            if entry is None:  # the request has no id for it: no window
+                values[name] = 0.0
+                continue
+            events, labels = entry
+            own: float | None = None
+            if delay_ms == 0:
+                held = applied.get(entity)
+                if held is None:
+                    held = applied[entity] = (events is not None
+                                              and events.has(transaction_id, time_ms))
+                if not held:  # a count or a label field (unknown yet) adds 0 to the total
+                    field = aggregate.field
+                    own = float(fields[field]) if field and not aggregate.uses_labels else 0.0
+            values[name] = self._aggregate(aggregate, events, labels, time_ms - window_ms
+                                           - delay_ms, time_ms - delay_ms, time_ms, own)
+        for name, numerator, denominator, default in self._ratios:
+            value = values[denominator]
+            values[name] = values[numerator] / value if value != 0 else default
+        return {name: values[name] for name in self._names}
 
     @staticmethod
     def _aggregate(aggregate: WindowAggregate, events: EventLogQuery | None,
