@@ -1,0 +1,215 @@
+"""Harness for online/offline consistency runs: decisions sent, read back, lag-classified.
+
+Shared by the end-to-end consistency test (``tests/test_online_offline_consistency.py``)
+and the benchmark that proves the fix in numbers (``bench/online_offline.py``): a
+data set's transactions sent one by one to ``POST /v1/decisions`` (a customer's
+requests strictly one after another, a few in flight), the labels published as
+they become known, every decision read back from ``decisions``, and each
+decision classified *current* or *raced the pipeline* from its consistency
+markers (``rtml_seen_events_<e>`` / ``rtml_seen_labels_<e>``) against the
+data set's true counts — the lag classes of the consistency monitor's README.
+
+The imports of the feature and decision packages are those two callers' own
+dependencies; nothing here is imported by the local stack itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pandas as pd
+import redis
+
+from rtml_common.config import KafkaSettings
+from rtml_common.events import Label
+from rtml_common.kafka.producer import EventProducer
+from rtml_common.kafka.published import read_published
+from rtml_features.definitions import Agg, FeatureSet, WindowAggregate
+from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
+from rtml_features.rows import epoch_ms
+
+EVENTS_MARKER = "rtml_seen_events_"
+LABELS_MARKER = "rtml_seen_labels_"
+
+
+def marker_set(feature_set: FeatureSet) -> FeatureSet:
+    """The markers' true values from the batch engine: per entity, the event count and the
+    label sum (labels known by ``t``) over ``(t - H, t]``, the request itself included."""
+    features = []
+    for entity in feature_set.entities:
+        horizon = feature_set.horizon(entity)
+        features.append(WindowAggregate(f"events_{entity.name}", entity, Agg.COUNT, horizon))
+        features.append(WindowAggregate(f"labels_{entity.name}", entity, Agg.SUM, horizon,
+                                        field="is_fraud", label_delay=timedelta(0)))
+    return FeatureSet("markers", features)
+
+
+def history_applied(client: redis.Redis, feature_set: FeatureSet, rows: pd.DataFrame) -> bool:
+    """Whether the online prefix logs hold every transaction of ``rows`` for every entity.
+
+    ``rows`` has the batch engine's history columns (``transaction_id``,
+    ``event_time``, ``customer_id``, ``terminal_id``).
+    """
+    from rtml_decision.request_store import with_marker_windows
+
+    reader = PrefixLogReader(client, feature_set)
+    reader.plans = [with_marker_windows(plan) for plan in reader.plans]  # every log asks has()
+    for row in rows.itertuples():
+        t = epoch_ms(row.event_time)
+        views = reader.read(row.transaction_id, t, {"customer_id": row.customer_id,
+                                                    "terminal_id": row.terminal_id})
+        for events, _ in views.values():
+            if events is None or not events.has(row.transaction_id, t):
+                return False
+    return True
+
+
+def label_events(history: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The labels of ``history``'s transactions as :class:`Label` fields, by ``labeled_at``."""
+    frame = labels.merge(history[["transaction_id", "event_time", "customer_id",
+                                  "terminal_id"]], on="transaction_id")
+    frame = frame.rename(columns={"event_time": "transaction_time"})
+    return frame.sort_values(["labeled_at", "transaction_id"]).reset_index(drop=True)
+
+
+async def send_decisions(port: int, requests: pd.DataFrame, labels: pd.DataFrame,
+                         producer: EventProducer, in_flight: int,
+                         labels_ahead: timedelta = timedelta(0)) -> list[dict[str, Any]]:
+    """POST every row of ``requests`` (event-time order) to the decision API; the answers.
+
+    At most ``in_flight`` requests are outstanding and a customer's requests go
+    strictly one after the other (a customer's decisions depend on each other).
+    Before each request, the labels of ``labels`` (see :func:`label_events`) known by
+    its event time plus ``labels_ahead`` are published to ``labels``: ``0`` is what
+    a live label feed does; more puts labels known *after* a request in the store,
+    which the request must leave out. A non-200 answer raises.
+    """
+    answers: list[dict[str, Any]] = []
+    busy: dict[str, asyncio.Event] = {}
+    slots = asyncio.Semaphore(in_flight)
+    label_rows = labels.itertuples()
+    pending_label = next(label_rows, None)
+    failures: list[str] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+
+        async def one(body: dict[str, Any], done: asyncio.Event) -> None:
+            try:
+                response = await http.post("/v1/decisions", json=body)
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text[:300]}")
+                else:
+                    answers.append(response.json())
+            finally:
+                done.set()
+                slots.release()
+
+        tasks = []
+        for row in requests.itertuples():
+            if failures:
+                break
+            while pending_label is not None and \
+                    pending_label.labeled_at <= row.event_time + labels_ahead:
+                producer.send(Label(
+                    transaction_id=pending_label.transaction_id,
+                    customer_id=pending_label.customer_id,
+                    terminal_id=pending_label.terminal_id,
+                    transaction_time=pending_label.transaction_time.to_pydatetime(),
+                    labeled_at=pending_label.labeled_at.to_pydatetime(),
+                    is_fraud=bool(pending_label.is_fraud)))
+                pending_label = next(label_rows, None)
+            previous = busy.get(row.customer_id)
+            if previous is not None:
+                await previous.wait()
+            await slots.acquire()
+            done = busy[row.customer_id] = asyncio.Event()
+            body = {"transaction_id": row.transaction_id,
+                    "event_time": row.event_time.isoformat(),
+                    "customer_id": row.customer_id, "terminal_id": row.terminal_id,
+                    "amount": row.amount}
+            tasks.append(asyncio.create_task(one(body, done)))
+        await asyncio.gather(*tasks)
+    producer.flush()
+    if failures:
+        raise RuntimeError(f"{len(failures)} decision requests failed, first: {failures[0]}")
+    return answers
+
+
+def read_decisions(kafka: KafkaSettings, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The ``decisions`` topic's Decision values of the transactions ``ids``, by id."""
+    wanted = set(ids)
+    found: dict[str, dict[str, Any]] = {}
+    for message in read_published(kafka, ["decisions"], {}):
+        value = orjson.loads(message.value() or b"null")
+        if value and value["transaction_id"] in wanted:
+            found[value["transaction_id"]] = value
+    return found
+
+
+@dataclass(frozen=True)
+class LagClasses:
+    """Per decision (spine order): its lag class over all its entities (README "Lag classes").
+
+    ``current``: every entity's markers equal the true counts — the online state
+    held every earlier event and label, so any feature difference is a real
+    inconsistency. ``unexplained``: some marker is *higher* than the truth.
+    ``unknown``: a marker is absent or not a number (a degraded decision keeps only
+    row features). The rest raced the pipeline (``behind``).
+    """
+
+    current: np.ndarray
+    unexplained: np.ndarray
+    unknown: np.ndarray
+    #: entity name -> decisions whose own entity was behind.
+    behind_by_entity: dict[str, int]
+
+    @property
+    def behind(self) -> np.ndarray:
+        return ~self.current & ~self.unexplained & ~self.unknown
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as floats, NaN where absent or not a number."""
+    if column not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def lag_classes(feature_set: FeatureSet, served: pd.DataFrame, truth: pd.DataFrame,
+                own_labels: np.ndarray | None = None) -> LagClasses:
+    """Classify each decision from its ``served`` inputs and the batch engine's ``truth``
+    (:func:`marker_set` over the spine). The request itself is excluded from the
+    truth's counts (one event; its own label when ``own_labels`` says it was known by
+    ``t``). An entity whose logs carry no label field records 0 labels: its truth is 0.
+    """
+    from rtml_features.request_vector import log_spec
+
+    n = len(served)
+    current = np.ones(n, dtype=bool)
+    unexplained = np.zeros(n, dtype=bool)
+    unknown = np.zeros(n, dtype=bool)
+    behind: dict[str, int] = {}
+    for entity in feature_set.entities:
+        events = truth[f"events_{entity.name}"].to_numpy() - 1
+        if log_spec(feature_set, entity).label_fields:
+            labels = truth[f"labels_{entity.name}"].to_numpy() - (
+                own_labels if own_labels is not None else 0)
+        else:
+            labels = np.zeros(n)
+        seen_events = _numbers(served, EVENTS_MARKER + entity.name)
+        seen_labels = _numbers(served, LABELS_MARKER + entity.name)
+        unknown |= ~np.isfinite(seen_events) | ~np.isfinite(seen_labels)
+        equal = (seen_events == events) & (seen_labels == labels)
+        current &= equal
+        unexplained |= (seen_events > events) | (seen_labels > labels)
+        behind[entity.name] = int((~equal & (seen_events <= events)
+                                   & (seen_labels <= labels)).sum())
+    current &= ~unknown
+    unexplained &= ~unknown
+    return LagClasses(current, unexplained, unknown, behind)
