@@ -68,7 +68,7 @@ class Profile:
 PROFILES = {
     "ci": Profile("ci", records=4000, kill_rounds=1, rate=800.0, durable_records=2000,
                   durable_rate=200.0, reference_idle_s=3.0),
-    "chaos": Profile("chaos", records=24000, kill_rounds=3, rate=400.0, durable_records=6000,
+    "chaos": Profile("chaos", records=24000, kill_rounds=3, rate=250.0, durable_records=6000,
                      durable_rate=100.0, reference_idle_s=10.0),
 }
 
