@@ -197,6 +197,7 @@ class StreamingFeatureComputer:
         states = self.states
         tracked = self._newest_vectors
         logs = self.logs
+        touched = self._touched_logs
         newest_of: list[tuple[str, str]] = []  # entities this transaction is the newest event of
         # Whether an emitted vector may have to count this transaction (see _revise): some
         # entity has another event at or after its time plus the entity's smallest delay.
@@ -213,7 +214,16 @@ class StreamingFeatureComputer:
                 if state.add_transaction(transaction_id, time_ms, amount):
                     added = True
                     if logs is not None:
-                        self._log_transaction(key, state, transaction_id, time_ms, amount)
+                        log = logs.get(key)
+                        events = log.events if log is not None else None
+                        if (events is not None and events.times and time_ms > events.times[-1]
+                                and (log.labels is None  # type: ignore[union-attr]
+                                     or transaction_id not in state.labels)):
+                            # The common case, inlined (~1.5 µs an entity): an append, no label.
+                            events._append(transaction_id, time_ms, {"amount": amount})
+                            touched[key] = log  # type: ignore[assignment]
+                        else:
+                            self._log_transaction(key, state, transaction_id, time_ms, amount)
                 if tracked is not None and state.tids[-1] == transaction_id:
                     newest_of.append(key)
                 if not revisable:
