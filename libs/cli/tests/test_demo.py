@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,10 @@ def test_features_step_computes_a_vector_per_replayed_transaction(
     assert ctx.features.vectors_published == ctx.replay.transactions + ctx.features.revisions
     assert ctx.features.late_events == 0
     assert "customer_id_nb_tx_30day_window" in out.getvalue()
+    assert "request-time, prefix logs" in out.getvalue()
+    # Each feature row: the streamed value, then the same value computed from the logs.
+    rows = re.findall(r"(\w+_window)\s+(-?[\d.]+)\s+(-?[\d.]+)", out.getvalue())
+    assert len(rows) == 12 and all(streamed == served for _, streamed, served in rows), rows
     assert redis_server.client().keys("rtml:feature-pipeline:checkpoint:*") == []
 
 

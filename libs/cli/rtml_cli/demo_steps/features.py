@@ -3,10 +3,12 @@
 The worker (the feature-pipeline service's Kafka engine, in-process) reads
 ``transactions`` and ``labels`` from the beginning with a group of its own,
 computes the 15 baseline features per transaction, writes each customer's
-and terminal's latest values to Redis and publishes ``features`` events; it
-stops once the topics are drained. The summary shows one transaction's
-vector next to what the decision API would read from Redis for its customer
-and terminal.
+and terminal's prefix logs (and, in the ``prefix+latest`` layout, latest
+values) to Redis and publishes ``features`` events; it stops once the topics
+are drained. The summary shows the newest transaction's streamed vector next
+to the vector a request at its time computes from the Redis prefix logs (one
+read, as :mod:`rtml_features.request_vector` computes it) — the same values —
+or, in the ``latest`` layout, its customer's and terminal's hashes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from rtml_feature_pipeline import kafka_engine
 from rtml_feature_pipeline.checkpoint import checkpoint_key
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.worker import FeatureWorker
+from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
 from rtml_features.online_store.redis.store import RedisOnlineStore
+from rtml_features.request_vector import RequestVectors
 
 SESSION_TIMEOUT_MS = 6000
 
@@ -39,31 +43,41 @@ def compute_features(ctx: DemoContext) -> None:
         settings, KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=SESSION_TIMEOUT_MS),
         RedisSettings(url=redis_url), max_idle_s=3, install_signal_handlers=False,
         on_worker=workers.append)
-    # The demo's group is used once: drop its checkpoint rather than leave it in Redis.
+    # The demo's group is used once: drop its checkpoint (and the worker's "my writes are in
+    # Redis" marker beside it) rather than leave them in Redis.
     worker = workers[0]
     feature_set = worker.feature_set
-    redis.Redis.from_url(redis_url).delete(
-        checkpoint_key(settings.consumer_group, feature_set.name, feature_set.version))
+    key = checkpoint_key(settings.consumer_group, feature_set.name, feature_set.version)
+    redis.Redis.from_url(redis_url).delete(key, f"{key}:online-store-written")
     if run.vectors_published == 0:
         raise DemoError("the feature worker published no vectors: is the replay step missing?")
     ctx.features = run
-    ctx.add_section("Features", _summary(run, worker, redis_url))
+    ctx.add_section("Features", _summary(run, worker, redis_url,
+                                         "prefix" in settings.online_layout))
     ctx.next_commands.append(
         ("python -m rtml_feature_pipeline", "run the feature worker as a service (Ctrl-C stops)"))
 
 
-def _summary(run: Any, worker: FeatureWorker, redis_url: str) -> Table:
+def _summary(run: Any, worker: FeatureWorker, redis_url: str, prefix_logs: bool) -> Table:
     table = Table(show_header=True, box=None)
     table.add_column("feature")
     table.add_column("streamed vector", justify="right")
-    table.add_column("Redis (customer / terminal hash)", justify="right")
+    table.add_column("Redis (request-time, prefix logs)" if prefix_logs
+                     else "Redis (customer / terminal hash)", justify="right")
     newest = max(worker.computer.recent.values(), key=lambda e: (e.time_ms, e.transaction_id))
     customer_id, terminal_id = newest.ids
-    store = RedisOnlineStore(redis_url, ttl_s=60)
-    stored = store.read(worker.feature_set, [("customer", str(customer_id)),
-                                             ("terminal", str(terminal_id))])
-    online = {name: value for entry in stored if entry is not None
-              for name, value in entry.values.items()}
+    client = redis.Redis.from_url(redis_url)
+    if prefix_logs:
+        logs = PrefixLogReader(client, worker.feature_set).read(
+            newest.transaction_id, newest.time_ms,
+            {"customer_id": customer_id, "terminal_id": terminal_id})
+        online = RequestVectors(worker.feature_set).compute(
+            newest.transaction_id, newest.time_ms, {"amount": newest.amount}, logs)
+    else:
+        stored = RedisOnlineStore(redis_url, ttl_s=60).read(
+            worker.feature_set, [("customer", str(customer_id)), ("terminal", str(terminal_id))])
+        online = {name: value for entry in stored if entry is not None
+                  for name, value in entry.values.items()}
     for name in worker.feature_set.names:
         table.add_row(name, f"{newest.vector[name]:.4f}",
                       f"{online[name]:.4f}" if name in online else "(row feature)")
