@@ -294,6 +294,8 @@ def produce(bootstrap: str, plan: Plan) -> dict[Coordinates, Produced]:
         producer.poll(0)
     assert producer.flush(60) == 0
     assert not errors, errors[:5]
+    assert len(landed) == len(plan.records), (
+        f"{len(plan.records)} records produced, {len(landed)} distinct positions acknowledged")
     return landed
 
 
