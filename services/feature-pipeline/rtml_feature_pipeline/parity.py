@@ -12,6 +12,7 @@ benchmarks and people after a deployment.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,41 @@ def request_time_vectors(client: redis.Redis, requests: pd.DataFrame,
         rows[tid] = vectors.compute(tid, int(time_ms), {"amount": float(request["amount"])},
                                     logs)
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def later_requests(history: pd.DataFrame, n: int, seed: int,
+                   max_offset: timedelta = timedelta(days=10)) -> pd.DataFrame:
+    """Up to ``n`` new transactions, each of a distinct customer and a distinct terminal
+    (so in one batch computation no request is in another's window), at or after the
+    history's last event: a tenth exactly at it, the others up to ``max_offset`` later."""
+    pairs = (history.drop_duplicates("customer_id").drop_duplicates("terminal_id")
+             .sample(frac=1.0, random_state=seed).head(n))
+    rng = np.random.default_rng(seed)
+    offsets_ms = rng.integers(0, int(max_offset.total_seconds() * 1000), len(pairs))
+    offsets_ms[: len(pairs) // 10] = 0
+    last = history["event_time"].max()
+    return pd.DataFrame({
+        "transaction_id": [f"request-{i}" for i in range(len(pairs))],
+        "event_time": [last + timedelta(milliseconds=int(ms)) for ms in offsets_ms],
+        "customer_id": pairs["customer_id"].to_numpy(),
+        "terminal_id": pairs["terminal_id"].to_numpy(),
+        "amount": rng.uniform(0.0, 500.0, len(pairs)).round(2),
+    })
+
+
+def later_requests_diff(client: redis.Redis, history: pd.DataFrame, labels: pd.DataFrame,
+                        n: int, seed: int, feature_set: FeatureSet = BASELINE
+                        ) -> tuple[float, Any, pd.DataFrame]:
+    """:func:`later_requests` served from the prefix logs vs the batch engine's vectors of
+    the same requests added to the history: (max abs diff, where, served vectors)."""
+    requests = later_requests(history, n, seed)
+    expected = compute_features(
+        feature_set, requests,
+        pd.concat([history, requests[history.columns]], ignore_index=True),
+        labels).set_index("transaction_id")
+    served = request_time_vectors(client, requests, feature_set)
+    worst, where = max_abs_diff(expected, served, feature_set.names)
+    return worst, where, served
 
 
 def max_abs_diff(batch: pd.DataFrame, streamed: pd.DataFrame,

@@ -27,8 +27,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 import redis
 
@@ -38,11 +36,11 @@ from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.parity import (
     batch_features,
     history_frames,
+    later_requests_diff,
     max_abs_diff,
     request_time_vectors,
 )
 from rtml_features.baseline import BASELINE
-from rtml_features.batch import compute_features
 from rtml_simulator import SimulationConfig, simulate, write_dataset
 from rtml_simulator.replay import ReplayOptions, replay
 
@@ -50,39 +48,6 @@ pytestmark = [pytest.mark.integration]
 
 N_TRANSACTIONS = 15_000
 SAMPLE = 3_000
-
-
-def later_requests(history: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """``n`` new transactions, each of a distinct customer and a distinct terminal (so in
-    one batch computation no request is in another's window), at or after the data's
-    last event: some exactly at it, the others up to 10 days later."""
-    pairs = (history.drop_duplicates("customer_id").drop_duplicates("terminal_id")
-             .sample(frac=1.0, random_state=seed).head(n))
-    rng = np.random.default_rng(seed)
-    offsets_ms = rng.integers(0, 10 * 86_400_000, len(pairs))
-    offsets_ms[: len(pairs) // 10] = 0
-    last = history["event_time"].max()
-    return pd.DataFrame({
-        "transaction_id": [f"request-{i}" for i in range(len(pairs))],
-        "event_time": [last + timedelta(milliseconds=int(ms)) for ms in offsets_ms],
-        "customer_id": pairs["customer_id"].to_numpy(),
-        "terminal_id": pairs["terminal_id"].to_numpy(),
-        "amount": rng.uniform(0.0, 500.0, len(pairs)).round(2),
-    })
-
-
-def check_later_requests(client: redis.Redis, history: pd.DataFrame, labels: pd.DataFrame,
-                         n: int, seed: int) -> int:
-    """Requests after the data's end from the logs == batch; how many were checked."""
-    requests = later_requests(history, n, seed)
-    expected = compute_features(
-        BASELINE, requests, pd.concat([history, requests[history.columns]], ignore_index=True),
-        labels).set_index("transaction_id")
-    served = request_time_vectors(client, requests)
-    worst, where = max_abs_diff(expected, served, BASELINE.names)
-    assert worst <= 1e-9, f"max abs diff {worst} at {where}"
-    assert (served["terminal_id_nb_tx_7day_window"] > 1).any()  # history counted, not only self
-    return len(served)
 
 
 def test_prefix_logs_serve_the_batch_vector_at_request_time(
@@ -122,4 +87,7 @@ def test_prefix_logs_serve_the_batch_vector_at_request_time(
     assert served["terminal_id_risk_30day_window"].max() > 0
     assert served["customer_id_nb_tx_30day_window"].max() > 10
 
-    assert check_later_requests(client, history, labels, 300, seed=3) >= 200
+    worst, where, later = later_requests_diff(client, history, labels, 300, seed=3)
+    assert len(later) >= 200
+    assert worst <= 1e-9, f"max abs diff {worst} at {where}"
+    assert (later["terminal_id_nb_tx_7day_window"] > 1).any()  # history counted, not only self

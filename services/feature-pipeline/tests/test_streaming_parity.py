@@ -4,8 +4,9 @@
 time) are replayed with 5 % of transactions delivered out of order within
 the allowed lateness. For every transaction and each of the 15 baseline
 features, the last vector the streaming engine published equals the batch
-engine's point-in-time value (max abs diff <= 1e-9), and every Redis entity
-hash holds the batch values at that entity's newest transaction.
+engine's point-in-time value (max abs diff <= 1e-9), every Redis entity
+hash holds the batch values at that entity's newest transaction, and the
+prefix logs (trimmed: 40 days) give requests after the end the batch vector.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rtml_feature_pipeline.parity import (
     batch_features,
     expected_entity_values,
     history_frames,
+    later_requests_diff,
     max_abs_diff,
     streamed_vectors,
 )
@@ -52,7 +54,7 @@ def test_streaming_engine_matches_batch_with_out_of_order_delivery(
     kafka = KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=6000)
     report = replay(dataset, ReplayOptions(
         limit=N_TRANSACTIONS, replication_factor=1, out_of_order_fraction=0.05,
-        out_of_order_max=timedelta(minutes=4)), kafka)
+        out_of_order_max=timedelta(minutes=4), pending_labels=True), kafka)
     assert report.transactions == N_TRANSACTIONS
 
     client = redis_server.client()
@@ -72,6 +74,12 @@ def test_streaming_engine_matches_batch_with_out_of_order_delivery(
     assert worst <= 1e-9, f"max abs diff {worst} at {where}"
     # The test must not pass vacuously: terminal risk was non-zero somewhere.
     assert streamed["terminal_id_risk_30day_window"].max() > 0
+
+    # The prefix logs, trimmed behind the watermark over 40 days: requests after the end,
+    # read as the decision API reads them, equal the batch engine too.
+    worst, where, later = later_requests_diff(client, history, labels, 300, seed=11)
+    assert len(later) >= 200
+    assert worst <= 1e-9, f"prefix logs: max abs diff {worst} at {where}"
 
     store = RedisOnlineStore(redis_server.url, ttl_s=3600)
     expected = expected_entity_values(batch, history)
