@@ -310,6 +310,9 @@ class StreamingFeatureComputer:
         log = self.logs.get(key)
         if log is None:
             log = self.logs[key] = EntityLogState(self._log_specs[key[0]])
+            # Its first write replaces the keys: members another run left there (another
+            # consumer group, a lost checkpoint; TTLs are weeks) must not mix with these.
+            log.resend()
         try:
             log.add_event(transaction_id, time_ms, {"amount": amount})
         except OutOfRange:

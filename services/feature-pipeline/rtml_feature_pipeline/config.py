@@ -50,14 +50,14 @@ class Settings(ServiceSettings):
         ),
     )
     online_layout: Literal["prefix", "prefix+latest", "latest"] = Field(
-        default="prefix+latest",
+        default="prefix",
         description=(
             "What the pipeline writes to Redis per touched entity: 'prefix' its prefix logs "
             "(three sorted sets per entity, rtml_features.online_store.redis.prefix_layout: "
             "what the decision API computes a request's vector from at the request's own "
-            "time), 'latest' its hash of feature values at its newest event (read by the "
-            "scorer-side tools, the demo and older decision APIs), 'prefix+latest' both. "
-            "'prefix' saves the hash writes once no reader needs them."
+            "time), 'latest' its hash of feature values at its newest event (what decision "
+            "APIs before request-time features read; the Flink engine writes only these), "
+            "'prefix+latest' both (while such a reader remains)."
         ),
     )
     allowed_lateness_s: int = Field(

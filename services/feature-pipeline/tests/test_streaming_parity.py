@@ -59,7 +59,8 @@ def test_streaming_engine_matches_batch_with_out_of_order_delivery(
 
     client = redis_server.client()
     client.flushdb()
-    settings = Settings(allowed_lateness_s=300, consumer_group="parity")
+    settings = Settings(allowed_lateness_s=300, consumer_group="parity",
+                        online_layout="prefix+latest")  # both: the hashes are checked too
     run = kafka_engine.run(settings, kafka, RedisSettings(url=redis_server.url), max_idle_s=2,
                            install_signal_handlers=False)
     assert run.events_applied == report.transactions + report.labels
