@@ -178,7 +178,10 @@ def run(customers: int, history_days: int, decisions: int, in_flight: int, timeo
             "RTML_CASSANDRA_PORT": str(free_port())}, tmp / "logs")
         services = [pipeline.start(), api.start()]
         client = redis.Redis.from_url(redis_server.url)
+        # every customer's last transaction, of the customers whose logs still hold it
+        # (the pipeline evicts events older than the horizon)
         last = history.sort_values("event_time").groupby("customer_id").tail(1)
+        last = last[last["event_time"] >= cut - pd.Timedelta(days=7)]
         wait_until(lambda: history_applied(client, BASELINE, last.tail(300))
                    and history_applied(client, BASELINE, last), timeout_s=3600,
                    what="the history applied", watch=[pipeline], interval_s=2)
