@@ -32,7 +32,7 @@ test-fast: bootstrap
 
 ## The fault suite at full size (bigger replays, 3 kills each, ~10 min); writes docs/reliability-report.md.
 chaos: bootstrap
-	@RTML_FAULTS_PROFILE=chaos RTML_FAULTS_REPORT=docs/reliability-report.md $(PY) -m pytest tests/faults -q
+	@RTML_FAULTS_PROFILE=chaos RTML_FAULTS_REPORT=docs/reliability-report.md $(PY) -m pytest tests/faults -q --timeout=1800
 
 lint: bootstrap
 	@$(VENV)/bin/ruff check .
