@@ -30,7 +30,7 @@ fuzz: bootstrap
 test-fast: bootstrap
 	@$(PY) -m pytest -q -m "not integration"
 
-## The fault suite at full size (bigger replays, 3 kills each, ~10 min); writes docs/reliability-report.md.
+## The fault suite at full size (bigger replays, 3 faults per case, ~16 min); writes docs/reliability-report.md.
 chaos: bootstrap
 	@RTML_FAULTS_PROFILE=chaos RTML_FAULTS_REPORT=docs/reliability-report.md $(PY) -m pytest tests/faults -q --timeout=1800
 
