@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo loop test fuzz test-fast lint lock stack-up stack-down stack-status schemas
+.PHONY: bootstrap demo loop test fuzz consistency test-fast lint lock stack-up stack-down stack-status schemas
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -25,6 +25,11 @@ test: bootstrap
 fuzz: bootstrap
 	@RTML_FUZZ_EXAMPLES=$${RTML_FUZZ_EXAMPLES:-300} RTML_FUZZ_RECORDS=$${RTML_FUZZ_RECORDS:-100000} \
 		$(PY) -m pytest tests/fuzz -q -s
+
+## Decision-time features against the batch engine end to end at a larger size (`make test`: 20,000 decisions).
+consistency: bootstrap
+	@RTML_CONSISTENCY_DECISIONS=$${RTML_CONSISTENCY_DECISIONS:-100000} \
+		$(PY) -m pytest tests/test_online_offline_consistency.py -q -s
 
 ## Unit tests only (no servers).
 test-fast: bootstrap

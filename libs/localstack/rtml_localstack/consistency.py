@@ -101,7 +101,13 @@ async def send_decisions(port: int, requests: pd.DataFrame, labels: pd.DataFrame
 
         async def one(body: dict[str, Any], done: asyncio.Event) -> None:
             try:
-                response = await http.post("/v1/decisions", json=body)
+                for attempt in range(5):  # a dropped keep-alive connection: retry the id
+                    try:               # (idempotent: a retry gets the stored decision)
+                        response = await http.post("/v1/decisions", json=body)
+                        break
+                    except httpx.TransportError:
+                        if attempt == 4:
+                            raise
                 if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.text[:300]}")
                 else:
