@@ -36,6 +36,8 @@ from rtml_feature_pipeline.inputs import TransactionInput, decode_transaction_in
 from rtml_feature_pipeline.kafka_engine import build_worker
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.baseline import BASELINE
+from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
+from rtml_features.request_vector import RequestVectors
 from rtml_features.rows import epoch_ms
 from rtml_localstack.testing import consume
 
@@ -84,7 +86,9 @@ AT_MAXIMUM = [(f"max-{i}", 30 + i, MAX_AMOUNT) for i in range(3)]
 def run_worker(kafka: KafkaSettings, redis_url: str) -> tuple[kafka_engine.EngineRun,
                                                                FeatureWorker]:
     workers: list[FeatureWorker] = []
-    settings = Settings(consumer_group="hostile-amounts", checkpoint_interval_s=3600)
+    # The hashes too: their values, as-of and transaction are checked below.
+    settings = Settings(consumer_group="hostile-amounts", checkpoint_interval_s=3600,
+                        online_layout="prefix+latest")
     result = kafka_engine.run(settings, kafka, RedisSettings(url=redis_url), max_idle_s=3,
                               install_signal_handlers=False, on_worker=workers.append)
     return result, workers[0]
@@ -143,6 +147,17 @@ def test_huge_and_mistyped_amounts_are_dead_lettered_and_the_customer_stays_heal
         assert all(math.isfinite(float(v)) for k, v in values.items() if not k.startswith("_"))
     assert float(stored(client, "customer", "c-max")["customer_id_avg_amount_1day_window"]) \
         == MAX_AMOUNT
+    # The prefix logs hold the valid transactions alone: a request at the last one's time,
+    # read as the decision API reads it, sees them and only them.
+    last_tid, last_minute, last_amount = VALID_AFTER[-1]
+    last_ms = epoch_ms(START + timedelta(minutes=last_minute))
+    logs = PrefixLogReader(client, BASELINE).read(
+        last_tid, last_ms, {"customer_id": CUSTOMER, "terminal_id": f"t-{CUSTOMER}"})
+    served = RequestVectors(BASELINE).compute(last_tid, last_ms, {"amount": last_amount}, logs)
+    assert served["customer_id_nb_tx_1day_window"] == len(valid)
+    assert served["customer_id_avg_amount_1day_window"] == pytest.approx(
+        sum(amounts) / len(amounts), rel=1e-12)
+    assert all(math.isfinite(value) for value in served.values())
 
     # features: one vector per valid transaction, every value finite, each one a valid
     # FeatureVector (what the scorer reads); none for a refused record.

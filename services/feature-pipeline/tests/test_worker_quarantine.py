@@ -76,7 +76,9 @@ def produce_phase(producer: EventProducer, phase: int,
 def run_worker(kafka: KafkaSettings, redis_url: str) -> tuple[kafka_engine.EngineRun,
                                                                FeatureWorker]:
     workers: list[FeatureWorker] = []
-    settings = Settings(consumer_group="quarantine", checkpoint_interval_s=3600)
+    # The hashes too: their as-of and transaction show what the store was written from.
+    settings = Settings(consumer_group="quarantine", checkpoint_interval_s=3600,
+                        online_layout="prefix+latest")
     result = kafka_engine.run(settings, kafka, RedisSettings(url=redis_url), max_idle_s=3,
                               install_signal_handlers=False, on_worker=workers.append)
     return result, workers[0]
