@@ -51,9 +51,13 @@ def test_kill_9_publishes_each_vector_once_and_converges(
     crashed_db, reference_db = f"{base}/1", f"{base}/2"
     crashed = redis.Redis.from_url(crashed_db)
 
-    worker = ServiceProcess("rtml_feature_pipeline", pipeline_env(bootstrap, crashed_db, GROUP),
+    # The stream must outlast the worker's start-up and the kill: paced so that vectors keep
+    # arriving between checkpoints (3 s apart) instead of a burst the worker drains, checkpoints
+    # while idle and exits on before the condition below is seen.
+    worker = ServiceProcess("rtml_feature_pipeline",
+                            pipeline_env(bootstrap, crashed_db, GROUP, checkpoint_interval_s=3.0),
                             tmp_path / "logs")
-    options = ReplayOptions(limit=N_TRANSACTIONS, replication_factor=1, pace=Pace.rate(1500))
+    options = ReplayOptions(limit=N_TRANSACTIONS, replication_factor=1, pace=Pace.rate(500))
     producing = threading.Thread(target=replay, args=(tmp_path, options, kafka))
     producing.start()
     worker.start()
