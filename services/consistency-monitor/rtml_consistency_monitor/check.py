@@ -68,6 +68,7 @@ from rtml_features.definitions import (
     WindowAggregate,
     entity_of,
 )
+from rtml_features.request_vector import log_spec
 
 MARKER_EVENTS = "rtml_seen_events_"
 MARKER_LABELS = "rtml_seen_labels_"
@@ -176,6 +177,10 @@ class Checker:
                                      horizon, field="is_fraud", label_delay=timedelta(0))
             extra += [count, frauds]
             self._markers[entity.name] = (count.name, frauds.name)
+        #: Entities whose online logs keep labels; the others record 0 labels seen (the API
+        #: has no label log for them), so 0 is what they are compared with.
+        self._labelled = {e.name for e in self.entities
+                          if log_spec(feature_set, e).label_fields}
         #: The feature set with the marker aggregates appended: one engine call for both.
         self.engine_set = FeatureSet(feature_set.name, [*feature_set.features, *extra])
         self._features_of: dict[str | None, list[str]] = {}
@@ -236,7 +241,8 @@ class Checker:
         for entity in entities:
             count_name, labels_name = self._markers[entity.name]
             events = round(float(columns[count_name][i])) - 1  # the request itself excluded
-            labels = round(float(columns[labels_name][i])) - own_label
+            labels = (round(float(columns[labels_name][i])) - own_label
+                      if entity.name in self._labelled else 0)
             lag = classify(inputs.get(events_marker(entity)), inputs.get(labels_marker(entity)),
                            events, labels)
             lags[entity.name] = lag

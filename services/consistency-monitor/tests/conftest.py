@@ -23,6 +23,7 @@ import pytest
 from rtml_common.events import Decision, Label, Outcome, Transaction, utcnow
 from rtml_features.baseline import BASELINE
 from rtml_features.batch import compute_features
+from rtml_features.request_vector import log_spec
 
 T0 = datetime(2018, 6, 1, tzinfo=UTC)
 DAYS = 40
@@ -79,7 +80,9 @@ class World:
                       and first[o.transaction_id].is_fraud
                       and first[o.transaction_id].labeled_at <= tx.event_time]
             result[f"rtml_seen_events_{entity.name}"] = float(len(seen))
-            result[f"rtml_seen_labels_{entity.name}"] = float(len(frauds))
+            # An entity without label-delayed features keeps no label log: the API records 0.
+            result[f"rtml_seen_labels_{entity.name}"] = (
+                float(len(frauds)) if log_spec(BASELINE, entity).label_fields else 0.0)
         return result
 
     def served_inputs(self, transaction_ids: list[str]) -> dict[str, dict[str, float | str | None]]:
