@@ -15,25 +15,14 @@ reference does.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import pandas as pd
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtml_features.batch import compute_features
-from rtml_features.definitions import (
-    Agg,
-    Entity,
-    FeatureSet,
-    Ratio,
-    RowFeature,
-    RowKind,
-    WindowAggregate,
-)
 from rtml_features.online_store.redis.prefix_layout import log_keys
 from rtml_features.online_store.redis.prefix_reader import (
     READ_ENTITY_LUA,
@@ -43,74 +32,21 @@ from rtml_features.online_store.redis.prefix_reader import (
 from rtml_features.online_store.redis.prefix_writer import EntityLogState, PrefixLogWriter
 from rtml_features.prefix_log import EventLog, LabelLog, OutOfRange
 from rtml_features.request_vector import RequestVectors, log_spec
+from rtml_features.testing import (
+    CUSTOMER,
+    MIXED,
+    ORIGIN,
+    TERMINAL,
+    batch_vector,
+    stream_scenarios,
+)
 
 pytestmark = pytest.mark.integration
 
-CUSTOMER = Entity("customer", key="customer_id")
-TERMINAL = Entity("terminal", key="terminal_id")
-S = timedelta(seconds=1)
 TTL_S = 600
-
-
-def _mixed() -> FeatureSet:
-    frauds = WindowAggregate("t_frauds_3s", TERMINAL, Agg.SUM, 3 * S, field="is_fraud",
-                             label_delay=2 * S)
-    count = WindowAggregate("t_n_3s", TERMINAL, Agg.COUNT, 3 * S, label_delay=2 * S)
-    return FeatureSet("prefix-redis", [
-        RowFeature("tx_amount", RowKind.FIELD, field="amount"),
-        WindowAggregate("c_n_1s", CUSTOMER, Agg.COUNT, S),
-        WindowAggregate("c_sum_1s", CUSTOMER, Agg.SUM, S, field="amount"),
-        WindowAggregate("c_mean_5s", CUSTOMER, Agg.MEAN, 5 * S, field="amount"),
-        WindowAggregate("c_min_5s", CUSTOMER, Agg.MIN, 5 * S, field="amount"),
-        WindowAggregate("c_max_2s", CUSTOMER, Agg.MAX, 2 * S, field="amount"),
-        count, frauds, Ratio("t_risk_3s", frauds, count),
-        WindowAggregate("t_max_4s_d1", TERMINAL, Agg.MAX, 4 * S, field="amount",
-                        label_delay=S),
-        WindowAggregate("t_frauds_now_4s", TERMINAL, Agg.SUM, 4 * S, field="is_fraud",
-                        label_delay=timedelta(0)),
-        WindowAggregate("t_mean_2s_d1", TERMINAL, Agg.MEAN, 2 * S, field="amount",
-                        label_delay=S),
-    ])
-
-
-MIXED = _mixed()
-ORIGIN = datetime(2018, 4, 1, tzinfo=UTC)
-AMOUNTS = st.one_of(st.sampled_from([0.0, 0.01, 1.0, 57.16, 1e6, 123456.789]),
-                    st.floats(min_value=0, max_value=1e4, allow_nan=False))
 #: Ids with the characters a member's separators use: the id is the member's last section.
 TIDS = st.sampled_from(["", "|", "a|b", "/", ",", "x"])
-
-event = st.tuples(
-    st.integers(0, 12_000),                       # time ms (collisions: simultaneous events)
-    st.sampled_from(["c0", "c1", "c2"]),
-    st.sampled_from(["t0", "t1", None]),
-    AMOUNTS,
-    st.booleans(),                                 # stored even if later than the request
-)
-label = st.tuples(st.integers(0, 6_000), st.booleans())  # delay after the event, is_fraud
-
-
-@st.composite
-def scenarios(draw: st.DrawFn) -> dict[str, Any]:
-    events = draw(st.lists(event, min_size=0, max_size=40))
-    labels = draw(st.lists(st.one_of(st.none(), label), min_size=len(events),
-                           max_size=len(events)))
-    request_ms = draw(st.integers(0, 14_000))
-    request = (request_ms, draw(st.sampled_from(["c0", "c1", "c9"])),
-               draw(st.sampled_from(["t0", "t1", "t9", None])), draw(AMOUNTS))
-    order = draw(st.permutations(range(len(events))))
-    return {"events": events, "labels": labels, "request": request, "order": order,
-            "request_stored": draw(st.booleans()), "trim": draw(st.booleans()),
-            "flush_every": draw(st.integers(1, 12)), "tid_suffix": draw(TIDS)}
-
-
-def _batch(history: list[tuple[Any, ...]], labels: list[tuple[Any, ...]],
-           request: tuple[Any, ...]) -> dict[str, float]:
-    columns = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
-    spine = pd.DataFrame([request], columns=columns)
-    label_frame = pd.DataFrame(labels, columns=["transaction_id", "labeled_at", "is_fraud"])
-    result = compute_features(MIXED, spine, pd.DataFrame(history, columns=columns), label_frame)
-    return {name: float(result[name].iloc[0]) for name in MIXED.names}
+scenarios = stream_scenarios({"flush_every": st.integers(1, 12), "tid_suffix": TIDS})
 
 
 @pytest.fixture
@@ -130,7 +66,7 @@ def _compute(logs: Any, request: tuple[Any, ...], tid: str) -> dict[str, float] 
 
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(scenarios())
+@given(scenarios)
 def test_redis_logs_equal_reference_and_batch(client: redis.Redis, case: dict[str, Any]) -> None:
     client.flushdb()
     suffix = case["tid_suffix"]
@@ -217,7 +153,7 @@ def test_redis_logs_equal_reference_and_batch(client: redis.Redis, case: dict[st
         return
     assert not isinstance(served, str)
     history = [rows[i] for i in stored] + [request_row]
-    expected = _batch(history, label_rows, request_row)
+    expected = batch_vector(MIXED, history, label_rows, request_row)
     for name in MIXED.names:
         assert served[name] == pytest.approx(expected_online[name], abs=1e-9, rel=0), name
         assert served[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
@@ -292,7 +228,7 @@ def test_writes_renew_the_ttl_and_keys_carry_the_version(client: redis.Redis) ->
     client.flushdb()
     _load_small(client)
     keys = log_keys(MIXED, "terminal", "t0")
-    assert all(key.startswith(f"rtml:fs:prefix-redis:{MIXED.version}:@") for key in keys)
+    assert all(key.startswith(f"rtml:fs:{MIXED.name}:{MIXED.version}:@") for key in keys)
     assert [client.zcard(key) for key in keys] == [5, 1, 1]
     assert all(0 < client.ttl(key) <= TTL_S for key in keys)
 

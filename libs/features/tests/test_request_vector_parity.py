@@ -10,94 +10,21 @@ same history (plus the request) within 1e-9.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from rtml_features.batch import compute_features
-from rtml_features.definitions import (
-    Agg,
-    Entity,
-    FeatureSet,
-    Ratio,
-    RowFeature,
-    RowKind,
-    WindowAggregate,
-)
 from rtml_features.prefix_log import EventLog, LabelLog, OutOfRange
 from rtml_features.request_vector import RequestVectors, log_spec
-
-CUSTOMER = Entity("customer", key="customer_id")
-TERMINAL = Entity("terminal", key="terminal_id")
-S = timedelta(seconds=1)
-
-
-def _mixed() -> FeatureSet:
-    frauds = WindowAggregate("t_frauds_3s", TERMINAL, Agg.SUM, 3 * S, field="is_fraud",
-                             label_delay=2 * S)
-    count = WindowAggregate("t_n_3s", TERMINAL, Agg.COUNT, 3 * S, label_delay=2 * S)
-    return FeatureSet("prefix-mixed", [
-        RowFeature("tx_amount", RowKind.FIELD, field="amount"),
-        WindowAggregate("c_n_1s", CUSTOMER, Agg.COUNT, S),
-        WindowAggregate("c_sum_1s", CUSTOMER, Agg.SUM, S, field="amount"),
-        WindowAggregate("c_mean_5s", CUSTOMER, Agg.MEAN, 5 * S, field="amount"),
-        WindowAggregate("c_min_5s", CUSTOMER, Agg.MIN, 5 * S, field="amount"),
-        WindowAggregate("c_max_2s", CUSTOMER, Agg.MAX, 2 * S, field="amount"),
-        count, frauds, Ratio("t_risk_3s", frauds, count),
-        WindowAggregate("t_max_4s_d1", TERMINAL, Agg.MAX, 4 * S, field="amount",
-                        label_delay=S),
-        WindowAggregate("t_frauds_now_4s", TERMINAL, Agg.SUM, 4 * S, field="is_fraud",
-                        label_delay=timedelta(0)),
-        WindowAggregate("t_mean_2s_d1", TERMINAL, Agg.MEAN, 2 * S, field="amount",
-                        label_delay=S),
-    ])
-
-
-MIXED = _mixed()
-ORIGIN = datetime(2018, 4, 1, tzinfo=UTC)
-AMOUNTS = st.one_of(st.sampled_from([0.0, 0.01, 1.0, 57.16, 1e6, 123456.789]),
-                    st.floats(min_value=0, max_value=1e4, allow_nan=False))
-
-event = st.tuples(
-    st.integers(0, 12_000),                       # time ms (collisions: simultaneous events)
-    st.sampled_from(["c0", "c1", "c2"]),
-    st.sampled_from(["t0", "t1", None]),
-    AMOUNTS,
-    st.booleans(),                                 # stored even if later than the request
-)
-label = st.tuples(st.integers(0, 6_000), st.booleans())  # delay after the event, is_fraud
-
-
-@st.composite
-def scenarios(draw: st.DrawFn) -> dict:
-    events = draw(st.lists(event, min_size=0, max_size=40))
-    labels = draw(st.lists(st.one_of(st.none(), label), min_size=len(events),
-                           max_size=len(events)))
-    request_ms = draw(st.integers(0, 14_000))
-    request = (request_ms, draw(st.sampled_from(["c0", "c1", "c9"])),
-               draw(st.sampled_from(["t0", "t1", "t9", None])), draw(AMOUNTS))
-    order = draw(st.permutations(range(len(events))))
-    return {"events": events, "labels": labels, "request": request, "order": order,
-            "request_stored": draw(st.booleans()), "trim": draw(st.booleans())}
-
-
-def _batch(history: list[tuple], labels: list[tuple], request: tuple) -> dict[str, float]:
-    def frame(rows: list[tuple]) -> pd.DataFrame:
-        return pd.DataFrame(rows, columns=["transaction_id", "event_time", "customer_id",
-                                           "terminal_id", "amount"])
-    columns = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
-    spine = frame([request])[columns]
-    label_frame = pd.DataFrame(labels, columns=["transaction_id", "labeled_at", "is_fraud"])
-    result = compute_features(MIXED, spine, frame(history), label_frame)
-    return {name: float(result[name].iloc[0]) for name in MIXED.names}
+from rtml_features.testing import MIXED, ORIGIN, batch_vector, stream_scenarios
 
 
 @settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
-@given(scenarios())
+@given(stream_scenarios())
 def test_request_vector_equals_batch(case: dict) -> None:
     request_ms, customer, terminal, amount = case["request"]
     request_row = ("req", ORIGIN + timedelta(milliseconds=request_ms), customer, terminal, amount)
@@ -158,7 +85,7 @@ def test_request_vector_equals_batch(case: dict) -> None:
     online = RequestVectors(MIXED).compute("req", request_ms, {"amount": amount}, request_logs)
 
     history = [rows[i] for i in stored] + [request_row]
-    expected = _batch(history, label_rows, request_row)
+    expected = batch_vector(MIXED, history, label_rows, request_row)
     for name in MIXED.names:
         assert online[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
 
