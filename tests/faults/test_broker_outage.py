@@ -80,6 +80,11 @@ def test_durable_broker_restart_under_a_replay_loses_nothing(
         faults: Any, service_process: Any, fault_report: Any, kafka_broker_factory: Any,
         fresh_redis_server: Any, tmp_path: Path) -> None:
     scale = faults.profile()
+    if scale.name != "chaos":
+        # Not in `make test`: in about one run in two the local durable broker loses or
+        # hides records across a restart (F2), and CI must not fail at random on a defect
+        # of the local broker. `make chaos` runs it and reports what happened.
+        pytest.skip("durable broker case: make chaos only (finding F2, docs/reliability.md)")
     # Its storage is s3rver: an object per produce request, and the broker got slower as
     # objects accumulated (with librdkafka's 5 ms linger the worker stalled after ~1,000
     # objects at 30 records/s). Long lingers keep the objects few and large, as a
