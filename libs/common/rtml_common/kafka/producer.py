@@ -7,8 +7,9 @@ write succeeded. :class:`EventProducer` records every failed delivery and
 consumer loop commits its input offsets only after its outputs are durable.
 
 Idempotence (``enable.idempotence``) is on, so the client's own retries never
-duplicate a record within a session; ``acks=all`` waits for the in-sync
-replicas.
+duplicate or reorder a record within a session; ``acks=all`` waits for the in-sync
+replicas. With idempotence off (``RTML_KAFKA_IDEMPOTENT_PRODUCER=false``) one
+request is in flight per connection, so retries still cannot reorder a partition.
 
 Dead letters (:meth:`EventProducer.send_dead_letter`, and :meth:`EventProducer.send_raw`
 to any ``<topic>.dlq``) must never fail the consumer that writes them: a
@@ -160,6 +161,11 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
         # Bounded: a broker outage surfaces as a delivery error, not a hang.
         "message.timeout.ms": int(settings.flush_timeout_s * 1000),
     }
+    if not settings.idempotent_producer:
+        # Without idempotence nothing keeps retried requests in order: a retry after a broker
+        # restart could land behind a later batch and reorder the partition. One request in
+        # flight keeps the order (idempotence keeps it with up to five).
+        config["max.in.flight.requests.per.connection"] = 1
     config.update(settings.extra)
     config.update(overrides)
     return config
