@@ -49,7 +49,6 @@ import pickle
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,6 +89,7 @@ TOLERANCE = 1e-9
 TARGETS = {"mismatches_outside_lag_class": 0, "auc_ap_abs_diff": 0.001,
            "decisions": 100_000}
 MODEL = "online-offline"
+AGAIN = " (the comparison re-computed from its kept data with `--analyse`)"
 #: Transactions per customer per day in the simulator (sizes the simulated days).
 TX_PER_CUSTOMER_DAY = 1.9
 
@@ -117,7 +117,11 @@ def _healthy(port: int) -> bool:
 
 
 def run(customers: int, history_days: int, decisions: int, in_flight: int, timeout_ms: int,
-        tmp: Path) -> dict[str, Any]:
+        tmp: Path, about: dict[str, Any]) -> dict[str, Any]:
+    """Collect (data, champion, history, decisions) into ``tmp``, then :func:`analyse` it.
+
+    ``about`` (machine, command) is kept with the run's figures in ``tmp/run.json``.
+    """
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -133,7 +137,6 @@ def run(customers: int, history_days: int, decisions: int, in_flight: int, timeo
     write_dataset(simulate(config), tmp / "data")
     dataset = load_dataset(tmp / "data", string_ids=True)
     data = dataset.history.reset_index(drop=True)
-    is_fraud = dataset.is_fraud.reset_index(drop=True).to_numpy(dtype=bool)
     labels = dataset.labels.reset_index(drop=True)
     cut = pd.Timestamp(config.start_date, tz="UTC") + pd.Timedelta(days=history_days)
     in_history = (data["event_time"] < cut).to_numpy()
@@ -211,7 +214,8 @@ def run(customers: int, history_days: int, decisions: int, in_flight: int, timeo
         client.close()
         # kept with the data set (``--workdir``): the comparison can be re-run from them
         with (tmp / "decisions.jsonl").open("wb") as out:
-            out.writelines(orjson.dumps(v) + b"\n" for v in published.values())
+            out.writelines(orjson.dumps(published[tid]) + b"\n" for tid in ids
+                           if tid in published)
         (tmp / "champion.pkl").write_bytes(pickle.dumps(trained.model))
     finally:
         for service in reversed(services):
@@ -221,18 +225,49 @@ def run(customers: int, history_days: int, decisions: int, in_flight: int, timeo
         broker.close()
     if len(published) != len(ids):
         raise RuntimeError(f"{len(ids) - len(published)} decisions missing from `decisions`")
+    meta = {**about, "measured_at": datetime.now(UTC).isoformat(),
+            "customers": customers, "terminals": 2 * customers, "simulated_days": days,
+            "history_days": history_days, "history_transactions": len(history),
+            "decisions": decisions, "in_flight": in_flight, "timeout_ms": timeout_ms,
+            "sent_s": round(sent_s, 1), "rate_req_s": round(decisions / sent_s, 1),
+            "start_date": config.start_date.isoformat(),
+            "champion": {"version": trained.model_version.version, "split": split.describe(),
+                         "train_auc": trained.metrics.auc, "train_ap": trained.metrics.ap},
+            "timings_s": timings}
+    (tmp / "run.json").write_text(json.dumps(meta))
+    result = analyse(tmp, meta)
+    lap("batch vectors and comparison")
+    return result
+
+
+def analyse(workdir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The comparison (see the module doc) from a run's kept data set, decisions and champion."""
+    dataset = load_dataset(workdir / "data", string_ids=True)
+    data = dataset.history.reset_index(drop=True)
+    is_fraud = dataset.is_fraud.reset_index(drop=True).to_numpy(dtype=bool)
+    labels = dataset.labels.reset_index(drop=True)
+    cut = pd.Timestamp(meta["start_date"], tz="UTC") + pd.Timedelta(days=meta["history_days"])
+    after = np.flatnonzero((data["event_time"] >= cut).to_numpy())[:meta["decisions"]]
+    requests = data.iloc[after].reset_index(drop=True)
+    published = {}
+    for line in (workdir / "decisions.jsonl").read_bytes().splitlines():
+        value = orjson.loads(line)
+        published[value["transaction_id"]] = value
+    model = pickle.loads((workdir / "champion.pkl").read_bytes())  # our own file
+    ids = requests["transaction_id"]
 
     # The batch vectors and true markers of every request, over the whole data set.
     batch = compute_features(BASELINE, requests, data, labels)
     truth = compute_features(marker_set(BASELINE), requests, data, labels)
-    lap("batch vectors")
     values = [published[tid] for tid in ids]
     served = pd.DataFrame([v["inputs"] for v in values])
     degraded = np.array([bool(v.get("degraded")) for v in values])
-    reasons = Counter(str(v.get("degraded_reason")) for v in values if v.get("degraded"))
+    # the Decision value has no reason field: its latency says whether it ran out of budget
+    degraded_latency_ms = sorted(round(v["latency_ms"]) for v in values if v.get("degraded"))
     lags = lag_classes(BASELINE, served, truth)
     names = list(BASELINE.names)
-    diffs = np.abs(served[names].to_numpy(dtype=float) - batch[names].to_numpy(dtype=float))
+    diffs = np.abs(served.reindex(columns=names).to_numpy(dtype=float)
+                   - batch[names].to_numpy(dtype=float))
     diffs[np.isnan(diffs)] = np.inf
     off = diffs > TOLERANCE
     features = []
@@ -242,13 +277,12 @@ def run(customers: int, history_days: int, decisions: int, in_flight: int, timeo
             "mismatches_current": int(off[lags.current, j].sum()),
             "mismatches_behind": int(off[lags.behind, j].sum()),
             "mismatches_unexplained": int(off[lags.unexplained, j].sum()),
-            "unserved_unknown": int(off[lags.unknown, j].sum()),
             "max_abs_diff_current": float(diffs[lags.current, j].max(initial=0.0)),
-            "max_abs_diff_all": float(diffs[:, j].max(initial=0.0))})
+            "max_abs_diff_behind": float(diffs[lags.behind, j].max(initial=0.0))})
 
     fraud = is_fraud[after]
     api_scores = np.array([np.nan if v.get("score") is None else v["score"] for v in values])
-    batch_scores = trained.model.predict(batch[names].to_numpy(dtype=np.float64))
+    batch_scores = model.predict(batch[names].to_numpy(dtype=np.float64))
     scored = ~np.isnan(api_scores)
     metrics = {
         "auc_api": float(roc_auc_score(fraud[scored], api_scores[scored])),
@@ -270,22 +304,24 @@ def run(customers: int, history_days: int, decisions: int, in_flight: int, timeo
     metrics["ap_abs_diff"] = abs(metrics["ap_api"] - metrics["ap_batch"])
     mismatched = off.any(axis=1)
     return {
-        "customers": customers, "terminals": 2 * customers, "simulated_days": days,
-        "history_days": history_days, "history_transactions": len(history),
-        "decisions": decisions, "in_flight": in_flight, "timeout_ms": timeout_ms,
-        "frauds": int(fraud.sum()),
-        "sent_s": round(sent_s, 1), "rate_req_s": round(decisions / sent_s, 1),
-        "degraded": int(degraded.sum()), "degraded_reasons": dict(reasons),
+        **meta, "frauds": int(fraud.sum()),
+        "degraded": int(degraded.sum()), "degraded_latency_ms": degraded_latency_ms,
         "unknown": int(lags.unknown.sum()),
         "current": int(lags.current.sum()), "behind": int(lags.behind.sum()),
         "unexplained": int(lags.unexplained.sum()), "behind_by_entity": lags.behind_by_entity,
         "decisions_mismatched_outside_lag_class": int(mismatched[lags.current
                                                                   | lags.unexplained].sum()),
         "decisions_mismatched_behind": int(mismatched[lags.behind].sum()),
-        "features": features, **metrics,
-        "champion": {"version": trained.model_version.version, "split": split.describe(),
-                     "train_auc": trained.metrics.auc, "train_ap": trained.metrics.ap},
-        "timings_s": timings}
+        "features": features, **metrics}
+
+
+def _latencies(latencies_ms: list[int], budget_ms: int) -> str:
+    if not latencies_ms:
+        return ""
+    over = sum(latency > budget_ms for latency in latencies_ms)
+    return (f" (latencies {', '.join(f'{v:,}' for v in latencies_ms[:5])} ms"
+            f"{', ...' if len(latencies_ms) > 5 else ''}: {over} over the {budget_ms:,} ms "
+            "budget on the loaded machine)")
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
@@ -294,7 +330,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
     lines = [
         SECTION, "",
         f"{m['date']}, {m['nproc']} cores ({m['cpu']}), Python {m['python']}, load average "
-        f"{m['load_average_1m']} before the run (the machine is shared); `{command}`, one run. "
+        f"{m['load_average_1m']} before the run (the machine is shared); `{command}`, one run"
+        f"{AGAIN if r.get('analysed_again_at') else ''}. "
         f"Data: simulator seed 16, {r['customers']:,} customers, {r['terminals']:,} terminals; "
         f"{r['history_days']} days of history ({r['history_transactions']:,} transactions) "
         "replayed through Kafka into the feature pipeline service (prefix logs in Redis); "
@@ -309,8 +346,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "(docs/features.md, consistency-monitor README).", "",
         "| figure | value | target |", "|---|---|---|",
         f"| decisions read back from `decisions` | {n:,} | |",
-        f"| degraded (no markers, row features only: not compared) | {r['degraded']:,} "
-        f"{r['degraded_reasons'] or ''} | |",
+        f"| degraded (fallback rules, row features only, no score: not compared) | "
+        f"{r['degraded']:,}{_latencies(r['degraded_latency_ms'], r['timeout_ms'])} | |",
         f"| current (state held every earlier event and label) | {r['current']:,} | |",
         f"| behind (raced the pipeline: the lag class) | {r['behind']:,} "
         f"({100 * r['behind'] / n:.2f} %; customer {r['behind_by_entity'].get('customer', 0):,},"
@@ -330,11 +367,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"{r['ap_api_current']:.5f} / {r['ap_batch_current']:.5f} | |",
         f"| max abs score diff, current decisions | {r['score_max_abs_diff_current']:.3g} | |",
         "", "| feature | mismatches: current | behind | unexplained | max abs diff: current "
-        "| all |", "|---|---|---|---|---|---|"]
+        "| behind |", "|---|---|---|---|---|---|"]
     for f in r["features"]:
         lines.append(f"| `{f['feature']}` | {f['mismatches_current']} | {f['mismatches_behind']}"
                      f" | {f['mismatches_unexplained']} | {f['max_abs_diff_current']:.3g} | "
-                     f"{f['max_abs_diff_all']:.3g} |")
+                     f"{f['max_abs_diff_behind']:.3g} |")
     lines += ["", "Wall time per step (s): " + ", ".join(
         f"{k} {v}" for k, v in r["timings_s"].items()) + "."]
     return "\n".join(lines) + "\n"
@@ -357,27 +394,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path,
                         help="keep the data set, decisions and champion here (default: a "
                              "temporary directory, removed)")
+    parser.add_argument("--analyse", type=Path, metavar="WORKDIR",
+                        help="only the comparison again, from a run kept with --workdir "
+                             "(its figures, machine and command)")
     args = parser.parse_args(argv)
     customers = args.customers or (1_000 if args.quick else 5_000)
     history_days = args.history_days or (20 if args.quick else 60)
     decisions = args.decisions or (3_000 if args.quick else 100_000)
     if history_days < 16:
         parser.error("--history-days must be >= 16 (the champion trains inside the history)")
-    before = machine()
-    with tempfile.TemporaryDirectory(prefix="rtml-bench-online-offline-") as tmp_dir:
-        workdir = args.workdir or Path(tmp_dir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        result = {"benchmark": "online-offline", "quick": args.quick, "machine": before,
-                  **run(customers, history_days, decisions, args.in_flight, args.timeout_ms,
-                        workdir),
-                  "targets": TARGETS, "measured_at": datetime.now(UTC).isoformat()}
     command = "python bench/online_offline.py" + (" --quick" if args.quick else "") + "".join(
         f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
         if k in ("customers", "history_days", "decisions") and v is not None) + (
         f" --in-flight {args.in_flight}" if args.in_flight != 8 else "") + (
         f" --timeout-ms {args.timeout_ms}" if args.timeout_ms != 1_000 else "")
-    text = markdown(result, command)
-    if args.quick:
+    about = {"benchmark": "online-offline", "quick": args.quick, "machine": machine(),
+             "command": command}
+    if args.analyse is not None:  # the comparison again, from a kept run
+        meta = json.loads((args.analyse / "run.json").read_text())
+        result = analyse(args.analyse, meta)
+        result["analysed_again_at"] = datetime.now(UTC).isoformat()
+    else:
+        with tempfile.TemporaryDirectory(prefix="rtml-bench-online-offline-") as tmp_dir:
+            workdir = args.workdir or Path(tmp_dir)
+            workdir.mkdir(parents=True, exist_ok=True)
+            result = run(customers, history_days, decisions, args.in_flight, args.timeout_ms,
+                         workdir, about)
+    result["targets"] = TARGETS
+    text = markdown(result, result["command"])
+    if result["quick"]:
         print(text, file=sys.stderr)
     else:
         write_section(SECTION, text)
