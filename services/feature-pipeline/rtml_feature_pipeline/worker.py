@@ -338,7 +338,15 @@ class FeatureWorker:
             return False
         if self._checkpointed_at == (self.events_applied, self.offsets):
             self._last_checkpoint = time.monotonic()
-            return False
+            # Nothing new, but Redis may have restarted empty while this worker idled:
+            # then the store and the checkpoint are written again now, not at the next
+            # record (no record may come for the entities it lost).
+            try:
+                self._resync_if_lost()
+            except OUTAGE_ERRORS:
+                return False  # Redis away: looked at again next interval (and at each write)
+            if not (self._unwritten or self.computer.logs_pending()):
+                return False
         self.checkpoint()
         return True
 
@@ -397,10 +405,24 @@ class FeatureWorker:
         are encoded and handed to the producer; then its reply is read. What an
         error (Redis unavailable) leaves undelivered stays for the next attempt;
         after any other error the outbox is dropped (as before there was one).
+
+        Every write is followed by a look at the marker key (one ``EXISTS``):
+        a Redis that restarted empty since the marker was set — between two
+        writes that both succeeded, redis-py reconnecting silently — lost what
+        this worker wrote before, and every entity's last values and logs are
+        written again at once (fault-findings F4), not at the next checkpoint.
         """
         if self._store_failed:
             self._resync_if_lost()
             self._store_failed = False
+        while self._deliver_once():
+            logger.warning("Redis restarted empty since the last write: writing the last "
+                           "values of %d entities and the prefix logs of %d again",
+                           len(self._written), len(self.computer.logs or ()))
+            self._queue_everything()
+
+    def _deliver_once(self) -> bool:
+        """:meth:`_deliver`'s one attempt; True if Redis turned out to have lost the store."""
         projections = self._projections
         unwritten = self._unwritten
         logs = self._unwritten_logs
@@ -408,7 +430,17 @@ class FeatureWorker:
             taken = self.computer.take_touched_logs()
             # After a failed write the outbox may hold some of them already: each once.
             logs = self._unwritten_logs = list(dict.fromkeys([*logs, *taken])) if logs else taken
+        # The marker's Redis client, if this worker keeps one and writes anything now.
+        client = (self.checkpoints.client
+                  if self.checkpoints is not None and (unwritten or logs) else None)
+        marker = self._marker_key() if client is not None else ""
         try:
+            if client is not None and not self._marked:
+                # Set *before* the writes: gone after them, it says a restart came in
+                # between (set after, a restart in between would leave it on a Redis
+                # that never received them).
+                client.set(marker, b"1")
+                self._marked = True
             stored = self.store.begin_write(self.feature_set, [
                 EntityValues(entity, entity_id, projections[entity](emission.vector),
                              emission.time_ms, emission.transaction_id)
@@ -422,6 +454,7 @@ class FeatureWorker:
                     logged()  # always: it also hands its Redis connection back
             finally:
                 stored()  # always: it also hands the Redis connection back
+            lost = client is not None and not client.exists(marker)
         except OUTAGE_ERRORS:
             self._store_failed = True
             raise
@@ -434,9 +467,6 @@ class FeatureWorker:
             self._written.update(unwritten)
         self._unwritten = {}
         self._unwritten_logs = []
-        if not self._marked and self.checkpoints is not None and (self._written or logs):
-            self.checkpoints.client.set(self._marker_key(), b"1")
-            self._marked = True
         written = time.time()
         latencies = [max(0.0, written - produced / 1000)
                      for produced in self._unwritten_produced_ms]
@@ -445,6 +475,7 @@ class FeatureWorker:
         if self.on_freshness is not None:
             for latency in latencies:
                 self.on_freshness(latency)
+        return lost
 
     def _begin_logs(self, logs: list[tuple[str, str, EntityLogState]]) -> Callable[[], None]:
         """Send the logs' changes; return the waiter. A failed send or reply leaves the
@@ -489,9 +520,14 @@ class FeatureWorker:
         logger.warning("Redis lost the online store (restarted empty?): writing the last "
                        "values of %d entities and the prefix logs of %d again",
                        len(self._written), len(self.computer.logs or ()))
+        self._queue_everything()
+
+    def _queue_everything(self) -> None:
+        """Every entity's last values and every log, whole, into the outbox (Redis lost them);
+        the marker is set again before they are written."""
         self._unwritten = {**self._written, **self._unwritten}
         self.computer.resend_logs()
-        self._marked = False  # set again once they are written
+        self._marked = False
 
     def _apply(self, record: Record[Any], output_headers: TraceHeaders, produced_ms: list[int],
                emitted: list[tuple[Emission, TraceHeaders]]) -> None:

@@ -113,3 +113,80 @@ def test_entities_no_later_record_touches_are_rewritten_when_redis_returns_empty
 
     assert redis_entity_state(client) == before
     assert worker.vectors_published == 2  # rewriting the store publishes nothing
+
+
+def transaction_records(first: int, customer: str, terminal: str) -> list[Record[Any]]:
+    """Two transactions of ``customer`` at ``terminal``, offsets ``first`` and ``first + 1``,
+    a minute apart, later the higher ``first`` is."""
+    headers = headers_for(Transaction)
+    records = []
+    for offset in (first, first + 1):
+        minute = offset % 60
+        transaction = Transaction(
+            transaction_id=f"restart-{offset}", customer_id=customer, terminal_id=terminal,
+            amount=10.0 + offset, event_time=f"2018-04-01T{14 + offset // 60:02d}:{minute:02d}:00Z")
+        records.append(Record(TRANSACTIONS, 0, offset, customer.encode(),
+                              decode_transaction_input(encode(transaction), headers),
+                              headers, offset))
+    return records
+
+
+def handle_as_the_loop_does(worker: FeatureWorker, records: list[Record[Any]]) -> None:
+    """The consumer loop's handling: an outage is retried (Redis is back here, so the
+    retry goes through), never dead-lettered."""
+    for _ in range(3):
+        try:
+            worker.handle(records)
+            return
+        except Exception as error:
+            if not is_outage(error):
+                raise
+    worker.handle(records)
+
+
+def test_redis_restarted_empty_twice_between_successful_writes_converges_at_once(
+        fresh_kafka_broker: Any, fresh_redis_server: Any) -> None:
+    """fault-findings F4: a Redis that restarts (empty) between two writes of the worker
+    must not cost the entities written before: the next write finds it out and rewrites
+    every entity's logs — not the next checkpoint (minutes away in production; the
+    decision API reads the logs in between), and not only the entities touched since."""
+    kafka = KafkaSettings(bootstrap_servers=fresh_kafka_broker.bootstrap_servers)
+    reference_url = fresh_redis_server.url.rsplit("/", 1)[0] + "/2"
+    worker = worker_on(kafka, fresh_redis_server.url, "restarts-unit")
+    reference = worker_on(kafka, reference_url, "restarts-reference")
+    for each in (worker, reference):
+        each.checkpoint_interval_s = 3600  # no checkpoint between the batches
+    client = redis.Redis.from_url(fresh_redis_server.url)
+    batches = [transaction_records(0, "c1", "t1"), transaction_records(2, "c2", "t2"),
+               transaction_records(4, "c3", "t3")]
+    for number, records in enumerate(batches):
+        if number:
+            fresh_redis_server.stop()  # between two batches: no write of the worker fails
+            fresh_redis_server.start()
+            assert redis_entity_state(client) == {}
+        handle_as_the_loop_does(worker, records)
+    for records in batches:  # after the restarts (same server, another database)
+        reference.handle(records)
+    expected = redis_entity_state(redis.Redis.from_url(reference_url))
+    assert len(expected) == 6  # c1..c3, t1..t3: an event log each
+    assert redis_entity_state(client) == expected
+    assert (worker.events_applied, worker.vectors_published) == (6, 6)
+
+
+def test_redis_restarted_empty_while_the_worker_idles_is_rewritten_by_the_idle_hook(
+        fresh_kafka_broker: Any, fresh_redis_server: Any) -> None:
+    """No record follows the restart: the idle hook's checkpoint_if_due (nothing new to
+    checkpoint) still finds the marker gone and writes the logs and the checkpoint again."""
+    kafka = KafkaSettings(bootstrap_servers=fresh_kafka_broker.bootstrap_servers)
+    worker = worker_on(kafka, fresh_redis_server.url, "idle-restart-unit")
+    worker.handle(batch())  # checkpointed (interval 0)
+    client = redis.Redis.from_url(fresh_redis_server.url)
+    before = redis_entity_state(client)
+    assert len(before) == 3
+    fresh_redis_server.stop()
+    assert worker.checkpoint_if_due() is False  # Redis away: nothing raised, nothing lost
+    fresh_redis_server.start()
+    assert worker.checkpoint_if_due() is True
+    assert redis_entity_state(client) == before
+    assert worker.checkpoints is not None and worker.checkpoints.load() is not None
+    assert worker.checkpoint_if_due() is False  # marker back: nothing more to do
