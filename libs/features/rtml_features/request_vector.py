@@ -80,6 +80,14 @@ def log_spec(feature_set: FeatureSet, entity: Entity) -> EntityLogSpec:
     return EntityLogSpec(tuple(sums), tuple(extremes), tuple(labels), horizon)
 
 
+#: Prefixes of the consistency markers a decision records per entity ``<e>`` of its request,
+#: beside its features: the entity's events and its label sum in ``(t - H, t]`` that the
+#: online state held (the decision API writes them, the consistency monitor and the
+#: consistency benchmark compare them with the full history; one spelling for all three).
+SEEN_EVENTS_MARKER = "rtml_seen_events_"
+SEEN_LABELS_MARKER = "rtml_seen_labels_"
+
+
 #: Per entity of the request: its event log and label log, each None when the store has
 #: never seen the entity. An entity the request carries no id for (no terminal) is left
 #: out: its aggregates are 0, as in the other engines. Any object answering the

@@ -33,10 +33,8 @@ from rtml_common.kafka.producer import EventProducer
 from rtml_common.kafka.published import read_published
 from rtml_features.definitions import Agg, FeatureSet, WindowAggregate
 from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
+from rtml_features.request_vector import SEEN_EVENTS_MARKER, SEEN_LABELS_MARKER
 from rtml_features.rows import epoch_ms
-
-EVENTS_MARKER = "rtml_seen_events_"
-LABELS_MARKER = "rtml_seen_labels_"
 
 
 def marker_set(feature_set: FeatureSet) -> FeatureSet:
@@ -208,8 +206,8 @@ def lag_classes(feature_set: FeatureSet, served: pd.DataFrame, truth: pd.DataFra
                 own_labels if own_labels is not None else 0)
         else:
             labels = np.zeros(n)
-        seen_events = _numbers(served, EVENTS_MARKER + entity.name)
-        seen_labels = _numbers(served, LABELS_MARKER + entity.name)
+        seen_events = _numbers(served, SEEN_EVENTS_MARKER + entity.name)
+        seen_labels = _numbers(served, SEEN_LABELS_MARKER + entity.name)
         unknown |= ~np.isfinite(seen_events) | ~np.isfinite(seen_labels)
         equal = (seen_events == events) & (seen_labels == labels)
         current &= equal

@@ -68,10 +68,7 @@ from rtml_features.definitions import (
     WindowAggregate,
     entity_of,
 )
-from rtml_features.request_vector import log_spec
-
-MARKER_EVENTS = "rtml_seen_events_"
-MARKER_LABELS = "rtml_seen_labels_"
+from rtml_features.request_vector import SEEN_EVENTS_MARKER, SEEN_LABELS_MARKER, log_spec
 
 
 class Lag(StrEnum):
@@ -92,11 +89,11 @@ def worst(classes: Sequence[Lag]) -> Lag:
 
 
 def events_marker(entity: Entity) -> str:
-    return MARKER_EVENTS + entity.name
+    return SEEN_EVENTS_MARKER + entity.name
 
 
 def labels_marker(entity: Entity) -> str:
-    return MARKER_LABELS + entity.name
+    return SEEN_LABELS_MARKER + entity.name
 
 
 def classify(served_events: object, served_labels: object, events: int, labels: int) -> Lag:

@@ -28,10 +28,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rtml_features.definitions import FeatureSet
-from rtml_features.request_vector import EntityLogs, RequestVectors, log_spec
-
-MARKER_EVENTS = "rtml_seen_events_"
-MARKER_LABELS = "rtml_seen_labels_"
+from rtml_features.request_vector import (
+    SEEN_EVENTS_MARKER,
+    SEEN_LABELS_MARKER,
+    EntityLogs,
+    RequestVectors,
+    log_spec,
+)
 
 
 class RequestFeatures:
@@ -44,7 +47,7 @@ class RequestFeatures:
         for entity in feature_set.entities:
             spec = log_spec(feature_set, entity)
             self._markers[entity.name] = (
-                MARKER_EVENTS + entity.name, MARKER_LABELS + entity.name, spec.horizon_ms,
+                SEEN_EVENTS_MARKER + entity.name, SEEN_LABELS_MARKER + entity.name, spec.horizon_ms,
                 spec.label_fields[0] if spec.label_fields else None)
 
     def compute(self, transaction_id: str, time_ms: int, fields: Mapping[str, float],
