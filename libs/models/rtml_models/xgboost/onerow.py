@@ -7,14 +7,21 @@ Here every tree is walked at once, one level per step (``max_depth``
 vectorised steps), with XGBoost's own rules: float32 features and splits,
 ``x < split`` goes left, a missing value (NaN) follows ``default_left``,
 leaf values summed in float32 in tree order onto the base margin, then the
-logistic link.
+logistic link — each step in XGBoost's own float32 arithmetic, so a score is
+bit for bit the one ``inplace_predict`` gives (the base margin is
+``-logf(1.0f / base_score - 1.0f)`` and the link ``1.0f / (expf(-x) + 1.0f)``,
+both with the C library's ``logf`` / ``expf``: numpy's float32 ``exp`` differs
+from ``expf`` by an ulp on about a fifth of margins, and the base margin
+computed in double by up to a few ulps). Why exactly: the decision API scores
+with this walker and the scorer with ``inplace_predict`` (batches of more than
+one row), and the two must give the same score for the same vector
+(docs/features.md, "Decision API and scorer").
 
 Only what this module can reproduce is accepted (:meth:`OneRowScorer.from_booster`
 returns None otherwise: the caller keeps using XGBoost): a ``gbtree`` of
 numerical splits with a logistic objective and a single output. It checks
 itself against ``inplace_predict`` on probe rows when built and refuses to
-serve if any score differs by more than :data:`TOLERANCE` (float32 rounding of
-the final sigmoid may differ by an ulp).
+serve (logging why) if any score differs at all (:data:`TOLERANCE` is 0).
 
 :meth:`OneRowScorer.contributions` explains a row on the same walk: the
 path attribution XGBoost computes with ``pred_contribs=True,
@@ -40,19 +47,67 @@ the same way, within :data:`CONTRIBUTION_TOLERANCE`.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
-import math
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
-#: Largest accepted difference from XGBoost on the self-check probes.
-TOLERANCE = 1e-6
+logger = logging.getLogger(__name__)
+
+#: Largest accepted difference from XGBoost on the self-check probes: none, the
+#: scores must be XGBoost's own (see the module docstring).
+TOLERANCE = 0.0
 #: The same for contributions (log-odds; XGBoost accumulates them in float32).
 CONTRIBUTION_TOLERANCE = 1e-4
 _LOGISTIC = {"binary:logistic", "reg:logistic"}
+#: XGBoost's ``common::Sigmoid`` clamps ``-x`` here (``expf`` would overflow).
+_EXP_CLAMP = float(np.float32(88.7))
+_ONE = np.float32(1.0)
+
+
+def _c_float_function(name: str) -> Callable[[float], float] | None:
+    """``float name(float)`` from the C math library XGBoost calls; None without one."""
+    try:
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("m")), name)
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.restype, function.argtypes = ctypes.c_float, [ctypes.c_float]
+    return function
+
+
+def _numpy_float_function(ufunc: Callable[[np.float32], np.float32]
+                          ) -> Callable[[float], float]:
+    return lambda x: float(ufunc(np.float32(x)))
+
+
+#: ``expf`` / ``logf`` of the C library (numpy's float32 ``exp`` differs from ``expf``
+#: by an ulp on about a fifth of margins); numpy's where there is no C library to load.
+_expf = _c_float_function("expf") or _numpy_float_function(np.exp)
+_logf = _c_float_function("logf") or _numpy_float_function(np.log)
+
+
+def base_margin(base_score: float) -> np.float32:
+    """XGBoost's logistic ``ProbToMargin``: ``-logf(1.0f / base_score - 1.0f)`` in float32."""
+    base = np.float32(base_score)
+    return np.float32(-_logf(float(_ONE / base - _ONE)))
+
+
+def sigmoid32(margin: float) -> float:
+    """XGBoost's float ``common::Sigmoid``: ``1.0f / (expf(min(-x, 88.7f)) + 1.0f + 1e-16f)``.
+
+    The sum and the quotient are computed in double and rounded to float32: for
+    one ``+`` or ``/`` of float32 operands that is exactly the float32 operation
+    (double has more than 2 x 24 + 2 bits). The ``1e-16f`` never changes a float32
+    sum of at least 1, so it is left out.
+    """
+    x = -margin
+    denominator = float(np.float32(_expf(x if x < _EXP_CLAMP else _EXP_CLAMP) + 1.0))
+    return float(np.float32(1.0 / denominator))
 
 
 def _base_score(raw: str) -> float:
@@ -86,7 +141,11 @@ class OneRowScorer:
             scorer = cls._build(json.loads(booster.save_raw("json")), n_features)
         except (KeyError, ValueError, TypeError):
             return None
-        if scorer is None or not scorer._agrees_with(booster, n_features):
+        if scorer is None:
+            return None
+        if not scorer._agrees_with(booster, n_features):
+            logger.warning("the one-row scorer does not reproduce this booster's scores bit "
+                           "for bit; XGBoost scores single rows instead (slower)")
             return None
         if scorer._mean is not None and not scorer._contributions_agree(booster, n_features):
             scorer._mean = None  # scores still served; explanations go back to XGBoost
@@ -133,11 +192,11 @@ class OneRowScorer:
         base = _base_score(params["base_score"])
         if not 0.0 < base < 1.0:
             return None
-        base_margin = float(np.float32(-math.log(1.0 / base - 1.0)))
         return cls(np.concatenate(left), np.concatenate(right), np.concatenate(feature),
                    np.concatenate(threshold), np.concatenate(default_left),
                    np.concatenate(value), np.asarray(roots, dtype=np.int64), depth,
-                   base_margin, np.concatenate(means) if means else None, n_features)
+                   float(base_margin(base)), np.concatenate(means) if means else None,
+                   n_features)
 
     def _agrees_with(self, booster: xgb.Booster, n_features: int) -> bool:
         rng = np.random.default_rng(0)
@@ -202,8 +261,7 @@ class OneRowScorer:
 
     def score(self, row: Sequence[float] | np.ndarray) -> float:
         """Probability of one row (logistic link in float32, as XGBoost computes it)."""
-        margin = np.float32(self.margin(row))
-        return float(np.float32(1.0) / (np.float32(1.0) + np.exp(-margin)))
+        return sigmoid32(self.margin(row))
 
 
 def _node_means(lefts: np.ndarray, rights: np.ndarray, leaf_values: np.ndarray,
