@@ -8,6 +8,9 @@ they become known, every decision read back from ``decisions``, and each
 decision classified *current* or *raced the pipeline* from its consistency
 markers (``rtml_seen_events_<e>`` / ``rtml_seen_labels_<e>``) against the
 data set's true counts — the lag classes of the consistency monitor's README.
+The test also reads back ``features`` and ``predictions`` and compares each
+decision with the scorer's vector and score of the same transaction
+(:func:`scorer_agreement`).
 
 The imports of the feature and decision packages are those two callers' own
 dependencies; nothing here is imported by the local stack itself.
@@ -16,7 +19,7 @@ dependencies; nothing here is imported by the local stack itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -147,12 +150,23 @@ async def send_decisions(port: int, requests: pd.DataFrame, labels: pd.DataFrame
 
 def read_decisions(kafka: KafkaSettings, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The ``decisions`` topic's Decision values of the transactions ``ids``, by id."""
+    return {tid: values[-1] for tid, values in read_values(kafka, "decisions", ids).items()}
+
+
+def read_values(kafka: KafkaSettings, topic: str, ids: Iterable[str]
+                ) -> dict[str, list[dict[str, Any]]]:
+    """Every JSON value of ``topic`` naming one of the transactions ``ids``, by id.
+
+    A transaction's records share a key, hence a partition: its list is in topic
+    order (``features``: revision 0 first; ``predictions``: one per model version,
+    more would be duplicates).
+    """
     wanted = set(ids)
-    found: dict[str, dict[str, Any]] = {}
-    for message in read_published(kafka, ["decisions"], {}):
+    found: dict[str, list[dict[str, Any]]] = {}
+    for message in read_published(kafka, [topic], {}):
         value = orjson.loads(message.value() or b"null")
-        if value and value["transaction_id"] in wanted:
-            found[value["transaction_id"]] = value
+        if value and value.get("transaction_id") in wanted:
+            found.setdefault(value["transaction_id"], []).append(value)
     return found
 
 
@@ -217,3 +231,68 @@ def lag_classes(feature_set: FeatureSet, served: pd.DataFrame, truth: pd.DataFra
     current &= ~unknown
     unexplained &= ~unknown
     return LagClasses(current, unexplained, unknown, behind)
+
+
+@dataclass(frozen=True)
+class ScorerAgreement:
+    """Per decision (spine order): the scorer's view of the same transaction.
+
+    The scorer scores a transaction's first ``features`` vector (revision 0,
+    computed by the streaming engine when the decided transaction reaches the
+    pipeline) and never a revision (``services/scorer/README.md``), so that
+    vector and its prediction are what a decision is compared with.
+    """
+
+    #: The transaction has a champion prediction of the decision's model version.
+    predicted: np.ndarray
+    #: Max abs diff over the features between the decision's ``inputs`` and the
+    #: scorer's vector (revision 0); NaN without a vector.
+    vector_diff: np.ndarray
+    #: The two vectors are equal as float32, the precision the model reads them in
+    #: (False without a vector).
+    same_model_inputs: np.ndarray
+    #: ``|decision score - prediction score|``; NaN without a prediction.
+    score_diff: np.ndarray
+    #: The pipeline published revisions of the transaction's vector.
+    revised: np.ndarray
+    #: Predictions beyond the first per (transaction, model version).
+    duplicates: int
+    #: Predictions of another model version than the decision's.
+    other_versions: int
+
+
+def scorer_agreement(names: Sequence[str], ids: Sequence[str],
+                     decisions: dict[str, dict[str, Any]],
+                     vectors: dict[str, list[dict[str, Any]]],
+                     predictions: dict[str, list[dict[str, Any]]]) -> ScorerAgreement:
+    """Compare each decision of ``ids`` with the scorer's vector and prediction of it.
+
+    ``decisions`` from :func:`read_decisions`; ``vectors`` and ``predictions``
+    from :func:`read_values` on ``features`` and ``predictions``.
+    """
+    n = len(ids)
+    predicted = np.zeros(n, dtype=bool)
+    vector_diff = np.full(n, np.nan)
+    same_inputs = np.zeros(n, dtype=bool)
+    score_diff = np.full(n, np.nan)
+    revised = np.zeros(n, dtype=bool)
+    duplicates = other_versions = 0
+    for i, tid in enumerate(ids):
+        decision = decisions[tid]
+        first = [v for v in vectors.get(tid, []) if v.get("revision", 0) == 0]
+        revised[i] = any(v.get("revision", 0) > 0 for v in vectors.get(tid, []))
+        if first:
+            served = np.array([float(decision["inputs"][name]) for name in names])
+            streamed = np.array([float(first[0]["features"][name]) for name in names])
+            vector_diff[i] = float(np.abs(served - streamed).max())
+            same_inputs[i] = bool(np.array_equal(served.astype(np.float32),
+                                                 streamed.astype(np.float32)))
+        mine = [p for p in predictions.get(tid, [])
+                if p["model_version"] == decision["model_version"]]
+        other_versions += len(predictions.get(tid, [])) - len(mine)
+        duplicates += max(0, len(mine) - 1)
+        if mine and decision["score"] is not None:
+            predicted[i] = True
+            score_diff[i] = abs(float(decision["score"]) - float(mine[0]["score"]))
+    return ScorerAgreement(predicted, vector_diff, same_inputs, score_diff, revised,
+                           duplicates, other_versions)
