@@ -340,13 +340,14 @@ class StreamingFeatureComputer:
             self._touched_logs[key] = log
 
     def _trim_log(self, key: tuple[str, str], cutoff_ms: int) -> None:
-        """Trim the entity's log at the cut-off its state was just evicted at."""
+        """Trim the entity's log at the cut-off its state was just evicted at, in steps
+        of more than :data:`LOG_TRIM_SLACK` entries (a trim per appended event cost more
+        than the few older entries kept; they change no answer)."""
         assert self.logs is not None
         log = self.logs.get(key)
-        if log is not None:
-            log.trim(cutoff_ms)
-            if any(log.diffs()):
-                self._touched_logs[key] = log
+        # (the label log trims only when the event log does)
+        if log is not None and log.trim(cutoff_ms, LOG_TRIM_SLACK):
+            self._touched_logs[key] = log
 
     def _drop_log(self, key: tuple[str, str]) -> None:
         """The state of ``key`` is being dropped: delete its log's keys with the next write.
@@ -526,6 +527,10 @@ def _log_spec(feature_set: FeatureSet, entity: Entity) -> EntityLogSpec:
 
 
 SNAPSHOT_FORMAT = 1
+
+#: A prefix log is trimmed once more than this many of its entries are before the
+#: eviction cut-off's anchor (see :meth:`StreamingFeatureComputer._trim_log`).
+LOG_TRIM_SLACK = 8
 
 
 def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:

@@ -24,8 +24,11 @@ name (identifiers only), so these never collide with the per-entity hashes
       are contiguous in a log, so a window's event count is a seq difference
       and a seq difference is also a rank difference (sparse-table lookups).
     * ``S``: per sum field of the log spec (in its order), the running
-      double-double sum ``(hi, lo)`` including this event, as ``repr()``
-      floats (text that round-trips bit for bit).
+      double-double sum ``(hi, lo)`` including this event, each double
+      spelled as its 8 IEEE 754 bytes, big-endian, in 16 hex digits
+      (:func:`sums_text`): exact like ``repr()``, and ~8x cheaper to write
+      and ~3x to read (a pair: 0.12 µs against 1.0 µs), which the pipeline
+      pays for every event.
     * ``E``: per extreme field ``(field, min|max)`` of the spec, the
       backward sparse-table levels: ``l_k`` is the extreme of the ``2**k``
       events ending here (as many levels as the log had events behind it).
@@ -37,7 +40,8 @@ name (identifiers only), so these never collide with the per-entity hashes
     score: the labelled event's time; member ``LSEQ|L1hi,L1lo,...|TRANSACTION_ID``:
     only events whose *first* label has a non-zero label field, ``LSEQ`` their
     count (trimmed included, 12 hex digits, same ordering argument), the
-    running double-double sums of the spec's label fields.
+    running double-double sums of the spec's label fields (spelled as the
+    event log's sums).
 
 ``{prefix}@lk:{entity}:{id}`` — the **labelled-at index**, a sorted set
     score: when the label became known (``labeled_at`` ms); member
@@ -50,7 +54,7 @@ boundary at or after the cut-off always has its floor entry; a log is known
 to be trimmed when its first member's seq is above 1, which is how the reader
 tells "no event before this boundary" (seq 0) from "unknown" (OutOfRange).
 
-Sizes: an event member is ~13 bytes + ~40 per sum field + ~20 per sparse-table
+Sizes: an event member is ~13 bytes + 34 per sum field + ~20 per sparse-table
 level + the id (the handbook feature set has no min/max: ~110 bytes with a
 20-byte id and two sum fields); a busy entity's extreme fields cost ~20 bytes
 x log2(events) per event, the price of answering any window's min/max from two
@@ -70,7 +74,10 @@ instance, not a Redis Cluster.
 
 from __future__ import annotations
 
+import struct
+from binascii import a2b_hex
 from collections.abc import Sequence
+from functools import lru_cache
 
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.redis.store import key_prefix
@@ -92,7 +99,36 @@ def log_keys(feature_set: FeatureSet, entity: str, entity_id: str) -> tuple[str,
 
 
 def _floats(values: Sequence[float]) -> str:
+    """Sparse-table levels and label values: ``repr()`` texts (exact)."""
     return ",".join([repr(value) for value in values])
+
+
+@lru_cache(maxsize=64)
+def _doubles(count: int) -> struct.Struct:
+    return struct.Struct(f">{count}d")
+
+
+#: Packs a ``(hi, lo)`` pair for :func:`sums_text`'s spelling (the writer's common case).
+PACK_PAIR = _doubles(2).pack
+
+
+def sums_text(values: Sequence[float]) -> str:
+    """Running sums as a member spells them: 16 hex digits (IEEE 754, big-endian) each.
+
+    >>> sums_text([30.0, -0.0])
+    '403e000000000000,8000000000000000'
+    >>> parse_sums(sums_text([0.1, 1e-300]).encode()) == [0.1, 1e-300]
+    True
+    """
+    return _doubles(len(values)).pack(*values).hex(",", 8) if values else ""
+
+
+def parse_sums(text: bytes) -> list[float]:
+    """The doubles :func:`sums_text` spelled, bit for bit."""
+    if not text:
+        return []
+    raw = a2b_hex(text.replace(b",", b""))
+    return list(_doubles(len(raw) // 8).unpack(raw))
 
 
 def event_member(seq: int, sums: Sequence[float], levels: Sequence[Sequence[float]],
@@ -102,15 +138,15 @@ def event_member(seq: int, sums: Sequence[float], levels: Sequence[Sequence[floa
     ``sums`` is flat (``hi, lo`` per sum field); ``levels`` one list per extreme field.
 
     >>> event_member(3, [30.0, 0.0], [[20.0, 30.0]], "tx|1")
-    b'000000000003|30.0,0.0|20.0,30.0|tx|1'
+    b'000000000003|403e000000000000,0000000000000000|20.0,30.0|tx|1'
     """
     extremes = FIELD_SEPARATOR.join([_floats(field) for field in levels])
-    return f"{seq:0{SEQ_DIGITS}x}|{_floats(sums)}|{extremes}|{tid}".encode()
+    return f"{seq:0{SEQ_DIGITS}x}|{sums_text(sums)}|{extremes}|{tid}".encode()
 
 
 def label_member(seq: int, sums: Sequence[float], tid: str) -> bytes:
     """The member text of a label-log entry (``sums`` flat: ``hi, lo`` per label field)."""
-    return f"{seq:0{SEQ_DIGITS}x}|{_floats(sums)}|{tid}".encode()
+    return f"{seq:0{SEQ_DIGITS}x}|{sums_text(sums)}|{tid}".encode()
 
 
 def known_member(time_ms: int, values: Sequence[float], tid: str) -> bytes:
@@ -121,12 +157,10 @@ def known_member(time_ms: int, values: Sequence[float], tid: str) -> bytes:
 def parse_head(head: bytes) -> tuple[int, list[float]]:
     """``(seq, flat sums)`` of a member's head ``SEQ|S...`` (what the reader returns).
 
-    >>> parse_head(b"00000000000a|1.5,0.0")
+    >>> parse_head(b"00000000000a|3ff8000000000000,0000000000000000")
     (10, [1.5, 0.0])
     """
-    seq = int(head[:SEQ_DIGITS], 16)
-    body = head[SEQ_DIGITS + 1:]
-    return seq, [float(text) for text in body.split(b",")] if body else []
+    return int(head[:SEQ_DIGITS], 16), parse_sums(head[SEQ_DIGITS + 1:])
 
 
 def parse_known(member: bytes) -> tuple[int, list[float], str]:

@@ -40,6 +40,7 @@ from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import write_completed
 from rtml_features.online_store.redis.prefix_layout import (
     FIELD_SEPARATOR,
+    PACK_PAIR,
     SEQ_DIGITS,
     event_member,
     known_member,
@@ -48,6 +49,9 @@ from rtml_features.online_store.redis.prefix_layout import (
 )
 from rtml_features.prefix_log import Extreme, OutOfRange, dd_add
 from rtml_features.request_vector import EntityLogSpec
+
+# The member texts below spell the seq as ``{seq:012x}`` (a constant format is cheaper).
+assert SEQ_DIGITS == 12, "prefix_writer formats seqs with 12 hex digits"
 
 #: Arguments per script call (about 1,000 members): bounds how long one call blocks Redis.
 CHUNK_ARGS = 2_048
@@ -219,17 +223,40 @@ class EventLogState:
         return False
 
     def _append(self, tid: str, time_ms: int, values: Mapping[str, float]) -> None:
-        """The newest event: :meth:`_compute` for the last entry, inlined (~2x cheaper).
+        """The newest event: :meth:`_compute` for the last entry, inlined (~2x cheaper), with
+        straight paths for the common specs (count only; one sum, no extreme).
 
         The double-double addition is :func:`~rtml_features.prefix_log.dd_add`
         written out (same operations, same results); the member text is
         :func:`~.prefix_layout.event_member`'s.
         """
-        index = len(self.times)
-        self.times.append(time_ms)
+        times = self.times
+        index = len(times)
+        times.append(time_ms)
         self.tids.append(tid)
+        if not self.values:  # a count-only log (no sum, no extreme field): the seq says it all
+            member = f"{self.first_seq + index:012x}|||{tid}".encode()
+            self.members.append(member)
+            self.diff.added[member] = time_ms
+            return
         for name, column in self.values.items():
             column.append(float(values[name]))
+        if len(self.sum_fields) == 1 and not self.extreme_fields:  # one running sum (amounts)
+            his, los = self.sums_hi[0], self.sums_lo[0]
+            value = column[index]
+            hi, lo = (his[index - 1], los[index - 1]) if index else (0.0, 0.0)
+            total = hi + value
+            back = total - hi
+            error = (hi - (total - back)) + (value - back) + lo
+            hi = total + error
+            lo = error - (hi - total)
+            his.append(hi)
+            los.append(lo)
+            sums = PACK_PAIR(hi, lo).hex(",", 8)
+            member = f"{self.first_seq + index:012x}|{sums}||{tid}".encode()
+            self.members.append(member)
+            self.diff.added[member] = time_ms
+            return
         texts: list[str] = []
         for j, name in enumerate(self.sum_fields):
             his, los = self.sums_hi[j], self.sums_lo[j]
@@ -242,7 +269,7 @@ class EventLogState:
             lo = error - (hi - total)
             his.append(hi)
             los.append(lo)
-            texts.append(f"{hi!r},{lo!r}")
+            texts.append(PACK_PAIR(hi, lo).hex(",", 8))
         sections: list[str] = []
         for j, (name, kind) in enumerate(self.extreme_fields):
             per_entry, per_texts = self.levels[j], self.level_texts[j]
@@ -268,13 +295,27 @@ class EventLogState:
             per_entry.append(levels)
             per_texts.append(tuple(shown))
             sections.append(",".join(shown))
-        member = (f"{self.first_seq + index:0{SEQ_DIGITS}x}|{','.join(texts)}|"
+        member = (f"{self.first_seq + index:012x}|{','.join(texts)}|"
                   f"{FIELD_SEPARATOR.join(sections)}|{tid}").encode()
         self.members.append(member)
         self.diff.added[member] = time_ms
 
     def _compute(self, index: int, rewrite: bool) -> None:
-        """(Re)compute entry ``index`` from the one before it and record its member."""
+        """(Re)compute entry ``index`` from the one before it and record its member.
+
+        A late insert calls this for every entry after it (their seqs move), so
+        count-only logs (most terminals' while a catch-up reads partitions days
+        apart) take a straight path: their member is the seq and the id."""
+        if not self.values:
+            member = f"{self.first_seq + index:012x}|||{self.tids[index]}".encode()
+            if rewrite:
+                old = self.members[index]
+                if old == member:
+                    return
+                self.diff.remove(old)
+            self.members[index] = member
+            self.diff.add(member, self.times[index])
+            return
         sums: list[float] = []
         for j, name in enumerate(self.sum_fields):
             his, los = self.sums_hi[j], self.sums_lo[j]
@@ -307,10 +348,15 @@ class EventLogState:
         self.members[index] = member
         self.diff.add(member, self.times[index])
 
-    def trim(self, cutoff_ms: int) -> int:
-        """Drop the entries before the last one at or before ``cutoff_ms``; how many."""
+    def trim(self, cutoff_ms: int, slack: int = 0) -> int:
+        """Drop the entries before the last one at or before ``cutoff_ms``; how many.
+
+        With ``slack``, nothing is dropped until more than ``slack`` entries can be:
+        entries older than needed answer nothing wrong (requests look up floors at or
+        after the cut-off), and trimming in steps spares a trim per appended event.
+        """
         floor = bisect_right(self.times, cutoff_ms) - 1
-        if floor <= 0:
+        if floor <= slack:
             return 0
         for member in self.members[:floor]:
             self.diff.remove(member)
@@ -405,10 +451,11 @@ class LabelLogState:
         self.members[index] = member
         self.diff.add(member, self.times[index])
 
-    def trim(self, cutoff_ms: int) -> int:
-        """Drop labels of events before the last one at or before ``cutoff_ms``; how many."""
+    def trim(self, cutoff_ms: int, slack: int = 0) -> int:
+        """Drop labels of events before the last one at or before ``cutoff_ms``; how many
+        (none until more than ``slack`` can go, as :meth:`EventLogState.trim`)."""
         floor = bisect_right(self.times, cutoff_ms) - 1
-        if floor <= 0:
+        if floor <= slack:
             return 0
         for member in self.members[:floor]:
             self.diff.remove(member)
@@ -473,11 +520,16 @@ class EntityLogState:
             fresh_labels.diff, fresh_labels.known_diff = labels.diff, labels.known_diff
             self.labels = fresh_labels
 
-    def trim(self, cutoff_ms: int) -> int:
-        """Trim both logs at ``cutoff_ms`` (keeping anchors); events dropped."""
+    def trim(self, cutoff_ms: int, slack: int = 0) -> int:
+        """Trim both logs at ``cutoff_ms`` (keeping anchors; in steps of more than
+        ``slack`` entries, see :meth:`EventLogState.trim`); events dropped.
+
+        The label log's entries are some of the event log's, so it never drops
+        anything when the event log drops nothing (0: no change to send).
+        """
         if self.labels is not None:
-            self.labels.trim(cutoff_ms)
-        return self.events.trim(cutoff_ms)
+            self.labels.trim(cutoff_ms, slack)
+        return self.events.trim(cutoff_ms, slack)
 
     def snapshot(self) -> dict[str, Any]:
         """The state as plain data (JSON-able: the pipeline's checkpoints are JSON).
@@ -610,23 +662,29 @@ class PrefixLogWriter:
             if diff.added or diff.removed or diff.replace:
                 events.written_s = now
                 keys.append(events_prefix + tail)
-                added, removed = diff.added, diff.removed
-                diff.added, diff.removed = {}, set()
+                added = diff.added
                 if diff.replace:
                     diff.replace = False
+                    diff.removed = set()
                     append(-1)
+                elif diff.removed:
+                    append(len(diff.removed))
+                    extend(diff.removed)
+                    diff.removed = set()
                 else:
-                    append(len(removed))
-                    extend(removed)
+                    append(0)
                 append(2 * len(added))
                 for member, score in added.items():
                     append(score)
                     append(member)
+                diff.added = {}
             labels = state.labels
             if labels is not None:
                 if labels.written_s < stale:
                     labels.resend()
-                if labels.diff or labels.known_diff:
+                label_diff, known_diff = labels.diff, labels.known_diff
+                if (label_diff.added or label_diff.removed or label_diff.replace
+                        or known_diff.added or known_diff.removed or known_diff.replace):
                     labels.written_s = now  # both keys, a diff or not: their TTLs move together
                     for prefix, diff in ((labels_prefix, labels.diff),
                                          (known_prefix, labels.known_diff)):
