@@ -55,8 +55,9 @@ to be trimmed when its first member's seq is above 1, which is how the reader
 tells "no event before this boundary" (seq 0) from "unknown" (OutOfRange).
 
 Sizes: an event member is ~13 bytes + 34 per sum field + ~20 per sparse-table
-level + the id (the handbook feature set has no min/max: ~110 bytes with a
-20-byte id and two sum fields); a busy entity's extreme fields cost ~20 bytes
+level + the id (the handbook feature set has no min/max and one sum field,
+the customer's amounts: ~70 bytes with a 20-byte id; its terminal log is
+count only: ~35 bytes); a busy entity's extreme fields cost ~20 bytes
 x log2(events) per event, the price of answering any window's min/max from two
 members. Redis's per-member skiplist + dict overhead (~60-70 bytes) comes on
 top: measured (bench/request_features.py), an entity of 1,000,000 events with
