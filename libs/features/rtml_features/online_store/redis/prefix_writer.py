@@ -226,9 +226,9 @@ class EventLogState:
         """The newest event: :meth:`_compute` for the last entry, inlined (~2x cheaper), with
         straight paths for the common specs (count only; one sum, no extreme).
 
-        The double-double addition is :func:`~rtml_features.prefix_log.dd_add`
-        written out (same operations, same results); the member text is
-        :func:`~.prefix_layout.event_member`'s.
+        In the one-sum path the double-double addition is
+        :func:`~rtml_features.prefix_log.dd_add` written out (same operations,
+        same results); the member text is :func:`~.prefix_layout.event_member`'s.
         """
         times = self.times
         index = len(times)
@@ -258,15 +258,10 @@ class EventLogState:
             self.diff.added[member] = time_ms
             return
         texts: list[str] = []
-        for j, name in enumerate(self.sum_fields):
+        for j, name in enumerate(self.sum_fields):  # the general case: dd_add itself
             his, los = self.sums_hi[j], self.sums_lo[j]
-            value = self.values[name][index]
-            hi, lo = (his[index - 1], los[index - 1]) if index else (0.0, 0.0)
-            total = hi + value
-            back = total - hi
-            error = (hi - (total - back)) + (value - back) + lo
-            hi = total + error
-            lo = error - (hi - total)
+            hi, lo = dd_add(his[index - 1], los[index - 1], self.values[name][index]) if index \
+                else dd_add(0.0, 0.0, self.values[name][index])
             his.append(hi)
             los.append(lo)
             texts.append(PACK_PAIR(hi, lo).hex(",", 8))
