@@ -44,6 +44,7 @@ import msgspec
 from rtml_common.events import MAX_AMOUNT
 from rtml_features.definitions import Entity, FeatureSet
 from rtml_features.online import NEVER, EntityState
+from rtml_features.online_store.redis.prefix_layout import MEMBER_SPELLING
 from rtml_features.online_store.redis.prefix_writer import EntityLogState
 from rtml_features.prefix_log import OutOfRange
 from rtml_features.request_vector import EntityLogSpec, log_spec
@@ -568,6 +569,7 @@ def snapshot(computer: StreamingFeatureComputer) -> dict[str, Any]:
         # restored logs then hold what Redis holds for every entity not written since.
         data["logs"] = [[entity, entity_id, log.snapshot()]
                         for (entity, entity_id), log in computer.logs.items()]
+        data["logs_spelling"] = MEMBER_SPELLING
     return data
 
 
@@ -609,7 +611,8 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
                                         dict(zip(names, values, strict=True)), revision)
         computer._recent_order.append((time_ms, tid))
     if computer.logs is not None:
-        _restore_logs(computer, data.get("logs"))
+        # Checkpoints from before the spelling was recorded wrote version 1.
+        _restore_logs(computer, data.get("logs"), data.get("logs_spelling", 1))
     computer.watermark_ms = data["watermark_ms"]
     computer.source_times = dict(data["source_times"])
     # Absent from checkpoints written before it existed: each source starts afresh.
@@ -624,22 +627,28 @@ def restore(computer: StreamingFeatureComputer, data: dict[str, Any]) -> None:
                        dropped_events, limit, dropped_vectors)
 
 
-def _restore_logs(computer: StreamingFeatureComputer, saved: list[Any] | None) -> None:
+def _restore_logs(computer: StreamingFeatureComputer, saved: list[Any] | None,
+                  spelling: int) -> None:
     """The prefix logs of a checkpoint; rebuilt from the window state when it has none.
 
     Either way each restored log replaces its Redis keys at its first write
     (:meth:`EntityLogState.restore`): what a crashed run wrote after the checkpoint
-    cannot survive the replay. A checkpoint written without logs (an older worker, or
-    one that wrote the latest hashes only) gets logs of the state's events and labels;
-    their running sums start at the oldest retained event, which changes no window
-    difference.
+    cannot survive the replay. Logs saved by a worker that spelled members otherwise
+    (``spelling`` is not :data:`MEMBER_SPELLING`) are all written again, whole, at
+    the first delivery: Redis holds their old texts, which readers no longer parse.
+    A checkpoint written without logs (an older worker, or one that wrote the latest
+    hashes only) gets logs of the state's events and labels; their running sums start
+    at the oldest retained event, which changes no window difference.
     """
     logs = computer.logs
     assert logs is not None
     specs = computer._log_specs
     if saved is not None:
         for entity, entity_id, log_data in saved:
-            logs[(entity, entity_id)] = EntityLogState.restore(specs[entity], log_data)
+            log = logs[(entity, entity_id)] = EntityLogState.restore(specs[entity], log_data)
+            if spelling != MEMBER_SPELLING:
+                log.resend()
+                computer._touched_logs[(entity, entity_id)] = log
         return
     for (entity, entity_id), state in computer.states.items():
         if not state.times:

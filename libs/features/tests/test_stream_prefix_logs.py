@@ -24,6 +24,7 @@ import redis
 
 from rtml_features.baseline import BASELINE
 from rtml_features.batch import compute_features
+from rtml_features.online_store.redis.prefix_layout import MEMBER_SPELLING
 from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
 from rtml_features.online_store.redis.prefix_writer import PrefixLogWriter
 from rtml_features.request_vector import RequestVectors
@@ -188,3 +189,35 @@ def test_a_checkpoint_without_logs_rebuilds_them_from_the_state(
     restore(second, saved)
     apply(second, writer, events[cut:])
     assert check_requests(client, history, labels) >= 60
+
+
+def test_logs_saved_with_another_member_spelling_are_written_again_whole(
+        databases: tuple[redis.Redis, redis.Redis]) -> None:
+    """An upgrade that changes the member texts: every restored log replaces its keys at
+    the first delivery, also the logs of entities no new event touches."""
+    client, _ = databases
+    events, history, labels = stream(seed=4)
+    first = new_computer()
+    writer = PrefixLogWriter(client, BASELINE, ttl_s=3600)
+    apply(first, writer, events)
+    saved = json.loads(json.dumps(snapshot(first)))
+    assert saved["logs_spelling"] == MEMBER_SPELLING
+    written = zsets(client)
+    # What an older worker left: the same entries with other member texts.
+    old_texts = {key: [(member.replace(b"|", b"|old,"), score) for member, score in members]
+                 for key, members in written.items()}
+    client.flushdb()
+    for key, members in old_texts.items():
+        client.zadd(key, {member: score for member, score in members})
+    saved["logs_spelling"] = MEMBER_SPELLING - 1
+
+    second = new_computer()
+    restore(second, saved)
+    assert second.logs is not None and second.logs_pending()
+    writer.write(second.take_touched_logs())  # the first delivery, no new event
+    assert zsets(client) == written  # every key replaced, no old text left
+    assert check_requests(client, history, labels) >= 60
+
+    same = new_computer()  # the current spelling: nothing to write again
+    restore(same, json.loads(json.dumps(snapshot(first))))
+    assert not same.logs_pending()

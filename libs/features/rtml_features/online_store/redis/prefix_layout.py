@@ -83,6 +83,10 @@ from functools import lru_cache
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.redis.store import key_prefix
 
+#: Version of the member texts this module writes (2: sums as hex IEEE bits, was
+#: ``repr()``). Checkpoints record it; logs restored from another are written again
+#: whole (``rtml_features.stream``), so no key keeps members a reader cannot parse.
+MEMBER_SPELLING = 2
 #: Hex digits of a member's seq (2**48 events per entity, ~280 trillion).
 SEQ_DIGITS = 12
 SEPARATOR = "|"
