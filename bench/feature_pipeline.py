@@ -16,6 +16,13 @@ Three figures, each against real servers started here (Tansu broker, Redis):
   the whole default data set (1.75 M transactions, 183 days). Target <= 60 s
   (goal 20 s).
 
+Each throughput run also reports the worker thread's CPU time per transaction
+(first batch's start to last batch's end): this VM's speed drifts by more than
+many changes, and CPU per unit of work compares runs better than rates.
+``--layouts prefix,latest`` alternates the throughput runs over online layouts
+(``RTML_FEATURE_PIPELINE_ONLINE_LAYOUT``), the first being the headline figure,
+so their ratio comes from one session.
+
 ``--quick`` shrinks every figure's input; ``--json`` prints one JSON object on
 the last line. A full run (no ``--quick``) rewrites the ``## Feature pipeline``
 section of docs/benchmarks.md.
@@ -55,21 +62,48 @@ def servers(tmp: Path) -> tuple[KafkaBroker, RedisServer]:
     return KafkaBroker.start_new(tmp / "kafka"), RedisServer.start_new(tmp / "redis")
 
 
+class WorkerCpu:
+    """The worker thread's CPU time from its first batch's start to its last batch's end."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def attach(self, worker: FeatureWorker) -> None:
+        handle = worker.handle
+
+        def timed(records: Any) -> None:
+            if self.first is None:
+                self.first = time.thread_time()
+            handle(records)
+            self.last = time.thread_time()
+
+        worker.handle = timed  # the benchmark probe wraps the bound method
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.first is None or self.last is None else self.last - self.first
+
+
 def bench_throughput(data: Path, n_transactions: int, start_day: int, tmp: Path,
-                     engine: Any = kafka_engine) -> dict[str, Any]:
+                     engine: Any = kafka_engine, layout: str | None = None) -> dict[str, Any]:
     broker, redis_server = servers(tmp / f"throughput-{engine.__name__}")
+    settings = Settings(consumer_group="bench",
+                        **({"online_layout": layout} if layout else {}))
+    cpu = WorkerCpu()
     try:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, session_timeout_ms=6000)
         produced = replay(data, ReplayOptions(start_day=start_day, limit=n_transactions,
                                               replication_factor=1), kafka)
-        run = engine.run(Settings(consumer_group="bench"), kafka,
-                         RedisSettings(url=redis_server.url), max_idle_s=2,
-                         install_signal_handlers=False)
+        run = engine.run(settings, kafka, RedisSettings(url=redis_server.url), max_idle_s=2,
+                         install_signal_handlers=False, on_worker=cpu.attach)
     finally:
         broker.close()
         redis_server.close()
     return {
         "engine": engine.__name__.rsplit(".", 1)[-1],
+        "layout": settings.online_layout,
+        "worker_cpu_us_per_tx": round(cpu.seconds / produced.transactions * 1e6, 1),
         "transactions": produced.transactions,
         "labels": produced.labels,
         "events_applied": run.events_applied,
@@ -82,16 +116,28 @@ def bench_throughput(data: Path, n_transactions: int, start_day: int, tmp: Path,
 
 
 def bench_throughput_runs(data: Path, n_transactions: int, start_day: int, tmp: Path,
-                          runs: int) -> dict[str, Any]:
-    """:func:`bench_throughput` ``runs`` times (fresh broker and Redis each): the median
-    is the figure, since identical runs on this shared VM differ by up to ±15 %."""
-    results = [bench_throughput(data, n_transactions, start_day, tmp / f"run-{i}")
-               for i in range(runs)]
+                          runs: int, layouts: list[str]) -> dict[str, Any]:
+    """:func:`bench_throughput` ``runs`` times per layout, alternating (fresh broker and
+    Redis each): the median is the figure, since identical runs on this shared VM
+    differ by up to ±15 %. The first layout's figures head the result."""
+    results: dict[str, list[dict[str, Any]]] = {layout: [] for layout in layouts}
+    for i in range(runs):
+        for layout in layouts:
+            results[layout].append(bench_throughput(data, n_transactions, start_day,
+                                                    tmp / f"run-{i}-{layout}", layout=layout))
+    summaries = {layout: _summary(runs_of) for layout, runs_of in results.items()}
+    return {**summaries[layouts[0]], "by_layout": summaries}
+
+
+def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [r["tx_per_s"] for r in results]
     median_run = sorted(results, key=lambda r: r["tx_per_s"])[len(results) // 2]
-    return {**median_run, "runs": runs, "tx_per_s": round(statistics.median(rates)),
+    return {**median_run, "runs": len(results), "tx_per_s": round(statistics.median(rates)),
             "events_per_s": round(statistics.median(r["events_per_s"] for r in results)),
-            "tx_per_s_runs": rates, "revisions_runs": [r["revisions"] for r in results]}
+            "worker_cpu_us_per_tx": round(statistics.median(
+                r["worker_cpu_us_per_tx"] for r in results), 1),
+            "tx_per_s_runs": rates, "revisions_runs": [r["revisions"] for r in results],
+            "worker_cpu_us_per_tx_runs": [r["worker_cpu_us_per_tx"] for r in results]}
 
 
 def bench_freshness(data: Path, seconds: float, tx_rate: float, tmp: Path,
@@ -175,9 +221,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| figure | measured | target |",
         "|---|---|---|",
-        f"| streaming throughput, one worker (Kafka engine, 15 features), median of "
-        f"{t['runs']} runs | {t['tx_per_s']:,} tx/s ({t['events_per_s']:,} events/s with "
-        f"labels) | "
+        f"| streaming throughput, one worker (Kafka engine, 15 features, online layout "
+        f"`{t['layout']}`), median of {t['runs']} runs | {t['tx_per_s']:,} tx/s "
+        f"({t['events_per_s']:,} events/s with labels; worker CPU "
+        f"{t['worker_cpu_us_per_tx']} µs per transaction) | "
         f"≥ {TARGETS['throughput_tx_per_s']:,} tx/s |",
         f"| same, Faust engine ({tf['transactions']:,} tx) | {tf['tx_per_s']:,} tx/s "
         f"({tf['events_per_s']:,} events/s) | |",
@@ -191,7 +238,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"Throughput runs: {t['transactions']:,} transactions + {t['labels']:,} labels "
         f"each; tx/s per run {', '.join(f'{r:,}' for r in t['tx_per_s_runs'])}; revisions "
         f"per run {', '.join(str(r) for r in t['revisions_runs'])}; median run "
-        f"{t['busy_seconds']} s busy, {t['late_events']} late. "
+        f"{t['busy_seconds']} s busy, {t['late_events']} late; worker CPU µs per "
+        f"transaction per run {', '.join(str(c) for c in t['worker_cpu_us_per_tx_runs'])}. "
+        + "".join(f"Alternating with it, layout `{layout}`: {other['tx_per_s']:,} tx/s "
+                  f"(runs {', '.join(f'{r:,}' for r in other['tx_per_s_runs'])}), worker CPU "
+                  f"{other['worker_cpu_us_per_tx']} µs per transaction. "
+                  for layout, other in t["by_layout"].items() if layout != t["layout"]) +
         f"Freshness run: {f['samples']:,} samples over {f['seconds']} s after dropping "
         f"{f['warmup_samples_dropped']:,} warm-up samples, max {f['max_ms']} ms.",
     ])
@@ -203,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--runs", type=int, default=0,
                         help="throughput runs, median reported (default 5; 1 with --quick)")
+    parser.add_argument("--layouts", default=Settings().online_layout,
+                        help="comma-separated online layouts the throughput runs alternate "
+                             "over; the first is the headline figure (default: the "
+                             "service's, RTML_FEATURE_PIPELINE_ONLINE_LAYOUT)")
     args = parser.parse_args(argv)
     # Telemetry as the service starts it (``python -m rtml_feature_pipeline``): real
     # OpenTelemetry meters, so their cost is part of every figure (no port bound).
@@ -216,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "machine": machine(),
             "throughput": bench_throughput_runs(data, 30_000 if args.quick else 300_000, 30,
-                                                tmp, args.runs or (1 if args.quick else 5)),
+                                                tmp, args.runs or (1 if args.quick else 5),
+                                                args.layouts.split(",")),
             "throughput_faust": bench_throughput(data, 20_000 if args.quick else 100_000, 30, tmp,
                                                  faust_engine),
             # Tansu answers idempotent produce requests with a ~0.5 s p99 tail: measure
