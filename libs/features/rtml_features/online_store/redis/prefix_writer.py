@@ -243,7 +243,7 @@ class EventLogState:
             column.append(float(values[name]))
         if len(self.sum_fields) == 1 and not self.extreme_fields:  # one running sum (amounts)
             his, los = self.sums_hi[0], self.sums_lo[0]
-            value = column[index]
+            value = self.values[self.sum_fields[0]][index]
             hi, lo = (his[index - 1], los[index - 1]) if index else (0.0, 0.0)
             total = hi + value
             back = total - hi
@@ -301,16 +301,20 @@ class EventLogState:
         A late insert calls this for every entry after it (their seqs move), so
         count-only logs (most terminals' while a catch-up reads partitions days
         apart) take a straight path: their member is the seq and the id."""
-        if not self.values:
+        if self.values:
+            member = self._computed_member(index)
+        else:
             member = f"{self.first_seq + index:012x}|||{self.tids[index]}".encode()
-            if rewrite:
-                old = self.members[index]
-                if old == member:
-                    return
-                self.diff.remove(old)
-            self.members[index] = member
-            self.diff.add(member, self.times[index])
-            return
+        if rewrite:
+            old = self.members[index]
+            if old == member:
+                return
+            self.diff.remove(old)
+        self.members[index] = member
+        self.diff.add(member, self.times[index])
+
+    def _computed_member(self, index: int) -> bytes:
+        """Entry ``index``'s sums and sparse-table levels from the entry before it; its member."""
         sums: list[float] = []
         for j, name in enumerate(self.sum_fields):
             his, los = self.sums_hi[j], self.sums_lo[j]
@@ -334,14 +338,7 @@ class EventLogState:
             per_entry[index] = levels
             self.level_texts[j][index] = tuple([repr(level) for level in levels])
             levels_out.append(levels)
-        member = event_member(self.first_seq + index, sums, levels_out, self.tids[index])
-        old = self.members[index]
-        if rewrite:
-            if old == member:
-                return
-            self.diff.remove(old)
-        self.members[index] = member
-        self.diff.add(member, self.times[index])
+        return event_member(self.first_seq + index, sums, levels_out, self.tids[index])
 
     def trim(self, cutoff_ms: int, slack: int = 0) -> int:
         """Drop the entries before the last one at or before ``cutoff_ms``; how many.
