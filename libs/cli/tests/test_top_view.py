@@ -45,10 +45,11 @@ def answering(answer: Callable[[str], tuple[int, Any]]) -> httpx.MockTransport:
     return httpx.MockTransport(handle)
 
 
-def draw(transport: httpx.MockTransport) -> str:
+def draw(transport: httpx.MockTransport, columns: int = 1, max_rows: int | None = None) -> str:
     console = plain_console()
     with PrometheusClient(URL, transport=transport) as client, console.capture() as captured:
-        console.print(render_frame(collect_frame(client.query, client.url, WINDOW)))
+        frame = collect_frame(client.query, client.url, WINDOW)
+        console.print(render_frame(frame, columns=columns, max_rows=max_rows))
     return captured.get()
 
 
@@ -84,14 +85,14 @@ def test_every_query_is_distinct() -> None:
 def test_services_panel(busy: str) -> None:
     text = section(busy, "Services")
     assert row(text, "feature-pipeline") == ["feature-pipeline", "up", "ok", "0", "1,234.5/s",
-                                             "-", "42.0 ms"]
-    assert row(text, "scorer") == ["scorer", "up", "ok", "0", "1,200.2/s", "-", "1.50 s"]
+                                             "-", "42.0 ms", "120"]
+    assert row(text, "scorer") == ["scorer", "up", "ok", "0", "1,200.2/s", "-", "1.50 s", "0"]
     assert row(text, "decision-api")[1:6] == ["up", "ok", "0", "-", "48.5/s"]
     assert row(text, "drift-monitor")[1:4] == ["DOWN", "failing", "3"]
     # Every platform service has a row, data or not, in the platform's order.
     order = [line.split()[0] for line in text.splitlines()[2:]]
     assert order == list(PLATFORM_SERVICES)
-    assert row(text, "retrain-worker")[1:] == ["-"] * 6
+    assert row(text, "retrain-worker")[1:] == ["-"] * 7
 
 
 def test_decisions_panel(busy: str) -> None:
@@ -176,3 +177,15 @@ def test_a_refused_query_is_shown_in_its_panel_and_the_rest_is_drawn() -> None:
     assert "query 'p99' failed: bad_data: invalid parameter" in decisions
     assert row(decisions, "48.5/s") == ["48.5/s", "12,000", "4.2 ms", "-", "12"]
     assert row(section(text, "Models"), "champion")[1] == "v3"
+
+
+def test_live_layout_two_columns_and_worst_rows_only() -> None:
+    recorded = fixture("busy")
+    text = draw(answering(lambda key: (200, recorded[key])), columns=2, max_rows=1)
+    # Services beside Feature freshness (first panel of the second column).
+    assert any("Services  (" in line and "Feature freshness  (" in line
+               for line in text.splitlines())
+    assert "amount" in text and "tx_count_1h" not in text
+    assert "... 2 more subjects (rtml top --once lists all)" in text
+    # Consistency: the feature with most mismatches is kept.
+    assert "amount_sum_24h" in text and "... 1 more features" in text

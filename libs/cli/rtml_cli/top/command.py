@@ -82,6 +82,12 @@ def run_batch(client: PrometheusClient, window: str, interval: float,
         time.sleep(interval)
 
 
+#: Terminal width from which the live view puts its panels in two columns.
+TWO_COLUMNS_FROM = 230
+#: Rows of the per-feature tables (drift, consistency) in the live view, worst first.
+LIVE_MAX_ROWS = 8
+
+
 def run_live(client: PrometheusClient, window: str, interval: float,
              console: Console) -> None:
     """Redraw in place every ``interval`` seconds; Prometheus outages show and are retried."""
@@ -89,9 +95,10 @@ def run_live(client: PrometheusClient, window: str, interval: float,
     with Live(console=console, screen=True, auto_refresh=False,
               vertical_overflow="crop") as live:
         while True:
+            columns = 2 if console.size.width >= TWO_COLUMNS_FROM else 1
             try:
                 frame = collect_frame(client.query, client.url, window)
-                live.update(render_frame(frame, hint), refresh=True)
+                live.update(render_frame(frame, hint, columns, LIVE_MAX_ROWS), refresh=True)
             except PrometheusUnreachable as exc:
                 live.update(render_unreachable(client.url, f"{exc}; retrying", hint),
                             refresh=True)
@@ -105,7 +112,7 @@ def top_command(
         min=0.2, help="Seconds between refreshes.")] = 2.0,
     prometheus_url_option: Annotated[str | None, typer.Option(
         "--prometheus-url", envvar="RTML_PROMETHEUS_URL", show_default=False,
-        help="Prometheus to read, e.g. http://127.0.0.1:9090 [default: the one in the "
+        help="Prometheus to read, e.g. http://127.0.0.1:9090 \\[default: the one in the "
              "state dir's stack.json].")] = None,
     state_dir: StateDir = None,
     window: Annotated[str, typer.Option(

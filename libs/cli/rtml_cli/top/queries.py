@@ -81,6 +81,8 @@ SERVICES = Panel("services", "Services", "platform supervisor, every service", (
     Query("requests", f"sum by (job) (rate(rtml_decision_requests_total[{WINDOW}])) or "
                       f"sum by (job) (rate(rtml_model_registry_requests_total[{WINDOW}]))"),
     Query("lag", "max by (job) (rtml_consumer_lag_seconds)"),
+    Query("uncommitted",
+          "sum by (job) (rtml_consumer_read_offset - rtml_consumer_committed_offset)"),
 ))
 
 DECISIONS = Panel("decisions", "Decision API", "decision-api", (

@@ -13,6 +13,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -21,6 +22,8 @@ from rich.text import Text
 from rtml_cli.top.client import Sample
 from rtml_cli.top.frame import Frame, PanelData
 from rtml_cli.top.queries import IGNORED_JOBS, OUTCOMES, PLATFORM_SERVICES
+
+T = TypeVar("T")
 
 NO_DATA = "no data yet"
 MISSING = "-"
@@ -97,7 +100,10 @@ def _note(text: str, style: str = "dim") -> Text:
     return Text(text, style=style)
 
 
-def _panel(data: PanelData, body: Callable[[PanelData], RenderableType]) -> RenderableType:
+Body = Callable[[PanelData, "int | None"], RenderableType]
+
+
+def _panel(data: PanelData, body: Body, max_rows: int | None) -> RenderableType:
     """Title, then the body, or "no data yet", or the queries Prometheus refused."""
     parts: list[RenderableType] = [
         Text.assemble((data.panel.title, "bold cyan"), (f"  ({data.panel.source})", "dim"))]
@@ -107,23 +113,31 @@ def _panel(data: PanelData, body: Callable[[PanelData], RenderableType]) -> Rend
         if not data.errors:
             parts.append(_note(f"{NO_DATA} (no series of these metrics in Prometheus)"))
     else:
-        parts.append(body(data))
+        parts.append(body(data, max_rows))
     return Group(*parts, Text(""))
 
 
 # -- panels ---------------------------------------------------------------------
 
-def services_body(data: PanelData) -> RenderableType:
-    """Per service: supervisor's view (up, restarts), scrape health, throughput, lag."""
+def services_body(data: PanelData, max_rows: int | None = None) -> RenderableType:
+    """Per service: supervisor's view (up, restarts), scrape health, throughput, lag.
+
+    Consumer lag is the age of the newest record when it was read (it stays put
+    while a topic is idle: a stuck consumer shows as throughput 0); uncommitted
+    is read minus committed offsets, what a crash now would replay.
+    """
     up = by_label(data.samples("up"), "service")
     restarts = by_label(data.samples("restarts"), "service")
     scraped = by_label(data.samples("scraped"), "job")
     consumed = by_label(data.samples("consumed"), "job")
     requests = by_label(data.samples("requests"), "job")
     lag = by_label(data.samples("lag"), "job")
-    seen = set().union(up, restarts, scraped, consumed, requests, lag) - set(IGNORED_JOBS)
+    uncommitted = by_label(data.samples("uncommitted"), "job")
+    seen = set().union(up, restarts, scraped, consumed, requests, lag, uncommitted) \
+        - set(IGNORED_JOBS)
     names = [*PLATFORM_SERVICES, *sorted(seen - set(PLATFORM_SERVICES))]
-    table = _table("service", "up", "scrape", "restarts", "consumed", "requests", "consumer lag")
+    table = _table("service", "up", "scrape", "restarts", "consumed", "requests",
+                   "consumer lag", "uncommitted")
     for name in names:
         state = up.get(name)
         scrape = scraped.get(name)
@@ -137,11 +151,12 @@ def services_body(data: PanelData) -> RenderableType:
             fmt_rate(consumed.get(name)),
             fmt_rate(requests.get(name)),
             fmt_seconds(lag.get(name)),
+            fmt_count(uncommitted.get(name)),
         )
     return table
 
 
-def decisions_body(data: PanelData) -> RenderableType:
+def decisions_body(data: PanelData, max_rows: int | None = None) -> RenderableType:
     """Rate, latency, outcome mix, degraded answers and the most frequent reasons."""
     total = data.scalar("total")
     degraded = by_label(data.samples("degraded"), "reason")
@@ -179,7 +194,7 @@ def decisions_body(data: PanelData) -> RenderableType:
     return Group(summary, grid)
 
 
-def models_body(data: PanelData) -> RenderableType:
+def models_body(data: PanelData, max_rows: int | None = None) -> RenderableType:
     """Champion and shadow versions: live scoring rate, and the auditor's figures."""
     rows: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     aliases: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -208,7 +223,7 @@ def models_body(data: PanelData) -> RenderableType:
     return table
 
 
-def freshness_body(data: PanelData) -> RenderableType:
+def freshness_body(data: PanelData, max_rows: int | None = None) -> RenderableType:
     """Produce-to-online-store latency of transactions, and the pipeline's output rate."""
     table = _table("freshness p50", "freshness p99", "transactions measured", "vectors",
                    "late transactions")
@@ -218,12 +233,23 @@ def freshness_body(data: PanelData) -> RenderableType:
     return table
 
 
+def _limit(rows: list[T], max_rows: int | None) -> tuple[list[T], int]:
+    """The first ``max_rows`` rows (all without a limit) and how many were left out."""
+    if max_rows is None or len(rows) <= max_rows:
+        return rows, 0
+    return rows[:max_rows], len(rows) - max_rows
+
+
+def _more(hidden: int, what: str) -> list[RenderableType]:
+    return [_note(f"... {hidden} more {what} (rtml top --once lists all)")] if hidden else []
+
+
 def _peak(values: Iterable[float]) -> float:
     """The largest finite value, 0 without one."""
     return max((v for v in values if math.isfinite(v)), default=0.0)
 
 
-def drift_body(data: PanelData) -> RenderableType:
+def drift_body(data: PanelData, max_rows: int | None = None) -> RenderableType:
     """PSI of the latest windows per feature (and the score), highest first."""
     psi: dict[str, dict[str, float]] = defaultdict(dict)
     for sample in data.samples("psi"):
@@ -233,16 +259,17 @@ def drift_body(data: PanelData) -> RenderableType:
                      key=lambda w: (w != "tumbling", w))
     table = _table("subject", *(f"PSI {w}" for w in windows), "alert")
     ranked = sorted(psi.items(), key=lambda kv: (-_peak(kv[1].values()), kv[0]))
-    for subject, by_window in ranked:
+    shown, hidden = _limit(ranked, max_rows)
+    for subject, by_window in shown:
         table.add_row(subject, *(fmt_ratio(by_window.get(w), 4) for w in windows),
                       Text("ALERT", "bold red") if subject in alerting else "")
     reference = data.scalar("reference")
     header = _note("reference: champion " + (f"v{fmt_count(reference)}" if reference is not None
                                              else "not loaded"))
-    return Group(header, table) if psi else header
+    return Group(header, table, *_more(hidden, "subjects")) if psi else header
 
 
-def consistency_body(data: PanelData) -> RenderableType:
+def consistency_body(data: PanelData, max_rows: int | None = None) -> RenderableType:
     """Served vs batch-recomputed features: mismatch rates per feature."""
     checked = by_label(data.samples("checked"), "feature")
     mismatches = by_label(data.samples("mismatches"), "feature")
@@ -251,17 +278,21 @@ def consistency_body(data: PanelData) -> RenderableType:
     max_diff = by_label(data.samples("max_diff"), "feature")
     table = _table("feature", "checked (current)", "mismatches", "mismatch rate",
                    "mismatch rate (all lags)", "max |diff|")
-    for feature in sorted(set().union(checked, mismatches, checked_all, max_diff)):
+    features = sorted(set().union(checked, mismatches, checked_all, max_diff),
+                      key=lambda f: (-(mismatches.get(f) or 0.0), f))
+    shown, hidden = _limit(features, max_rows)
+    for feature in shown:
         wrong = mismatches.get(feature, 0.0 if feature in checked else None)
         table.add_row(feature, fmt_count(checked.get(feature)), fmt_count(wrong),
                       fmt_share(wrong, checked.get(feature)),
                       fmt_share(mismatches_all.get(feature, 0.0), checked_all.get(feature)),
                       f"{max_diff[feature]:.3g}" if feature in max_diff else MISSING)
     pending = data.scalar("pending")
-    return Group(_note(f"decisions waiting for their data: {fmt_count(pending)}"), table)
+    return Group(_note(f"decisions waiting for their data: {fmt_count(pending)}"), table,
+                 *_more(hidden, "features"))
 
 
-BODIES: dict[str, Callable[[PanelData], RenderableType]] = {
+BODIES: dict[str, Body] = {
     "services": services_body,
     "decisions": decisions_body,
     "models": models_body,
@@ -275,13 +306,23 @@ def header(url: str, note: str) -> Text:
     return Text.assemble(("rtml top", "bold"), f"  Prometheus {url}  ", (note, "dim"))
 
 
-def render_frame(frame: Frame, hint: str = "") -> RenderableType:
-    """The whole screen: a header line, then every panel in order."""
+def render_frame(frame: Frame, hint: str = "", columns: int = 1,
+                 max_rows: int | None = None) -> RenderableType:
+    """A header line, then every panel in order.
+
+    ``columns=2`` splits the panels over two columns (a wide terminal shows
+    more of them at once); ``max_rows`` cuts the per-feature tables to their
+    worst rows (a terminal has few lines; ``--once`` shows every row).
+    """
     note = f"{frame.taken_at:%Y-%m-%d %H:%M:%S} UTC  rates over {frame.window}"
-    parts: list[RenderableType] = [header(frame.url, note + (f"  {hint}" if hint else "")),
-                                   Text("")]
-    parts.extend(_panel(data, BODIES[data.panel.key]) for data in frame.panels)
-    return Group(*parts)
+    head = header(frame.url, note + (f"  {hint}" if hint else ""))
+    panels = [_panel(data, BODIES[data.panel.key], max_rows) for data in frame.panels]
+    if columns < 2:
+        return Group(head, Text(""), *panels)
+    grid = Table.grid(padding=(0, 4))
+    half = (len(panels) + 1) // 2
+    grid.add_row(Group(*panels[:half]), Group(*panels[half:]))
+    return Group(head, Text(""), grid)
 
 
 def render_unreachable(url: str, message: str, hint: str = "") -> RenderableType:
