@@ -163,6 +163,11 @@ class _Run:
         self.log(f"traffic {run_id}: {settings.rate:g} req/s to {settings.api_url}, event time "
                  f"x{settings.speed:g} from {_iso(self.mapping.anchor)}, labels to "
                  f"{settings.labels_topic!r} after {self.delay.wall_s:g} s")
+        offered = len(self.source) / (self.source.span_us / 1e6) * settings.speed
+        self.log(f"data set: {len(self.source)} payments from day {settings.start_day}, "
+                 f"~{offered:,.1f}/s at this speed: "
+                 + ("payments between slots are skipped" if offered > settings.rate
+                    else "slots with no payment due stay idle (the rate is capped)"))
         start = time.monotonic()
         done = asyncio.Event()
         tickers = [asyncio.create_task(self._labels_loop(start, done)),
@@ -251,5 +256,6 @@ class _Run:
             clock = self.mapping.event_time(self.mapping.position_us(elapsed))
             self.log(self.stats.progress_line(
                 elapsed_s=elapsed, sent=self.counts.sent, behind=self.counts.behind,
-                in_flight=self.in_flight, labels_produced=self.publisher.produced,
+                idle=self.picker.idle, in_flight=self.in_flight,
+                labels_produced=self.publisher.produced,
                 labels_waiting=len(self.schedule), event_clock=f"{clock:%Y-%m-%d %H:%M}"))

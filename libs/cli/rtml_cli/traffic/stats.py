@@ -66,15 +66,17 @@ class TrafficStats:
         window, self.window_s = self.window_s, array("d")
         return percentiles_ms(window)
 
-    def progress_line(self, *, elapsed_s: float, sent: int, behind: int, in_flight: int,
-                      labels_produced: int, labels_waiting: int, event_clock: str) -> str:
+    def progress_line(self, *, elapsed_s: float, sent: int, behind: int, idle: int,
+                      in_flight: int, labels_produced: int, labels_waiting: int,
+                      event_clock: str) -> str:
         window = self.take_window()
         outcomes = " ".join(f"{name} {self.outcomes.get(name, 0)}"
                             for name in ("approve", "review", "decline"))
         rate = sent / elapsed_s if elapsed_s > 0 else 0.0
         return (f"[{elapsed_s:7.1f}s] sent {sent} ({rate:.1f}/s) ok {self.ok} ({outcomes}) "
                 f"4xx {self.count_status(400)} 5xx {self.count_status(500)} "
-                f"errors {sum(self.errors.values())} behind {behind} in-flight {in_flight} "
+                f"errors {sum(self.errors.values())} behind {behind} idle {idle} "
+                f"in-flight {in_flight} "
                 f"p50 {_ms(window['p50'])} p99 {_ms(window['p99'])} "
                 f"labels {labels_produced} (+{labels_waiting} waiting) event clock {event_clock}")
 
