@@ -47,8 +47,8 @@ STACK_ENV = {
 SECRETS = Secrets("registry-key-" + "r" * 20, "admin-key-" + "a" * 20)
 
 
-def _ports(traffic: bool = False) -> PlatformPorts:
-    names = metric_port_names(traffic)
+def _ports() -> PlatformPorts:
+    names = metric_port_names()
     return PlatformPorts(api=18080, registry=18000, auditor=18005, supervisor_metrics=19100,
                          metrics={name: 19101 + i for i, name in enumerate(names)})
 
@@ -183,7 +183,7 @@ def test_neighbours_are_wired_to_each_other() -> None:
 
 def test_traffic_source_is_added_only_when_asked_for() -> None:
     data = Path("/data/sim")
-    services = build_catalog(_ports(traffic=True), STACK_ENV, Path("/state"), SECRETS,
+    services = build_catalog(_ports(), STACK_ENV, Path("/state"), SECRETS,
                              TrafficOptions(rate=50, speed=3600, data=data))
     traffic = services[-1]
     assert traffic.name == TRAFFIC and traffic.module == "rtml_cli.traffic"
@@ -191,7 +191,8 @@ def test_traffic_source_is_added_only_when_asked_for() -> None:
                             "127.0.0.1:19092", "--rate", "50", "--speed", "3600",
                             "--data", str(data)]
     assert traffic.health == "alive" and traffic.health_url is None
-    assert traffic.job is None  # not one of the scraped jobs
+    assert traffic.job is None and traffic.metrics_port is None  # it exports no metrics
+    assert traffic.env["RTML_TELEMETRY_METRICS_PORT"] == "0"
     assert TRAFFIC not in [s.name for s in build_catalog(_ports(), STACK_ENV, Path("/s"),
                                                          SECRETS)]
 

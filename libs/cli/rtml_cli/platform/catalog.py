@@ -127,9 +127,9 @@ class ServiceSpec:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
-def metric_port_names(traffic: bool) -> list[str]:
-    """Services that get a Prometheus endpoint port (all of them, traffic too)."""
-    return [*SERVICE_NAMES, *([TRAFFIC] if traffic else [])]
+def metric_port_names() -> list[str]:
+    """Services that get a Prometheus endpoint port: all but the traffic source (it has none)."""
+    return list(SERVICE_NAMES)
 
 
 def build_catalog(ports: PlatformPorts, stack_env: Mapping[str, str], state_dir: Path,
@@ -156,7 +156,7 @@ def build_catalog(ports: PlatformPorts, stack_env: Mapping[str, str], state_dir:
                     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                     **env}
-        job = name if metrics_port is not None and name != TRAFFIC else None
+        job = name if metrics_port is not None else None
         return ServiceSpec(name, module, full_env, health, list(args or []), port,
                            metrics_port, job)
 

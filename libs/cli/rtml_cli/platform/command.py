@@ -45,7 +45,8 @@ def up_command(
         show_default=False,
         help="Also run the traffic source at this many transactions per second.")] = None,
     traffic_speed: Annotated[float, typer.Option(
-        help="Event-time speed of the traffic source.")] = 1.0,
+        help="Event time of the traffic source runs this many times faster than wall "
+             "time.")] = 3600.0,
     timeout: Annotated[float, typer.Option(
         min=1.0, help="Seconds to wait for every service to be healthy.")] = DEFAULT_UP_TIMEOUT_S,
 ) -> None:

@@ -145,12 +145,12 @@ def _start_stack(stack: Stack, console: Console) -> list[str]:
     return started
 
 
-def _choose_ports(api_port: int, traffic: bool) -> PlatformPorts:
+def _choose_ports(api_port: int) -> PlatformPorts:
     if port_in_use(api_port):
         owner = port_owner(api_port)
         raise PlatformError(f"port {api_port} for the decision API is taken by "
                             f"{owner or 'another process'}; stop it or pass --api-port")
-    names = metric_port_names(traffic)
+    names = metric_port_names()
     picked = free_ports(3 + len(names))
     return PlatformPorts(api=api_port, registry=picked[0], auditor=picked[1],
                          supervisor_metrics=picked[2], metrics=dict(zip(names, picked[3:],
@@ -229,7 +229,7 @@ def up(state_dir: Path, api_port: int = DEFAULT_API_PORT, data_dir: Path | None 
             stack_started = sorted({*stack_started,
                                     *(n for n in previous.stack_started if n in running)})
         client_env = stack.client_env()
-        ports = _choose_ports(api_port, traffic is not None)
+        ports = _choose_ports(api_port)
         spec = PlatformSpec(str(state_dir), ports, stack_started=stack_started,
                             prometheus="prometheus" in running)
         spec.save(paths.spec)  # from here on `down` knows which stack components are ours

@@ -56,6 +56,9 @@ STATUS_VERSION = 1
 #: Consecutive failed probes after which a healthy service counts as unhealthy
 #: (a busy 2-core laptop may miss one 1-second probe).
 UNHEALTHY_AFTER = 3
+#: A child with no health endpoint counts as healthy once it has stayed up this long
+#: (a bad option makes it exit within a second or two).
+ALIVE_GRACE_S = 3.0
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Child:
     #: Monotonic time of the next start (when in backoff) and of the next probe.
     next_start: float = 0.0
     next_probe: float = 0.0
+    spawned_at: float = 0.0
     ever_started: bool = False
 
     @property
@@ -215,6 +219,7 @@ class Supervisor:
         child.probe_failures = 0
         child.started_at = now_iso()
         child.next_probe = now
+        child.spawned_at = now
         logger.info("started %s, pid %d", child.spec.name, child.identity.pid)
 
     def _on_exit(self, child: Child, now: float) -> None:
@@ -237,8 +242,9 @@ class Supervisor:
 
     def _probe(self, child: Child) -> str | None:
         url = child.spec.health_url
-        if url is None:  # liveness only: the reaping above covers it
-            return None
+        if url is None:  # liveness only: the reaping in tick() covers the rest
+            up_s = time.monotonic() - child.spawned_at
+            return None if up_s >= ALIVE_GRACE_S else f"up for {up_s:.0f} s only"
         return probe(url)
 
     def _on_probe(self, child: Child, problem: str | None, now: float) -> None:

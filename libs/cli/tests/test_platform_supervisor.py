@@ -1,0 +1,142 @@
+"""The supervisor as a real detached process, over stand-in services (no stack needed).
+
+A spec of two children: one that stays up (``python -m http.server``) and
+one that cannot start (a module that does not exist). The supervisor must
+keep the first healthy, restart the second with backoff and count it, say
+so in ``platform.json`` and on its metrics endpoint; ``wait_healthy`` must
+fail naming the broken one and quoting its log; ``down`` must leave no
+process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rtml_cli.platform.catalog import PlatformPorts, ServiceSpec
+from rtml_cli.platform.control import _choose_ports, _launch_supervisor, down, wait_healthy
+from rtml_cli.platform.files import PlatformError, PlatformPaths, PlatformSpec, read_status
+from rtml_localstack.ports import free_ports
+from rtml_localstack.process import pid_alive
+
+WAIT_S = 60.0
+
+
+def _wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s")
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = raw[raw.rfind(")") + 2:].split()
+            if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[PlatformPaths]:
+    paths = PlatformPaths(tmp_path / "state")
+    web_port, supervisor_port = free_ports(2)
+    services = [
+        ServiceSpec("web", "http.server", {}, "alive",
+                    args=[str(web_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]),
+        ServiceSpec("broken", "rtml_no_such_module", {}, "alive"),
+    ]
+    ports = PlatformPorts(api=0, registry=0, auditor=0, supervisor_metrics=supervisor_port,
+                          metrics={})
+    spec = PlatformSpec(str(paths.state_dir), ports, services)
+    spec.save(paths.spec)
+    identity = _launch_supervisor(paths)
+    spec.supervisor = {"pid": identity.pid, "start_marker": identity.start_marker,
+                       "program": identity.program}
+    spec.save(paths.spec)
+    yield paths
+    down(paths.state_dir, timeout_s=30)
+
+
+def _status(paths: PlatformPaths) -> dict[str, Any]:
+    status = read_status(paths.status)
+    assert status is not None
+    return status
+
+
+def test_supervisor_restarts_what_dies_and_down_leaves_nothing(platform: PlatformPaths) -> None:
+    paths = platform
+    # The broken service never gets healthy: `up`'s wait fails, quoting its log.
+    with pytest.raises(PlatformError) as failure:
+        wait_healthy(paths, timeout_s=8)
+    message = str(failure.value)
+    assert "--- broken:" in message and "No module named rtml_no_such_module" in message
+    assert "--- web:" not in message
+
+    web = _wait_for("web healthy", lambda: (
+        (s := _status(paths)["services"]["web"])["healthy"] and s))
+    broken = _wait_for("two restarts of broken", lambda: (
+        (s := _status(paths)["services"]["broken"])["restarts"] >= 2 and s))
+    assert broken["healthy"] is False
+    assert broken["last_exit"] == 1
+    assert web["restarts"] == 0 and pid_alive(web["pid"])
+    log = Path(broken["log"]).read_text()
+    assert "supervisor: exited with code 1; restart in" in log
+
+    supervisor = _status(paths)["supervisor"]
+    text = httpx.get(f"http://127.0.0.1:{supervisor['metrics_port']}/metrics", timeout=5).text
+    restarts = re.search(r'^rtml_platform_service_restarts_total\{service="broken"\} (\S+)$',
+                         text, re.M)
+    assert restarts is not None and float(restarts.group(1)) >= 2
+    assert 'rtml_platform_service_up{service="web"} 1.0' in text
+    assert 'rtml_platform_service_up{service="broken"} 0.0' in text
+    assert 'rtml_platform_service_restarts_total{service="web"} 0.0' in text
+
+    pids = [supervisor["pid"], web["pid"]]
+    notes = down(paths.state_dir, timeout_s=30)
+    assert any("supervisor" in note and "stopped" in note for note in notes), notes
+    for pid in pids:
+        assert not pid_alive(pid), f"pid {pid} survived `down`"
+        assert _group_members(pid) == [], f"process group {pid} survived `down`"
+    assert not paths.status.exists() and not paths.spec.exists()
+    supervisor_log = paths.supervisor_log.read_text()
+    assert "restarting broken" in supervisor_log and "all services stopped" in supervisor_log
+
+
+def test_a_taken_api_port_is_refused_with_its_owner() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(PlatformError, match=f"port {port} for the decision API is taken"):
+            _choose_ports(port)
+
+
+def test_down_without_a_platform_says_so(tmp_path: Path) -> None:
+    assert down(tmp_path) == [f"nothing running in {tmp_path.resolve()}"]
+
+
+def test_spec_json_is_what_the_supervisor_reads(platform: PlatformPaths) -> None:
+    """The supervisor runs the services of the spec, with the ports it names."""
+    status = _wait_for("a status file", lambda: read_status(platform.status))
+    spec = json.loads(platform.spec.read_text())
+    assert set(status["services"]) == {s["name"] for s in spec["services"]}
+    assert status["supervisor"]["metrics_port"] == spec["ports"]["supervisor_metrics"]
