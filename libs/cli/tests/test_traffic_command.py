@@ -70,7 +70,7 @@ def test_the_summary_reads_every_counter() -> None:
     summary = {
         "run_id": "r", "stopped_by": "duration", "seconds": 10.0, "sent": 500,
         "achieved_rate": 50.0, "rate": 50.0, "idle_slots": 0, "skipped_transactions": 3000,
-        "behind_schedule": 2, "max_lag_ms": 120.0, "ok": 497,
+        "behind_schedule": 2, "max_lag_ms": 120.0, "unsent_at_stop": 1, "ok": 497,
         "outcomes": {"approve": 480, "review": 12, "decline": 5}, "degraded": 1,
         "status_4xx": 1, "status_5xx": 1, "errors": {"timeout": 1},
         "latency_ms": {"p50": 2.0, "p99": 9.5, "max": 20.0},
@@ -79,6 +79,7 @@ def test_the_summary_reads_every_counter() -> None:
         "event_time": {"first": "a", "last": "b"},
     }
     text = format_summary(summary)
-    for part in ("sent      500 (50.0/s of 50 asked", "behind    2 sends", "review 12",
+    for part in ("sent      500 (50.0/s of 50 asked", "behind    2 sends",
+                 "1 slot(s) still waiting", "review 12",
                  "4xx 1, 5xx 1; errors timeout 1", "p99 9.5 ms", "300 produced", "197 pending"):
         assert part in text

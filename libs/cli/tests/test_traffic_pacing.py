@@ -190,3 +190,14 @@ def test_event_clock_keeps_the_data_spacing_and_runs_speed_times_faster() -> Non
 def test_speed_must_be_positive() -> None:
     with pytest.raises(ValueError, match="speed"):
         map_time(NOW, 0.0, DAY_US, None)
+
+
+def test_the_end_of_the_run_is_kept_even_when_behind() -> None:
+    vt = VirtualTime()
+    started, counts, _ = _open_loop(vt, rate=10, slots=1000, latency=lambda i: 1.0,
+                                    max_in_flight=5, end_s=2.0)
+    # 20 slots were due before 2.0 s; the bound let 5 start per second of latency, and the
+    # slot waiting for room when the end came was not sent, nor any after it.
+    assert started and all(t < 2.0 for _, t in started)
+    assert counts.sent == len(started) == 10
+    assert counts.unsent == 1 and counts.behind == 5

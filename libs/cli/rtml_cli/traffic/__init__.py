@@ -5,5 +5,5 @@ set, sends its payments to ``POST /v1/decisions`` open loop at a chosen rate
 with event times mapped near the wall clock, and produces each accepted
 payment's fraud label to the ``labels`` topic once its (scaled) delay has
 passed, so a local platform sees transactions and labels flow as in
-production. See ``docs``-style notes in :mod:`rtml_cli.traffic.runner`.
+production. How it maps time, paces and stops: ``README.md`` next to this file.
 """

@@ -72,7 +72,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  sent      {summary['sent']} ({summary['achieved_rate']:.1f}/s of "
         f"{summary['rate']:g} asked; {summary['idle_slots']} idle slots, "
         f"{summary['skipped_transactions']} payments skipped)",
-        f"  behind    {summary['behind_schedule']} sends (max lag {summary['max_lag_ms']:.0f} ms)",
+        f"  behind    {summary['behind_schedule']} sends (max lag {summary['max_lag_ms']:.0f} ms; "
+        f"{summary['unsent_at_stop']} slot(s) still waiting for room at the stop, not sent)",
         f"  decided   {summary['ok']} ({outcomes}; {summary['degraded']} degraded)",
         f"  refused   4xx {summary['status_4xx']}, 5xx {summary['status_5xx']}; errors {errors}",
         f"  latency   p50 {latency['p50']} ms, p99 {latency['p99']} ms, max {latency['max']} ms",

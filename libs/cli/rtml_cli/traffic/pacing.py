@@ -42,6 +42,8 @@ LATE_TOLERANCE_S = 0.1
 #: The event clock stays this far behind the wall clock at the end of a run (the API
 #: compares with its own clock; a second covers a small difference between the two).
 SAFETY_S = 1.0
+#: While catching up (no wait before a slot), yield to the other tasks every this many slots.
+YIELD_EVERY = 32
 
 T = TypeVar("T")
 
@@ -103,6 +105,8 @@ class LoopCounts:
     behind: int = 0
     #: Largest delay of a send after its slot, seconds.
     max_lag_s: float = 0.0
+    #: Slots that waited for room past the end of the run (or the stop), so were not sent.
+    unsent: int = 0
 
 
 async def run_open_loop(
@@ -143,15 +147,24 @@ async def run_open_loop(
             await sleep(wait)
             if stop.is_set():
                 break
+        elif i % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # catching up: let answers, labels and progress run too
+        # Room first, then the plan: a slot the end overtakes while it waits for room
+        # takes no payment (the summary would otherwise name one never sent).
+        waited = room.locked()
+        await room.acquire()
+        if waited and (stop.is_set() or (end_s is not None and clock() - start >= end_s)):
+            room.release()  # the run ended while this slot waited for room: not sent
+            counts.unsent += 1
+            break
         item = plan(i)
         i += 1
         counts.slots = i
-        if isinstance(item, Exhausted):
+        if isinstance(item, Exhausted) or item is None:
+            room.release()
+            if item is None:
+                continue
             break
-        if item is None:
-            continue
-        waited = room.locked()
-        await room.acquire()
         lag = clock() - (start + due)
         counts.max_lag_s = max(counts.max_lag_s, lag)
         if waited or lag > LATE_TOLERANCE_S:

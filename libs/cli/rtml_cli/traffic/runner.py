@@ -212,6 +212,7 @@ class _Run:
             "sent": self.counts.sent,
             "achieved_rate": round(self.counts.sent / elapsed, 3) if elapsed > 0 else 0.0,
             "behind_schedule": self.counts.behind,
+            "unsent_at_stop": self.counts.unsent,
             "max_lag_ms": round(self.counts.max_lag_s * 1000.0, 3),
             "idle_slots": self.picker.idle,
             "skipped_transactions": self.picker.skipped,
@@ -253,7 +254,8 @@ class _Run:
             if done.is_set():
                 return
             elapsed = time.monotonic() - start
-            clock = self.mapping.event_time(self.mapping.position_us(elapsed))
+            clock = self.mapping.event_time(
+                self.mapping.position_us(min(elapsed, self.mapping.horizon_s)))
             self.log(self.stats.progress_line(
                 elapsed_s=elapsed, sent=self.counts.sent, behind=self.counts.behind,
                 idle=self.picker.idle, in_flight=self.in_flight,
