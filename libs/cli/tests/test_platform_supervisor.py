@@ -11,7 +11,9 @@ process behind.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +24,17 @@ import httpx
 import pytest
 
 from rtml_cli.platform.catalog import PlatformPorts, ServiceSpec
-from rtml_cli.platform.control import _choose_ports, _launch_supervisor, down, wait_healthy
+from rtml_cli.platform.control import (
+    _choose_ports,
+    _launch_supervisor,
+    down,
+    service_rows,
+    wait_healthy,
+)
 from rtml_cli.platform.files import PlatformError, PlatformPaths, PlatformSpec, read_status
 from rtml_localstack.ports import free_ports
 from rtml_localstack.process import pid_alive
+from rtml_localstack.stack import Stack, build_launchers
 
 WAIT_S = 60.0
 
@@ -82,6 +91,12 @@ def _status(paths: PlatformPaths) -> dict[str, Any]:
     return status
 
 
+def _service(paths: PlatformPaths, name: str) -> dict[str, Any]:
+    """The service's record, or {} before the supervisor wrote its first status."""
+    status = read_status(paths.status)
+    return dict(status["services"][name]) if status else {}
+
+
 def test_supervisor_restarts_what_dies_and_down_leaves_nothing(platform: PlatformPaths) -> None:
     paths = platform
     # The broken service never gets healthy: `up`'s wait fails, quoting its log.
@@ -92,9 +107,9 @@ def test_supervisor_restarts_what_dies_and_down_leaves_nothing(platform: Platfor
     assert "--- web:" not in message
 
     web = _wait_for("web healthy", lambda: (
-        (s := _status(paths)["services"]["web"])["healthy"] and s))
+        (s := _service(paths, "web")).get("healthy") and s))
     broken = _wait_for("two restarts of broken", lambda: (
-        (s := _status(paths)["services"]["broken"])["restarts"] >= 2 and s))
+        (s := _service(paths, "broken")).get("restarts", 0) >= 2 and s))
     assert broken["healthy"] is False
     assert broken["last_exit"] == 1
     assert web["restarts"] == 0 and pid_alive(web["pid"])
@@ -140,3 +155,43 @@ def test_spec_json_is_what_the_supervisor_reads(platform: PlatformPaths) -> None
     spec = json.loads(platform.spec.read_text())
     assert set(status["services"]) == {s["name"] for s in spec["services"]}
     assert status["supervisor"]["metrics_port"] == spec["ports"]["supervisor_metrics"]
+
+
+def test_children_die_with_a_killed_supervisor_and_down_cleans_up(
+        platform: PlatformPaths) -> None:
+    """SIGKILL gives the supervisor no chance to stop its children: the parent-death
+    signal does, and ``status``/``down`` then see a platform that is down."""
+    web = _wait_for("web healthy", lambda: (
+        (s := _service(platform, "web")).get("healthy") and s))
+    supervisor = _status(platform)["supervisor"]["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    _wait_for("the web child to exit after its supervisor", lambda: not pid_alive(web["pid"]),
+              timeout_s=15)
+    _, alive, rows = service_rows(platform)
+    assert not alive
+    assert {row.name: row.state for row in rows}["web"] == "down"
+    notes = down(platform.state_dir, timeout_s=10)
+    assert any("supervisor" in note for note in notes), notes
+    assert not platform.status.exists()
+    assert _group_members(web["pid"]) == []
+
+
+@pytest.mark.integration
+def test_down_stops_only_the_stack_components_up_started(tmp_path: Path) -> None:
+    """A spec saying `up` started redis (kafka was already running): ``down`` stops
+    redis and leaves kafka to whoever started it."""
+    state = tmp_path / "state"
+    stack = Stack(state, die_with_parent=True)
+    try:
+        results = stack.up(build_launchers(["kafka", "redis"],
+                                           dict(zip(["kafka", "redis"], free_ports(2),
+                                                    strict=True))))
+        assert all(r.ok for r in results), [r.detail for r in results]
+        ports = PlatformPorts(api=0, registry=0, auditor=0, supervisor_metrics=0, metrics={})
+        PlatformSpec(str(state), ports, stack_started=["redis"]).save(
+            PlatformPaths(state).spec)
+        notes = down(state, timeout_s=10)
+        assert any(note.startswith("stack redis") for note in notes), notes
+        assert set(Stack(state).launchers()) == {"kafka"}
+    finally:
+        stack.down()

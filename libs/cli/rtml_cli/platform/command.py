@@ -65,6 +65,10 @@ def up_command(
     except PlatformError as exc:
         err_console.print(f"[bold red]rtml up failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: what started keeps running (`rtml status` shows it, "
+                          "`rtml down` stops it)", highlight=False)
+        raise typer.Exit(130) from None
     if not result.already_running:
         console.print(f"[green]platform up[/] in {result.seconds:.0f} s: decision API "
                       f"{result.status.get('api_url')}; `rtml status` shows the services, "
