@@ -78,7 +78,8 @@ def feed(endpoints: dict[str, Endpoint]) -> None:
                                         explicit_bucket_boundaries_advisory=DURATION_SECONDS)
     for seconds in (0.004, 0.006, 0.02):
         latency.record(seconds)
-    decision.create_counter("rtml_decision_rules_fired").add(3, {"rule": "high_score"})
+    decision.create_counter("rtml_decision_rules_fired").add(
+        3, {"rule": "high_score", "reason_code": "HIGH_SCORE"})
     decision.create_counter("rtml_decision_degraded").add(1, {"reason": "redis_unavailable"})
 
     def lag(_options: CallbackOptions) -> list[Observation]:
@@ -156,7 +157,8 @@ def test_once_shows_what_prometheus_scraped(prometheus_server: Any, endpoints: d
     assert cells(text, "approve")[:3] == ["approve", "7", "70%"], text
     assert cells(text, "review")[:3] == ["review", "2", "20%"], text
     assert cells(text, "decline")[:3] == ["decline", "1", "10%"], text
-    assert "high_score" in cells(text, "approve") and "redis_unavailable" in cells(text, "approve")
+    assert "HIGH_SCORE (high_score)" in cells(text, "approve")
+    assert "redis_unavailable" in cells(text, "approve")
     assert cells(text, "top_probe_amount") == ["top_probe_amount", "0.4200", "0.0500", "ALERT"]
     lines = text.splitlines()
     summary = lines.index(next(line for line in lines if line.startswith("decisions/s")))

@@ -102,7 +102,7 @@ def test_decisions_panel(busy: str) -> None:
     assert row(text, "review")[:4] == ["review", "700", "5.83%", "3.00/s"]
     assert row(text, "decline")[:4] == ["decline", "300", "2.5%", "1.50/s"]
     # Top reasons, most frequent first, beside the mix; degraded answers by reason.
-    assert text.index("high_score") < text.index("velocity_1h")
+    assert text.index("HIGH_SCORE (high_score)") < text.index("VELOCITY (velocity_1h)")
     assert "950" in row(text, "approve") and "redis_unavailable" in row(text, "approve")
 
 

@@ -9,7 +9,8 @@ histograms, so the series are:
 * ``rtml_decision_latency_seconds`` (histogram) — decision latency
 * ``rtml_decision_degraded_total{reason}`` — answered by the fallback rules
 * ``rtml_decision_replays_total`` — idempotent retries answered from the record
-* ``rtml_decision_rules_fired_total{rule}`` — rules that fired
+* ``rtml_decision_rules_fired_total{rule,reason_code}`` — rules that fired, with the
+  reason code analysts see (``rtml top`` ranks reason codes by it)
 * ``rtml_decision_undelivered_total`` — decisions/transactions Kafka did not accept
 * ``rtml_decision_log_written_total`` / ``rtml_decision_log_failures_total`` —
   the decision-log writer's Cassandra writes and failed attempts
@@ -41,7 +42,7 @@ class DecisionMetrics:
         self._replays = meter.create_counter(
             "rtml_decision_replays", description="Retries answered from the stored decision")
         self._fired = meter.create_counter(
-            "rtml_decision_rules_fired", description="Rules that fired, by rule")
+            "rtml_decision_rules_fired", description="Rules that fired, by rule and reason code")
         self._undelivered = meter.create_counter(
             "rtml_decision_undelivered", description="Records Kafka did not accept")
         self._log_written = meter.create_counter(
@@ -60,7 +61,7 @@ class DecisionMetrics:
                                "degraded": str(degraded).lower()})
         self._latency.record(seconds)
         for rule in fired:
-            self._fired.add(1, {"rule": rule.rule})
+            self._fired.add(1, {"rule": rule.rule, "reason_code": rule.reason_code})
 
     def degraded(self, reason: str) -> None:
         self._degraded.add(1, {"reason": reason})

@@ -94,7 +94,7 @@ DECISIONS = Panel("decisions", "Decision API", "decision-api", (
     Query("outcome_rates", f"sum by (outcome) (rate(rtml_decision_requests_total[{WINDOW}]))"),
     Query("degraded", "sum by (reason) (rtml_decision_degraded_total)"),
     # Rules carry one reason code each; the metric is labelled with the rule's name.
-    Query("reasons", "topk(5, sum by (rule) (rtml_decision_rules_fired_total))"),
+    Query("reasons", "topk(5, sum by (reason_code, rule) (rtml_decision_rules_fired_total))"),
 ))
 
 MODELS = Panel("models", "Models", "scorer, shadow-auditor", (

@@ -82,6 +82,12 @@ def _version_key(version: str) -> tuple[int, float, str]:
         else (1, 0.0, version)
 
 
+def _reason(labels: dict[str, str]) -> str:
+    """``reason_code (rule)``; the rule alone for series exported before reason codes were."""
+    code = labels.get("reason_code")
+    return f"{code} ({labels['rule']})" if code else labels["rule"]
+
+
 def by_label(samples: Iterable[Sample], label: str) -> dict[str, float]:
     """``{label value: sample value}`` (series without the label are dropped)."""
     return {s.labels[label]: s.value for s in samples if label in s.labels}
@@ -176,10 +182,11 @@ def decisions_body(data: PanelData, max_rows: int | None = None) -> RenderableTy
         mix.add_row(outcome, fmt_count(count), fmt_share(count, total),
                     fmt_rate(rates.get(outcome, 0.0 if rates else None)))
 
-    reasons = _table("top reasons (rule)", "fired")
-    fired = sorted(by_label(data.samples("reasons"), "rule").items(), key=lambda kv: -kv[1])
-    for rule, count in fired:
-        reasons.add_row(rule, fmt_count(count))
+    reasons = _table("top reason codes (rule)", "fired")
+    fired = sorted(((_reason(s.labels), s.value) for s in data.samples("reasons")
+                    if "rule" in s.labels), key=lambda kv: -kv[1])
+    for reason, count in fired:
+        reasons.add_row(reason, fmt_count(count))
     if not fired:
         reasons.add_row(MISSING, MISSING)
 
