@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from rich.console import Group, RenderableType
@@ -82,7 +82,7 @@ def _version_key(version: str) -> tuple[int, float, str]:
         else (1, 0.0, version)
 
 
-def _reason(labels: dict[str, str]) -> str:
+def _reason(labels: Mapping[str, str]) -> str:
     """``reason_code (rule)``; the rule alone for series exported before reason codes were."""
     code = labels.get("reason_code")
     return f"{code} ({labels['rule']})" if code else labels["rule"]
