@@ -216,9 +216,12 @@ def up(state_dir: Path, api_port: int = DEFAULT_API_PORT, data_dir: Path | None 
     paths.root.mkdir(parents=True, exist_ok=True)
     with locked(paths.root):
         if supervisor_running(paths):
-            console.print(f"the platform is already running in {state_dir}; nothing changed "
-                          "(`rtml status` shows it, `rtml down` stops it)", highlight=False)
             status = read_status(paths.status) or {}
+            records = (status.get("services") or {}).values()
+            healthy = sum(1 for r in records if r["healthy"])
+            console.print(f"the platform is already running in {state_dir} ({healthy} of "
+                          f"{len(records)} services healthy); nothing changed (`rtml status` "
+                          "shows it, `rtml down` stops it)", highlight=False)
             return UpResult(True, status, [], time.perf_counter() - started)
         previous = PlatformSpec.load(paths.spec) if paths.spec.exists() else None
         console.print(f"[bold]stack[/] ({state_dir})", highlight=False)
@@ -232,6 +235,9 @@ def up(state_dir: Path, api_port: int = DEFAULT_API_PORT, data_dir: Path | None 
         ports = _choose_ports(api_port)
         spec = PlatformSpec(str(state_dir), ports, stack_started=stack_started,
                             prometheus="prometheus" in running)
+        if not spec.prometheus:
+            console.print("  note: Prometheus is not running in this stack; the services "
+                          "still export metrics, but nothing scrapes them", highlight=False)
         spec.save(paths.spec)  # from here on `down` knows which stack components are ours
         ensure_topics(client_env["RTML_KAFKA_BOOTSTRAP_SERVERS"], all_topic_names(),
                       replication_factor=1)
