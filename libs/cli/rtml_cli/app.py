@@ -14,6 +14,8 @@ import rtml_simulator.cli
 from rtml_cli import dlq
 from rtml_cli.demo import demo_command
 from rtml_cli.loop.command import loop_command
+from rtml_cli.top.command import top_command
+from rtml_cli.traffic.command import traffic_command
 from rtml_cli.train import train_command
 
 app = typer.Typer(
@@ -29,6 +31,8 @@ app.add_typer(dlq.app, name="dlq")
 app.command("demo")(demo_command)
 app.command("train")(train_command)
 app.command("loop")(loop_command)
+app.command("traffic")(traffic_command)
+app.command("top")(top_command)
 
 
 def main() -> None:
