@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -36,6 +37,9 @@ class Answer:
     degraded: bool = False
     #: Transport or protocol error (``timeout``, ``connect``, ``bad_response``, ...).
     error: str | None = None
+    #: The whole decision, kept for declines only: the summary shows one with its reasons
+    #: and contributions (what an analyst looks at first), the rest need only be counted.
+    decision: dict[str, Any] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -109,4 +113,5 @@ class DecisionClient:
             return Answer(200, latency, error="bad_response")
         if outcome not in _OUTCOMES:
             return Answer(200, latency, error="bad_response")
-        return Answer(200, latency, outcome=outcome, degraded=degraded)
+        return Answer(200, latency, outcome=outcome, degraded=degraded,
+                      decision=decision if outcome == "decline" else None)

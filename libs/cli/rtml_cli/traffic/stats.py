@@ -27,6 +27,12 @@ def percentiles_ms(latencies_s: array[float]) -> dict[str, float | None]:
             "max": round(float(values.max()), 3)}
 
 
+def _score(decision: dict[str, Any] | None) -> float:
+    """A decision's score for ranking declines (-1 without one: any decline beats none)."""
+    score = decision.get("score") if decision else None
+    return float(score) if isinstance(score, int | float) else -1.0
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}ms"
 
@@ -43,6 +49,8 @@ class TrafficStats:
     errors: Counter[str] = field(default_factory=Counter)
     latencies_s: array[float] = field(default_factory=lambda: array("d"))
     window_s: array[float] = field(default_factory=lambda: array("d"))
+    #: The highest-scoring decline so far (its whole decision), shown by the summary.
+    example_decline: dict[str, Any] | None = None
 
     def record(self, answer: Answer) -> None:
         self.answered += 1
@@ -56,6 +64,9 @@ class TrafficStats:
             self.ok += 1
             self.outcomes[answer.outcome] += 1
             self.degraded += answer.degraded
+            if answer.decision is not None and _score(answer.decision) > _score(
+                    self.example_decline):
+                self.example_decline = answer.decision
 
     def count_status(self, low: int) -> int:
         """Answers with a status in ``[low, low + 100)`` (4xx: 400, 5xx: 500)."""
@@ -92,4 +103,5 @@ class TrafficStats:
             "statuses": {str(status): n for status, n in sorted(self.statuses.items())},
             "errors": dict(sorted(self.errors.items())),
             "latency_ms": percentiles_ms(self.latencies_s),
+            "example_decline": self.example_decline,
         }
