@@ -28,7 +28,7 @@ def percentiles_ms(latencies_s: array[float]) -> dict[str, float | None]:
 
 
 def _score(decision: dict[str, Any] | None) -> float:
-    """A decision's score for ranking declines (-1 without one: any decline beats none)."""
+    """A decision's score for ranking declines (-1 without one: a scored decline wins)."""
     score = decision.get("score") if decision else None
     return float(score) if isinstance(score, int | float) else -1.0
 
@@ -64,8 +64,9 @@ class TrafficStats:
             self.ok += 1
             self.outcomes[answer.outcome] += 1
             self.degraded += answer.degraded
-            if answer.decision is not None and _score(answer.decision) > _score(
-                    self.example_decline):
+            if answer.decision is not None and (
+                    self.example_decline is None
+                    or _score(answer.decision) > _score(self.example_decline)):
                 self.example_decline = answer.decision
 
     def count_status(self, low: int) -> int:
