@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo loop test fuzz consistency test-fast lint lock stack-up stack-down stack-status schemas
+.PHONY: bootstrap demo up down status top loop test fuzz consistency test-fast lint lock stack-up stack-down stack-status schemas
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -12,6 +12,20 @@ bootstrap:
 ## Start the local stack, simulate transactions, replay a slice, show what happened.
 demo: bootstrap
 	@$(VENV)/bin/rtml demo
+
+## The whole platform (stack, champion, every service) supervised, in the background; `make down` stops it.
+up: bootstrap
+	@$(VENV)/bin/rtml up
+
+down: bootstrap
+	@$(VENV)/bin/rtml down
+
+status: bootstrap
+	@$(VENV)/bin/rtml status
+
+## Live view of the running platform (from Prometheus).
+top: bootstrap
+	@$(VENV)/bin/rtml top
 
 ## The closed retraining loop end to end: drift -> retrain -> shadow -> graduation.
 loop: bootstrap

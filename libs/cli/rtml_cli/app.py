@@ -14,6 +14,7 @@ import rtml_simulator.cli
 from rtml_cli import dlq
 from rtml_cli.demo import demo_command
 from rtml_cli.loop.command import loop_command
+from rtml_cli.platform.command import down_command, status_command, up_command
 from rtml_cli.top.command import top_command
 from rtml_cli.traffic.command import traffic_command
 from rtml_cli.train import train_command
@@ -23,6 +24,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.command("up")(up_command)
+app.command("down")(down_command)
+app.command("status")(status_command)
 app.add_typer(rtml_localstack.cli.app, name="stack")
 # No name: the simulator app has no callback, so its commands are mounted
 # directly as `rtml simulate` and `rtml replay`.

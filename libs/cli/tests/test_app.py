@@ -20,7 +20,8 @@ def _commands(help_text: str) -> set[str]:
 def test_root_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "150"})
     assert result.exit_code == 0, result.output
-    assert {"stack", "simulate", "replay", "dlq", "demo"} <= _commands(result.output)
+    assert {"up", "down", "status", "top", "traffic", "stack", "simulate", "replay", "dlq",
+            "demo"} <= _commands(result.output)
 
 
 @pytest.mark.parametrize(
