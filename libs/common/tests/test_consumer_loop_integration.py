@@ -153,8 +153,11 @@ def test_delivery_failure_is_raised_not_swallowed(fresh_kafka_broker: Any) -> No
     producer = EventProducer(settings)
     fresh_kafka_broker.stop()
     producer.send(tx(1))
-    with pytest.raises(DeliveryError, match=r"failed|in flight"):
-        producer.flush(timeout_s=5.0)
+    try:
+        with pytest.raises(DeliveryError, match=r"failed|in flight"):
+            producer.flush(timeout_s=5.0)
+    finally:
+        producer.close(flush=False)  # or it keeps reconnecting to the stopped broker
 
 
 def test_sigterm_mid_replay_loses_nothing(fresh_kafka_broker: Any, redis_server: Any) -> None:

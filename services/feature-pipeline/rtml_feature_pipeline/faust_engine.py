@@ -449,19 +449,20 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     settings = settings or Settings()
     kafka = kafka or KafkaSettings()
     redis_settings = redis_settings or RedisSettings()
-    producer = EventProducer(kafka)
-    worker = build_worker(settings, kafka, redis_settings, producer)
-    if on_worker is not None:
-        on_worker(worker)  # e.g. a benchmark attaching a freshness probe
-    checkpoint = worker.recover()
-    with tempfile.TemporaryDirectory(prefix="rtml-faust-") as datadir:
+    # Closed on the way out: a producer left open keeps reconnecting to a broker that is gone.
+    with EventProducer(kafka) as producer:
+        worker = build_worker(settings, kafka, redis_settings, producer)
+        if on_worker is not None:
+            on_worker(worker)  # e.g. a benchmark attaching a freshness probe
+        checkpoint = worker.recover()
+        with tempfile.TemporaryDirectory(prefix="rtml-faust-") as datadir:
 
-        async def main() -> LoopStats:
-            engine = FaustEngine(settings, kafka, worker, producer, datadir)
-            return await engine.run(max_idle_s, install_signal_handlers)
+            async def main() -> LoopStats:
+                engine = FaustEngine(settings, kafka, worker, producer, datadir)
+                return await engine.run(max_idle_s, install_signal_handlers)
 
-        with worker.collection_paused():
-            stats = asyncio.run(main())
-    worker.checkpoint()
-    return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,
-                     worker.computer.revisions, checkpoint is not None, busy_seconds(worker))
+            with worker.collection_paused():
+                stats = asyncio.run(main())
+        worker.checkpoint()
+        return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,
+                         worker.computer.revisions, checkpoint is not None, busy_seconds(worker))

@@ -96,50 +96,51 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     settings = settings or Settings()
     kafka = kafka or KafkaSettings()
     redis_settings = redis_settings or RedisSettings()
-    producer = EventProducer(kafka)
-    worker = build_worker(settings, kafka, redis_settings, producer)
-    if on_worker is not None:
-        on_worker(worker)  # e.g. a benchmark attaching a freshness probe
-    checkpoint = worker.recover()
-    topics: dict[str, type[Event]] = {
-        spec_for_event(Transaction).name: Transaction, spec_for_event(Label).name: Label,
-    }
-    client_overrides: dict[str, Any] = {
-        "max.partition.fetch.bytes": settings.fetch_partition_bytes, "fetch.wait.max.ms": 10}
-    # Decoded straight to what the worker reads (same acceptance and refusals as the
-    # event types, see .inputs): no pydantic event built per record.
-    alignment: EventTimeAlignment | None = None
+    # Closed on the way out: a producer left open keeps reconnecting to a broker that is gone.
+    with EventProducer(kafka) as producer:
+        worker = build_worker(settings, kafka, redis_settings, producer)
+        if on_worker is not None:
+            on_worker(worker)  # e.g. a benchmark attaching a freshness probe
+        checkpoint = worker.recover()
+        topics: dict[str, type[Event]] = {
+            spec_for_event(Transaction).name: Transaction, spec_for_event(Label).name: Label,
+        }
+        client_overrides: dict[str, Any] = {
+            "max.partition.fetch.bytes": settings.fetch_partition_bytes, "fetch.wait.max.ms": 10}
+        # Decoded straight to what the worker reads (same acceptance and refusals as the
+        # event types, see .inputs): no pydantic event built per record.
+        alignment: EventTimeAlignment | None = None
 
-    def after_batch(consumed: dict[tuple[str, int], int]) -> None:
-        worker.cover(consumed)
-        if alignment is not None:
-            alignment.after_batch()
+        def after_batch(consumed: dict[tuple[str, int], int]) -> None:
+            worker.cover(consumed)
+            if alignment is not None:
+                alignment.after_batch()
 
-    def on_idle() -> None:
-        if alignment is not None:
-            alignment.on_idle()
-        worker.checkpoint_if_due()  # a burst then silence: the checkpoint still catches up
+        def on_idle() -> None:
+            if alignment is not None:
+                alignment.on_idle()
+            worker.checkpoint_if_due()  # a burst then silence: the checkpoint still catches up
 
-    loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
-                        start_offsets=worker.start_offset, on_batch_consumed=after_batch,
-                        on_idle=on_idle,
-                        decoders={name: INPUT_DECODERS[event_type]
-                                  for name, event_type in topics.items()},
-                        **client_overrides)
-    worker.watch_assignments(loop)
-    alignment = EventTimeAlignment(loop, worker.computer,
-                                   int(settings.max_partition_lead_s * 1000))
-    if install_signal_handlers:
-        loop.install_signal_handlers()
-    with worker.collection_paused():
-        stats = loop.run(max_idle_s=max_idle_s)
-    try:  # waits for Redis like the loop did, unless the loop was stopped
-        loop.dependency.call(worker.checkpoint, "the final checkpoint")
-    except StoppedWaiting:
-        logger.warning("stopped while Redis is unavailable: no final checkpoint; the next "
-                       "run resumes from the last one and replays what followed it")
-    return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,
-                     worker.computer.revisions, checkpoint is not None, busy_seconds(worker))
+        loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
+                            start_offsets=worker.start_offset, on_batch_consumed=after_batch,
+                            on_idle=on_idle,
+                            decoders={name: INPUT_DECODERS[event_type]
+                                      for name, event_type in topics.items()},
+                            **client_overrides)
+        worker.watch_assignments(loop)
+        alignment = EventTimeAlignment(loop, worker.computer,
+                                       int(settings.max_partition_lead_s * 1000))
+        if install_signal_handlers:
+            loop.install_signal_handlers()
+        with worker.collection_paused():
+            stats = loop.run(max_idle_s=max_idle_s)
+        try:  # waits for Redis like the loop did, unless the loop was stopped
+            loop.dependency.call(worker.checkpoint, "the final checkpoint")
+        except StoppedWaiting:
+            logger.warning("stopped while Redis is unavailable: no final checkpoint; the next "
+                           "run resumes from the last one and replays what followed it")
+        return EngineRun(stats, worker.events_applied, worker.vectors_published, worker.late_events,
+                         worker.computer.revisions, checkpoint is not None, busy_seconds(worker))
 
 
 def busy_seconds(worker: FeatureWorker) -> float:

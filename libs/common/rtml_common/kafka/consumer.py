@@ -209,6 +209,9 @@ class ConsumerLoop:
         self._decoders.update(decoders or {})
         self.group_id = group_id
         self.handler = handler
+        #: A producer made here is closed with the loop (:meth:`run`); one passed in is
+        #: its owner's to close.
+        self._owns_producer = producer is None
         self.producer = producer or EventProducer(self.settings)
         config = consumer_config(self.settings, group_id, **consumer_overrides)
         #: Cooperative assignors hand partitions over incrementally; eager ones
@@ -355,7 +358,13 @@ class ConsumerLoop:
         try:
             self._flush_and_commit()
         finally:
-            self._consumer.close()
+            try:
+                self._consumer.close()
+            finally:
+                if self._owns_producer:
+                    # Flushed above when that succeeded; otherwise the batch is not
+                    # committed and its outputs are dropped with the client.
+                    self.producer.close(flush=False)
 
     # -- one batch ---------------------------------------------------------
 

@@ -174,7 +174,8 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
 class EventProducer:
     """Produces typed events (or pre-encoded bytes) and surfaces delivery failures.
 
-    Thread-safe for ``send``; call :meth:`flush` at a commit point.
+    Thread-safe for ``send``; call :meth:`flush` at a commit point and :meth:`close` (or
+    leave the ``with`` block) when done, so no client outlives its use.
     """
 
     def __init__(self, settings: KafkaSettings | None = None, **overrides: Any) -> None:
@@ -185,6 +186,7 @@ class EventProducer:
         config = {"delivery.report.only.error": True,
                   **producer_config(self.settings, **overrides)}
         self._producer = Producer(config)
+        self._closed = False
         #: The record size limit librdkafka enforces here; dead letters are fitted to it.
         self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
         self._failures: list[FailedDelivery] = []
@@ -392,9 +394,29 @@ class EventProducer:
                          "the original stays at its source coordinates: %s",
                          letter.topic, len(rounds) + 1, error, letter.describe())
 
-    def close(self) -> None:
-        """Flush and release the client."""
-        self.flush()
+    def close(self, flush: bool = True) -> None:
+        """Flush (unless ``flush`` is false: what is queued is dropped), then release the
+        client even if the flush raised; a second call is a no-op.
+
+        A flushed but unreleased librdkafka client keeps its broker connections and
+        reconnects, logging ``Connection refused``, for as long as it lives once the
+        broker is gone; so an owner closes its producer when it is done with it.
+        """
+        if self._closed:
+            return
+        try:
+            if flush:
+                self.flush()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Drop what is still queued (an unreachable broker would hold it until
+        ``message.timeout.ms``) and close the client; later sends raise RuntimeError."""
+        self._closed = True
+        if len(self._producer):
+            self._producer.purge()
+        self._producer.close()
 
     def __enter__(self) -> EventProducer:
         return self
@@ -407,6 +429,7 @@ class EventProducer:
     ) -> None:
         if exc_type is None:
             self.close()
-        else:
+        elif not self._closed:
             # Still try to deliver what was queued, without masking the original error.
             self._producer.flush(self.settings.flush_timeout_s)
+            self._release()
