@@ -38,6 +38,9 @@ def connect(
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=timeout_s,
         control_connection_timeout=timeout_s,
+        # No schema metadata: nothing reads it, and Cassandra 1.2's system tables have
+        # no column metadata, so building it logs a WARNING per table at every connect.
+        schema_metadata_enabled=False,
     )
     try:
         session = cluster.connect(keyspace)

@@ -64,6 +64,9 @@ def connect(settings: CassandraSettings, timeout_s: float = 5.0) -> tuple[Cluste
                       port=settings.port, protocol_version=settings.protocol_version,
                       execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                       connect_timeout=timeout_s, control_connection_timeout=timeout_s,
+                      # No schema metadata: nothing reads it, and Cassandra 1.2's system
+                      # tables have none, so building it logs a WARNING per table.
+                      schema_metadata_enabled=False,
                       # The default backs off to 10 minutes: a log writer waiting for
                       # Cassandra to come back should notice within seconds.
                       reconnection_policy=ExponentialReconnectionPolicy(0.5, 5.0))
