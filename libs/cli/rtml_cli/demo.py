@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from rtml_cli.demo_steps.audit import audit
 from rtml_cli.demo_steps.context import DemoContext, DemoError, DemoSettings, Step
@@ -30,6 +29,7 @@ from rtml_cli.demo_steps.replay import replay_slice
 from rtml_cli.demo_steps.stack import start_stack
 from rtml_cli.demo_steps.summary import print_summary
 from rtml_cli.demo_steps.train import train_models
+from rtml_localstack.console import make_console
 from rtml_localstack.errors import StackError
 from rtml_localstack.launchers import LAUNCHERS
 from rtml_localstack.stack import select_components
@@ -111,7 +111,7 @@ def demo_command(
         ports={"kafka": kafka_port, "redis": redis_port, "mlflow": mlflow_port,
                "cassandra": cassandra_port, "prometheus": prometheus_port},
     )
-    console = Console()
+    console = make_console()
     ctx = DemoContext(settings=settings, console=console)
     try:
         run_demo(ctx)

@@ -24,12 +24,13 @@ from rich.console import Console
 from rich.status import Status
 
 from rtml_common.config import MlflowSettings
+from rtml_localstack.console import make_console
 from rtml_simulator.cli import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
     from rtml_training.result import TrainResult
 
-console = Console()
+console = make_console()
 
 #: The evaluation protocol's default first training day (rtml_training.split.SplitConfig).
 DEFAULT_TRAIN_START = "2018-07-25"

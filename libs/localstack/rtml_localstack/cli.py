@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from rtml_localstack.console import make_console
 from rtml_localstack.errors import StackError
 from rtml_localstack.launchers import COMPONENTS, S3Launcher
 from rtml_localstack.stack import (
@@ -31,8 +31,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 StateDir = Annotated[
     Path | None,
