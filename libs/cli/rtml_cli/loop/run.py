@@ -17,6 +17,8 @@ over Kafka and the registry's HTTP API.
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from rtml_common.config import KafkaSettings
 from rtml_common.events import DriftAlert, Event, ModelEvent, ModelEventKind, RetrainRequest
 from rtml_common.kafka.admin import ensure_topics
 from rtml_common.topics import all_topic_names
+from rtml_localstack.console import make_console
 from rtml_localstack.ports import free_port
 from rtml_localstack.services import ServiceProcess
 from rtml_models.aliases import CHALLENGER, CHAMPION
@@ -107,6 +110,45 @@ def _alias_moved(alias: str, not_version: str | None = None) -> Callable[[Event]
                 and event.version is not None and event.version != not_version
                 and event.kind is ModelEventKind.ALIAS_SET)
     return match
+
+
+#: MLflow's switch for the "View run ... at: <url>" lines it writes to stdout.
+_SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+
+
+@contextmanager
+def mlflow_output_to(log_file: Path) -> Iterator[None]:
+    """Send what MLflow itself prints while training in this process to ``log_file``.
+
+    MLflow logs to stderr through a handler of its own ("Waiting up to 300 seconds
+    for model version to finish creation", ...) and writes run and experiment URLs
+    straight to stdout; amid the loop's step lines they read as the loop's own
+    output, or as errors. For the duration, the ``mlflow`` logger writes to
+    ``log_file`` only (INFO and up) and the URLs are not printed (the run is in
+    MLflow's UI); both are restored afterwards.
+    """
+    import mlflow  # noqa: F401  (configures its logger on import: do that before replacing it)
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger("mlflow")
+    saved = (list(logger.handlers), logger.propagate, logger.level, os.environ.get(_SUPPRESS_URLS))
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    os.environ[_SUPPRESS_URLS] = "true"
+    try:
+        yield
+    finally:
+        handlers, logger.propagate, level, suppress = saved
+        logger.handlers = handlers
+        logger.setLevel(level)
+        if suppress is None:
+            os.environ.pop(_SUPPRESS_URLS, None)
+        else:
+            os.environ[_SUPPRESS_URLS] = suppress
+        handler.close()
 
 
 def train_champion(scenario: LoopScenario, data: Path, tracking_uri: str,
@@ -230,7 +272,7 @@ def run_loop(env: LoopEnvironment, scenario: LoopScenario | None = None,
     from rtml_simulator.replay import ReplayOptions, replay
 
     scenario = scenario or LoopScenario()
-    console = console or Console()
+    console = console or make_console()
     timeouts = timeouts or LoopTimeouts()
     hold_day = scenario.drift_day + 10 if hold_day is None else hold_day
     started = time.perf_counter()
@@ -241,13 +283,16 @@ def run_loop(env: LoopEnvironment, scenario: LoopScenario | None = None,
                         f"{scenario.drift_day}"):
         data = write_scenario_data(scenario, env.work_dir / "data")
         ensure_topics(env.bootstrap_servers, all_topic_names(), replication_factor=1)
-    with _step(console, "train the champion on days before the pattern"):
+    training_log = env.work_dir / "logs" / "training.log"
+    with _step(console, f"train the champion on days before the pattern (MLflow's output: "
+                        f"{training_log})"), mlflow_output_to(training_log):
         champion = train_champion(scenario, data, env.tracking_uri, env.model_name)
     result = LoopResult(scenario=scenario, champion_before=champion)
     services = LoopServices(env, scenario)
     result.logs = {name: services.logs / f"{name}.log" for name in (
         "model-registry", "feature-pipeline", "scorer", "drift-monitor", "retrain-worker",
         "shadow-auditor")}
+    result.logs["training"] = training_log
     with ExitStack() as cleanup:
         cleanup.callback(services.stop)
         with _step(console, f"registry: champion -> v{champion} through the gate"):
