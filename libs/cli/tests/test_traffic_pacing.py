@@ -201,3 +201,16 @@ def test_the_end_of_the_run_is_kept_even_when_behind() -> None:
     assert started and all(t < 2.0 for _, t in started)
     assert counts.sent == len(started) == 10
     assert counts.unsent == 1 and counts.behind == 5
+
+
+def test_data_times_keep_the_data_sets_own_clock() -> None:
+    from rtml_cli.traffic.pacing import data_time
+
+    start = datetime(2018, 4, 15, tzinfo=UTC)
+    mapping = data_time(start, speed=3600.0, span_us=2 * 86_400 * 1_000_000, duration_s=30.0)
+    assert mapping.horizon_s == 30.0
+    assert mapping.event_time(23_000_000) == start + timedelta(seconds=23)
+    # Paced as the mapped clock is: an event-hour per wall second at 3600.
+    assert mapping.wall_s(3600 * 1_000_000) == 1.0
+    whole = data_time(start, speed=3600.0, span_us=2 * 86_400 * 1_000_000, duration_s=None)
+    assert whole.horizon_s == 48.0

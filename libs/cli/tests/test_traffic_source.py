@@ -48,6 +48,8 @@ def test_offsets_count_from_the_start_days_midnight() -> None:
                                           3 * 86_400_000_000 + 1_000_000]
     assert source.span_us == 4 * US_PER_DAY  # days 1 to 4
     assert source.ids.tolist() == [102, 103, 104, 105]
+    # --event-times data: the start day's midnight in the data set's own time.
+    assert source.start_time == datetime(2018, 4, 2, tzinfo=UTC)
 
 
 def test_rows_become_the_projects_events_with_run_ids() -> None:

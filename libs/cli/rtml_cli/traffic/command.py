@@ -117,6 +117,9 @@ def traffic_command(
     speed: Annotated[float | None, typer.Option(
         help="Event time runs this many times faster than wall time (1 = real time) "
              "[default: 3600]", show_default=False)] = None,
+    event_times: Annotated[str | None, typer.Option(
+        help="now: mapped onto the wall clock, ending at now; data: the data set's own "
+             "times, continuing a replayed history [default: now]", show_default=False)] = None,
     data: Annotated[Path | None, typer.Option(
         help="Simulator data set directory [default: data/simulator]",
         show_default=False)] = None,
@@ -153,7 +156,8 @@ def traffic_command(
 ) -> None:
     """Send simulated payments to the decision API, and their labels to Kafka later."""
     settings = load_traffic_settings({
-        "api_url": api_url, "rate": rate, "speed": speed, "data": data,
+        "api_url": api_url, "rate": rate, "speed": speed, "event_times": event_times,
+        "data": data,
         "start_day": start_day, "duration_s": duration, "label_delay_s": label_delay_s,
         "flush_pending_labels": flush_pending_labels, "labels_topic": labels_topic,
         "max_in_flight": max_in_flight, "request_timeout_s": request_timeout_s,

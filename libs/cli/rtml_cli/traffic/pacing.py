@@ -22,6 +22,12 @@ payments per ``86400 / speed`` seconds. The oldest event time is
 ``(speed - 1) * horizon`` before the start (:attr:`TimeMapping.oldest_age_s`),
 which a run checks against the API's age limit when it is given one.
 
+With ``--event-times data`` the event clock reads the data set's own times
+instead (:func:`data_time`): a run then continues a history replayed before
+it (``rtml replay`` of the days before ``--start-day``), so every customer
+and terminal arrives with its past, as in production; the API accepts such
+past times unless ``RTML_DECISION_MAX_EVENT_AGE_S`` is set.
+
 The clock and the sleep are injected, so the schedule is tested on a fake clock.
 """
 
@@ -94,6 +100,18 @@ def map_time(now: datetime, speed: float, span_us: int,
     lead = max(0.0, speed - 1.0) * horizon
     return TimeMapping(anchor=now - timedelta(seconds=lead + SAFETY_S), speed=speed,
                        horizon_s=horizon)
+
+
+def data_time(start: datetime, speed: float, span_us: int,
+              duration_s: float | None) -> TimeMapping:
+    """The mapping that keeps the data set's own event times (``start``: the start day's
+    midnight in them), paced at ``speed``."""
+    if speed <= 0:
+        raise ValueError("speed must be > 0")
+    horizon = span_us / US_PER_SECOND / speed
+    if duration_s is not None:
+        horizon = min(horizon, duration_s)
+    return TimeMapping(anchor=start, speed=speed, horizon_s=horizon)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from rtml_cli.traffic.pacing import (
     Exhausted,
     LoopCounts,
     TimeMapping,
+    data_time,
     map_time,
     run_open_loop,
     stoppable_sleep,
@@ -66,8 +67,19 @@ async def run_traffic(settings: TrafficSettings, kafka: KafkaSettings, stop: asy
     """
     source = load_source(settings.data, settings.start_day)
     now = datetime.now(UTC)
-    mapping = map_time(now, settings.speed, source.span_us, settings.duration_s)
-    if settings.max_event_age_s is not None and mapping.oldest_age_s > settings.max_event_age_s:
+    if settings.event_times == "data":
+        mapping = data_time(source.start_time, settings.speed, source.span_us,
+                            settings.duration_s)
+        if settings.max_event_age_s is not None and (
+                now - source.start_time).total_seconds() > settings.max_event_age_s:
+            raise TrafficError(
+                f"--event-times data sends the data set's own times (from "
+                f"{_iso(source.start_time)}), older than the API's max event age "
+                f"({settings.max_event_age_s:g} s): use --event-times now")
+    else:
+        mapping = map_time(now, settings.speed, source.span_us, settings.duration_s)
+    if (settings.event_times == "now" and settings.max_event_age_s is not None
+            and mapping.oldest_age_s > settings.max_event_age_s):
         longest = settings.max_event_age_s / max(settings.speed - 1.0, 1e-9)
         raise TrafficError(
             f"at speed {settings.speed:g} a run of {mapping.horizon_s:g} s starts its event "
@@ -227,9 +239,14 @@ class _Run:
                 "delay_s": self.delay.wall_s,
                 "delay_event_s": self.delay.event.total_seconds(),
             },
-            "event_time": {"first": _iso(self.first_event), "last": _iso(self.last_event),
+            "event_time": {"mode": settings.event_times,
+                           "first": _iso(self.first_event), "last": _iso(self.last_event),
                            "anchor": _iso(self.mapping.anchor),
-                           "oldest_age_s": round(self.mapping.oldest_age_s, 3)},
+                           # The data set's own times are as old as the data set is.
+                           "oldest_age_s": round(
+                               self.mapping.oldest_age_s if settings.event_times == "now"
+                               else (datetime.now(UTC) - self.mapping.anchor).total_seconds(),
+                               3)},
         }
 
     async def _flush(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -32,6 +33,11 @@ class TrafficSettings(ServiceSettings):
                         description="Requests per second, sent open loop.")
     speed: float = Field(default=3600.0, gt=0, le=1e9,
                          description="Event time runs this many times faster than wall time.")
+    event_times: Literal["now", "data"] = Field(
+        default="now",
+        description="now: event times mapped onto the wall clock, the last ones at now; "
+                    "data: the data set's own times, continuing a history replayed before "
+                    "--start-day (customers arrive with their past)")
     data: Path = Field(default=Path("data/simulator"),
                        description="Simulator data set directory (transactions.parquet).")
     start_day: int = Field(default=0, ge=0, description="First day of the data set to send.")

@@ -18,7 +18,7 @@ before their time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,8 @@ import pyarrow as pa
 
 from rtml_common.events import Label, Transaction
 from rtml_simulator.io import read_transactions
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 US_PER_SECOND = 1_000_000
 US_PER_DAY = 86_400 * US_PER_SECOND
@@ -45,6 +47,8 @@ class TrafficSource:
     """The payments of days ``[start_day, end)``, as arrays in event-time order."""
 
     start_day: int
+    #: The start day's midnight in the data set's own time (``--event-times data``).
+    start_time: datetime
     #: Event time of each payment, microseconds after the start day's midnight.
     offsets_us: npt.NDArray[np.int64]
     #: Event microseconds from the start day's midnight to the end of the data's last day.
@@ -114,7 +118,8 @@ def source_from_table(table: pa.Table, start_day: int,
         return table.column(name).slice(first).to_numpy()
 
     return TrafficSource(
-        start_day=start_day, offsets_us=times[first:] - start_us,
+        start_day=start_day, start_time=EPOCH + timedelta(microseconds=start_us),
+        offsets_us=times[first:] - start_us,
         span_us=(last_day + 1 - start_day) * US_PER_DAY,
         ids=column("transaction_id").astype(np.int64),
         customers=column("customer_id").astype(np.int64),
