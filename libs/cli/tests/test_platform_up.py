@@ -7,7 +7,9 @@ after ``rtml stack up``. ``up`` trains and promotes a champion on a small
 simulated data set, starts every service under the supervisor and returns
 once all are healthy. The test then checks a real decision, idempotence,
 ``status``, Prometheus scraping every job, a SIGKILLed scorer being restarted
-and counted (``platform.json`` and the supervisor's ``/metrics``), and that
+and counted (``platform.json`` and the supervisor's ``/metrics``), that the
+traffic source's payments were decided, logged in Cassandra and scored by the
+champion and the shadow with nothing lost across the scorer's crash, and that
 ``down`` leaves no process of the platform (pids and their process groups).
 """
 
@@ -30,7 +32,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from rtml_cli.platform.catalog import SERVICE_NAMES, TRAFFIC, TrafficOptions
-from rtml_cli.platform.champion import current_champion
+from rtml_cli.platform.champion import current_alias, current_champion
 from rtml_cli.platform.command import app
 from rtml_cli.platform.control import down, up
 from rtml_cli.platform.files import PlatformPaths, read_status
@@ -100,6 +102,50 @@ def stack_dir(tmp_path: Path) -> Iterator[Path]:
 def _metric(text: str, name: str, service: str) -> float | None:
     found = re.search(rf'^{name}\{{service="{service}"\}} (\S+)$', text, re.M)
     return float(found.group(1)) if found else None
+
+
+def _logged_traffic_ids(client_env: dict[str, str]) -> set[str]:
+    """Transaction ids of the traffic source's decisions in the Cassandra decision log."""
+    from datetime import UTC, datetime, timedelta
+
+    from rtml_common.config import CassandraSettings
+    from rtml_decision.decision_log.cassandra.store import CassandraDecisionLog
+
+    settings = CassandraSettings(
+        contact_points=client_env["RTML_CASSANDRA_CONTACT_POINTS"],
+        port=int(client_env["RTML_CASSANDRA_PORT"]),
+        protocol_version=int(client_env["RTML_CASSANDRA_PROTOCOL_VERSION"]))
+    log = CassandraDecisionLog.from_settings(settings)
+    try:
+        rows = log.read(100_000, since=datetime.now(UTC) - timedelta(days=60))
+    finally:
+        log.close()
+    return {r.decision.transaction_id for r in rows
+            if r.decision.transaction_id.startswith("traffic-")}
+
+
+def _scored_ids(bootstrap: str, topic: str, wanted: set[str], timeout_s: float) -> set[str]:
+    """Transaction ids of ``wanted`` found on ``topic`` (read from the start) within the time."""
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    found: set[str] = set()
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout_s
+        while found != wanted and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            tx = json.loads(message.value())["transaction_id"]
+            if tx in wanted:
+                found.add(tx)
+    finally:
+        consumer.close()
+    return found
 
 
 def _prometheus_up(url: str) -> dict[str, float]:
@@ -182,6 +228,23 @@ def test_up_supervises_every_service_and_down_leaves_nothing(stack_dir: Path,
         assert _metric(metrics, "rtml_platform_service_up", "scorer") == 1.0
         for name in expected - {"scorer"}:
             assert _metric(metrics, "rtml_platform_service_restarts_total", name) == 0.0
+
+        # A champion and a challenger in shadow: the scorer has a shadow to score.
+        challenger = current_alias(client_env["RTML_MLFLOW_TRACKING_URI"], "fraud-detector",
+                                   "challenger")
+        assert challenger is not None and challenger != champion
+        if has_traffic:
+            # The traffic source's payments were decided and logged in Cassandra (some of them
+            # while the scorer was down), and every one was scored by the champion and by the
+            # shadow: nothing lost across the scorer's crash.
+            decided = _wait_for("20 traffic decisions in the Cassandra decision log", lambda: (
+                (ids := _logged_traffic_ids(client_env)) and len(ids) >= 20 and ids))
+            bootstrap = client_env["RTML_KAFKA_BOOTSTRAP_SERVERS"]
+            for topic in ("predictions", "shadow-scores"):
+                scored = _scored_ids(bootstrap, topic, decided, timeout_s=WAIT_S)
+                assert scored == decided, (
+                    f"{len(decided - scored)} of {len(decided)} decided payments never reached "
+                    f"{topic}: {sorted(decided - scored)[:5]}")
         final = read_status(paths.status)
         assert final is not None
         pids = [supervisor["pid"], old,
