@@ -2,13 +2,15 @@
 
 Starts the local stack, makes the default simulated data set (once), replays
 two weeks of it to Kafka, sends three broken records, reads everything back
-with a real consumer and prints what happened. The stack stays up, so the
-"what next" commands work on the same servers.
+with a real consumer, computes features, trains and promotes models, then
+runs the whole platform (``rtml up``) with live payments through the
+decision API and prints what happened. The stack and the platform stay up,
+so the "what next" commands work on the same servers.
 
 The demo is the ordered list :data:`STEPS` over one
-:class:`~rtml_cli.demo_steps.context.DemoContext`; later stages (feature
-pipeline, scorer, decisions) are added as further steps. Re-running is
-cheap: running servers are reused and the data set is cached.
+:class:`~rtml_cli.demo_steps.context.DemoContext`. Re-running is cheap:
+running servers (and a running platform) are reused and the data set is
+cached.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rtml_cli.demo_steps.audit import audit
 from rtml_cli.demo_steps.context import DemoContext, DemoError, DemoSettings, Step
 from rtml_cli.demo_steps.dataset import ensure_dataset
 from rtml_cli.demo_steps.features import compute_features
+from rtml_cli.demo_steps.live import LIVE_SECONDS, run_live
 from rtml_cli.demo_steps.malformed import produce_malformed
 from rtml_cli.demo_steps.promote import promote_models
 from rtml_cli.demo_steps.replay import replay_slice
@@ -48,6 +51,8 @@ STEPS: list[Step] = [
     Step("compute streaming features into Redis", compute_features),
     Step("train models on the data set and register them", train_models),
     Step("promote them through the registry's validation gate", promote_models),
+    Step(f"run the whole platform: live payments through the decision API for "
+         f"{LIVE_SECONDS:.0f} s", run_live),
 ]
 
 
@@ -119,6 +124,6 @@ def demo_command(
         console.print(f"[bold red]demo stopped:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted; the stack keeps running (`rtml stack down` "
-                      "stops it)[/]")
+        console.print("[yellow]interrupted; the stack (and the platform, if it started) keep "
+                      "running: `rtml down` stops the platform, `rtml stack down` the stack[/]")
         raise typer.Exit(130) from None

@@ -99,6 +99,8 @@ class DemoContext:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     #: Training results (``rtml_training.result.TrainResult``), champion candidate first.
     trained: list[Any] = field(default_factory=list)
+    #: The live step's traffic summary (``rtml_cli.traffic.runner.run_traffic``'s).
+    live: dict[str, Any] | None = None
     sections: list[Section] = field(default_factory=list)
     #: ``(command, what it does)`` pairs printed under "what next".
     next_commands: list[tuple[str, str]] = field(default_factory=list)
