@@ -49,5 +49,5 @@ def scrape(port: int, host: str = "127.0.0.1", timeout_s: float = 5.0) -> list[M
 
 def total(samples: list[MetricSample], name: str, **labels: str) -> float:
     """The sum of ``name``'s series whose labels include ``labels`` (0 when none)."""
-    return sum(s.value for s in samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum((s.value for s in samples
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())), 0.0)
