@@ -79,5 +79,6 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         stats = loop.run(max_idle_s=max_idle_s)
     finally:
         stop.set()
+        producer.close(flush=False)  # the loop flushed it; an open one outlives the broker
     return MonitorRun(stats, dict(monitor.outcomes), sum(monitor.total.mismatches.values()),
                       sum(monitor.total.checked.values()))

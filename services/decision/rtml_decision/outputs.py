@@ -79,8 +79,10 @@ class DecisionPublisher:
         return True
 
     def close(self) -> None:
-        """Stop the flusher and deliver what is queued."""
+        """Stop the flusher, deliver what is queued and release the producer (an open
+        one keeps reconnecting to a broker that is gone)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         self.flush()
+        self.producer.close(flush=False)

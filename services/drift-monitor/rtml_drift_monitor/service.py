@@ -111,6 +111,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
             watcher.stop()
         monitor.checkpoint()  # the loop closed cleanly: outputs flushed, offsets committed
     stop.set()
+    producer.close()  # an open client would keep reconnecting to a broker that is gone
     return MonitorRun(stats, monitor.alerts_published, monitor.requests_published,
                       monitor.windows_closed, monitor.version, watcher.reloads,
                       dict(monitor.events))

@@ -154,6 +154,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
             watcher.stop()
             scorer.close()
     stop.set()
+    producer.close()  # an open client would keep reconnecting to a broker that is gone
     busy = (scorer.busy_until - scorer.busy_since
             if scorer.busy_since is not None and scorer.busy_until is not None else 0.0)
     return ScorerRun(stats, scorer.predictions, scorer.shadow_scores, scorer.dead_lettered,
