@@ -23,6 +23,7 @@ The platform keeps running after the demo (``rtml status``, ``rtml top``,
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ LABEL_DELAY_S = 5.0
 SETTLED_S = 3.0
 #: The longest wait for the pipeline and the scorer to work off the replayed backlog.
 BACKLOG_TIMEOUT_S = 180.0
+#: The longest wait for the shadow auditor's first evaluation with matured labels.
+AUDIT_WAIT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ def run_live(ctx: DemoContext) -> None:
     summary = _traffic(ctx, api_url)
     for progress in BACKLOG:
         _wait_settled(metrics_ports[progress.service], progress.metric)
+    if "shadow-auditor" in metrics_ports:
+        _wait_audited(metrics_ports["shadow-auditor"])
     ctx.live = summary
     ctx.add_section("decisions: live payments through the decision API", Group(
         _decisions_table(summary), *_declined(summary.get("example_decline"))))
@@ -100,8 +105,14 @@ def run_live(ctx: DemoContext) -> None:
     ]
 
 
-def _next_day(ctx: DemoContext) -> int:
+def _first_live_day(ctx: DemoContext) -> int:
+    """The day after the replayed slice: the live payments continue its history."""
     return ctx.settings.start_day + ctx.settings.days
+
+
+def _next_day(ctx: DemoContext) -> int:
+    """The first day the live payments did not reach (where more traffic can go on)."""
+    return _first_live_day(ctx) + math.ceil(LIVE_SECONDS * LIVE_SPEED / 86_400)
 
 
 def _traffic(ctx: DemoContext, api_url: str) -> dict[str, Any]:
@@ -113,7 +124,7 @@ def _traffic(ctx: DemoContext, api_url: str) -> dict[str, Any]:
 
     settings = TrafficSettings(
         api_url=api_url, rate=LIVE_RATE, speed=LIVE_SPEED, event_times="data",
-        data=ctx.settings.data_dir, start_day=_next_day(ctx), duration_s=LIVE_SECONDS,
+        data=ctx.settings.data_dir, start_day=_first_live_day(ctx), duration_s=LIVE_SECONDS,
         label_delay_s=LABEL_DELAY_S, flush_pending_labels=True, progress_s=10.0,
         run_id=f"demo-{ctx.run_id}")
     kafka = KafkaSettings(bootstrap_servers=ctx.require_kafka())
@@ -144,6 +155,19 @@ def _wait_settled(port: int, metric: str, clock: Callable[[], float] = time.mono
             raise DemoError(f"{metric} still moving after {BACKLOG_TIMEOUT_S:.0f} s: the "
                             "platform is not keeping up (`rtml status`, `rtml top`)")
         time.sleep(0.5)
+
+
+def _wait_audited(port: int) -> None:
+    """Wait (at most :data:`AUDIT_WAIT_S`) for the shadow auditor's first figures: it
+    evaluates every 15 s on the platform, on labels that have matured."""
+    deadline = time.monotonic() + AUDIT_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if total(scrape(port), "rtml_shadow_auditor_matured_labels") > 0:
+                return
+        except httpx.HTTPError:
+            return  # the summary says the metrics were not readable
+        time.sleep(1.0)
 
 
 def _decisions_table(summary: dict[str, Any]) -> Table:
@@ -236,10 +260,13 @@ def _describe_counter(metric: str, text: str, **labels: str) -> Callable[
 
 def _consistency(samples: list[MetricSample]) -> str:
     checked = total(samples, "rtml_consistency_decisions_total", outcome="checked")
+    pending = total(samples, "rtml_consistency_decisions_pending")
     values = total(samples, "rtml_consistency_checked_total", lag="current")
     mismatches = total(samples, "rtml_consistency_mismatches_total", lag="current")
-    return (f"{checked:,.0f} sampled decisions re-computed with the batch engine: "
-            f"{mismatches:,.0f} mismatches in {values:,.0f} feature values")
+    return (f"{checked:,.0f} sampled decisions re-computed with the batch engine "
+            f"({pending:,.0f} waiting for their window's data): {mismatches:,.0f} mismatches "
+            f"in {values:,.0f} feature values of decisions that saw their entities' "
+            "previous events")
 
 
 _DESCRIBE: dict[str, Callable[[list[MetricSample]], str]] = {

@@ -194,6 +194,9 @@ def build_catalog(ports: PlatformPorts, stack_env: Mapping[str, str], state_dir:
             "RTML_SHADOW_AUDITOR_REPORT_DIR": str(data / "shadow-auditor" / "reports"),
             "RTML_SHADOW_AUDITOR_REGISTRY_URL": registry_url,
             "RTML_SHADOW_AUDITOR_REGISTRY_API_KEY": secrets.registry_api_key,
+            # Every 15 s rather than the production minute: a local run is short, and
+            # `rtml top` and the demo should show figures while someone is looking.
+            "RTML_SHADOW_AUDITOR_EVALUATE_INTERVAL_S": "15",
         }, "http", ports.auditor),
         spec("consistency-monitor", "rtml_consistency_monitor", {}, "metrics"),
     ]
