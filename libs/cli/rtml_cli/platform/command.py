@@ -24,9 +24,10 @@ from rtml_cli.platform.control import (
     up,
 )
 from rtml_cli.platform.files import PlatformError, PlatformPaths
+from rtml_localstack.console import make_console
 from rtml_localstack.state import default_state_dir
 
-console = Console()
+console = make_console()
 err_console = Console(stderr=True)
 
 StateDir = Annotated[Path | None, typer.Option(

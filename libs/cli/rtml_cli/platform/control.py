@@ -46,6 +46,7 @@ from rtml_cli.platform.files import (
     read_status,
     uptime_s,
 )
+from rtml_localstack.console import make_console
 from rtml_localstack.launchers import COMPONENTS
 from rtml_localstack.launchers.prometheus import remove_targets
 from rtml_localstack.ports import free_ports, port_in_use, port_owner
@@ -209,7 +210,7 @@ def up(state_dir: Path, api_port: int = DEFAULT_API_PORT, data_dir: Path | None 
     from rtml_simulator.cli import DEFAULT_DATA_DIR
 
     started = time.perf_counter()
-    console = console or Console()
+    console = console or make_console()
     state_dir = state_dir.resolve()
     paths = PlatformPaths(state_dir)
     data_dir = (data_dir or DEFAULT_DATA_DIR).resolve()
@@ -278,7 +279,7 @@ def _stop_supervisor(identity: ProcessIdentity, timeout_s: float) -> str:
 def down(state_dir: Path, timeout_s: float = DEFAULT_DOWN_TIMEOUT_S,
          console: Console | None = None) -> list[str]:
     """Stop the supervisor, its services, and the stack if ``up`` started it; returns notes."""
-    console = console or Console()
+    console = console or make_console()
     state_dir = state_dir.resolve()
     paths = PlatformPaths(state_dir)
     notes: list[str] = []
