@@ -19,12 +19,15 @@ import logging
 import os
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
 from rtml_cli.platform.files import PlatformError
 from rtml_models.aliases import CHALLENGER, CHAMPION
+
+#: The model families ``rtml train`` trains (``TrainConfig.model``).
+ModelKind = Literal["xgboost", "river"]
 
 #: Days the evaluation protocol's split spans (7 train + 7 delay + 7 test).
 SPLIT_DAYS = 21
@@ -91,7 +94,7 @@ def choose_split(manifest: dict[str, Any]) -> Any:
 
 
 def train_version(data_dir: Path, manifest: dict[str, Any], tracking_uri: str,
-                  model_name: str, kind: str = "xgboost") -> tuple[str, float]:
+                  model_name: str, kind: ModelKind = "xgboost") -> tuple[str, float]:
     """Train and register a version (``kind``: xgboost or river); returns (version, test AP)."""
     from rtml_cli.demo_steps.train import _Quiet
     from rtml_simulator.frames import DatasetError
@@ -140,7 +143,7 @@ def ensure_champion(state_dir: Path, client_env: dict[str, str], data_dir: Path,
     uri = client_env.get("RTML_MLFLOW_TRACKING_URI")
     if not uri:
         raise PlatformError("the stack has no MLflow server; the platform needs it for models")
-    wanted = {CHAMPION: "xgboost", CHALLENGER: "river"}
+    wanted: dict[str, ModelKind] = {CHAMPION: "xgboost", CHALLENGER: "river"}
     existing = {alias: current_alias(uri, model_name, alias) for alias in wanted}
     moves: list[tuple[str, str, str]] = []
     manifest: dict[str, Any] | None = None
