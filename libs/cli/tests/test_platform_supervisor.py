@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,35 +32,15 @@ from rtml_cli.platform.control import (
 )
 from rtml_cli.platform.files import PlatformError, PlatformPaths, PlatformSpec, read_status
 from rtml_localstack.ports import free_ports
-from rtml_localstack.process import pid_alive
+from rtml_localstack.process import group_alive, pid_alive
 from rtml_localstack.stack import Stack, build_launchers
+from rtml_localstack.testing import wait_for
 
 WAIT_S = 60.0
 
 
 def _wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s")
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                raw = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = raw[raw.rfind(")") + 2:].split()
-            if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                members.append(int(entry.name))
-    return members
+    return wait_for(what, check, timeout_s, interval_s=0.2)
 
 
 @pytest.fixture
@@ -130,7 +109,7 @@ def test_supervisor_restarts_what_dies_and_down_leaves_nothing(platform: Platfor
     assert any("supervisor" in note and "stopped" in note for note in notes), notes
     for pid in pids:
         assert not pid_alive(pid), f"pid {pid} survived `down`"
-        assert _group_members(pid) == [], f"process group {pid} survived `down`"
+        assert not group_alive(pid), f"process group {pid} survived `down`"
     assert not paths.status.exists() and not paths.spec.exists()
     supervisor_log = paths.supervisor_log.read_text()
     assert "restarting broken" in supervisor_log and "all services stopped" in supervisor_log
@@ -173,7 +152,7 @@ def test_children_die_with_a_killed_supervisor_and_down_cleans_up(
     notes = down(platform.state_dir, timeout_s=10)
     assert any("supervisor" in note for note in notes), notes
     assert not platform.status.exists()
-    assert _group_members(web["pid"]) == []
+    assert not group_alive(web["pid"])
 
 
 @pytest.mark.integration

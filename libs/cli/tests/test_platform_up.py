@@ -39,8 +39,9 @@ from rtml_cli.platform.files import PlatformPaths, read_status
 from rtml_localstack.launchers import PrometheusLauncher
 from rtml_localstack.launchers.prometheus import targets_dir
 from rtml_localstack.ports import free_port, free_ports
-from rtml_localstack.process import pid_alive
+from rtml_localstack.process import group_alive, pid_alive
 from rtml_localstack.stack import Stack, build_launchers
+from rtml_localstack.testing import wait_for
 from rtml_simulator.config import SimulationConfig
 from rtml_simulator.io import write_dataset
 from rtml_simulator.simulate import simulate
@@ -56,28 +57,7 @@ WAIT_S = 90.0
 
 
 def _wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s")
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                raw = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = raw[raw.rfind(")") + 2:].split()
-            if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                members.append(int(entry.name))
-    return members
+    return wait_for(what, check, timeout_s, interval_s=0.25)
 
 
 @pytest.fixture
@@ -140,7 +120,7 @@ def _scored_ids(bootstrap: str, topic: str, wanted: set[str], timeout_s: float) 
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
-            tx = json.loads(message.value())["transaction_id"]
+            tx = json.loads(message.value() or b"{}")["transaction_id"]
             if tx in wanted:
                 found.add(tx)
     finally:
@@ -259,7 +239,7 @@ def test_up_supervises_every_service_and_down_leaves_nothing(stack_dir: Path,
         assert any("left running" in n for n in notes), notes
         for pid in pids:
             assert not pid_alive(pid), f"pid {pid} survived `down`"
-            assert _group_members(pid) == [], f"process group of {pid} survived `down`"
+            assert not group_alive(pid), f"process group of {pid} survived `down`"
         assert not paths.status.exists()
         assert not list(targets_dir(stack_dir).glob("*.json"))
         # The stack was running before `up`: it is left running.

@@ -205,7 +205,7 @@ def _reap(pid: int) -> None:
         proc.poll()
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     """Whether any non-zombie process is in group ``pgid``.
 
     Zombies don't count: a stopped server whose parent (init, once the CLI
@@ -246,19 +246,19 @@ def stop(identity: ProcessIdentity, timeout_s: float = 10.0) -> str:
     if pid_alive(pid) and not matches(identity):
         _CHILDREN.pop(pid, None)
         return "not ours any more (pid reused); left alone"
-    if not pid_alive(pid) and not _group_alive(pid):
+    if not pid_alive(pid) and not group_alive(pid):
         _forget(pid)
         return "was not running"
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not pid_alive(pid) and not _group_alive(pid):
+        if not pid_alive(pid) and not group_alive(pid):
             _forget(pid)
             return "stopped"
         time.sleep(0.05)
     _signal_group(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and (pid_alive(pid) or _group_alive(pid)):
+    while time.monotonic() < deadline and (pid_alive(pid) or group_alive(pid)):
         time.sleep(0.05)
     _forget(pid)
     return f"killed (no exit {timeout_s:g} s after SIGTERM)"
@@ -270,7 +270,7 @@ def kill(identity: ProcessIdentity) -> None:
         _signal_group(identity.pid, signal.SIGKILL)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and (
-            pid_alive(identity.pid) or _group_alive(identity.pid)
+            pid_alive(identity.pid) or group_alive(identity.pid)
         ):
             time.sleep(0.02)
         _forget(identity.pid)

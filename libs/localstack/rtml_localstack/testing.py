@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rtml_common.kafka.headers import normalise_headers
 from rtml_localstack import process
@@ -394,3 +394,19 @@ def in_memory_spans() -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T], timeout_s: float,
+             interval_s: float = 0.25) -> T:
+    """Poll ``check`` until it returns something truthy, and return that; after
+    ``timeout_s`` fail naming ``what`` (tests wait on services, never sleep a fixed time)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s")
