@@ -189,7 +189,10 @@ def test_traffic_source_is_added_only_when_asked_for() -> None:
     assert traffic.name == TRAFFIC and traffic.module == "rtml_cli.traffic"
     assert traffic.args == ["--api-url", "http://127.0.0.1:18080", "--bootstrap-servers",
                             "127.0.0.1:19092", "--rate", "50", "--speed", "3600",
-                            "--data", str(data)]
+                            "--event-times", "now", "--start-day", "0", "--data", str(data)]
+    continuing = build_catalog(_ports(), STACK_ENV, Path("/state"), SECRETS, TrafficOptions(
+        rate=50, speed=3600, data=data, event_times="data", start_day=16))[-1]
+    assert continuing.args[-5:-2] == ["data", "--start-day", "16"]
     assert traffic.health == "alive" and traffic.health_url is None
     assert traffic.job is None and traffic.metrics_port is None  # it exports no metrics
     assert traffic.env["RTML_TELEMETRY_METRICS_PORT"] == "0"
@@ -202,6 +205,10 @@ def test_traffic_source_is_added_only_when_asked_for() -> None:
 def test_traffic_options_are_checked(rate: float, speed: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrafficOptions(rate=rate, speed=speed, data=Path("/d"))
+    with pytest.raises(ValueError, match="event times must be now or data"):
+        TrafficOptions(rate=5, speed=1, data=Path("/d"), event_times="tomorrow")
+    with pytest.raises(ValueError, match="start day must be >= 0"):
+        TrafficOptions(rate=5, speed=1, data=Path("/d"), start_day=-1)
 
 
 # -- spec file --------------------------------------------------------------------

@@ -23,6 +23,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,10 @@ def test_up_supervises_every_service_and_down_leaves_nothing(stack_dir: Path,
         champion = current_champion(client_env["RTML_MLFLOW_TRACKING_URI"], "fraud-detector")
         assert champion is not None
         decision = httpx.post(f"{result.status['api_url']}/v1/decisions", json={
-            "transaction_id": "platform-test-1", "event_time": "2018-04-20T12:00:00Z",
+            # At the traffic's clock (now): the feature pipeline refuses a stream whose
+            # event time jumps by years (its guard), whichever of the two came first.
+            "transaction_id": "platform-test-1",
+            "event_time": datetime.now(UTC).isoformat(),
             "customer_id": "c-1", "terminal_id": "t-1", "amount": 42.0}, timeout=10)
         assert decision.status_code == 200, decision.text
         assert decision.json()["degraded"] is False

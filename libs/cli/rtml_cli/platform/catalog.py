@@ -81,12 +81,20 @@ class TrafficOptions:
     rate: float
     speed: float
     data: Path
+    #: ``now`` (mapped onto the wall clock) or ``data`` (the data set's own times from
+    #: ``start_day``: continues a replayed history, e.g. the demo's, whose stream is in 2018).
+    event_times: str = "now"
+    start_day: int = 0
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
             raise ValueError(f"traffic rate must be > 0 transactions per second, got {self.rate}")
         if not self.speed > 0:
             raise ValueError(f"traffic speed must be > 0, got {self.speed}")
+        if self.event_times not in ("now", "data"):
+            raise ValueError(f"traffic event times must be now or data, got {self.event_times!r}")
+        if self.start_day < 0:
+            raise ValueError(f"traffic start day must be >= 0, got {self.start_day}")
 
 
 @dataclass
@@ -205,6 +213,7 @@ def build_catalog(ports: PlatformPorts, stack_env: Mapping[str, str], state_dir:
             "--api-url", f"http://127.0.0.1:{ports.api}",
             "--bootstrap-servers", stack_env.get("RTML_KAFKA_BOOTSTRAP_SERVERS", ""),
             "--rate", f"{traffic.rate:g}", "--speed", f"{traffic.speed:g}",
+            "--event-times", traffic.event_times, "--start-day", str(traffic.start_day),
             "--data", str(traffic.data)]))
     return services
 

@@ -48,6 +48,12 @@ def up_command(
     traffic_speed: Annotated[float, typer.Option(
         help="Event time of the traffic source runs this many times faster than wall "
              "time.")] = 3600.0,
+    traffic_event_times: Annotated[str, typer.Option(
+        help="now: the traffic's event times end at now; data: the data set's own times "
+             "from --traffic-start-day, continuing a replayed history (after `make demo`: "
+             "data, day 16).")] = "now",
+    traffic_start_day: Annotated[int, typer.Option(
+        help="First day of the data set the traffic sends.")] = 0,
     timeout: Annotated[float, typer.Option(
         min=1.0, help="Seconds to wait for every service to be healthy.")] = DEFAULT_UP_TIMEOUT_S,
 ) -> None:
@@ -56,10 +62,11 @@ def up_command(
 
     data_dir = data or DEFAULT_DATA_DIR
     try:
-        traffic = (TrafficOptions(traffic_rate, traffic_speed, data_dir.resolve())
+        traffic = (TrafficOptions(traffic_rate, traffic_speed, data_dir.resolve(),
+                                  traffic_event_times, traffic_start_day)
                    if traffic_rate is not None else None)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--traffic-rate/--traffic-speed") from None
+        raise typer.BadParameter(str(exc), param_hint="--traffic-*") from None
     try:
         result = up(state_dir or default_state_dir(), api_port=api_port, data_dir=data_dir,
                     traffic=traffic, timeout_s=timeout, console=console)
