@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from rtml_common.events import Decision, Transaction
 from rtml_common.kafka.producer import DeliveryError, EventProducer
@@ -38,10 +39,14 @@ class DecisionPublisher:
     """Queues decisions on ``decisions`` and transactions on ``transactions``."""
 
     def __init__(self, producer: EventProducer, metrics: DecisionMetrics,
-                 flush_interval_s: float = 1.0) -> None:
+                 flush_interval_s: float = 1.0,
+                 new_producer: Callable[[], EventProducer] | None = None) -> None:
         self.producer = producer
         self.metrics = metrics
         self.flush_interval_s = flush_interval_s
+        #: Makes the producer again when the app starts after a shutdown released it (an
+        #: ASGI lifespan runs once per server, but test harnesses may cycle it).
+        self._new_producer = new_producer
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -57,7 +62,13 @@ class DecisionPublisher:
         self.producer.send_raw(TRANSACTIONS.name, key, encode(transaction), tx_headers)
 
     def start(self) -> None:
-        """Start the periodic flusher (idempotent)."""
+        """Start the periodic flusher (idempotent); after :meth:`close`, with a new producer."""
+        if self.producer.closed:
+            if self._new_producer is None:
+                raise RuntimeError("the decision publisher was closed and cannot make a new "
+                                   "producer")
+            self.producer = self._new_producer()
+            self._stop = threading.Event()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="decision-flusher",
                                             daemon=True)
@@ -81,8 +92,11 @@ class DecisionPublisher:
     def close(self) -> None:
         """Stop the flusher, deliver what is queued and release the producer (an open
         one keeps reconnecting to a broker that is gone)."""
+        if self.producer.closed:  # closed already: a second shutdown has nothing to do
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
         self.flush()
         self.producer.close(flush=False)

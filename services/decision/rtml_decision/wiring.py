@@ -159,7 +159,8 @@ def build_service(settings: Settings, kafka: KafkaSettings, redis: RedisSettings
     budget_s = settings.request_timeout_ms / 1000
     store = RequestStore.from_url(redis.url, BASELINE, settings.idempotency_ttl_s,
                                   timeout_s=min(redis.socket_timeout_s, budget_s))
-    publisher = DecisionPublisher(EventProducer(kafka, **PRODUCER_OVERRIDES), metrics)
+    publisher = DecisionPublisher(EventProducer(kafka, **PRODUCER_OVERRIDES), metrics,
+                                  new_producer=lambda: EventProducer(kafka, **PRODUCER_OVERRIDES))
     engine = DecisionEngine(store=store, serving=serving, rules=rules, router=router,
                             feature_set=BASELINE, publisher=publisher, metrics=metrics,
                             timeout_ms=settings.request_timeout_ms,

@@ -410,6 +410,11 @@ class EventProducer:
         finally:
             self._release()
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` released the client (sends then raise RuntimeError)."""
+        return self._closed
+
     def _release(self) -> None:
         """Drop what is still queued (an unreachable broker would hold it until
         ``message.timeout.ms``) and close the client; later sends raise RuntimeError."""
