@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def test_curl_body_is_a_valid_decision_request() -> None:
 
 
 @pytest.mark.integration
-def test_producer_snippet_produces_a_valid_transaction(kafka_broker: KafkaBroker) -> None:
+def test_producer_snippet_produces_a_valid_transaction(fresh_kafka_broker: KafkaBroker) -> None:
+    kafka_broker = fresh_kafka_broker  # its own: no other test's transactions to read past
     snippet = _block("python")
     assert '"127.0.0.1:9092"' in snippet
     topic = "transactions"
@@ -65,7 +67,8 @@ def test_producer_snippet_produces_a_valid_transaction(kafka_broker: KafkaBroker
     try:
         consumer.subscribe([topic])
         found: Transaction | None = None
-        for _ in range(60):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             message = consumer.poll(1.0)
             if message is None or message.error():
                 continue
