@@ -64,6 +64,13 @@ class Service:
     log_table: str = DEFAULT_TABLE
     log_group: str = GROUP_ID
     _stop: threading.Event = field(default_factory=threading.Event)
+    #: Orders the log opener's hand-over with :meth:`close`: a Cassandra connection that
+    #: completes after shutdown began is closed, never turned into a writer nobody stops.
+    _opening: threading.Lock = field(default_factory=threading.Lock)
+    #: Lifespans running now. A server runs one; a test harness may nest another inside
+    #: (schemathesis' ASGI transport within a TestClient): only the first starts the
+    #: threads and clients, only the last to end stops them.
+    _lifespans: int = 0
 
     @property
     def limits(self) -> Limits:
@@ -96,6 +103,10 @@ class Service:
         return app
 
     def start(self) -> None:
+        with self._opening:
+            self._lifespans += 1
+            if self._lifespans > 1:
+                return
         # Everything loaded so far (MLflow, pandas, the models: ~1M objects) lives as
         # long as the process; frozen, the collector stops rescanning it, and
         # its full collections stop pausing requests for tens of milliseconds.
@@ -122,15 +133,23 @@ class Service:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            self.decision_log = log
-            if self.settings.log_writer:
-                self.writer = DecisionLogWriter(log, self.kafka, self.log_group,
-                                                metrics=self.metrics)
-                self.writer.start()
+            with self._opening:
+                if self._stop.is_set():  # shut down while connecting
+                    log.close()
+                    return
+                self.decision_log = log
+                if self.settings.log_writer:
+                    self.writer = DecisionLogWriter(log, self.kafka, self.log_group,
+                                                    metrics=self.metrics)
+                    self.writer.start()
             return
 
     def close(self) -> None:
-        self._stop.set()
+        with self._opening:
+            self._lifespans = max(0, self._lifespans - 1)
+            if self._lifespans:
+                return
+            self._stop.set()
         if self.writer is not None:
             self.writer.stop()
         if self.watcher is not None:

@@ -764,3 +764,18 @@ def test_a_real_server_keeps_the_connection_after_formerly_fatal_bodies(
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_a_nested_lifespan_shares_the_first_ones_clients(make_service: ServiceFactory) -> None:
+    """A harness may run the app's lifespan inside another (schemathesis' ASGI transport
+    within a TestClient): one decision-log writer, and the clients live until the last
+    lifespan ends (a second writer in the same group, or a producer closed under the
+    outer lifespan, is what a nested start and stop used to leave)."""
+    service, client = make_service(cassandra=True)
+    writer = wait_for(lambda: service.writer, timeout_s=60)
+    producer = service.publisher.producer
+    with TestClient(service.app()) as inner:  # a second lifespan, inside the first
+        assert inner.post("/v1/decisions", json=transaction()).status_code == 200
+    assert service.writer is writer  # the inner lifespan started no writer of its own
+    assert not writer.loop.stopping and not producer.closed  # nor stopped the outer's
+    assert client.post("/v1/decisions", json=transaction()).status_code == 200
