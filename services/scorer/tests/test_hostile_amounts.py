@@ -53,7 +53,7 @@ def test_three_huge_amounts_are_refused_and_the_customer_is_still_scored(
     records += [transaction(tid, d.at(6 + i), 40.0 + i) for i, tid in enumerate(valid[3:])]
     for value in records:
         producer.send_raw("transactions", CUSTOMER.encode(), value, headers)
-    producer.flush()
+    producer.close()  # flushed and released: no client left reconnecting once the broker stops
 
     workers: list[FeatureWorker] = []
     kafka_engine.run(PipelineSettings(consumer_group=f"fp-{d.name}"), d.kafka,
