@@ -89,14 +89,18 @@ class TimeMapping:
         return max(0.0, self.speed - 1.0) * self.horizon_s + SAFETY_S
 
 
-def map_time(now: datetime, speed: float, span_us: int,
-             duration_s: float | None) -> TimeMapping:
-    """The mapping of a run starting at ``now`` (module docstring)."""
+def _horizon_s(speed: float, span_us: int, duration_s: float | None) -> float:
+    """Wall seconds a run may last: the data's span at ``speed``, or ``duration_s`` if less."""
     if speed <= 0:
         raise ValueError("speed must be > 0")
     horizon = span_us / US_PER_SECOND / speed
-    if duration_s is not None:
-        horizon = min(horizon, duration_s)
+    return horizon if duration_s is None else min(horizon, duration_s)
+
+
+def map_time(now: datetime, speed: float, span_us: int,
+             duration_s: float | None) -> TimeMapping:
+    """The mapping of a run starting at ``now`` (module docstring)."""
+    horizon = _horizon_s(speed, span_us, duration_s)
     lead = max(0.0, speed - 1.0) * horizon
     return TimeMapping(anchor=now - timedelta(seconds=lead + SAFETY_S), speed=speed,
                        horizon_s=horizon)
@@ -106,12 +110,8 @@ def data_time(start: datetime, speed: float, span_us: int,
               duration_s: float | None) -> TimeMapping:
     """The mapping that keeps the data set's own event times (``start``: the start day's
     midnight in them), paced at ``speed``."""
-    if speed <= 0:
-        raise ValueError("speed must be > 0")
-    horizon = span_us / US_PER_SECOND / speed
-    if duration_s is not None:
-        horizon = min(horizon, duration_s)
-    return TimeMapping(anchor=start, speed=speed, horizon_s=horizon)
+    return TimeMapping(anchor=start, speed=speed,
+                       horizon_s=_horizon_s(speed, span_us, duration_s))
 
 
 @dataclass
