@@ -5,6 +5,13 @@ Layout of an artifact directory::
     rtml-model.json   manifest: flavor, feature names, feature set and its
                       version, sha256 of every file, flavor facts
     model.ubj         (XGBoost) or river.pkl (River), ...
+    calibration.json  only for a calibrated model: the map from raw scores to
+                      probabilities (:mod:`rtml_models.calibration`); hashed
+                      like the flavor's files, method and size in ``extra``
+
+A calibrated artifact's manifest has format 2, so an rtml that predates
+calibration refuses it instead of serving raw scores against thresholds set
+for probabilities; an uncalibrated one keeps format 1 and loads anywhere.
 
 Why a manifest of hashes: River models can only be stored by pickling, and
 unpickling runs code. So nothing is deserialised until every file matches
@@ -34,9 +41,15 @@ from pathlib import Path
 from typing import Any
 
 from rtml_models.base import IntegrityError, ModelError, ScoringModel
+from rtml_models.calibration import CALIBRATION_FILE, Calibration
 
 MANIFEST_FILE = "rtml-model.json"
-FORMAT_VERSION = 1
+#: Newest manifest format this code reads and writes (2: may carry a calibration).
+FORMAT_VERSION = 2
+#: Format of manifests without a calibration: what every rtml reads.
+UNCALIBRATED_FORMAT_VERSION = 1
+#: The manifest ``extra`` key recording a calibration's method and size.
+CALIBRATION_EXTRA = "calibration"
 
 
 @dataclass(frozen=True)
@@ -109,13 +122,25 @@ def save_model(model: ScoringModel, directory: str | Path, *, feature_set: str,
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     names = model.write(target)
+    extra = model.describe()
+    calibration = model.calibration
+    if calibration is not None:
+        if CALIBRATION_FILE in names or CALIBRATION_EXTRA in extra:
+            raise ModelError(f"{model.flavor} model writes its own {CALIBRATION_FILE!r} or "
+                             f"{CALIBRATION_EXTRA!r} fact; the artifact reserves them")
+        (target / CALIBRATION_FILE).write_text(
+            json.dumps(calibration.to_dict(), sort_keys=True, separators=(",", ":")))
+        names = [*names, CALIBRATION_FILE]
+        extra = {**extra, CALIBRATION_EXTRA: calibration.describe()}
     manifest = ModelManifest(
         flavor=model.flavor,
         feature_names=tuple(model.feature_names),
         feature_set=feature_set,
         feature_set_version=feature_set_version,
         files={name: file_sha256(target / name) for name in sorted(names)},
-        extra=model.describe(),
+        extra=extra,
+        format_version=FORMAT_VERSION if calibration is not None
+        else UNCALIBRATED_FORMAT_VERSION,
     )
     (target / MANIFEST_FILE).write_text(manifest.to_json())
     return manifest
@@ -164,10 +189,35 @@ def load_model(directory: str | Path, expected_digest: str | None) -> ScoringMod
             f"{manifest.flavor} artifacts execute code when loaded; pass the digest "
             "recorded by the registry"
         )
+    calibration = read_calibration(Path(directory), manifest)
     model = cls.read(Path(directory), manifest.feature_names, manifest.extra)
     if tuple(model.feature_names) != manifest.feature_names:
         raise ModelError(
             f"model inputs {list(model.feature_names)} differ from the manifest's "
             f"{list(manifest.feature_names)}"
         )
-    return model
+    return model if calibration is None else model.with_calibration(calibration)
+
+
+def read_calibration(directory: Path, manifest: ModelManifest) -> Calibration | None:
+    """The verified artifact's calibration, None if it has none.
+
+    Only a ``calibration.json`` listed in the manifest counts (a stray file is
+    not covered by the hashes); the manifest's ``extra`` must describe the
+    same map, so the recorded facts cannot disagree with what is served.
+    """
+    recorded = manifest.extra.get(CALIBRATION_EXTRA)
+    if CALIBRATION_FILE not in manifest.files:
+        if recorded is not None:
+            raise ModelError(f"{MANIFEST_FILE} records a calibration {recorded} but lists no "
+                             f"{CALIBRATION_FILE}")
+        return None
+    try:
+        data = json.loads((directory / CALIBRATION_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{CALIBRATION_FILE} is not readable JSON: {exc}") from exc
+    calibration = Calibration.from_dict(data)
+    if recorded != calibration.describe():
+        raise ModelError(f"{CALIBRATION_FILE} holds {calibration.describe()} but "
+                         f"{MANIFEST_FILE} records {recorded}")
+    return calibration

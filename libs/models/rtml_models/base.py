@@ -9,13 +9,17 @@ files go and how they are checked is :mod:`rtml_models.artifact`'s job.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, final
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from rtml_models.calibration import Calibration
 
 F64 = npt.NDArray[np.float64]
 
@@ -38,15 +42,25 @@ class ScoringModel(ABC):
     * ``predict`` takes a 2-D float array ``(n, len(feature_names))`` and
       returns ``n`` probabilities; it never mutates the model, so one
       instance may serve concurrent readers.
-    * ``predict_one`` is the single-row path the request path uses; flavors
-      override it when the batch path has per-call overhead worth avoiding.
+    * ``predict_one`` is the single-row path the request path uses.
+    * Both return *calibrated* probabilities when the model carries a
+      :class:`~rtml_models.calibration.Calibration` (:meth:`with_calibration`):
+      the decision rules compare scores with fixed thresholds. They are
+      final: flavors implement ``predict_raw`` (and ``predict_raw_one`` when
+      the batch path has per-call overhead worth avoiding), and the
+      calibration is applied here, once, for every flavor and every caller.
+      ``predict`` and ``predict_one`` of the same row are equal bit for bit
+      whenever ``predict_raw`` and ``predict_raw_one`` are.
     * ``write``/``read`` only handle the flavor's own files inside a directory;
       they are called through :func:`rtml_models.artifact.save_model` and
-      :func:`~rtml_models.artifact.load_model`, which check integrity first.
+      :func:`~rtml_models.artifact.load_model`, which check integrity first
+      (and store / restore the calibration beside the flavor's files).
     """
 
     #: Short name recorded in the manifest; selects the class on load.
     flavor: ClassVar[str]
+    #: Set only through :meth:`with_calibration` (flavors' ``__init__`` need not know it).
+    _calibration: Calibration | None = None
 
     @property
     @abstractmethod
@@ -54,12 +68,48 @@ class ScoringModel(ABC):
         """The input columns, in order."""
 
     @abstractmethod
-    def predict(self, rows: F64) -> F64:
-        """P(fraud) for each row of a ``(n, k)`` array."""
+    def predict_raw(self, rows: F64) -> F64:
+        """The model's own score for each row of a ``(n, k)`` array, uncalibrated."""
 
+    def predict_raw_one(self, row: Sequence[float]) -> float:
+        """The uncalibrated score of one row (default: a one-row batch)."""
+        return float(self.predict_raw(np.asarray([row], dtype=np.float64))[0])
+
+    @final
+    def predict(self, rows: F64) -> F64:
+        """P(fraud) for each row of a ``(n, k)`` array (calibrated if a calibration is set)."""
+        scores = self.predict_raw(rows)
+        calibration = self._calibration
+        return scores if calibration is None else calibration.apply(scores)
+
+    @final
     def predict_one(self, row: Sequence[float]) -> float:
-        """P(fraud) for one row (default: a one-row batch)."""
-        return float(self.predict(np.asarray([row], dtype=np.float64))[0])
+        """P(fraud) for one row (calibrated if a calibration is set)."""
+        score = self.predict_raw_one(row)
+        calibration = self._calibration
+        return score if calibration is None else calibration.apply_one(score)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The map ``predict`` applies to raw scores; None: raw scores are served."""
+        return self._calibration
+
+    def with_calibration(self, calibration: Calibration | None) -> Self:
+        """This model serving ``calibration``-mapped scores (None: raw scores).
+
+        Returns a shallow copy and leaves ``self`` as it was, so a model
+        already serving never changes its scores under a reader. The copy
+        shares the fitted state (booster, River estimator): use it *instead
+        of* the original, e.g. ``model = model.with_calibration(cal)`` before
+        saving or registering.
+        """
+        from rtml_models.calibration import Calibration
+
+        if calibration is not None and not isinstance(calibration, Calibration):
+            raise ModelError(f"expected a Calibration or None, got {type(calibration).__name__}")
+        calibrated = copy.copy(self)
+        calibrated._calibration = calibration
+        return calibrated
 
     @abstractmethod
     def write(self, directory: Path) -> list[str]:

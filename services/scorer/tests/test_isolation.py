@@ -40,7 +40,7 @@ class Model(ScoringModel):
     def feature_names(self) -> tuple[str, ...]:
         return ("a", "b")
 
-    def predict(self, rows: F64) -> F64:
+    def predict_raw(self, rows: F64) -> F64:
         if self.behaviour == "raise":
             raise RuntimeError("broken shadow")
         if self.behaviour == "nan":

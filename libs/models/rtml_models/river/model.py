@@ -80,13 +80,13 @@ class RiverModel(OnlineModel):
             )
         return {name: float(value) for name, value in zip(self._names, row, strict=True)}
 
-    def predict_one(self, row: Sequence[float]) -> float:
+    def predict_raw_one(self, row: Sequence[float]) -> float:
         probabilities = self._estimator.predict_proba_one(self._as_dict(row))
         return float(probabilities.get(True, 0.0))
 
-    def predict(self, rows: F64) -> F64:
+    def predict_raw(self, rows: F64) -> F64:
         array = self.check_rows(rows)
-        return np.fromiter((self.predict_one(row) for row in array.tolist()),
+        return np.fromiter((self.predict_raw_one(row) for row in array.tolist()),
                            dtype=np.float64, count=len(array))
 
     def learn_one(self, row: Sequence[float], is_fraud: bool) -> None:

@@ -10,6 +10,17 @@ one, and thread start-up dominates a one-row call. One row (the decision
 API's case) goes through :class:`~rtml_models.xgboost.onerow.OneRowScorer`
 when it reproduces the booster (checked against XGBoost when first used):
 ~60 µs instead of ~200-500 µs of per-call overhead.
+
+Calibration: ``predict_raw`` / ``predict_raw_one`` give the booster's own
+probability; :meth:`~rtml_models.base.ScoringModel.predict` and
+``predict_one`` map it through the model's calibration, if any. The walker
+and ``inplace_predict`` give the same raw float, and the calibration maps
+equal inputs to equal outputs, so calibrated one-row and batch scores stay
+bit-equal. Explanations (:meth:`XGBoostModel.contributions`,
+:meth:`XGBoostModel.path_contributions`) stay in the booster's margin
+(log-odds) space: they sum to the *raw* score's logit, not the calibrated
+one's; a calibration is monotone, so their ranking and signs still say which
+features pushed the score up.
 """
 
 from __future__ import annotations
@@ -58,7 +69,7 @@ class XGBoostModel(ScoringModel):
     def feature_names(self) -> tuple[str, ...]:
         return self._names
 
-    def predict(self, rows: F64) -> F64:
+    def predict_raw(self, rows: F64) -> F64:
         array = self.check_rows(rows)
         scores = self._booster.inplace_predict(array, validate_features=False)
         return np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -68,15 +79,18 @@ class XGBoostModel(ScoringModel):
             self._one_row = OneRowScorer.from_booster(self._booster, len(self._names))
         return self._one_row if isinstance(self._one_row, OneRowScorer) else None
 
-    def predict_one(self, row: Sequence[float]) -> float:
+    def predict_raw_one(self, row: Sequence[float]) -> float:
         scorer = self._scorer()
         if scorer is not None and len(row) == len(self._names):
             return scorer.score(row)
         array = np.asarray(row, dtype=np.float64).reshape(1, -1)
-        return float(self.predict(array)[0])
+        return float(self.predict_raw(array)[0])
 
     def path_contributions(self, row: Sequence[float]) -> F64:
         """One row's path (Saabas) contributions in log-odds, last entry the bias.
+
+        Margin space, uncalibrated: they sum to the logit of
+        :meth:`predict_raw_one`, whatever calibration the model carries.
 
         XGBoost's ``approx_contribs``: exact for the path the row took, not
         averaged over feature orderings like TreeSHAP, at about the cost of
@@ -91,7 +105,10 @@ class XGBoostModel(ScoringModel):
                                                 approx_contribs=True)[0], dtype=np.float64)
 
     def contributions(self, rows: F64) -> F64:
-        """Per-feature SHAP contributions (log-odds), last column the bias."""
+        """Per-feature SHAP contributions (log-odds), last column the bias.
+
+        Margin space, uncalibrated: rows sum to the logit of :meth:`predict_raw`.
+        """
         # nthread=1: a threaded DMatrix build costs milliseconds for a few rows
         matrix = xgb.DMatrix(self.check_rows(rows), feature_names=list(self._names), nthread=1)
         return np.asarray(self._booster.predict(matrix, pred_contribs=True), dtype=np.float64)
