@@ -3,6 +3,7 @@ map under the manifest's hashes."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -204,3 +205,11 @@ def test_bad_calibration_content_is_a_model_error(xgb_model: XGBoostModel,
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="strictly increasing"):
         load_model(tmp_path, expected_digest=None)
+
+
+def test_a_deep_copy_keeps_the_calibration(river_model: RiverModel, rows: np.ndarray) -> None:
+    """The scorer checkpoints online models as deep copies: the map must travel with them."""
+    calibrated = river_model.with_calibration(Calibration.isotonic([0.2, 0.8], [0.05, 0.6]))
+    state = copy.deepcopy(calibrated)
+    assert state.calibration == calibrated.calibration
+    assert state.predict(rows).tobytes() == calibrated.predict(rows).tobytes()
