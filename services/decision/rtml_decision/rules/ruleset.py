@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from rtml_common import strict_yaml
 from rtml_common.events import FiredRule, Outcome
+from rtml_common.strict_yaml import line_of
 from rtml_decision.rules.expr import Compiled, ExpressionCompiler, Fn, _element_type
 from rtml_decision.rules.types import (
     BOOL,
@@ -50,12 +50,6 @@ SEVERITY = {Outcome.DECLINE: 3, Outcome.REVIEW: 2, Outcome.APPROVE: 1}
 MAX_TEXT = 1_000_000
 #: Failing embedded tests listed in the refusal (the count is always given).
 MAX_REPORTED_FAILURES = 20
-#: Deepest YAML nesting accepted (a rule file needs 5): deeper is refused before the
-#: composer's recursion would hit Python's limit (a RecursionError, once a 500).
-MAX_YAML_DEPTH = 32
-#: Longest integer accepted, in decimal digits (a 5,000-digit one hit Python's
-#: int/str conversion limit, once a 500); priorities and versions need a few.
-MAX_INT_DIGITS = 30
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _TOP_KEYS = {"name", "version", "description", "default_outcome", "inputs", "lists", "rules",
@@ -63,96 +57,6 @@ _TOP_KEYS = {"name", "version", "description", "default_outcome", "inputs", "lis
 _RULE_KEYS = {"name", "when", "outcome", "reason", "priority", "description"}
 _TEST_KEYS = {"name", "input", "expect", "description"}
 _EXPECT_KEYS = {"outcome", "fired", "fired_exactly", "not_fired"}
-
-
-# -- YAML with line numbers -----------------------------------------------------------------
-
-
-class _LineDict(dict[str, Any]):
-    """A mapping from the YAML file that remembers its (1-based) line."""
-
-    line: int = 0
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader for untrusted uploads: no aliases, bounded nesting, bounded integers,
-    no duplicate keys — each refused with the line it is on.
-
-    Aliases: ``*ref`` expansion is how YAML "billion laughs" bombs work.
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed",
-                                              event.start_mark)
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
-                    self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Any:
-    data = _LineDict()
-    data.line = node.start_mark.line + 1
-    yield data
-    lines: dict[str, int] = {}
-    for key_node, _ in node.value:
-        key = str(loader.construct_object(key_node))
-        if key in lines:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {_short(key)!r} (first at line {lines[key]})",
-                key_node.start_mark)
-        lines[key] = key_node.start_mark.line + 1
-    data.update({str(k): v for k, v in loader.construct_mapping(node).items()})
-
-
-def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
-    """YAML's int, refused past :data:`MAX_INT_DIGITS` (hex, octal and ``1:2:3`` forms too)."""
-    digits = sum(c.isalnum() for c in str(node.value))
-    too_long = yaml.constructor.ConstructorError(
-        None, None, f"integer longer than {MAX_INT_DIGITS} digits", node.start_mark)
-    if digits > 3 * MAX_INT_DIGITS:
-        raise too_long
-    value: int = loader.construct_yaml_int(node)
-    if value.bit_length() > MAX_INT_DIGITS * 3.33:
-        raise too_long
-    return value
-
-
-def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> str:
-    """YAML's string, refused when it cannot be UTF-8 (a ``"\\ud800"`` escape): such a
-    name or reason code would make every decision it appears in unencodable."""
-    value: str = loader.construct_yaml_str(node)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise yaml.constructor.ConstructorError(
-            None, None, "string with a lone surrogate (\\ud800-\\udfff) is not valid Unicode",
-            node.start_mark) from None
-    return value
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
-
-
-def _line(obj: object) -> int:
-    return getattr(obj, "line", 0)
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -411,14 +315,9 @@ class _Builder:
         if len(text) > MAX_TEXT:
             raise self.error(f"rule file larger than {MAX_TEXT:,} characters")
         try:
-            return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else 0
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise self.error(f"invalid YAML: {problem}", line) from None
-        except RecursionError:  # a guard behind MAX_YAML_DEPTH (e.g. deep flow scalars)
-            raise self.error("invalid YAML: nested too deeply") from None
+            return strict_yaml.load(text)
+        except strict_yaml.YamlError as exc:
+            raise self.error(f"invalid YAML: {exc.problem}", exc.line) from None
 
     def build(self, doc: Any, run_tests: bool = True) -> RuleSet:
         if not isinstance(doc, dict):
@@ -439,7 +338,7 @@ class _Builder:
         if not isinstance(description, str):
             raise self.error("description must be a string")
         default_outcome = self.outcome(doc.get("default_outcome", "approve"), "default_outcome",
-                                       _line(doc))
+                                       line_of(doc))
         assert default_outcome is not None
         input_types = self.inputs(doc.get("inputs") or {})
         lists = self.lists(doc.get("lists") or {})
@@ -465,7 +364,7 @@ class _Builder:
         unknown = sorted(set(map(str, mapping)) - allowed)
         if unknown:
             raise self.error(f"unknown key(s) {', '.join(unknown)} in {what}; "
-                             f"allowed: {', '.join(sorted(allowed))}", _line(mapping))
+                             f"allowed: {', '.join(sorted(allowed))}", line_of(mapping))
 
     def outcome(self, value: object, what: str, line: int) -> Outcome | None:
         if value is None:
@@ -483,14 +382,14 @@ class _Builder:
         for name, spec in section.items():
             if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") \
                     or keyword.iskeyword(name):
-                raise self.error(f"input name {name!r} must be an identifier", _line(section))
+                raise self.error(f"input name {name!r} must be an identifier", line_of(section))
             try:
                 types[name] = parse_type(str(spec))
             except ValueError as exc:
-                raise self.error(f"input {name!r}: {exc}", _line(section)) from None
+                raise self.error(f"input {name!r}: {exc}", line_of(section)) from None
             if types[name].kind not in ("number", "bool", "str"):
                 raise self.error(f"input {name!r}: type must be number, bool or str",
-                                 _line(section))
+                                 line_of(section))
         return types
 
     def lists(self, section: object) -> dict[str, frozenset[object]]:
@@ -499,17 +398,17 @@ class _Builder:
         lists = dict(self.udfs.lists)
         for name, values in section.items():
             if not isinstance(name, str) or not name.isidentifier():
-                raise self.error(f"list name {name!r} must be an identifier", _line(section))
+                raise self.error(f"list name {name!r} must be an identifier", line_of(section))
             if not isinstance(values, list) or any(
                     isinstance(v, dict | list) or v is None for v in values):
                 raise self.error(f"list {name!r} must be a list of strings or numbers",
-                                 _line(section))
+                                 line_of(section))
             frozen = frozenset(values)
             try:
                 _element_type(frozen)
             except ExpressionError as exc:
                 raise self.error(f"list {name!r}: {exc} (quote ids: '123')",
-                                 _line(section)) from None
+                                 line_of(section)) from None
             lists[name] = frozen
         return lists
 
@@ -520,21 +419,21 @@ class _Builder:
         raw: dict[str, Mapping[str, Any]] = {}
         for item in section:
             if not isinstance(item, dict):
-                raise self.error("each rule is a mapping with name and when", _line(section))
+                raise self.error("each rule is a mapping with name and when", line_of(section))
             self.keys(item, _RULE_KEYS, f"rule {item.get('name', '?')!r}")
             rule_name = item.get("name")
             if not isinstance(rule_name, str) or not _NAME_RE.match(rule_name) \
                     or keyword.iskeyword(rule_name):
                 raise self.error(f"rule name {rule_name!r} must be lower_snake_case "
-                                 "(a-z, 0-9, _; at most 64 characters)", _line(item))
+                                 "(a-z, 0-9, _; at most 64 characters)", line_of(item))
             if rule_name in raw:
                 raise self.error(f"duplicate rule name {rule_name!r} (first at line "
-                                 f"{_line(raw[rule_name])})", _line(item))
+                                 f"{line_of(raw[rule_name])})", line_of(item))
             for clash, what in ((input_types, "an input"), (lists, "a list")):
                 if rule_name in clash:
-                    raise self.error(f"rule name {rule_name!r} is already {what}", _line(item))
+                    raise self.error(f"rule name {rule_name!r} is already {what}", line_of(item))
             if self.udfs.get(rule_name) is not None:
-                raise self.error(f"rule name {rule_name!r} is already a function", _line(item))
+                raise self.error(f"rule name {rule_name!r} is already a function", line_of(item))
             raw[rule_name] = item
         names: dict[str, Type] = dict(input_types)
         names.update({rule_name: BOOL for rule_name in raw})
@@ -544,7 +443,7 @@ class _Builder:
 
     def rule(self, item: Mapping[str, Any], compiler: ExpressionCompiler,
              rule_names: set[str]) -> Rule:
-        name, line = item["name"], _line(item)
+        name, line = item["name"], line_of(item)
         where = f"rule {name!r}"
         when = item.get("when")
         if isinstance(when, bool):
@@ -611,9 +510,9 @@ class _Builder:
         for item in section:
             if not isinstance(item, dict):
                 raise self.error("each test is a mapping with name, input and expect",
-                                 _line(section))
+                                 line_of(section))
             self.keys(item, _TEST_KEYS, f"test {item.get('name', '?')!r}")
-            name, line = item.get("name"), _line(item)
+            name, line = item.get("name"), line_of(item)
             if not isinstance(name, str) or not name.strip():
                 raise self.error("each test needs a name", line)
             if name in seen:
@@ -645,7 +544,7 @@ class _Builder:
         unknown = sorted(set(given) - set(input_types))
         if unknown:
             raise self.error(f"{where}: unknown input(s) {', '.join(map(str, unknown))}",
-                             _line(given))
+                             line_of(given))
 
     def rule_list(self, value: object, rule_names: set[str], where: str,
                   line: int) -> frozenset[str]:
