@@ -69,8 +69,15 @@ BASELINE = FeatureSet(
     description="Customer spending and terminal risk windows of the reference fraud handbook.",
 )
 
-#: Feature sets known by name (config ``RTML_FEATURE_PIPELINE_FEATURE_SET``).
+#: Feature sets known by name (config ``RTML_FEATURE_PIPELINE_FEATURE_SET`` and the
+#: other services' ``*_FEATURE_SET``): this one and :data:`rtml_features.extended.EXTENDED`.
 REGISTRY: dict[str, FeatureSet] = {BASELINE.name: BASELINE}
+
+# The extended set is built from this module's features and registers itself here. Imported
+# last, so whichever of the two modules is imported first, both sets are registered: this
+# import finds BASELINE and REGISTRY already defined (baseline first), or finds the extended
+# module already importing (extended first) and lets it finish and register.
+import rtml_features.extended  # noqa: E402,F401
 
 
 def get_feature_set(name: str) -> FeatureSet:

@@ -1,10 +1,12 @@
 """Feature definitions validate themselves and version their content."""
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 
-from rtml_features.baseline import BASELINE, get_feature_set
+from rtml_features.baseline import BASELINE, REGISTRY, get_feature_set
 from rtml_features.definitions import (
     Agg,
     DefinitionError,
@@ -72,5 +74,41 @@ def test_version_changes_with_any_definition_and_only_then() -> None:
 
 def test_unknown_feature_set_lists_the_known_ones() -> None:
     assert get_feature_set("baseline") is BASELINE
-    with pytest.raises(KeyError, match="known: baseline"):
+    with pytest.raises(KeyError, match="known: baseline, extended"):
         get_feature_set("nope")
+
+
+def test_registered_versions_are_pinned() -> None:
+    """A version names the Redis keys, checkpoints and models of a set: changing one is a
+    migration (new keys, models retrained), never a side effect of another change."""
+    from rtml_features.extended import EXTENDED
+
+    assert BASELINE.version == "9476c2716c3a"
+    assert EXTENDED.version == "e406ad33e345"
+
+
+def test_extended_is_the_baseline_then_six_features() -> None:
+    from rtml_features.extended import EXTENDED
+
+    assert get_feature_set("extended") is EXTENDED
+    assert list(EXTENDED.features[:15]) == list(BASELINE.features)
+    assert EXTENDED.names[15:] == [
+        "customer_id_max_amount_7day_window", "customer_id_max_amount_30day_window",
+        "customer_id_min_amount_30day_window", "customer_id_avg_amount_30day_window_delayed",
+        "customer_id_nb_fraud_30day_window", "terminal_id_avg_amount_7day_window"]
+    delayed = {a.name: a for a in EXTENDED.window_aggregates}
+    assert delayed["customer_id_avg_amount_30day_window_delayed"].horizon == timedelta(days=37)
+    assert delayed["customer_id_nb_fraud_30day_window"].uses_labels
+    assert EXTENDED.horizon(CUSTOMER) == EXTENDED.horizon(TERMINAL) == timedelta(days=37)
+
+
+@pytest.mark.parametrize("first", ["rtml_features.extended", "rtml_features.baseline"])
+def test_both_sets_are_registered_whichever_module_is_imported_first(first: str) -> None:
+    """baseline.py's REGISTRY includes the extended set, which imports baseline.py: no
+    import order may break the cycle or leave a set unregistered."""
+    code = (f"import {first}\n"
+            "from rtml_features.baseline import REGISTRY\n"
+            "print(' '.join(sorted(REGISTRY)))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    assert out.split() == sorted(REGISTRY) == ["baseline", "extended"]

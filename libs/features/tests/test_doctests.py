@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 MODULES = ["rtml_features.definitions", "rtml_features.baseline", "rtml_features.online",
-           "rtml_features.stream", "rtml_features.rows", "rtml_features.vector_plan"]
+           "rtml_features.stream", "rtml_features.rows", "rtml_features.vector_plan",
+           "rtml_features.extended", "rtml_features.testing"]
 
 
 @pytest.mark.parametrize("name", MODULES)
