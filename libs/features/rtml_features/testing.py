@@ -7,6 +7,8 @@ and window kind (trailing, label-delayed, delay 0 over labels, min / max
 behind a delay, a ratio), :func:`stream_scenarios` draws event streams with
 simultaneous events, out-of-order arrival, late labels, events stored past
 the request and trimming, and :func:`batch_vector` is the expected answer.
+:func:`scaled` stretches a scenario's times so that the named sets' windows of
+days (``baseline``, ``extended``) cut through it as MIXED's seconds do.
 
 Imported by tests only: it needs ``hypothesis``, a development dependency.
 """
@@ -95,6 +97,28 @@ def stream_scenarios(extra: Mapping[str, st.SearchStrategy[Any]] | None = None,
         return case
 
     return scenarios()
+
+
+#: :func:`scaled` factor for the named sets: a scenario millisecond becomes 288 s, so a day
+#: is 300 of them, the 12 s of events span 40 days and the windows of 1, 7 and 30 days and
+#: the 7-day label delay are whole numbers of them (events fall exactly on boundaries too).
+DAY_SCALE = 288_000
+
+
+def scaled(case: Mapping[str, Any], factor: int) -> dict[str, Any]:
+    """``case`` of :func:`stream_scenarios` with every time and label delay times ``factor``.
+
+    >>> scaled({"events": [(2, "c0", None, 1.0, False)], "labels": [(3, True)],
+    ...         "request": (5, "c0", "t0", 2.0)}, 10)["events"]
+    [(20, 'c0', None, 1.0, False)]
+    """
+    result = dict(case)
+    result["events"] = [(ms * factor, *rest) for ms, *rest in case["events"]]
+    result["labels"] = [None if label is None else (label[0] * factor, label[1])
+                        for label in case["labels"]]
+    request_ms, *request = case["request"]
+    result["request"] = (request_ms * factor, *request)
+    return result
 
 
 def batch_vector(feature_set: FeatureSet, history: Sequence[tuple[Any, ...]],

@@ -18,6 +18,7 @@ from rtml_features.baseline import BASELINE
 from rtml_features.batch import compute_features
 from rtml_features.definitions import Agg, Entity, FeatureSet, Ratio, RowFeature, RowKind
 from rtml_features.definitions import WindowAggregate as W
+from rtml_features.extended import EXTENDED
 from rtml_features.stream import StreamingFeatureComputer
 
 T0 = pd.Timestamp("2018-04-01", tz="UTC")
@@ -101,7 +102,7 @@ def stream(feature_set: FeatureSet, tx: pd.DataFrame, labels: pd.DataFrame,
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-@pytest.mark.parametrize("feature_set", [MIXED, BASELINE], ids=lambda fs: fs.name)
+@pytest.mark.parametrize("feature_set", [MIXED, BASELINE, EXTENDED], ids=lambda fs: fs.name)
 @pytest.mark.parametrize("seed", [1, 2])
 def test_streaming_equals_batch(feature_set: FeatureSet, seed: int) -> None:
     tx, labels = random_history(seed)

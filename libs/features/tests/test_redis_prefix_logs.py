@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from rtml_features.baseline import BASELINE
 from rtml_features.definitions import FeatureSet
+from rtml_features.extended import EXTENDED
 from rtml_features.online_store.redis.prefix_layout import event_member, log_keys
 from rtml_features.online_store.redis.prefix_reader import (
     READ_ENTITY_LUA,
@@ -36,10 +37,12 @@ from rtml_features.prefix_log import EventLog, LabelLog, OutOfRange
 from rtml_features.request_vector import RequestVectors, log_spec
 from rtml_features.testing import (
     CUSTOMER,
+    DAY_SCALE,
     MIXED,
     ORIGIN,
     TERMINAL,
     batch_vector,
+    scaled,
     stream_scenarios,
 )
 
@@ -74,14 +77,18 @@ def test_redis_logs_equal_reference_and_batch(client: redis.Redis, case: dict[st
     _check_logs(client, case, MIXED)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@pytest.mark.parametrize("feature_set", [BASELINE, EXTENDED], ids=lambda fs: fs.name)
+@settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(scenarios)
-def test_baseline_logs_equal_reference_and_batch(client: redis.Redis,
-                                                 case: dict[str, Any]) -> None:
-    """The handbook set's logs take the writer's straight paths (a count-only terminal
-    log, a one-sum customer log): held to the same reference and batch values."""
-    _check_logs(client, case, BASELINE)
+def test_named_set_logs_equal_reference_and_batch(client: redis.Redis, feature_set: FeatureSet,
+                                                  case: dict[str, Any]) -> None:
+    """The registered sets, over the scenarios stretched to days (:data:`DAY_SCALE`): the
+    baseline's logs take the writer's straight paths (a count-only terminal log, a one-sum
+    customer log), the extended set's customer log keeps sparse tables for its 7/30-day
+    max and 30-day min beside its sums and a label log for its known frauds, and its
+    delayed windows reach 7 days back. Held to the same reference and batch values."""
+    _check_logs(client, scaled(case, DAY_SCALE), feature_set)
 
 
 def _check_logs(client: redis.Redis, case: dict[str, Any], feature_set: FeatureSet) -> None:

@@ -16,16 +16,39 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from rtml_features.baseline import BASELINE
 from rtml_features.batch import compute_features
+from rtml_features.definitions import FeatureSet, RowKind
+from rtml_features.extended import EXTENDED
 from rtml_features.prefix_log import EventLog, LabelLog, OutOfRange
 from rtml_features.request_vector import RequestVectors, log_spec
-from rtml_features.testing import MIXED, ORIGIN, batch_vector, stream_scenarios
+from rtml_features.testing import (
+    DAY_SCALE,
+    MIXED,
+    ORIGIN,
+    batch_vector,
+    scaled,
+    stream_scenarios,
+)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(stream_scenarios())
 def test_request_vector_equals_batch(case: dict) -> None:
+    _check(case, MIXED)
+
+
+@pytest.mark.parametrize("feature_set", [BASELINE, EXTENDED], ids=lambda fs: fs.name)
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(stream_scenarios())
+def test_named_set_request_vector_equals_batch(feature_set: FeatureSet, case: dict) -> None:
+    """The registered sets over the scenarios stretched to days (their windows and delay)."""
+    _check(scaled(case, DAY_SCALE), feature_set)
+
+
+def _check(case: dict, feature_set: FeatureSet) -> None:
     request_ms, customer, terminal, amount = case["request"]
     request_row = ("req", ORIGIN + timedelta(milliseconds=request_ms), customer, terminal, amount)
     rows = [(f"e{i}", ORIGIN + timedelta(milliseconds=ms), c, t, a)
@@ -34,12 +57,12 @@ def test_request_vector_equals_batch(case: dict) -> None:
     # some events beyond it, maybe the request itself.
     stored = [i for i in case["order"]
               if case["events"][i][0] <= request_ms or case["events"][i][4]]
-    specs = {e.name: log_spec(MIXED, e) for e in MIXED.entities}
+    specs = {e.name: log_spec(feature_set, e) for e in feature_set.entities}
     logs: dict[str, dict[str, tuple[EventLog, LabelLog | None]]] = {
-        e.name: {} for e in MIXED.entities}
+        e.name: {} for e in feature_set.entities}
 
     def apply(tid: str, ms: int, ids: dict[str, str | None], value: float) -> None:
-        for entity in MIXED.entities:
+        for entity in feature_set.entities:
             entity_id = ids[entity.key]
             if entity_id is None:
                 continue
@@ -64,13 +87,14 @@ def test_request_vector_equals_batch(case: dict) -> None:
         if i not in stored or (labeled_ms > request_ms and not ahead):
             continue
         label_rows.append((f"e{i}", ORIGIN + timedelta(milliseconds=labeled_ms), fraud))
-        for entity, entity_id in ((MIXED.entities[0], c), (MIXED.entities[1], t)):
+        for entity in feature_set.entities:
+            entity_id = {"customer_id": c, "terminal_id": t}[entity.key]
             if entity_id is not None:
                 label_log = logs[entity.name][entity_id][1]
                 if label_log is not None:
                     label_log.add(f"e{i}", ms, labeled_ms, {"is_fraud": float(fraud)})
     if case["trim"]:  # the stream trims what no window of a request at its time can reach
-        for entity in MIXED.entities:
+        for entity in feature_set.entities:
             for event_log, label_log in logs[entity.name].values():
                 cutoff = request_ms - specs[entity.name].horizon_ms
                 event_log.trim(cutoff)
@@ -78,15 +102,22 @@ def test_request_vector_equals_batch(case: dict) -> None:
                     label_log.trim(cutoff)
 
     request_logs = {}
-    for entity in MIXED.entities:
+    for entity in feature_set.entities:
         entity_id = {"customer_id": customer, "terminal_id": terminal}[entity.key]
         if entity_id is not None:
             request_logs[entity.name] = logs[entity.name].get(entity_id, (None, None))
-    online = RequestVectors(MIXED).compute("req", request_ms, {"amount": amount}, request_logs)
+    online = RequestVectors(feature_set).compute("req", request_ms, {"amount": amount},
+                                                 request_logs)
 
     history = [rows[i] for i in stored] + [request_row]
-    expected = batch_vector(MIXED, history, label_rows, request_row)
-    for name in MIXED.names:
+    expected = batch_vector(feature_set, history, label_rows, request_row)
+    # Row features read the request's calendar time: the scenario's times are offsets
+    # from ORIGIN for the batch engine but epoch ms for the request, so only windows.
+    calendar = {feature.name for feature in feature_set.row_features
+                if feature.kind is not RowKind.FIELD}
+    for name in feature_set.names:
+        if name in calendar:
+            continue
         assert online[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
 
 

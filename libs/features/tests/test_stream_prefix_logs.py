@@ -24,6 +24,8 @@ import redis
 
 from rtml_features.baseline import BASELINE
 from rtml_features.batch import compute_features
+from rtml_features.definitions import FeatureSet
+from rtml_features.extended import EXTENDED
 from rtml_features.online_store.redis.prefix_layout import MEMBER_SPELLING
 from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
 from rtml_features.online_store.redis.prefix_writer import PrefixLogWriter
@@ -90,8 +92,8 @@ def apply(computer: StreamingFeatureComputer, writer: PrefixLogWriter, events: l
     writer.write(computer.take_touched_logs())
 
 
-def new_computer() -> StreamingFeatureComputer:
-    return StreamingFeatureComputer(BASELINE, LATENESS, sweep_every=timedelta(days=3),
+def new_computer(feature_set: FeatureSet = BASELINE) -> StreamingFeatureComputer:
+    return StreamingFeatureComputer(feature_set, LATENESS, sweep_every=timedelta(days=3),
                                     prefix_logs=True)
 
 
@@ -112,9 +114,10 @@ def databases(redis_server: Any) -> Iterator[tuple[redis.Redis, redis.Redis]]:
         client.close()
 
 
-def check_requests(client: redis.Redis, history: pd.DataFrame, labels: pd.DataFrame) -> int:
+def check_requests(client: redis.Redis, history: pd.DataFrame, labels: pd.DataFrame,
+                   feature_set: FeatureSet = BASELINE) -> int:
     """Requests of every (customer, terminal) pair at and after the end == batch."""
-    reader, vectors = PrefixLogReader(client, BASELINE), RequestVectors(BASELINE)
+    reader, vectors = PrefixLogReader(client, feature_set), RequestVectors(feature_set)
     end = int(history["event_time"].max().timestamp() * 1000)
     checked = 0
     for offset in (0, 6 * DAY + 17, 31 * DAY):
@@ -124,24 +127,25 @@ def check_requests(client: redis.Redis, history: pd.DataFrame, labels: pd.DataFr
                     "transaction_id": ["request"], "customer_id": [customer],
                     "terminal_id": [terminal], "amount": [12.5],
                     "event_time": [pd.Timestamp(end + offset, unit="ms", tz="UTC")]})
-                expected = compute_features(BASELINE, request, pd.concat(
+                expected = compute_features(feature_set, request, pd.concat(
                     [history, request[history.columns]], ignore_index=True), labels).iloc[0]
                 logs = reader.read("request", end + offset,
                                    {"customer_id": customer, "terminal_id": terminal})
                 served = vectors.compute("request", end + offset, {"amount": 12.5}, logs)
-                for name in BASELINE.names:
+                for name in feature_set.names:
                     assert abs(served[name] - expected[name]) <= 1e-9, (offset, customer,
                                                                         terminal, name)
                 checked += 1
     return checked
 
 
+@pytest.mark.parametrize("feature_set", [BASELINE, EXTENDED], ids=lambda fs: fs.name)
 def test_logs_through_eviction_and_dropped_states_equal_batch(
-        databases: tuple[redis.Redis, redis.Redis]) -> None:
+        databases: tuple[redis.Redis, redis.Redis], feature_set: FeatureSet) -> None:
     client, _ = databases
     events, history, labels = stream(seed=1)
-    computer = new_computer()
-    apply(computer, PrefixLogWriter(client, BASELINE, ttl_s=3600), events)
+    computer = new_computer(feature_set)
+    apply(computer, PrefixLogWriter(client, feature_set, ttl_s=3600), events)
     # Not vacuous: the entities that never came back were dropped, their keys deleted;
     # the others' logs were trimmed past their start.
     assert computer.logs is not None
@@ -150,28 +154,29 @@ def test_logs_through_eviction_and_dropped_states_equal_batch(
     assert {(key.split(b":")[-2].decode(), key.split(b":")[-1].decode())
             for key in zsets(client)} == back
     assert all(log.events.first_seq > 1 for log in computer.logs.values())
-    assert check_requests(client, history, labels) >= 60
+    assert check_requests(client, history, labels, feature_set) >= 60
 
 
+@pytest.mark.parametrize("feature_set", [BASELINE, EXTENDED], ids=lambda fs: fs.name)
 def test_a_restore_after_a_crash_leaves_redis_as_an_uninterrupted_run(
-        databases: tuple[redis.Redis, redis.Redis]) -> None:
+        databases: tuple[redis.Redis, redis.Redis], feature_set: FeatureSet) -> None:
     crashed, reference = databases
     events, history, labels = stream(seed=2)
     cut = len(events) // 2
-    first = new_computer()
-    writer = PrefixLogWriter(crashed, BASELINE, ttl_s=3600)
+    first = new_computer(feature_set)
+    writer = PrefixLogWriter(crashed, feature_set, ttl_s=3600)
     apply(first, writer, events[:cut])
     saved = json.loads(json.dumps(snapshot(first)))  # as a checkpoint stores it
     # The crashed run went on past the checkpoint, in another order, then died.
     apply(first, writer, sorted(events[cut:cut + 120], key=lambda e: e[2][0], reverse=True),
           skip_late=True)
-    second = new_computer()
+    second = new_computer(feature_set)
     restore(second, saved)
     apply(second, writer, events[cut:])
 
-    apply(new_computer(), PrefixLogWriter(reference, BASELINE, ttl_s=3600), events)
+    apply(new_computer(feature_set), PrefixLogWriter(reference, feature_set, ttl_s=3600), events)
     assert zsets(crashed) == zsets(reference)
-    assert check_requests(crashed, history, labels) >= 60
+    assert check_requests(crashed, history, labels, feature_set) >= 60
 
 
 def test_a_checkpoint_without_logs_rebuilds_them_from_the_state(
