@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from rtml_monitoring.reference import DEFAULT_BINS
+from rtml_training.selection.search import SelectionConfig
 from rtml_training.split import SplitConfig
 
 ModelKind = Literal["xgboost", "river"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+#: ``auto``: Platt scaling for XGBoost, none for River (an online model keeps learning, so a
+#: map fixed at training time would go stale).
+CalibrationKind = Literal["auto", "platt", "isotonic", "none"]
+CALIBRATIONS: tuple[str, ...] = get_args(CalibrationKind)
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,18 @@ class TrainConfig:
     tracking_uri: str | None = None
     experiment: str | None = None
     register: bool = True
-    #: XGBoost parameters on top of :data:`rtml_training.xgb_trainer.DEFAULT_PARAMS`.
+    #: XGBoost parameters on top of :data:`rtml_training.params.XGBOOST_DEFAULTS`
+    #: (with a selection: fixed, the search varies the others).
     xgb_params: dict[str, Any] = field(default_factory=dict)
+    #: River parameters on top of :data:`rtml_training.params.RIVER_DEFAULTS`.
+    river_params: dict[str, Any] = field(default_factory=dict)
+    #: Model selection (``rtml train --select``); None trains the given parameters.
+    selection: SelectionConfig | None = None
+    #: Calibration map fitted on validation weeks and kept inside the registered model.
+    calibration: CalibrationKind = "auto"
+    #: Validation folds the calibration map is fitted on when there is no selection
+    #: (with one, its folds).
+    calibration_folds: int = 4
     #: Cards an investigator checks per day (card precision@k).
     k: int = 100
     bins: int = DEFAULT_BINS
@@ -57,6 +72,30 @@ class TrainConfig:
             raise ValueError("folds must be >= 0")
         if self.k < 1 or self.holdout_rows < 0:
             raise ValueError("k must be >= 1 and holdout_rows >= 0")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, "
+                             f"got {self.calibration!r}")
+        if self.calibration_folds < 1:
+            raise ValueError("calibration_folds must be >= 1")
+
+    @property
+    def model_params(self) -> dict[str, Any]:
+        """The user's parameters for the model kind being trained."""
+        return dict(self.xgb_params if self.model == "xgboost" else self.river_params)
+
+    @property
+    def calibration_method(self) -> str:
+        """``platt``, ``isotonic`` or ``none`` (``auto`` resolved for the model kind)."""
+        if self.calibration == "auto":
+            return "platt" if self.model == "xgboost" else "none"
+        return self.calibration
+
+    @property
+    def validation_folds(self) -> int:
+        """Validation folds to build: the selection's, else the calibration's, else none."""
+        if self.selection is not None:
+            return self.selection.folds
+        return self.calibration_folds if self.calibration_method != "none" else 0
 
     @property
     def experiment_name(self) -> str:

@@ -15,9 +15,18 @@ A run holds what is needed to trust, compare and reproduce a model:
   retrain request's id), which also go on the registered version;
 * **artifacts** — ``reference/distributions.json`` (drift monitor),
   ``evaluation/table.md`` (our figures beside the published ones),
-  ``evaluation/metrics.json``, ``validation/holdout.parquet`` (test rows the
-  registry's validation gate scores) and, once registered, ``model/`` (written
-  by :class:`rtml_models.registry.mlflow.MlflowRegistry`).
+  ``evaluation/metrics.json``, ``evaluation/reliability.json`` (raw vs
+  calibrated scores on the test period), ``validation/holdout.parquet`` (test
+  rows the registry's validation gate scores), ``selection/trials.json`` and
+  ``selection/space.json`` (with a selection) and, once registered, ``model/``
+  (written by :class:`rtml_models.registry.mlflow.MlflowRegistry`);
+* **child runs** — with a selection, one per trial (``<family>-trial-<n>``,
+  parent tag ``mlflow.parentRunId``): its parameters, its figures per
+  validation fold, their mean and spread, its state (pruned trials end KILLED).
+
+The registered version also carries the selection's lineage
+(``rtml.selection.*``: metric, space, trials, chosen parameters, validation
+mean and spread) and ``rtml.calibration``.
 
 The model version created by registration carries the fingerprint and code
 version tags too (the registry adds flavor, digest and feature set), so a
@@ -59,13 +68,22 @@ from rtml_training.result import SplitSummary, TrainResult
 TAG_MODEL_KIND = "rtml.model_kind"
 TAG_TARGETS_MET = "rtml.targets_met"
 
+TAG_SELECTION_PREFIX = "rtml.selection."
+TAG_CALIBRATION = "rtml.calibration"
+TAG_PARENT_RUN = "mlflow.parentRunId"
+
 REFERENCE_ARTIFACT = "reference/distributions.json"
+RELIABILITY_ARTIFACT = "evaluation/reliability.json"
+TRIALS_ARTIFACT = "selection/trials.json"
+SPACE_ARTIFACT = "selection/space.json"
 TABLE_ARTIFACT = "evaluation/table.md"
 METRICS_ARTIFACT = "evaluation/metrics.json"
 HOLDOUT_ARTIFACT = "validation/holdout.parquet"
 
 #: MLflow's limit on a parameter value.
 _MAX_PARAM = 6000
+#: MLflow's limit on a model version tag value.
+_MAX_TAG = 5000
 
 
 class MlflowUnavailable(RuntimeError):
@@ -129,7 +147,15 @@ def run_params(result: TrainResult) -> dict[str, str]:
         "bins": config.bins,
         "holdout_rows": config.holdout_rows,
         "seed": config.seed,
+        "calibration": config.calibration_method,
     }
+    if config.selection is not None:
+        selection = config.selection
+        params.update({"selection.metric": selection.metric, "selection.trials": selection.trials,
+                       "selection.timeout_s": selection.timeout_s,
+                       "selection.folds": selection.folds,
+                       "selection.compare": ",".join(selection.compare) or "none",
+                       "selection.prune": selection.prune})
     params.update({f"model.{key}": value for key, value in result.model_params.items()})
     return {key: str(value)[:_MAX_PARAM] for key, value in params.items()}
 
@@ -164,6 +190,19 @@ def run_metrics(result: TrainResult) -> dict[str, float]:
             series = np.array([_figures(m)[name] for m in result.fold_metrics])
             values[f"folds_mean_{name}"] = float(series.mean())
             values[f"folds_std_{name}"] = float(series.std())
+    calibration = result.calibration
+    if calibration is not None:
+        values.update({"brier": calibration.brier, "brier_raw": calibration.brier_raw,
+                       "ece": calibration.ece, "ece_raw": calibration.ece_raw})
+    for found in result.selection:
+        prefix = f"selection_{found.family.replace('-', '_')}_"
+        values.update({f"{prefix}trials": len(found.trials),
+                       f"{prefix}completed": found.completed,
+                       f"{prefix}seconds": found.seconds,
+                       f"{prefix}best_value": found.best.value,
+                       f"{prefix}best_std": found.best.std})
+        values.update({f"{prefix}validation_{name}": value
+                       for name, value in found.best.figure_means().items()})
     values.update({f"seconds_{step}": seconds for step, seconds in result.timings.items()})
     return {key: float(value) for key, value in values.items() if math.isfinite(float(value))}
 
@@ -179,7 +218,47 @@ def run_tags(result: TrainResult) -> dict[str, str]:
         TAG_CODE_VERSION: result.code_version,
         TAG_MODEL_KIND: result.config.model,
         TAG_TARGETS_MET: ",".join(met) if met else "none",
+        **selection_tags(result),
     }
+
+
+def selection_tags(result: TrainResult) -> dict[str, str]:
+    """The registered version's lineage of its selection and calibration (see the module doc)."""
+    tags: dict[str, str] = {}
+    if result.calibration is not None:
+        tags[TAG_CALIBRATION] = (f"{result.calibration.method} ({result.calibration.points} "
+                                 f"points, {result.calibration.fit_rows} validation rows)")
+    if result.selection and result.config.selection is not None:
+        found, selection = result.selection[0], result.config.selection
+        means = found.best.figure_means()
+        lineage = {
+            "metric": selection.metric,
+            "family": found.family,
+            "trials": f"{len(found.trials)} ({found.completed} completed, stopped by "
+                      f"{found.stopped_by}, {found.seconds:.0f} s)",
+            "best_trial": str(found.best.number),
+            "chosen_params": json.dumps(found.chosen_params, sort_keys=True),
+            "fixed_params": json.dumps(found.fixed, sort_keys=True),
+            "space": json.dumps(found.space.describe(), sort_keys=True),
+            "validation_folds": "; ".join(found.validation_folds),
+            "validation": ", ".join(f"{name.upper()} {means[name + '_mean']:.4f} +- "
+                                    f"{means[name + '_std']:.4f}" for name in ("auc", "ap", "cp")),
+        }
+        tags.update({f"{TAG_SELECTION_PREFIX}{key}": value for key, value in lineage.items()})
+    return {key: value[:_MAX_TAG] for key, value in tags.items()}
+
+
+def trials_json(result: TrainResult) -> str:
+    """``selection/trials.json``: every search and every trial with its fold figures."""
+    data = [{"family": found.family, "stopped_by": found.stopped_by, "seconds": found.seconds,
+             "fixed": found.fixed, "chosen_params": found.chosen_params,
+             "best_trial": found.best.number, "validation_folds": list(found.validation_folds),
+             "trials": [{"number": t.number, "state": t.state, "params": t.params,
+                         "value": t.value, "std": t.std, "seconds": t.seconds,
+                         "folds": [m.to_dict() for m in t.fold_metrics]}
+                        for t in found.trials]}
+            for found in result.selection]
+    return json.dumps(data, indent=2, default=str) + "\n"
 
 
 def evaluation_markdown(result: TrainResult) -> str:
@@ -270,12 +349,45 @@ class TrainingRun:
                 TABLE_ARTIFACT: evaluation_markdown(result),
                 METRICS_ARTIFACT: metrics_json(result),
             }
+            if result.calibration is not None:
+                files[RELIABILITY_ARTIFACT] = json.dumps(result.calibration.to_dict(),
+                                                         indent=2) + "\n"
+            if result.selection:
+                files[TRIALS_ARTIFACT] = trials_json(result)
+                files[SPACE_ARTIFACT] = json.dumps(
+                    {found.family: found.space.describe() for found in result.selection},
+                    indent=2) + "\n"
             for name, text in files.items():
                 (root / name).parent.mkdir(parents=True, exist_ok=True)
                 (root / name).write_text(text)
             (root / HOLDOUT_ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
             result.holdout.to_parquet(root / HOLDOUT_ARTIFACT, index=False)
             self.client.log_artifacts(self.run_id, str(root))
+        self.log_trials(result)
+
+    def log_trials(self, result: TrainResult) -> None:
+        """One child run per selection trial (see the module doc)."""
+        now = int(time.time() * 1000)
+        ends = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+        for found in result.selection:
+            for trial in found.trials:
+                child = self.client.create_run(
+                    self.experiment_id, run_name=f"{found.family}-trial-{trial.number:03d}",
+                    tags={TAG_PARENT_RUN: self.run_id,
+                          f"{TAG_SELECTION_PREFIX}family": found.family,
+                          f"{TAG_SELECTION_PREFIX}state": trial.state,
+                          f"{TAG_SELECTION_PREFIX}best": str(trial is found.best).lower()})
+                values: dict[str, float] = {"value": trial.value, "std": trial.std,
+                                            "seconds": trial.seconds,
+                                            **trial.figure_means()}
+                for i, metrics in enumerate(trial.fold_metrics):
+                    values.update(_figures(metrics, f"fold{i}_"))
+                metrics_ = [Metric(key, float(v), now, 0) for key, v in values.items()
+                            if math.isfinite(float(v))]
+                params = [Param(key, str(v)[:_MAX_PARAM]) for key, v in
+                          {**found.fixed, **trial.params}.items()]
+                self.client.log_batch(child.info.run_id, metrics=metrics_, params=params)
+                self.client.set_terminated(child.info.run_id, ends[trial.state])
 
     def register(self, result: TrainResult) -> ModelVersion:
         """Register the model as a new version of ``config.name``, linked to this run."""
@@ -283,7 +395,8 @@ class TrainingRun:
         tags = {**result.config.tags,
                 TAG_DATA_FINGERPRINT: result.fingerprint.sha256,
                 TAG_CODE_VERSION: result.code_version,
-                TAG_MODEL_KIND: result.config.model}
+                TAG_MODEL_KIND: result.config.model,
+                **selection_tags(result)}
         m = result.metrics
         description = (f"{result.config.model} on {result.feature_set.name} "
                        f"{result.feature_set.version}, {result.config.split.describe()}: "

@@ -11,10 +11,12 @@ from rtml_features.definitions import FeatureSet
 from rtml_models.base import ScoringModel
 from rtml_models.registry.base import ModelVersion
 from rtml_monitoring.reference import ReferenceDistributions
+from rtml_training.calibration_report import CalibrationReport
 from rtml_training.config import TrainConfig
 from rtml_training.fingerprint import Fingerprint
 from rtml_training.metrics import Metrics
-from rtml_training.published import TARGETS, Row
+from rtml_training.published import Row, Targets, targets_for
+from rtml_training.selection.search import SearchResult
 from rtml_training.split import Split, SplitConfig
 
 
@@ -70,8 +72,17 @@ class TrainResult:
     run_id: str | None = None
     run_url: str | None = None
     model_version: ModelVersion | None = None
+    #: Model selection: the registered family's search first, then comparison families.
+    selection: tuple[SearchResult, ...] = ()
+    #: Raw vs calibrated scores on the test period (None without calibration).
+    calibration: CalibrationReport | None = None
+
+    @property
+    def targets(self) -> Targets:
+        """The acceptance targets of this kind of run (meaningful for XGBoost on the default
+        data): plain training, or selection on the baseline set or a richer one."""
+        return targets_for(bool(self.selection), self.feature_set.name)
 
     @property
     def targets_met(self) -> dict[str, bool]:
-        """The acceptance targets (meaningful for XGBoost on the default data)."""
-        return TARGETS.check(self.metrics)
+        return self.targets.check(self.metrics)

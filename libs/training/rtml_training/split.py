@@ -20,6 +20,7 @@ much the figures vary from one week to the next.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -81,6 +82,16 @@ class SplitConfig:
     def fold(self, k: int) -> SplitConfig:
         """Prequential fold ``k``: shifted back by ``k`` test lengths (fold 0 is this split)."""
         return self.shifted(k * self.test_days)
+
+    def validation(self) -> SplitConfig:
+        """The split model selection validates on (the reference handbook's protocol).
+
+        Moved back by the delay and test lengths, so its test period is this
+        split's training period: everything it reads was known when this
+        split's model is trained, and the test period is never looked at. Its
+        own prequential folds (:meth:`fold`) move further back.
+        """
+        return self.shifted(self.delay_days + self.test_days)
 
     def describe(self) -> str:
         return (f"train {self.train_start}..{self.train_last_day}, "
@@ -156,10 +167,13 @@ def prequential_splits(frame: pd.DataFrame, config: SplitConfig, folds: int) -> 
     return [make_split(frame, config.fold(k)) for k in range(folds)]
 
 
-def period_bounds(config: SplitConfig, folds: int = 0) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """[first, end) event-time range every split of ``config`` (and its folds) reads."""
-    earliest = config.fold(max(folds - 1, 0))
-    return _utc(earliest.train_start), _utc(config.test_end)
+def period_bounds(config: SplitConfig, folds: int = 0,
+                  others: Sequence[SplitConfig] = ()) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[first, end) event-time range every split of ``config`` (and its folds) reads, widened
+    to cover ``others`` (e.g. model selection's validation folds)."""
+    earliest = min(c.train_start for c in (config.fold(max(folds - 1, 0)), *others))
+    latest = max(c.test_end for c in (config, *others))
+    return _utc(earliest), _utc(latest)
 
 
 def _coverage(frame: pd.DataFrame) -> str:

@@ -1,8 +1,8 @@
 """Fit the XGBoost fraud model on the training frame.
 
-The defaults are XGBoost's own (the reference handbook's XGBoost result uses
-them too) with a fixed seed, so a run is reproducible, and two threads, the
-cores of the development machine. Columns are passed in the feature set's
+The parameters are :data:`rtml_training.params.XGBOOST_DEFAULTS` (XGBoost's
+3.x defaults written out, a fixed seed, two threads) updated with the run's
+own (``rtml train --params``, or a model-selection trial). Columns are passed in the feature set's
 order and the booster keeps their names: the scorer builds its input vector
 from the same names, so a feature-order mismatch fails loudly instead of
 scoring garbage.
@@ -17,20 +17,14 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-#: Overridable by ``params``; everything else is XGBoost's default.
-DEFAULT_PARAMS: dict[str, Any] = {"random_state": 0, "n_jobs": 2}
-
-
-def xgb_params(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The parameters a fit uses: :data:`DEFAULT_PARAMS` updated with ``overrides``."""
-    return {**DEFAULT_PARAMS, **(overrides or {})}
+from rtml_training.params import xgboost_params
 
 
 def train_xgboost(frame: pd.DataFrame, feature_names: Sequence[str], label: str = "is_fraud",
                   params: Mapping[str, Any] | None = None) -> xgb.Booster:
     """Fit an ``XGBClassifier`` on ``frame[feature_names]`` and return its booster."""
     names = list(feature_names)
-    model = xgb.XGBClassifier(**xgb_params(params))
+    model = xgb.XGBClassifier(**xgboost_params(params))
     features = frame[names].astype(np.float64)
     model.fit(features, frame[label].to_numpy(dtype=np.int8))
     booster = model.get_booster()

@@ -56,3 +56,24 @@ def test_mounting_the_command_imports_no_training_stack() -> None:
 
 def test_the_default_train_start_is_the_protocol_s() -> None:
     assert SplitConfig().train_start.isoformat() == DEFAULT_TRAIN_START
+
+
+def test_a_bad_parameter_file_is_a_usage_error_naming_the_key(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("xgboost:\n  max_dept: 4\n")
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--no-mlflow",
+                                 "--params", str(params)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "max_dept" in result.output and f"{params}:2" in result.output
+
+
+def test_selection_options_are_checked_before_any_work(tmp_path: Path) -> None:
+    compare_alone = runner.invoke(app, ["train", "--data", str(tmp_path), "--no-mlflow",
+                                        "--compare", "random-forest"], env={"COLUMNS": "200"})
+    assert compare_alone.exit_code == 2 and "--compare needs --select" in compare_alone.output
+    unknown = runner.invoke(app, ["train", "--data", str(tmp_path), "--no-mlflow", "--select",
+                                  "--compare", "svm"], env={"COLUMNS": "200"})
+    assert unknown.exit_code == 2 and "random-forest" in unknown.output
+    assert runner.invoke(app, ["train", "--metric", "f1"]).exit_code == 2
+    assert runner.invoke(app, ["train", "--calibration", "beta"]).exit_code == 2
+    assert runner.invoke(app, ["train", "--trials", "0"]).exit_code == 2

@@ -7,6 +7,7 @@ slow test at the end.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from rtml_training.mlflow_logging import (
     TABLE_ARTIFACT,
 )
 from rtml_training.pipeline import STEPS, train
+from rtml_training.selection.search import SelectionConfig
 from rtml_training.split import SplitConfig
 
 pytestmark = pytest.mark.integration
@@ -63,7 +65,9 @@ def test_pipeline_logs_the_run_and_registers_the_model(
     result = train(TrainConfig(data=small_data, name=name, split=SMALL_SPLIT, folds=2,
                                tracking_uri=mlflow_server.tracking_uri), progress)
 
-    assert [step for kind, step in progress.events if kind == "done"] == list(STEPS)
+    # No selection and no comparison families: every other step, calibration included.
+    assert [step for kind, step in progress.events if kind == "done"] == [
+        step for step in STEPS if step not in ("select", "compare")]
     assert result.run_id is not None and result.model_version is not None
     client = MlflowClient(mlflow_server.tracking_uri)
     run = client.get_run(result.run_id)
@@ -108,6 +112,58 @@ def test_pipeline_logs_the_run_and_registers_the_model(
     loaded = registry.load(name, "1", tmp_path / "model")
     rows = holdout[BASELINE.names].to_numpy(dtype=np.float64)
     np.testing.assert_allclose(loaded.predict(rows), result.model.predict(rows))
+    # XGBoost is calibrated by default (Platt on validation weeks) and served calibrated.
+    assert loaded.calibration is not None and loaded.calibration.method == "platt"
+    assert loaded.calibration == result.model.calibration
+    assert version.tags["rtml.calibration"].startswith("platt")
+    assert result.calibration is not None and metrics["brier"] == pytest.approx(
+        result.calibration.brier)
+
+
+def test_selection_logs_trials_as_child_runs_and_lineage_on_the_version(
+        small_data: Path, mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    name = f"selected-{tmp_path.name}"
+    progress = Recorder()
+    result = train(TrainConfig(
+        data=small_data, name=name, split=SMALL_SPLIT, tracking_uri=mlflow_server.tracking_uri,
+        xgb_params={"n_estimators": 30},
+        selection=SelectionConfig(trials=3, folds=2, compare=("logistic-regression",))),
+        progress)
+    done = [step for kind, step in progress.events if kind == "done"]
+    assert {"select", "calibrate", "compare"} <= set(done)
+    xgboost, logistic = result.selection
+    assert (xgboost.family, logistic.family) == ("xgboost", "logistic-regression")
+    assert len(xgboost.trials) == 3 and xgboost.chosen_params["n_estimators"] == 30
+    assert result.model_params["max_depth"] == xgboost.chosen_params["max_depth"]
+    models = [row.model for row in result.comparison if row.source == "this run"]
+    assert models == ["xgboost, selected", "logistic regression, selected"]
+
+    client = MlflowClient(mlflow_server.tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert len(children) == 6
+    by_name = {c.info.run_name: c for c in children}
+    first = by_name["xgboost-trial-000"]
+    assert {"fold0_ap", "fold1_ap", "ap_mean", "ap_std", "value"} <= set(first.data.metrics)
+    assert first.data.params["n_estimators"] == "30"
+    assert first.data.params["max_depth"] == "6"                  # trial 0: the defaults
+    best = [c for c in children if c.data.tags["rtml.selection.best"] == "true"]
+    assert len(best) == 2
+    run = client.get_run(result.run_id)
+    assert run.data.params["selection.metric"] == "ap"
+    assert run.data.metrics["selection_xgboost_trials"] == 3
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "selection")}
+    assert artifacts == {"selection/trials.json", "selection/space.json"}
+
+    assert result.model_version is not None
+    tags = result.model_version.tags
+    assert json.loads(tags["rtml.selection.chosen_params"]) == xgboost.chosen_params
+    assert json.loads(tags["rtml.selection.fixed_params"]) == {"n_estimators": 30}
+    assert "n_estimators" not in tags["rtml.selection.space"]
+    assert tags["rtml.selection.metric"] == "ap" and tags["rtml.selection.trials"].startswith("3")
+    assert tags["rtml.calibration"].startswith("platt")
 
 
 def test_cli_trains_river_without_registering(

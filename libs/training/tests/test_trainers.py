@@ -7,8 +7,9 @@ import pandas as pd
 
 from rtml_models.river import RiverModel, default_online_model
 from rtml_models.xgboost import XGBoostModel
+from rtml_training.params import XGBOOST_DEFAULTS, xgboost_params
 from rtml_training.river_trainer import feature_dicts, train_river
-from rtml_training.xgb_trainer import DEFAULT_PARAMS, train_xgboost, xgb_params
+from rtml_training.xgb_trainer import train_xgboost
 
 NAMES = ["amount", "night"]
 
@@ -32,7 +33,7 @@ def test_xgboost_booster_carries_the_feature_names_in_order() -> None:
     model = XGBoostModel(booster)
     scores = model.predict(data[NAMES].to_numpy())
     assert scores[data["is_fraud"].to_numpy()].mean() > scores[~data["is_fraud"].to_numpy()].mean()
-    assert xgb_params({"max_depth": 3}) == {**DEFAULT_PARAMS, "max_depth": 3}
+    assert xgboost_params({"max_depth": 3}) == {**XGBOOST_DEFAULTS, "max_depth": 3}
 
 
 def test_river_learns_in_event_time_order() -> None:

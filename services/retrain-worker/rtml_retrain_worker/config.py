@@ -8,7 +8,7 @@ settings are explained in docs/retrain-worker.md ("Which data a retrain uses").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -103,6 +103,21 @@ class Settings(ServiceSettings):
     xgb_params: dict[str, Any] = Field(
         default_factory=dict,
         description="XGBoost parameters over the training defaults, as JSON.",
+    )
+    select: bool = Field(
+        default=False,
+        description=("Model selection before each retraining (rtml train --select: a seeded "
+                     "search over prequential validation folds); off so the loop stays fast."),
+    )
+    select_trials: int = Field(default=20, ge=1, description="Trials of a selection.")
+    select_timeout_s: float = Field(
+        default=300.0, gt=0, description="Seconds after which a selection starts no new trial.")
+    select_metric: Literal["ap", "auc", "cp"] = Field(
+        default="ap", description="What a selection maximises over the validation folds.")
+    calibration: Literal["auto", "platt", "isotonic", "none"] = Field(
+        default="auto",
+        description=("Calibration map fitted on validation weeks before the training period "
+                     "and kept inside the model (auto: platt for XGBoost)."),
     )
     holdout_rows: int = Field(default=2000, ge=1,
                               description="Test rows logged for the registry's validation gate.")

@@ -22,9 +22,10 @@ from rtml_retrain_worker.archive import Archive
 from rtml_retrain_worker.challenger import AliasResult, RegistryClient
 from rtml_retrain_worker.plan import Ready
 from rtml_retrain_worker.training_set import build_dataset
-from rtml_training.config import TrainConfig
+from rtml_training.config import CalibrationKind, TrainConfig
 from rtml_training.pipeline import train
 from rtml_training.result import TrainResult
+from rtml_training.selection.search import SelectionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class TrainingJob:
     experiment: str | None = None
     xgb_params: tuple[tuple[str, object], ...] = ()
     holdout_rows: int = 2000
+    #: Model selection (off by default so the loop stays fast) and the calibration kind.
+    selection: SelectionConfig | None = None
+    calibration: CalibrationKind = "auto"
 
     @property
     def request_ids(self) -> list[str]:
@@ -82,17 +86,19 @@ class RetrainOutcome:
 def train_challenger(job: TrainingJob, archive: Archive) -> TrainResult:
     """Build the training set and run the pipeline (registering when a tracking URI is set)."""
     feature_set = get_feature_set(job.feature_set)
-    dataset = build_dataset(archive, job.plan.split, feature_set, job.plan.as_of)
-    logger.info("training set: %d transactions %s..%s, %d labelled fraud, as of %s",
-                len(dataset), dataset.day.min().date() if len(dataset) else "-",
-                dataset.day.max().date() if len(dataset) else "-", int(dataset.is_fraud.sum()),
-                job.plan.as_of.isoformat())
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     config = TrainConfig(data=archive.root, name=job.model_name, feature_set=job.feature_set,
                          split=job.plan.split, tracking_uri=job.tracking_uri,
                          experiment=job.experiment, xgb_params=dict(job.xgb_params),
                          holdout_rows=job.holdout_rows, tags=job.tags(),
-                         run_name=f"retrain-{job.plan.split.train_start}-{stamp}")
+                         selection=job.selection, calibration=job.calibration,
+                         run_name=f"retrain-{job.plan.split.train_start}-"
+                                  f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}")
+    dataset = build_dataset(archive, job.plan.split, feature_set, job.plan.as_of,
+                            validation_folds=config.validation_folds)
+    logger.info("training set: %d transactions %s..%s, %d labelled fraud, as of %s",
+                len(dataset), dataset.day.min().date() if len(dataset) else "-",
+                dataset.day.max().date() if len(dataset) else "-", int(dataset.is_fraud.sum()),
+                job.plan.as_of.isoformat())
     return train(config, dataset=dataset)
 
 

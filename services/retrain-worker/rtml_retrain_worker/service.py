@@ -40,6 +40,7 @@ from rtml_retrain_worker.metrics import WorkerMetrics
 from rtml_retrain_worker.plan import Ready, SplitPolicy, Wait, decide
 from rtml_retrain_worker.requests import Outcome, RequestBook, Status
 from rtml_retrain_worker.retrain import RetrainOutcome, TrainingJob, retrain
+from rtml_training.selection.search import SelectionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,12 @@ class RetrainWorker:
             feature_set=self.settings.feature_set, tracking_uri=self.tracking_uri,
             experiment=self.settings.experiment,
             xgb_params=tuple(sorted(self.settings.xgb_params.items())),
-            holdout_rows=self.settings.holdout_rows)
+            holdout_rows=self.settings.holdout_rows,
+            selection=SelectionConfig(metric=self.settings.select_metric,
+                                      trials=self.settings.select_trials,
+                                      timeout_s=self.settings.select_timeout_s)
+            if self.settings.select else None,
+            calibration=self.settings.calibration)
         logger.info("training %s for request(s) %s: %s, labels as of %s",
                     job.model_name, ", ".join(job.request_ids), decision.split.describe(),
                     decision.as_of.isoformat())

@@ -35,9 +35,12 @@ def history_start(split: SplitConfig, feature_set: FeatureSet) -> datetime:
 
 
 def build_dataset(archive: Archive, split: SplitConfig, feature_set: FeatureSet,
-                  as_of: datetime) -> Dataset:
-    """The frames of ``split``'s history as known at ``as_of`` (see the module doc)."""
-    start = history_start(split, feature_set)
+                  as_of: datetime, validation_folds: int = 0) -> Dataset:
+    """The frames of ``split``'s history as known at ``as_of`` (see the module doc), reaching
+    back far enough for ``validation_folds`` validation folds (model selection and
+    calibration; the archive may hold fewer, which training copes with)."""
+    earliest = split.validation().fold(validation_folds - 1) if validation_folds else split
+    start = history_start(earliest, feature_set)
     end = datetime.combine(split.test_end, time(0), tzinfo=UTC)
     tx = archive.read(TRANSACTIONS, start, end)
     tx = tx.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
