@@ -17,15 +17,17 @@ from rtml_common.kafka.published import end_offsets
 from rtml_common.topics import spec_for_event
 from rtml_feature_pipeline.checkpoint import Checkpoint, checkpoint_key
 from rtml_features.baseline import BASELINE
+from rtml_features.definitions import FeatureSet
 
 FEATURES_TOPIC = spec_for_event(FeatureVector).name
 
 
 def pipeline_env(bootstrap: str, redis_url: str, group: str,
-                 checkpoint_interval_s: float = 1.0, exit_when_idle_s: float = 4.0
-                 ) -> dict[str, str]:
+                 checkpoint_interval_s: float = 1.0, exit_when_idle_s: float = 4.0,
+                 feature_set: FeatureSet = BASELINE) -> dict[str, str]:
     """The environment of a feature-pipeline process under test."""
     return {
+        "RTML_FEATURE_PIPELINE_FEATURE_SET": feature_set.name,
         "RTML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "RTML_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "RTML_REDIS_URL": redis_url,
@@ -35,10 +37,11 @@ def pipeline_env(bootstrap: str, redis_url: str, group: str,
     }
 
 
-def published_since_checkpoint(client: redis.Redis, kafka: KafkaSettings, group: str) -> int:
-    """Vectors on ``features`` after the positions the group's last checkpoint recorded
-    (0 before a checkpoint that applied anything)."""
-    raw = client.get(checkpoint_key(group, BASELINE.name, BASELINE.version))
+def published_since_checkpoint(client: redis.Redis, kafka: KafkaSettings, group: str,
+                               feature_set: FeatureSet = BASELINE) -> int:
+    """Vectors on ``features`` after the positions the group's last checkpoint of
+    ``feature_set`` recorded (0 before a checkpoint that applied anything)."""
+    raw = client.get(checkpoint_key(group, feature_set.name, feature_set.version))
     if not raw:
         return 0
     checkpoint = Checkpoint.from_bytes(raw)  # type: ignore[arg-type]

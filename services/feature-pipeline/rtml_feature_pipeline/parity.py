@@ -48,11 +48,19 @@ def batch_features(history: pd.DataFrame, labels: pd.DataFrame,
 
 
 def streamed_vectors(bootstrap: str, expected: int | None = None,
-                     idle_timeout_s: float = 5.0) -> pd.DataFrame:
-    """The last revision of every transaction's vector on the ``features`` topic."""
+                     idle_timeout_s: float = 5.0,
+                     feature_set: FeatureSet | None = None) -> pd.DataFrame:
+    """The last revision of every transaction's vector on the ``features`` topic.
+
+    With ``feature_set``, only that set's vectors (name and version): pipelines of
+    several sets publish to the same topic.
+    """
     latest: dict[str, FeatureVector] = {}
     for record in iter_topic(bootstrap, "features", expected, idle_timeout_s=idle_timeout_s):
         vector = FeatureVector.model_validate_json(record.value() or b"")
+        if feature_set is not None and (vector.feature_set, vector.feature_set_version) != (
+                feature_set.name, feature_set.version):
+            continue
         kept = latest.get(vector.transaction_id)
         if kept is None or vector.revision > kept.revision:
             latest[vector.transaction_id] = vector
