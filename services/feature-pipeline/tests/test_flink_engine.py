@@ -55,6 +55,7 @@ from rtml_features.baseline import BASELINE, CUSTOMER, TERMINAL
 from rtml_features.batch import compute_features
 from rtml_features.definitions import Agg, FeatureSet, Ratio
 from rtml_features.definitions import WindowAggregate as W
+from rtml_features.extended import EXTENDED
 from rtml_features.online_store.base import entity_features
 from rtml_features.online_store.redis.store import RedisOnlineStore, entity_key
 
@@ -158,6 +159,43 @@ def test_min_and_max_are_refused_naming_the_feature() -> None:
     assert subset.version == BASELINE.version != with_max.version
     assert supported_subset(BASELINE) is BASELINE
     compile_feature_set(subset, OPTIONS)
+
+
+EXTENDED_EXTREMES = ["customer_id_max_amount_7day_window", "customer_id_max_amount_30day_window",
+                     "customer_id_min_amount_30day_window"]
+
+
+def test_the_extended_set_is_refused_at_compile_time_naming_its_min_and_max(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The registered ``extended`` set: its three amount extremes cannot be running sums,
+    the job refuses it before touching Flink; ``--subset`` runs the other 18 features
+    under a version of their own (their Redis keys never pass for the full set's)."""
+    with pytest.raises(UnsupportedFeature) as raised:
+        compile_feature_set(EXTENDED, OPTIONS)
+    message = str(raised.value)
+    assert "'extended' has 3 feature(s) the Flink engine does not support" in message
+    for name in EXTENDED_EXTREMES:
+        assert f"feature {name!r}" in message
+    with pytest.raises(UnsupportedFeature, match="customer_id_max_amount_7day_window"):
+        flink_job.main(["--feature-set", "extended", "--print-sql"])
+
+    subset = supported_subset(EXTENDED)
+    assert subset.names == [n for n in EXTENDED.names if n not in EXTENDED_EXTREMES]
+    assert len(subset.names) == 18 and subset.version not in (EXTENDED.version,
+                                                              BASELINE.version)
+    job = compile_feature_set(subset, OPTIONS)
+    produced = [name for query in job.entity_queries for name in query.features]
+    assert sorted([*job.row_features, *produced]) == sorted(subset.names)
+    # The delayed customer windows reuse the baseline's shifts (+7d, +37d): no new reader.
+    assert len(job.sources) == len(compile_feature_set(BASELINE, OPTIONS).sources)
+
+    capsys.readouterr()
+    assert flink_job.main(["--feature-set", "extended", "--describe"]) == 0
+    described = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert list(described) == EXTENDED.names
+    assert all("cannot express" in described[name] for name in EXTENDED_EXTREMES)
+    assert described["customer_id_avg_amount_30day_window_delayed"] == (
+        "mean of amount per customer, window 30d shifted back by 7d")
 
 
 def test_compile_module_doctest() -> None:
