@@ -52,6 +52,16 @@ class Settings(ServiceSettings):
     model_name: str = model_name_field(
         "Registered model whose champion (and canary arms) score requests."
     )
+    feature_set: str = Field(
+        default="baseline",
+        min_length=1,
+        description=(
+            "Registered feature set (rtml_features.baseline.REGISTRY: baseline, extended) a "
+            "request's features are computed with, from the prefix logs the feature pipeline "
+            "writes for the same set (RTML_FEATURE_PIPELINE_FEATURE_SET); the models served "
+            "must have been trained on it."
+        ),
+    )
     rules_path: Path | None = Field(
         default=None,
         description=(
@@ -174,6 +184,18 @@ class Settings(ServiceSettings):
             "beyond); unset accepts any past time (replays and benchmarks send 2018 times)."
         ),
     )
+
+    @field_validator("feature_set")
+    @classmethod
+    def _known_feature_set(cls, name: str) -> str:
+        """An unknown set would fail every request's features; say so at start-up."""
+        from rtml_features.baseline import get_feature_set
+
+        try:
+            get_feature_set(name)
+        except KeyError as error:
+            raise ValueError(str(error)) from None
+        return name
 
     @field_validator("admin_api_key")
     @classmethod

@@ -34,7 +34,7 @@ from rtml_decision.outputs import DecisionPublisher
 from rtml_decision.request_store import RequestStore
 from rtml_decision.rule_worker import RuleWorker
 from rtml_decision.watcher import ModelWatcher
-from rtml_features.baseline import BASELINE
+from rtml_features.baseline import get_feature_set
 from rtml_models.aliases import CHAMPION
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.serving import ServingModels
@@ -176,12 +176,13 @@ def build_service(settings: Settings, kafka: KafkaSettings, redis: RedisSettings
     except Exception as error:  # registry down: answer degraded until the watcher loads one
         logger.warning("no model loaded yet (%r): answering degraded meanwhile", error)
     budget_s = settings.request_timeout_ms / 1000
-    store = RequestStore.from_url(redis.url, BASELINE, settings.idempotency_ttl_s,
+    feature_set = get_feature_set(settings.feature_set)
+    store = RequestStore.from_url(redis.url, feature_set, settings.idempotency_ttl_s,
                                   timeout_s=min(redis.socket_timeout_s, budget_s))
     publisher = DecisionPublisher(EventProducer(kafka, **PRODUCER_OVERRIDES), metrics,
                                   new_producer=lambda: EventProducer(kafka, **PRODUCER_OVERRIDES))
     engine = DecisionEngine(store=store, serving=serving, rules=rules, router=router,
-                            feature_set=BASELINE, publisher=publisher, metrics=metrics,
+                            feature_set=feature_set, publisher=publisher, metrics=metrics,
                             timeout_ms=settings.request_timeout_ms,
                             top_contributions=settings.top_contributions,
                             canary_key=settings.canary_key,

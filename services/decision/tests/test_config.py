@@ -22,6 +22,7 @@ EXPECTED_DEFAULTS = {
     "http_host": "127.0.0.1",
     "http_port": 8080,
     "model_name": "fraud-detector",
+    "feature_set": "baseline",
     "rules_path": None,
     "admin_api_key": None,
     "request_timeout_ms": 50,
@@ -49,6 +50,15 @@ def test_environment_overrides_a_default(monkeypatch: pytest.MonkeyPatch) -> Non
     assert EXPECTED_DEFAULTS["canary_weights"] != expected, "the override must change something"
     monkeypatch.setenv("RTML_DECISION_CANARY_WEIGHTS", '{"champion": 95, "challenger": 5}')
     assert Settings().canary_weights == expected
+
+
+def test_the_feature_set_is_a_registered_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTML_DECISION_FEATURE_SET", "extended")
+    assert Settings().feature_set == "extended"
+    monkeypatch.setenv("RTML_DECISION_FEATURE_SET", "richer")
+    with pytest.raises(ValidationError, match="unknown feature set 'richer'; known: baseline, "
+                                              "extended"):
+        Settings()
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@ MLflow champion) and each decision's ``inputs`` are read back from the
 ``decisions`` topic. Every feature must equal
 :func:`rtml_features.batch.compute_features` over the history plus the request
 within 1e-9, and the consistency markers the history's true counts; a
-request older than a trimmed log answers degraded with ``out_of_range``.
+request older than a trimmed log answers degraded with ``out_of_range``. The
+first check runs for each registered feature set, the service selecting it by
+``RTML_DECISION_FEATURE_SET`` (the extended set's customer logs carry sparse
+tables for its min / max and a label log for its known frauds).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from rtml_decision.config import Settings
 from rtml_decision.wiring import build_service
 from rtml_features.baseline import BASELINE
 from rtml_features.batch import compute_features
+from rtml_features.definitions import FeatureSet
+from rtml_features.extended import EXTENDED
 from rtml_features.online_store.redis.prefix_writer import EntityLogState, PrefixLogWriter
 from rtml_features.request_vector import log_spec
 from rtml_features.rows import epoch_ms
@@ -54,28 +59,37 @@ ORIGIN = datetime(2026, 1, 1, tzinfo=UTC)
 COLUMNS = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
 
 
-def _model() -> XGBoostModel:
+def _model(feature_set: FeatureSet) -> XGBoostModel:
     rng = np.random.default_rng(0)
-    rows = rng.random((200, len(BASELINE.names))) * 10
+    rows = rng.random((200, len(feature_set.names))) * 10
     labels = (rows[:, 1] > 5).astype(float)
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "nthread": 1},
-                        xgb.DMatrix(rows, label=labels, feature_names=list(BASELINE.names)),
+                        xgb.DMatrix(rows, label=labels, feature_names=list(feature_set.names)),
                         num_boost_round=3)
     return XGBoostModel(booster)
 
 
 @pytest.fixture
+def feature_set() -> FeatureSet:
+    """The set the service is configured with (a test parametrizes it to override)."""
+    return BASELINE
+
+
+@pytest.fixture
 def client(kafka_broker: Any, redis_server: Any, mlflow_server: Any, tmp_path: Path,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+           monkeypatch: pytest.MonkeyPatch, feature_set: FeatureSet) -> Iterator[TestClient]:
     for name in [n for n in os.environ if n.upper().startswith("RTML_")]:
         monkeypatch.delenv(name)
+    if feature_set is not BASELINE:  # selected as a deployment selects it
+        monkeypatch.setenv("RTML_DECISION_FEATURE_SET", feature_set.name)
     registry = MlflowRegistry(mlflow_server.tracking_uri)
     model = f"request-time-{uuid.uuid4().hex[:8]}"
-    registry.set_alias(model, "champion",
-                       registry.register(model, _model(), feature_set=BASELINE).version)
+    registry.set_alias(model, "champion", registry.register(
+        model, _model(feature_set), feature_set=feature_set).version)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     settings = Settings(model_name=model, rules_path=rules, fallback_rules_path=rules)
+    assert settings.feature_set == feature_set.name
     kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap_servers)
     service = build_service(settings, kafka, RedisSettings(url=redis_server.url),
                             MlflowSettings(tracking_uri=mlflow_server.tracking_uri), None,
@@ -134,28 +148,29 @@ def simulate(prefix: str, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def write_logs(client: redis.Redis, history: pd.DataFrame, labels: pd.DataFrame,
-               order: np.ndarray, trim_ms: dict[str, int] | None = None) -> None:
+               order: np.ndarray, trim_ms: dict[str, int] | None = None,
+               feature_set: FeatureSet = BASELINE) -> None:
     """The history's prefix logs as the pipeline writes them, events in ``order``."""
     states: dict[tuple[str, str], EntityLogState] = {}
     by_id = history.set_index("transaction_id")
-    writer = PrefixLogWriter(client, BASELINE, ttl_s=3600)
+    writer = PrefixLogWriter(client, feature_set, ttl_s=3600)
 
     def state(entity: Any, entity_id: str) -> EntityLogState:
         key = (entity.name, entity_id)
         if key not in states:
-            states[key] = EntityLogState(log_spec(BASELINE, entity))
+            states[key] = EntityLogState(log_spec(feature_set, entity))
         return states[key]
 
     for chunk in np.array_split(order, 5):  # several writes: diffs span batches
         for i in chunk:
             row = history.iloc[int(i)]
-            for entity in BASELINE.entities:
+            for entity in feature_set.entities:
                 state(entity, row[entity.key]).add_event(
                     row["transaction_id"], epoch_ms(row["event_time"]), {"amount": row["amount"]})
         writer.write([(name, entity_id, s) for (name, entity_id), s in states.items()])
     for label in labels.itertuples():
         row = by_id.loc[label.transaction_id]
-        for entity in BASELINE.entities:
+        for entity in feature_set.entities:
             state(entity, row[entity.key]).add_label(
                 label.transaction_id, epoch_ms(row["event_time"]), epoch_ms(label.labeled_at),
                 {"is_fraud": float(label.is_fraud)})
@@ -164,25 +179,25 @@ def write_logs(client: redis.Redis, history: pd.DataFrame, labels: pd.DataFrame,
     writer.write([(name, entity_id, s) for (name, entity_id), s in states.items()])
 
 
-def batch_vector(history: pd.DataFrame, labels: pd.DataFrame, request: dict[str, Any]
-                 ) -> dict[str, float]:
+def batch_vector(history: pd.DataFrame, labels: pd.DataFrame, request: dict[str, Any],
+                 feature_set: FeatureSet = BASELINE) -> dict[str, float]:
     row = {**request, "event_time": datetime.fromisoformat(request["event_time"])}
     spine = pd.DataFrame([row], columns=COLUMNS)
     full = history if request["transaction_id"] in set(history["transaction_id"]) \
         else pd.concat([history, spine], ignore_index=True)
-    result = compute_features(BASELINE, spine, full, labels)
-    return {name: float(result[name].iloc[0]) for name in BASELINE.names}
+    result = compute_features(feature_set, spine, full, labels)
+    return {name: float(result[name].iloc[0]) for name in feature_set.names}
 
 
-def true_markers(history: pd.DataFrame, labels: pd.DataFrame, request: dict[str, Any]
-                 ) -> dict[str, float]:
+def true_markers(history: pd.DataFrame, labels: pd.DataFrame, request: dict[str, Any],
+                 feature_set: FeatureSet = BASELINE) -> dict[str, float]:
     t = datetime.fromisoformat(request["event_time"])
     known = labels[labels["labeled_at"] <= t].set_index("transaction_id")["is_fraud"]
     out: dict[str, float] = {}
-    for entity in BASELINE.entities:
+    for entity in feature_set.entities:
         if request[entity.key] is None:
             continue
-        horizon = BASELINE.horizon(entity)
+        horizon = feature_set.horizon(entity)
         seen = history[(history[entity.key] == request[entity.key])
                        & (history["event_time"] > t - horizon) & (history["event_time"] <= t)
                        & (history["transaction_id"] != request["transaction_id"])]
@@ -190,17 +205,20 @@ def true_markers(history: pd.DataFrame, labels: pd.DataFrame, request: dict[str,
         # labels are held (and counted) only for an entity with label-delayed aggregates
         out[f"rtml_seen_labels_{entity.name}"] = float(
             known.reindex(seen["transaction_id"]).fillna(0).sum()) \
-            if log_spec(BASELINE, entity).label_fields else 0.0
+            if log_spec(feature_set, entity).label_fields else 0.0
     return out
 
 
+@pytest.mark.parametrize("feature_set", [BASELINE, EXTENDED], ids=lambda fs: fs.name)
 def test_every_feature_equals_the_batch_engine_and_the_markers_the_true_counts(
-        client: TestClient, redis_server: Any, kafka_broker: Any) -> None:
+        client: TestClient, redis_server: Any, kafka_broker: Any,
+        feature_set: FeatureSet) -> None:
     prefix = uuid.uuid4().hex[:8]
     history, labels = simulate(prefix)
     rng = np.random.default_rng(3)
     plain = redis_server.client()
-    write_logs(plain, history, labels, rng.permutation(len(history)))  # out of order
+    write_logs(plain, history, labels, rng.permutation(len(history)),  # out of order
+               feature_set=feature_set)
     requests: list[dict[str, Any]] = []
     for i in range(30):  # new transactions, between and after the history's events
         t = ORIGIN + timedelta(milliseconds=int(rng.integers(2 * DAY_MS, 52 * DAY_MS)))
@@ -227,11 +245,12 @@ def test_every_feature_equals_the_batch_engine_and_the_markers_the_true_counts(
     label_markers = 0.0
     for request in requests:
         inputs = published[request["transaction_id"]]["inputs"]
-        expected = batch_vector(history, labels, request)
+        expected = batch_vector(history, labels, request, feature_set)
+        assert list(expected) == feature_set.names
         for name, value in expected.items():
             assert abs(inputs[name] - value) <= 1e-9, (request, name, inputs[name], value)
             worst = max(worst, abs(inputs[name] - value))
-        markers = true_markers(history, labels, request)
+        markers = true_markers(history, labels, request, feature_set)
         assert {k: v for k, v in inputs.items() if k.startswith("rtml_seen_")} == markers
         label_markers += markers.get("rtml_seen_labels_terminal", 0.0)
     assert label_markers > 0  # labels known by t were counted somewhere
