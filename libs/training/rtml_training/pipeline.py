@@ -284,7 +284,9 @@ def _select(config: TrainConfig, frame: pd.DataFrame, validation: Sequence[Split
         fixed = config.model_params if name == config.model else {}
 
         def told(family_name: str, done: int, bound: int, best: float, eta_s: float) -> None:
-            steps.advance("select", f"{family_name}: trial {done}/{bound}, best "
+            filled = round(20 * done / bound)
+            steps.advance("select", f"{family_name} [{'#' * filled}{'.' * (20 - filled)}] "
+                                    f"trial {done}/{bound}, best "
                                     f"{selection.metric_label(config.k)} {best:.3f}, "
                                     f"ETA {eta_s // 60:.0f} min {eta_s % 60:02.0f} s")
 
