@@ -65,7 +65,8 @@ def run_one(data: Path, feature_set: str, selection: SelectionConfig | None) -> 
     }
     if result.calibration is not None:
         c = result.calibration
-        out["calibration"] = {"method": c.method, "brier_raw": round(c.brier_raw, 6),
+        out["calibration"] = {"method": c.method, "reason": c.reason,
+                              "brier_raw": round(c.brier_raw, 6),
                               "brier": round(c.brier, 6), "ece_raw": round(c.ece_raw, 6),
                               "ece": round(c.ece, 6)}
     searches = []
@@ -97,7 +98,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "AP averaged over 4 prequential validation folds whose validation weeks end where "
         "training starts — the test weeks are never looked at), the chosen parameters "
         "retrained on the training week and tested once. Calibration: Platt, fitted on the "
-        "validation weeks.", "",
+        "validation weeks where it beats the raw scores out of sample (`auto`).", "",
         "| feature set | model | test AUC | test AP | test CP@100 | validation AUC / AP / CP "
         "(mean ± sd over folds) | targets |",
         "|---|---|---:|---:|---:|---|---|",
@@ -124,12 +125,13 @@ def markdown(result: dict[str, Any], command: str) -> str:
         lines.append(f"| handbook | {p.model}{', ' + p.note if p.note else ''} | {p.auc:.3f} | "
                      f"{p.ap:.3f} | {p.cp_at_100:.3f} | | |")
     lines += ["", "| run | search | trials (completed / pruned) | stopped by | search s | "
-              "run wall s | run CPU s | calibration: test Brier raw → calibrated, ECE |",
+              "run wall s | run CPU s | calibration kept (why): test Brier raw → served, "
+              "ECE raw → served |",
               "|---|---|---|---|---:|---:|---:|---|"]
     for run in result["runs"]:
         c = run.get("calibration")
-        calibration = (f"{c['brier_raw']:.5f} → {c['brier']:.5f}, {c['ece_raw']:.5f} → "
-                       f"{c['ece']:.5f}" if c else "")
+        calibration = (f"{c['method']} ({c['reason']}): {c['brier_raw']:.5f} → "
+                       f"{c['brier']:.5f}, {c['ece_raw']:.5f} → {c['ece']:.5f}" if c else "")
         name = f"{run['feature_set']}{', --select' if run['selected'] else ''}"
         if not run["searches"]:
             lines.append(f"| {name} | | | | | {run['wall_s']} | {run['cpu_s']} | {calibration} |")

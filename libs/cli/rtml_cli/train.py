@@ -113,9 +113,10 @@ def print_outcome(result: TrainResult, out: Console) -> None:
                   f"{found.chosen_params}", highlight=False, soft_wrap=True)
     calibration = result.calibration
     if calibration is not None:
-        out.print(f"calibration: {calibration.method} on {calibration.fit_rows:,} validation "
-                  f"rows; test Brier {calibration.brier_raw:.5f} raw -> {calibration.brier:.5f}, "
-                  f"ECE {calibration.ece_raw:.5f} -> {calibration.ece:.5f}", highlight=False)
+        out.print(f"calibration: {calibration.method} ({calibration.reason}; "
+                  f"{calibration.fit_rows:,} validation rows); test Brier "
+                  f"{calibration.brier_raw:.5f} raw -> {calibration.brier:.5f}, ECE "
+                  f"{calibration.ece_raw:.5f} -> {calibration.ece:.5f}", highlight=False)
     total = sum(result.timings.values())
     out.print(f"[dim]steps took {total:.1f} s in all[/]")
     if result.run_id:

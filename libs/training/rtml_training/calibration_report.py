@@ -68,8 +68,11 @@ def brier(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
 class CalibrationReport:
     """The calibration map fitted, where, and raw vs calibrated scores on the test period."""
 
+    #: ``platt``, ``isotonic``, or ``none`` when ``auto`` kept the raw scores.
     method: str
     points: int
+    #: Why this map (or none) was kept.
+    reason: str
     fitted_on: str
     fit_rows: int
     brier_raw: float
@@ -83,13 +86,13 @@ class CalibrationReport:
         return asdict(self)
 
 
-def calibration_report(method: str, points: int, fitted_on: str, fit_rows: int,
+def calibration_report(method: str, points: int, reason: str, fitted_on: str, fit_rows: int,
                        raw: npt.ArrayLike, calibrated: npt.ArrayLike,
                        labels: npt.ArrayLike) -> CalibrationReport:
     """Compare ``raw`` and ``calibrated`` test scores against the test ``labels``."""
     bins_raw, bins = reliability(raw, labels), reliability(calibrated, labels)
     return CalibrationReport(
-        method=method, points=points, fitted_on=fitted_on, fit_rows=fit_rows,
+        method=method, points=points, reason=reason, fitted_on=fitted_on, fit_rows=fit_rows,
         brier_raw=brier(raw, labels), brier=brier(calibrated, labels),
         ece_raw=expected_calibration_error(bins_raw), ece=expected_calibration_error(bins),
         bins_raw=bins_raw, bins=bins)

@@ -227,7 +227,8 @@ def selection_tags(result: TrainResult) -> dict[str, str]:
     tags: dict[str, str] = {}
     if result.calibration is not None:
         tags[TAG_CALIBRATION] = (f"{result.calibration.method} ({result.calibration.points} "
-                                 f"points, {result.calibration.fit_rows} validation rows)")
+                                 f"points, {result.calibration.fit_rows} validation rows; "
+                                 f"{result.calibration.reason})")
     if result.selection and result.config.selection is not None:
         found, selection = result.selection[0], result.config.selection
         means = found.best.figure_means()
@@ -319,7 +320,10 @@ class TrainingRun:
 
     @property
     def url(self) -> str:
-        """The run's page in the MLflow UI."""
+        """The run's page in the MLflow UI (for a server), else how to open one on the store."""
+        if not self.tracking_uri.startswith(("http://", "https://")):
+            return (f"`mlflow ui --backend-store-uri {self.tracking_uri}`, then experiment "
+                    f"{self.experiment_id}, run {self.run_id}")
         return (f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}"
                 f"/runs/{self.run_id}")
 

@@ -195,15 +195,34 @@ def fit_and_evaluate(config: TrainConfig, frame: pd.DataFrame, split: Split,
     return model, used, evaluate(test, model.predict(rows(test, feature_set)), config.k)
 
 
-def fit_calibration(config: TrainConfig, frame: pd.DataFrame, splits: Sequence[Split],
-                    feature_set: FeatureSet, params: Mapping[str, Any],
-                    ) -> tuple[Calibration, int]:
-    """The calibration map of ``params``' configuration and the rows it was fitted on.
+@dataclass(frozen=True)
+class CalibrationChoice:
+    """The map kept (None: raw scores kept), the validation rows it rests on, and why."""
 
-    Fitted on validation weeks, never on training rows (a model's scores on
-    its own training rows are overconfident) nor on the test period: the
-    configuration is refitted on each validation fold, and the map is fitted
-    on the pooled scores of the validation weeks against their labels.
+    calibration: Calibration | None
+    rows: int
+    reason: str
+
+
+def _brier(scores: npt.NDArray[np.float64], labels: npt.NDArray[np.int8]) -> float:
+    return float(np.sum((scores - labels) ** 2))
+
+
+def fit_calibration(config: TrainConfig, frame: pd.DataFrame, splits: Sequence[Split],
+                    feature_set: FeatureSet, params: Mapping[str, Any]) -> CalibrationChoice:
+    """The calibration of ``params``' configuration, fitted on validation weeks.
+
+    Never on training rows (a model's scores on its own training rows are
+    overconfident) nor on the test period: the configuration is refitted on
+    each validation fold, and the map is fitted on the pooled scores of the
+    validation weeks against their labels.
+
+    ``auto`` keeps a Platt map only where it helps: with two or more folds,
+    each fold's scores are mapped by a Platt map fitted on the *other* folds
+    (cross-fitting, so the comparison is out of sample), and the summed Brier
+    score of the mapped scores must beat the raw scores'; otherwise the raw
+    scores are kept as they are — already calibrated, which the test
+    report then shows. ``platt`` and ``isotonic`` always fit their map.
     """
     family = get_family(config.model)
     scores, labels = [], []
@@ -213,9 +232,24 @@ def fit_calibration(config: TrainConfig, frame: pd.DataFrame, splits: Sequence[S
                                        params, config.seed))
         labels.append(scored["is_fraud"].to_numpy(dtype=np.int8))
     pooled, truth = np.concatenate(scores), np.concatenate(labels)
-    method = config.calibration_method
-    calibration = fit_platt(pooled, truth) if method == "platt" else fit_isotonic(pooled, truth)
-    return calibration, len(pooled)
+    if config.calibration == "isotonic":
+        return CalibrationChoice(fit_isotonic(pooled, truth), len(pooled), "asked for")
+    if config.calibration == "platt" or len(splits) < 2:
+        return CalibrationChoice(fit_platt(pooled, truth), len(pooled), "asked for"
+                                 if config.calibration == "platt" else "one validation fold")
+    raw = mapped = 0.0
+    for held in range(len(splits)):
+        others = [i for i in range(len(splits)) if i != held]
+        fold_map = fit_platt(np.concatenate([scores[i] for i in others]),
+                             np.concatenate([labels[i] for i in others]))
+        raw += _brier(scores[held], labels[held])
+        mapped += _brier(fold_map.apply(scores[held]), labels[held])
+    n = len(pooled)
+    if mapped < raw:
+        return CalibrationChoice(fit_platt(pooled, truth), n,
+                                 f"cross-fitted Brier {mapped / n:.6f} < raw {raw / n:.6f}")
+    return CalibrationChoice(None, n, f"raw scores kept: cross-fitted Platt Brier "
+                                      f"{mapped / n:.6f} >= raw {raw / n:.6f}")
 
 
 def holdout_sample(test: pd.DataFrame, feature_set: FeatureSet, size: int,
@@ -348,24 +382,28 @@ def train(config: TrainConfig, progress: Progress | None = None,
     with steps("fit") as note:
         model, params = fit_model(config, train_frame, feature_set, chosen)
         note.detail = f"{config.model} on {len(train_frame):,} rows"
-    calibration_rows = 0
+    choice: CalibrationChoice | None = None
     if config.calibration_method != "none" and validation:
         with steps("calibrate") as note:
-            calibration, calibration_rows = fit_calibration(config, frame, validation,
-                                                            feature_set, chosen)
-            model = model.with_calibration(calibration)
-            note.detail = (f"{calibration.method} ({calibration.points} points) on "
-                           f"{calibration_rows:,} validation rows")
+            choice = fit_calibration(config, frame, validation, feature_set, chosen)
+            if choice.calibration is not None:
+                model = model.with_calibration(choice.calibration)
+                note.detail = (f"{choice.calibration.method} ({choice.calibration.points} "
+                               f"points) on {choice.rows:,} validation rows ({choice.reason})")
+            else:
+                note.detail = f"none on {choice.rows:,} validation rows: {choice.reason}"
     with steps("evaluate") as note:
         test_rows = rows(test_frame, feature_set)
         scores = model.predict(test_rows)
         metrics = evaluate(test_frame, scores, config.k)
         note.detail = _metrics_line(metrics)
         calibrated: CalibrationReport | None = None
-        if model.calibration is not None:
+        if choice is not None:
+            kept = model.calibration
             calibrated = calibration_report(
-                model.calibration.method, model.calibration.points,
-                "; ".join(split.config.describe() for split in validation), calibration_rows,
+                kept.method if kept is not None else "none",
+                kept.points if kept is not None else 0, choice.reason,
+                "; ".join(split.config.describe() for split in validation), choice.rows,
                 model.predict_raw(test_rows), scores, test_frame["is_fraud"].to_numpy())
             note.detail += (f"; Brier {calibrated.brier_raw:.5f} raw -> {calibrated.brier:.5f} "
                             f"calibrated")

@@ -37,7 +37,8 @@ def test_brier_and_the_report_compare_raw_with_calibrated() -> None:
     labels = np.array([0, 0, 1, 1])
     assert brier(np.array([0.0, 0.0, 1.0, 1.0]), labels) == 0.0
     assert brier(np.array([0.5] * 4), labels) == pytest.approx(0.25)
-    report = calibration_report("platt", 2, "week", 4, raw=np.array([0.4, 0.4, 0.6, 0.6]),
+    report = calibration_report("platt", 2, "asked for", "week", 4,
+                                raw=np.array([0.4, 0.4, 0.6, 0.6]),
                                 calibrated=np.array([0.1, 0.1, 0.9, 0.9]), labels=labels)
     assert report.brier < report.brier_raw and report.ece < report.ece_raw
     assert report.to_dict()["bins"][0]["n"] == 2
