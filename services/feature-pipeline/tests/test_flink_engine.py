@@ -20,8 +20,11 @@ The feature set of that run is the 15 baseline features plus features that
 exercise what the baseline does not: a 90-second window, a sum, a label field
 behind a delay shorter than the labels' 7-day arrival (so a label counts from
 when it is known), a delayed amount mean sharing its window with a label
-ratio, a ratio with a non-zero default, another night cut-off. They reuse the
-baseline's time shifts where they can: each new shift is one more Kafka reader.
+ratio, a ratio with a non-zero default, another night cut-off, and the
+``extended`` set's features that Flink computes (its ``--subset``: the
+customer's delayed mean amount and known frauds, the terminal's 7-day mean
+amount). They reuse the baseline's time shifts where they can: each new shift
+is one more Kafka reader.
 """
 
 from __future__ import annotations
@@ -218,7 +221,9 @@ def test_print_sql_needs_no_pyflink(capsys: pytest.CaptureFixture[str]) -> None:
 #: Written into a module the job imports (--feature-set flink_parity_features:PARITY).
 PARITY_MODULE = '''
 from datetime import timedelta
+from rtml_feature_pipeline.flink.compile import supported_subset
 from rtml_features.baseline import BASELINE, CUSTOMER, TERMINAL
+from rtml_features.extended import EXTENDED
 from rtml_features.definitions import Agg, FeatureSet, Ratio, RowFeature, RowKind
 from rtml_features.definitions import WindowAggregate as W
 
@@ -239,6 +244,8 @@ PARITY = FeatureSet("flink_parity", [
           W("terminal_nb_tx_7d_after_1d", TERMINAL, Agg.COUNT, timedelta(days=7),
             label_delay=timedelta(days=1)),
           default=-1.0),
+    # The extended set's features that Flink computes (its --subset), on the baseline's readers.
+    *supported_subset(EXTENDED).features[len(BASELINE.features):],
 ])
 '''
 
