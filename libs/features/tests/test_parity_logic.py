@@ -112,12 +112,14 @@ def test_streaming_equals_batch(feature_set: FeatureSet, seed: int) -> None:
     assert diff.to_numpy().max() <= 1e-9, diff.max()
 
 
-@pytest.mark.parametrize("seed", [7, 8])
-def test_out_of_order_within_lateness_is_revised_to_match(seed: int) -> None:
+@pytest.mark.parametrize(("feature_set", "seed"), [(MIXED, 7), (MIXED, 8), (EXTENDED, 7)],
+                         ids=["mixed-7", "mixed-8", "extended-7"])
+def test_out_of_order_within_lateness_is_revised_to_match(feature_set: FeatureSet,
+                                                          seed: int) -> None:
     tx, labels = random_history(seed)
-    batch = compute_features(MIXED, tx, tx, labels).set_index("transaction_id")
-    streamed = stream(MIXED, tx, labels, shuffle_within_s=1200, seed=seed)
-    diff = (batch[MIXED.names] - streamed.loc[batch.index, MIXED.names]).abs()
+    batch = compute_features(feature_set, tx, tx, labels).set_index("transaction_id")
+    streamed = stream(feature_set, tx, labels, shuffle_within_s=1200, seed=seed)
+    diff = (batch[feature_set.names] - streamed.loc[batch.index, feature_set.names]).abs()
     assert diff.to_numpy().max() <= 1e-9, diff.max()
 
 

@@ -40,7 +40,7 @@ def test_request_vector_equals_batch(case: dict) -> None:
 
 
 @pytest.mark.parametrize("feature_set", [BASELINE, EXTENDED], ids=lambda fs: fs.name)
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(stream_scenarios())
 def test_named_set_request_vector_equals_batch(feature_set: FeatureSet, case: dict) -> None:
