@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import date
 from typing import Any, Protocol
 
 import numpy as np
@@ -217,9 +218,10 @@ def fit_calibration(config: TrainConfig, frame: pd.DataFrame, splits: Sequence[S
     each validation fold, and the map is fitted on the pooled scores of the
     validation weeks against their labels.
 
-    ``auto`` keeps a Platt map only where it helps: with two or more folds,
-    each fold's scores are mapped by a Platt map fitted on the *other* folds
-    (cross-fitting, so the comparison is out of sample), and the summed Brier
+    ``auto`` keeps a Platt map only where it helps: it needs two or more
+    folds (else the raw scores are kept); each fold's scores are mapped by a
+    Platt map fitted on the *other* folds (cross-fitting, so the comparison
+    is out of sample), and the summed Brier
     score of the mapped scores must beat the raw scores'; otherwise the raw
     scores are kept as they are — already calibrated, which the test
     report then shows. ``platt`` and ``isotonic`` always fit their map.
@@ -234,9 +236,11 @@ def fit_calibration(config: TrainConfig, frame: pd.DataFrame, splits: Sequence[S
     pooled, truth = np.concatenate(scores), np.concatenate(labels)
     if config.calibration == "isotonic":
         return CalibrationChoice(fit_isotonic(pooled, truth), len(pooled), "asked for")
-    if config.calibration == "platt" or len(splits) < 2:
-        return CalibrationChoice(fit_platt(pooled, truth), len(pooled), "asked for"
-                                 if config.calibration == "platt" else "one validation fold")
+    if config.calibration == "platt":
+        return CalibrationChoice(fit_platt(pooled, truth), len(pooled), "asked for")
+    if len(splits) < 2:
+        return CalibrationChoice(None, len(pooled), "raw scores kept: one validation fold "
+                                                    "cannot check a map out of sample")
     raw = mapped = 0.0
     for held in range(len(splits)):
         others = [i for i in range(len(splits)) if i != held]
@@ -271,18 +275,24 @@ def _metrics_line(m: Metrics) -> str:
 
 
 def _validation_splits(frame: pd.DataFrame, configs: Sequence[SplitConfig],
-                       ) -> tuple[list[Split], list[str]]:
+                       first_day: date) -> tuple[list[Split], list[str]]:
     """The validation folds that fit the data, and why the others do not.
 
     A data set that starts late (the retrain worker's archive keeps a few
     weeks) may hold fewer validation weeks than asked: selection and
     calibration use those there are, and a run without any is calibrated
     not at all rather than failed (a selection without any fails: it has
-    nothing to select on).
+    nothing to select on). A fold whose training week starts before the
+    data does not count: a model fitted on part of a week would misjudge
+    the configuration it stands for.
     """
     found: list[Split] = []
     missing: list[str] = []
     for config in configs:
+        if config.train_start < first_day:
+            missing.append(f"validation fold {config.describe()} starts before the data "
+                           f"({first_day})")
+            continue
         try:
             found.append(make_split(frame, config))
         except SplitError as exc:
@@ -355,7 +365,8 @@ def train(config: TrainConfig, progress: Progress | None = None,
                        f"({feature_set.name} {feature_set.version})")
     with steps("split") as note:
         splits = [make_split(frame, config.split.fold(k)) for k in range(config.n_folds)]
-        validation, missing = _validation_splits(frame, validation_configs)
+        validation, missing = _validation_splits(frame, validation_configs,
+                                                 dataset.day.min().date())
         main = splits[0]
         summary = SplitSummary.of(main, frame)
         note.detail = (f"{config.split.describe()}: train {summary.train_rows:,} rows "
