@@ -47,3 +47,13 @@ def write_section(section: str, text: str, path: Path = DOCS) -> None:
     else:
         updated = current.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(updated.rstrip("\n") + "\n")
+
+
+def report(result: dict[str, Any], section: str, text: str, *, quick: bool,
+           as_json: bool) -> None:
+    """A full run rewrites its docs section; print the JSON object last, or the Markdown."""
+    import json
+
+    if not quick:
+        write_section(section, text)
+    print(json.dumps(result) if as_json else text)

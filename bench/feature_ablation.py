@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import machine, write_section
+from benchlib import machine, report
 
 from rtml_features.baseline import BASELINE, CUSTOMER, REGISTRY, TERMINAL
 from rtml_features.definitions import Agg, Feature, FeatureSet, WindowAggregate
@@ -142,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     result = {"benchmark": "feature-ablation", "quick": args.quick, "machine": about,
               "params": params, "runs": runs}
-    if not args.quick:
-        write_section(SECTION, markdown(result, command))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(markdown(result, command))
+    report(result, SECTION, markdown(result, command), quick=args.quick, as_json=args.json)
     return 0
 
 

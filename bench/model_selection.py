@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import machine, write_section
+from benchlib import machine, report
 
 from rtml_simulator import SimulationConfig, simulate, write_dataset
 from rtml_training.config import TrainConfig
@@ -174,12 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
     result = {"benchmark": "model-selection", "quick": args.quick, "machine": about,
               "trials": trials, "timeout_s": timeout, "runs": runs}
-    if not args.quick:
-        write_section(SECTION, markdown(result, command))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(markdown(result, command))
+    report(result, SECTION, markdown(result, command), quick=args.quick, as_json=args.json)
     return 0
 
 

@@ -10,47 +10,33 @@ stays in the booster's raw margin space.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import xgboost as xgb
 
 from rtml_decision.scoring import explain, pick_model, score
 from rtml_features.baseline import BASELINE
-from rtml_models import fit_platt
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.serving import ServingModels
-from rtml_models.xgboost import XGBoostModel
+from rtml_models.testing import calibrated_toy_model, register_champion
 
 pytestmark = pytest.mark.integration
 
 NAMES = list(BASELINE.names)
 
 
-def _calibrated_model(rows: np.ndarray) -> XGBoostModel:
-    rng = np.random.default_rng(31)
-    labels = (rows[:, 1] + rng.normal(0, 3, len(rows)) > 14).astype(float)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1,
-                         "scale_pos_weight": 8.0},
-                        xgb.DMatrix(rows[:1500], label=labels[:1500], feature_names=NAMES), 20)
-    model = XGBoostModel(booster)
-    return model.with_calibration(fit_platt(model.predict_raw(rows[1500:]), labels[1500:]))
-
-
 def test_the_request_path_scores_a_calibrated_champion_like_the_scorer(
         mlflow_server: Any, tmp_path: Path) -> None:
     rng = np.random.default_rng(30)
     rows = rng.gamma(2.0, 5.0, (2500, len(NAMES)))
-    model = _calibrated_model(rows)
+    model = calibrated_toy_model(rows, NAMES, label_column=1, threshold=14, seed=31,
+                                 method="platt")
     calibration = model.calibration
     assert calibration is not None
     registry = MlflowRegistry(mlflow_server.tracking_uri)
-    name = f"calibrated-{uuid.uuid4().hex[:8]}"
-    registry.set_alias(name, "champion",
-                       registry.register(name, model, feature_set=BASELINE).version)
+    name = register_champion(registry, model, BASELINE)
     snapshot = ServingModels(registry, name, with_shadows=False, workdir=tmp_path).refresh()
     arm, served = pick_model(snapshot, "champion")
     assert served is not None and served.model.calibration == calibration

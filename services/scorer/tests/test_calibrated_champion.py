@@ -9,7 +9,6 @@ Kafka path is covered in test_scoring.py).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,15 +17,13 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-import xgboost as xgb
 
 from rtml_common.events import FeatureVector
 from rtml_common.kafka.consumer import Record
 from rtml_features.baseline import BASELINE
-from rtml_models import fit_isotonic
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.serving import ServingModels
-from rtml_models.xgboost import XGBoostModel
+from rtml_models.testing import calibrated_toy_model, register_champion
 from rtml_scorer.config import Settings
 from rtml_scorer.scorer import Scorer
 
@@ -51,17 +48,6 @@ class Producer:
         return len(values)
 
 
-def _calibrated_model(rows: np.ndarray) -> XGBoostModel:
-    rng = np.random.default_rng(21)
-    labels = (rows[:, 0] + rng.normal(0, 3, len(rows)) > 12).astype(float)
-    # reweighted positives: raw scores overstate fraud, as calibration exists to fix
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1,
-                         "scale_pos_weight": 8.0},
-                        xgb.DMatrix(rows[:1500], label=labels[:1500], feature_names=NAMES), 20)
-    model = XGBoostModel(booster)
-    return model.with_calibration(fit_isotonic(model.predict_raw(rows[1500:]), labels[1500:]))
-
-
 def _records(rows: np.ndarray, first: int) -> list[Record[Any]]:
     out = []
     for i, row in enumerate(rows, start=first):
@@ -78,13 +64,12 @@ def test_a_calibrated_champion_publishes_calibrated_scores(mlflow_server: Any,
                                                            tmp_path: Path) -> None:
     rng = np.random.default_rng(20)
     rows = rng.gamma(2.0, 5.0, (2500, len(NAMES)))
-    model = _calibrated_model(rows)
+    model = calibrated_toy_model(rows, NAMES, label_column=0, threshold=12, seed=21,
+                                 method="isotonic")
     calibration = model.calibration
     assert calibration is not None
     registry = MlflowRegistry(mlflow_server.tracking_uri)
-    name = f"calibrated-{uuid.uuid4().hex[:8]}"
-    registry.set_alias(name, "champion",
-                       registry.register(name, model, feature_set=BASELINE).version)
+    name = register_champion(registry, model, BASELINE)
     serving = ServingModels(registry, name, workdir=tmp_path)
     champion = serving.refresh().champion
     assert champion is not None and champion.model.calibration == calibration
