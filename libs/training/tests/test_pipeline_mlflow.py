@@ -202,3 +202,26 @@ def test_full_default_data_meets_the_targets(
     assert result.metrics.cp_at_k >= 0.27
     assert result.targets_met == {"auc": True, "ap": True, "cp_at_100": True}
     assert result.model_version is not None
+
+
+def test_cli_selects_with_fixed_parameters_and_a_comparison_family(
+        small_data: Path, mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("xgboost:\n  n_estimators: 25\n")
+    name = f"cli-select-{tmp_path.name}"
+    outcome = CliRunner().invoke(app, [
+        "train", "--data", str(small_data), "--name", name, "--train-start", "2018-05-06",
+        "--tracking-uri", mlflow_server.tracking_uri, "--no-register", "--params", str(params),
+        "--select", "--trials", "2", "--compare", "logistic-regression", "--metric", "auc"],
+        env={"COLUMNS": "200"})
+    assert outcome.exit_code == 0, outcome.output
+    text = outcome.output
+    assert "model selection (prequential validation)" in text
+    assert "xgboost, selected" in text and "logistic regression, selected" in text
+    assert "validation AUC" in text and "'n_estimators': 25" in text
+    assert "targets (model selection, baseline" in text and "calibration:" in text
+    client = MlflowClient(mlflow_server.tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 + 2 + 2          # the training run and one child per trial
