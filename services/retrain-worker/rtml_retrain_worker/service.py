@@ -78,6 +78,14 @@ def policy_of(settings: Settings) -> SplitPolicy:
                        min_days_after_drift=settings.min_days_after_drift)
 
 
+def selection_of(settings: Settings) -> SelectionConfig | None:
+    """The model selection a retraining runs (None: train the configured parameters)."""
+    if not settings.select:
+        return None
+    return SelectionConfig(metric=settings.select_metric, trials=settings.select_trials,
+                           timeout_s=settings.select_timeout_s)
+
+
 class RetrainWorker:
     """The archive, the request book and the training scheduler of one process."""
 
@@ -176,10 +184,7 @@ class RetrainWorker:
             experiment=self.settings.experiment,
             xgb_params=tuple(sorted(self.settings.xgb_params.items())),
             holdout_rows=self.settings.holdout_rows,
-            selection=SelectionConfig(metric=self.settings.select_metric,
-                                      trials=self.settings.select_trials,
-                                      timeout_s=self.settings.select_timeout_s)
-            if self.settings.select else None,
+            selection=selection_of(self.settings),
             calibration=self.settings.calibration)
         logger.info("training %s for request(s) %s: %s, labels as of %s",
                     job.model_name, ", ".join(job.request_ids), decision.split.describe(),

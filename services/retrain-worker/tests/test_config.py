@@ -11,7 +11,7 @@ import pytest
 from rtml_common.service_config import EXIT_BAD_CONFIG
 from rtml_retrain_worker.__main__ import main
 from rtml_retrain_worker.config import Settings
-from rtml_retrain_worker.service import policy_of
+from rtml_retrain_worker.service import policy_of, selection_of
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
@@ -28,6 +28,11 @@ EXPECTED_DEFAULTS = {
     "registry_url": "http://127.0.0.1:8000",
     "registry_api_key": None,
     "exit_when_idle_s": 0.0,
+    "select": False,
+    "select_trials": 20,
+    "select_timeout_s": 300.0,
+    "select_metric": "ap",
+    "calibration": "auto",
 }
 
 
@@ -42,7 +47,21 @@ def test_environment_overrides_reach_the_split_policy(monkeypatch: pytest.Monkey
     assert policy.train_days == 21 and policy.label_maturity.total_seconds() == 2.5 * 86400
 
 
+def test_selection_is_off_by_default_and_configured_by_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert selection_of(Settings()) is None
+    monkeypatch.setenv("RTML_RETRAIN_WORKER_SELECT", "true")
+    monkeypatch.setenv("RTML_RETRAIN_WORKER_SELECT_TRIALS", "7")
+    monkeypatch.setenv("RTML_RETRAIN_WORKER_SELECT_METRIC", "cp")
+    selection = selection_of(Settings())
+    assert selection is not None
+    assert (selection.trials, selection.metric, selection.timeout_s) == (7, "cp", 300.0)
+
+
 @pytest.mark.parametrize(("variable", "value"), [
+    ("RTML_RETRAIN_WORKER_SELECT_METRIC", "f1"),
+    ("RTML_RETRAIN_WORKER_CALIBRATION", "beta"),
+    ("RTML_RETRAIN_WORKER_SELECT_TRIALS", "0"),
     ("RTML_RETRAIN_WORKER_REGISTRY_API_KEY", "short"),
     ("RTML_RETRAIN_WORKER_REGISTRY_URL", "registry:8000"),
 ])
