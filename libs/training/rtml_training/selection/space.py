@@ -88,6 +88,13 @@ SPACES: dict[str, SearchSpace] = {
         Dimension("subsample", "float", 0.5, 1.0),
         Dimension("colsample_bytree", "float", 0.5, 1.0),
         Dimension("reg_lambda", "float", 0.1, 10.0, log=True),
+        # The next three lifted the baseline's validation AP from 0.653 to 0.685 (mean of 4
+        # folds, same 40 trials): a split must gain gamma, leaf steps are bounded (XGBoost's
+        # advice for very imbalanced logistic loss), finer histograms come closer to the
+        # exact split finder the handbook used. scale_pos_weight did not help (0.654).
+        Dimension("gamma", "float", 0.0, 5.0),
+        Dimension("max_delta_step", "float", 0.0, 10.0),
+        Dimension("max_bin", "int", 64, 1024, log=True),
     )),
     "river": SearchSpace("river", (
         Dimension("learning_rate", "float", 0.001, 0.1, log=True),
