@@ -4,7 +4,7 @@ For each feature set (``baseline``, the handbook's 15; ``extended``, the richer
 default) the benchmark runs the training pipeline twice on the standard split
 (train 2018-07-25..07-31, test 2018-08-08..08-14, known-compromised cards
 removed): with the written-down XGBoost defaults, and with ``--select`` (the
-default search: 40 trials, no new trial after 480 s, AP over 4 prequential
+default search: 100 trials, no new trial after 480 s, AP over 4 prequential
 validation folds; comparison families logistic regression and random forest
 on the extended set). It reports the test figures of the selected models next
 to the handbook's published ones and the issue's targets, the validation
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a simulator data set (default: simulate the default data)")
     parser.add_argument("--feature-sets", default="baseline,extended")
     args = parser.parse_args(argv)
-    trials, timeout = (5, 60.0) if args.quick else (40, 480.0)
+    trials, timeout = (5, 60.0) if args.quick else (100, 480.0)
     command = "python bench/model_selection.py" + (" --quick" if args.quick else "")
     about = machine()
     with tempfile.TemporaryDirectory(prefix="rtml-bench-selection-") as tmp:

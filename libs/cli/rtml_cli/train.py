@@ -172,7 +172,7 @@ def train_command(
     metric: Annotated[MetricChoice, typer.Option(
         help="What the selection maximises (mean over the validation folds).",
     )] = MetricChoice.AP,
-    trials: Annotated[int, typer.Option(min=1, help="Trials per searched family.")] = 40,
+    trials: Annotated[int, typer.Option(min=1, help="Trials per searched family.")] = 100,
     search_timeout: Annotated[float, typer.Option(
         min=1, help="Seconds per searched family after which no new trial starts.")] = 480.0,
     compare: Annotated[list[str] | None, typer.Option(
