@@ -81,3 +81,13 @@ def test_the_written_down_defaults_are_xgboost_s_own() -> None:
     assert np.array_equal(pinned, unset)
     assert xgboost_params()["tree_method"] == "hist"
     assert XGBOOST_DEFAULTS["random_state"] == 0 and RIVER_DEFAULTS["learning_rate"] == 0.01
+
+
+def test_the_parameter_file_in_the_training_docs_loads(tmp_path: Path) -> None:
+    """docs/training.md's example parameter file is valid as printed."""
+    docs = Path(__file__).resolve().parents[3] / "docs" / "training.md"
+    text = docs.read_text()
+    block = text.split("## Parameters", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    loaded = load_params_file(write(tmp_path, "example.yaml", block))
+    assert loaded.for_kind("xgboost")["max_depth"] == 4
+    assert loaded.for_kind("river") == {"learning_rate": 0.005}
