@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo up down status top loop test fuzz consistency test-fast lint lock stack-up stack-down stack-status schemas
+.PHONY: bootstrap demo up down status top loop test fuzz consistency model-selection test-fast lint lock stack-up stack-down stack-status schemas
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -44,6 +44,12 @@ fuzz: bootstrap
 consistency: bootstrap
 	@RTML_CONSISTENCY_DECISIONS=$${RTML_CONSISTENCY_DECISIONS:-100000} \
 		$(PY) -m pytest tests/test_online_offline_consistency.py -q -s
+
+## Model selection and feature ablation on the default data (~25 min on 2 cores): the figures of
+## docs/training.md, rewritten in docs/benchmarks.md ("Model selection", "Feature ablation").
+model-selection: bootstrap
+	@$(PY) bench/model_selection.py
+	@$(PY) bench/feature_ablation.py
 
 ## Unit tests only (no servers).
 test-fast: bootstrap

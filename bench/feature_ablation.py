@@ -39,8 +39,9 @@ from rtml_training.pipeline import train
 SECTION = "## Feature ablation"
 #: What the default search chose for ``extended`` (docs/benchmarks.md "Model selection").
 SELECTED_PARAMS: dict[str, Any] = {
-    "n_estimators": 110, "max_depth": 8, "learning_rate": 0.0578, "min_child_weight": 8.62,
-    "subsample": 0.906, "colsample_bytree": 0.883, "reg_lambda": 2.66}
+    "n_estimators": 122, "max_depth": 8, "learning_rate": 0.054, "min_child_weight": 10.04,
+    "subsample": 0.9511, "colsample_bytree": 0.9144, "reg_lambda": 0.9318, "gamma": 0.34,
+    "max_delta_step": 6.92, "max_bin": 484}
 
 #: The extended set's additions, by what they capture.
 GROUPS: dict[str, list[str]] = {
