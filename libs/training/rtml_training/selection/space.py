@@ -7,7 +7,7 @@ the search did is always what is written down. Parameters fixed by the user
 ``--select`` searches the rest.
 
 >>> sorted(SPACES["xgboost"].names)[:3]
-['colsample_bytree', 'learning_rate', 'max_depth']
+['colsample_bytree', 'gamma', 'learning_rate']
 >>> SPACES["random-forest"].without({"max_depth"}).names
 ('n_estimators', 'min_samples_leaf', 'max_features')
 """
