@@ -14,7 +14,9 @@ Status codes (each documented in OpenAPI with the body really sent):
 ``event_time``, or an invalid rule set (the validator's precise message);
 401 missing or wrong ``X-API-Key``, checked before the body or the query is
 read; 403 admin endpoints disabled (no key configured); 503 backtest
-without a decision log.
+without a decision log, or an upload while the shared rule store (Redis) is
+unreachable (nothing is activated: activating in one process only is how
+workers used to disagree).
 
 ``POST /v1/decisions`` is answered by :class:`~rtml_decision.fast_path.DecisionFastPath`
 before FastAPI's request machinery (a coroutine on the event loop: the work
@@ -58,6 +60,8 @@ from rtml_decision.engine import DecisionEngine
 from rtml_decision.fast_path import REPLAY_HEADER, DecisionFastPath
 from rtml_decision.limits import Limits
 from rtml_decision.metrics import DecisionMetrics
+from rtml_decision.request_store import REDIS_FAILURES
+from rtml_decision.rule_store import RuleStore
 from rtml_decision.rule_worker import RuleWorker
 from rtml_decision.rules import RuleSetError
 from rtml_decision.schemas import (
@@ -108,8 +112,9 @@ ADMIN_DISABLED = "admin endpoints are disabled: RTML_DECISION_ADMIN_API_KEY is n
 
 def _rules_out(state: RuleSets) -> RuleSetOut:
     return RuleSetOut(name=state.primary.name, version=state.primary.version,
-                      inputs=sorted(state.primary.inputs), source=state.source,
-                      activated_at=state.activated_at, fallback_name=state.fallback.name,
+                      revision=state.revision, inputs=sorted(state.primary.inputs),
+                      source=state.source, activated_at=state.activated_at,
+                      fallback_name=state.fallback.name,
                       fallback_version=state.fallback.version)
 
 
@@ -156,11 +161,14 @@ def _utc(moment: datetime) -> datetime:
 def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: SecretStr | None,
                decision_log: Callable[[], DecisionLog | None] = lambda: None,
                metrics: DecisionMetrics | None = None, limits: Limits | None = None,
-               worker: RuleWorker | None = None) -> FastAPI:
+               worker: RuleWorker | None = None,
+               rule_store: RuleStore | None = None) -> FastAPI:
     """The decision API over ``engine``; admin endpoints check ``admin_api_key``.
 
     ``worker`` validates uploads and runs backtests (a default one with
-    ``limits``' time limits when not given).
+    ``limits``' time limits when not given). An upload is stored in
+    ``rule_store`` (every worker and replica follows it) before this process
+    activates it; without one it reaches this process only.
     """
     limits = limits or Limits()
     worker = worker or RuleWorker(limits.rules_validation_timeout_s,
@@ -206,8 +214,10 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
     @app.get("/healthz", tags=["health"])
     def healthz() -> Health:
         """Liveness, the models being served and the active rule set."""
+        state = rules.current
         return Health(status="ok", models=engine.serving.current.describe(),
-                      rule_set_version=rules.current.primary.version,
+                      rule_set_version=state.primary.version,
+                      rule_set_revision=state.revision,
                       admin_enabled=admin_api_key is not None)
 
     @app.post("/v1/decisions", tags=["decisions"], response_model=DecisionOut,
@@ -240,18 +250,35 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
         """The active rule set (name, version, inputs) and the fallback's version."""
         return _rules_out(rules.current)
 
-    @app.put("/v1/admin/rules", tags=["rules"], responses=_ADMIN_ERRORS,
-             openapi_extra=_YAML_BODY, dependencies=admin)
+    @app.put("/v1/admin/rules", tags=["rules"], openapi_extra=_YAML_BODY, dependencies=admin,
+             responses={**_ADMIN_ERRORS, 503: {"model": ErrorBody, "description": (
+                 "The shared rule store (Redis) is unreachable: nothing was activated; "
+                 "retry later.")}})
     async def upload_rules(request: Request) -> RuleSetOut:
-        """Validate a rule set (YAML body, embedded tests included) and activate it.
+        """Validate a rule set (YAML body, embedded tests included) and activate it everywhere.
 
         Validation runs in a worker process within RTML_DECISION_RULES_VALIDATION_TIMEOUT_S
-        (decisions go on meanwhile). The swap is atomic: requests in flight
-        finish with the rule set they started with; later ones use the new
-        one and record its version.
+        (decisions go on meanwhile). The set is stored in Redis under a new
+        revision and announced: every worker process and replica validates it
+        again and swaps to it within moments (``revision`` in ``GET
+        /v1/rules``). The swap is atomic: requests in flight finish with the
+        rule set they started with; later ones use the new one and record its
+        version. Of two concurrent uploads, the later revision wins
+        everywhere; the answer is the set active here afterwards.
         """
-        rule_set = await worker.validate(await _yaml_text(request), source="<upload>")
-        return _rules_out(rules.activate(rule_set, source="upload"))
+        text = await _yaml_text(request)
+        rule_set = await worker.validate(text, source="<upload>")
+        if rule_store is None:
+            return _rules_out(rules.activate(rule_set, source="upload"))
+        try:
+            revision, activated_at = await run_in_threadpool(rule_store.activate, rule_set,
+                                                             text, "upload")
+        except REDIS_FAILURES as error:
+            logger.warning("rules upload: the shared rule store is unavailable: %r", error)
+            raise HTTPException(503, "the shared rule store (Redis) is unavailable: nothing "
+                                     "was activated; retry later") from None
+        return _rules_out(rules.activate(rule_set, source="upload", revision=revision,
+                                         activated_at=activated_at))
 
     @app.post("/v1/admin/rules/backtest", tags=["rules"], openapi_extra=_YAML_BODY,
               dependencies=admin,

@@ -115,8 +115,24 @@ class Settings(ServiceSettings):
     workers: int = Field(
         default=1, ge=1, le=64,
         description=(
-            "uvicorn worker processes; each loads the models and serves on the same port, "
-            "and a rules upload reaches only the worker that received it."
+            "uvicorn worker processes; each loads the models and the rules and serves on the "
+            "same port (a rules upload reaches every worker through the shared store)."
+        ),
+    )
+    rules_key_prefix: str = Field(
+        default="rtml:decision-rules:",
+        min_length=1, max_length=200,
+        description=(
+            "Prefix of the Redis keys (and pub/sub channel) of the shared active rule set: "
+            "every worker and replica with the same prefix decides with the same rules; "
+            "deployments sharing a Redis with different rules need different prefixes."
+        ),
+    )
+    rules_refresh_interval_s: float = Field(
+        default=10.0, gt=0, le=3_600,
+        description=(
+            "How often each process re-reads the shared rule set's revision besides the "
+            "activation announcements (catches one missed while Redis was unreachable)."
         ),
     )
     canary_key: Literal["customer_id", "transaction_id"] = Field(
@@ -196,6 +212,17 @@ class Settings(ServiceSettings):
         except KeyError as error:
             raise ValueError(str(error)) from None
         return name
+
+    @field_validator("rules_key_prefix")
+    @classmethod
+    def _outside_idempotency_keys(cls, prefix: str) -> str:
+        """``rtml:decision:<id>`` are idempotency records: a transaction id could name ours."""
+        from rtml_decision.request_store import DECISION_KEY_PREFIX
+
+        if prefix.startswith(DECISION_KEY_PREFIX):
+            raise ValueError(f"must not start with {DECISION_KEY_PREFIX!r} (the idempotency "
+                             "records' keys, named by transaction ids)")
+        return prefix
 
     @field_validator("admin_api_key")
     @classmethod

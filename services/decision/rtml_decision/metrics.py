@@ -15,6 +15,11 @@ histograms, so the series are:
 * ``rtml_decision_log_written_total`` / ``rtml_decision_log_failures_total`` —
   the decision-log writer's Cassandra writes and failed attempts
 * ``rtml_decision_log_pending`` (gauge) — decisions read but not yet in Cassandra
+* ``rtml_decision_rules_revision`` (gauge) — the shared rule-set revision this process
+  decides with (0: the configured file); every worker and replica should show the same
+* ``rtml_decision_rules_sync_failures_total{reason}`` — re-reads of the shared rule set
+  that failed: ``invalid`` (a stored set refused, the rules held stay) or
+  ``redis_unavailable``
 """
 
 from __future__ import annotations
@@ -51,9 +56,17 @@ class DecisionMetrics:
             "rtml_decision_log_failures", description="Failed decision-log write attempts")
         self._log_pending = meter.create_up_down_counter(
             "rtml_decision_log_pending", description="Decisions waiting for the decision log")
+        self._rules_revision = meter.create_gauge(
+            "rtml_decision_rules_revision",
+            description="Shared rule-set revision this process decides with (0: the file)")
+        self._rules_sync_failures = meter.create_counter(
+            "rtml_decision_rules_sync_failures",
+            description="Failed re-reads of the shared rule set, by reason")
         # Rare events, exported as 0 from the start so "none" is not "no data".
         for counter in (self._undelivered, self._log_failures, self._replays):
             counter.add(0)
+        for reason in ("invalid", "redis_unavailable"):
+            self._rules_sync_failures.add(0, {"reason": reason})
 
     def decided(self, outcome: str, arm: str | None, degraded: bool, seconds: float,
                 fired: list[FiredRule]) -> None:
@@ -86,3 +99,9 @@ class DecisionMetrics:
 
     def log_failed(self) -> None:
         self._log_failures.add(1)
+
+    def rules_revision(self, revision: int) -> None:
+        self._rules_revision.set(revision)
+
+    def rules_sync_failed(self, reason: str) -> None:
+        self._rules_sync_failures.add(1, {"reason": reason})

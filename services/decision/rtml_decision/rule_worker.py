@@ -97,6 +97,17 @@ class RuleWorker:
         return await asyncio.to_thread(rule_set_from_document, document, source,
                                        None, False)
 
+    def validate_blocking(self, text: str, source: str) -> RuleSet:
+        """:meth:`validate` for a thread that may block (the shared-rules sync).
+
+        The same child process and time limit; it does not queue behind the
+        API's jobs (a second child at most, for a moment).
+        """
+        document = self._run_child("validate", (text, source), source,
+                                   self.validation_timeout_s,
+                                   "RTML_DECISION_RULES_VALIDATION_TIMEOUT_S")
+        return rule_set_from_document(document, source, None, False)
+
     async def backtest(self, text: str, current: RuleSet | None, frame: pd.DataFrame,
                        source: str = "<upload>") -> dict[str, Any]:
         """The backtest report of candidate ``text`` (validated too) over ``frame``."""

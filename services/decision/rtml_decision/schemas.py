@@ -78,12 +78,16 @@ class RuleSetOut(BaseModel):
     """The active rule sets."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "default", "version": "2024.06.1", "inputs": ["score", "tx_amount"],
+        "name": "default", "version": "2024.06.1", "revision": 7,
+        "inputs": ["score", "tx_amount"],
         "source": "upload", "activated_at": "2024-06-01T10:00:00Z",
         "fallback_name": "fallback", "fallback_version": "2024.06.1"}]})
 
     name: str
     version: str
+    revision: int = Field(description=(
+        "Revision of the activation in the shared rule store, the same in every worker and "
+        "replica once they caught up; 0: the configured file (nothing uploaded yet)."))
     inputs: list[str]
     source: str
     activated_at: datetime
@@ -140,6 +144,7 @@ class Health(BaseModel):
     status: str
     models: dict[str, str] = Field(description="Alias -> version being served.")
     rule_set_version: str
+    rule_set_revision: int = Field(description="Shared rule-set revision (0: the file).")
     admin_enabled: bool
 
 

@@ -32,6 +32,8 @@ from rtml_decision.log_writer import GROUP_ID, DecisionLogWriter
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
 from rtml_decision.request_store import RequestStore
+from rtml_decision.rule_store import RuleStore
+from rtml_decision.rule_sync import RuleSync
 from rtml_decision.rule_worker import RuleWorker
 from rtml_decision.watcher import ModelWatcher
 from rtml_features.baseline import get_feature_set
@@ -63,6 +65,8 @@ class Service:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     log_table: str = DEFAULT_TABLE
     log_group: str = GROUP_ID
+    #: Follows the shared active rule set (None: this process's rules are its own).
+    rule_sync: RuleSync | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     #: Orders the log opener's hand-over with :meth:`close`: a Cassandra connection that
     #: completes after shutdown began is closed, never turned into a writer nobody stops.
@@ -88,7 +92,8 @@ class Service:
     def app(self) -> FastAPI:
         app = create_app(self.engine, self.rules, self.settings.admin_api_key,
                          decision_log=lambda: self.decision_log, metrics=self.metrics,
-                         limits=self.limits, worker=self.rule_worker)
+                         limits=self.limits, worker=self.rule_worker,
+                         rule_store=self.rule_sync.store if self.rule_sync else None)
         service = self
 
         @asynccontextmanager
@@ -115,6 +120,8 @@ class Service:
         self.publisher.start()
         if self.watcher is not None:
             self.watcher.start()
+        if self.rule_sync is not None:
+            self.rule_sync.start()
         if self.cassandra is not None:
             threading.Thread(target=self._open_log, name="decision-log-open",
                              daemon=True).start()
@@ -154,6 +161,9 @@ class Service:
             self.writer.stop()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.rule_sync is not None:
+            self.rule_sync.stop()
+            self.rule_sync.store.close()
         self.publisher.close()
         self.engine.store.close()  # after the last request: its idempotency write is queued
         if self.decision_log is not None:
@@ -164,9 +174,16 @@ def build_service(settings: Settings, kafka: KafkaSettings, redis: RedisSettings
                   mlflow: MlflowSettings, cassandra: CassandraSettings | None,
                   watch_models: bool = True, log_table: str = DEFAULT_TABLE,
                   log_group: str = GROUP_ID) -> Service:
-    """Every collaborator of the service, not yet started."""
+    """Every collaborator of the service, not yet started.
+
+    The rules are the shared active set when one is stored (validated again),
+    else the configured file; Redis unreachable at start-up leaves the file's
+    rules until the sync reaches it.
+    """
     metrics = DecisionMetrics()
     rules = ActiveRules.from_paths(settings.rules_path, settings.fallback_rules_path)
+    rules.on_change = lambda state: metrics.rules_revision(state.revision)
+    metrics.rules_revision(0)
     router = CanaryRouter(settings.canary_weights)
     registry = MlflowRegistry(mlflow.tracking_uri)
     serving = ServingModels(registry, settings.model_name,
@@ -188,8 +205,14 @@ def build_service(settings: Settings, kafka: KafkaSettings, redis: RedisSettings
                             canary_key=settings.canary_key,
                             explain_approvals=settings.contributions == "all")
     watcher = ModelWatcher(serving, kafka) if watch_models else None
-    return Service(settings, engine, rules, publisher, watcher, cassandra, metrics,
-                   kafka=kafka, log_table=log_table, log_group=log_group)
+    service = Service(settings, engine, rules, publisher, watcher, cassandra, metrics,
+                      kafka=kafka, log_table=log_table, log_group=log_group)
+    rule_store = RuleStore.from_url(redis.url, settings.rules_key_prefix,
+                                    timeout_s=redis.socket_timeout_s)
+    service.rule_sync = RuleSync(rules, rule_store, service.rule_worker.validate_blocking,
+                                 metrics, settings.rules_refresh_interval_s)
+    service.rule_sync.sync("start-up")
+    return service
 
 
 def _worker_metrics_port(base: int, workers: int) -> int:
@@ -217,7 +240,8 @@ def _worker_metrics_port(base: int, workers: int) -> int:
 def app_from_environment() -> FastAPI:
     """The app of one uvicorn worker (``RTML_DECISION_WORKERS`` > 1), built from the environment.
 
-    Each worker loads its own models and rule sets, has its own Redis and
+    Each worker loads its own models and rule sets (the shared active set when
+    one is stored, see :mod:`rtml_decision.rule_sync`), has its own Redis and
     Kafka clients and serves Prometheus metrics on its own port
     (``RTML_TELEMETRY_METRICS_PORT`` + worker index).
     """

@@ -155,9 +155,12 @@ def make_service(kafka_broker: Any, redis_server: Any, mlflow_server: Any,
                  no_rtml_env: None) -> Iterator[ServiceFactory]:
     started: list[TestClient] = []
     table = unique("log").replace("-", "_")
+    # one shared rule store per test: the services a test builds share it, other tests don't
+    rules_prefix = f"rtml:{unique('test-rules')}:"
 
     def factory(*, redis_url: str | None = None, model_name: str | None = None,
                 cassandra: bool = False, **overrides: Any) -> tuple[Service, TestClient]:
+        overrides.setdefault("rules_key_prefix", rules_prefix)
         settings = Settings(model_name=model_name or registered_model[0],
                             rules_path=rule_files[0], fallback_rules_path=rule_files[1],
                             admin_api_key=SecretStr(ADMIN_KEY), **overrides)
@@ -347,6 +350,66 @@ def test_rules_upload_validates_then_hot_reloads(make_service: ServiceFactory) -
     assert uploaded.json()["version"].startswith("2+")
     decision = client.post("/v1/decisions", json=transaction()).json()
     assert decision["rule_set_version"] == uploaded.json()["version"]
+
+
+def test_an_upload_reaches_every_service_sharing_the_store_and_survives_a_restart(
+        make_service: ServiceFactory, redis_server: Any) -> None:
+    """Two services on one store (in-process here; several processes in test_rules_sync):
+    an upload on one is followed by the other, a service built afterwards starts with it,
+    and a stored set that is not a valid rule set is refused without touching the rules."""
+    first, first_client = make_service()
+    second, second_client = make_service(rules_refresh_interval_s=0.5)
+    admin = {"X-API-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    assert second_client.get("/v1/rules").json()["revision"] == 0
+
+    uploaded = first_client.put("/v1/admin/rules", headers=admin,
+                                content=PRIMARY_RULES.replace('version: "1"', 'version: "7"'))
+    assert uploaded.status_code == 200, uploaded.text
+    version, revision = uploaded.json()["version"], uploaded.json()["revision"]
+    assert version.startswith("7+") and revision >= 1
+    followed = wait_for(lambda: (r := second_client.get("/v1/rules").json())["revision"]
+                        == revision and r, timeout_s=10, interval_s=0.05)
+    assert followed["version"] == version and followed["source"] == "upload"
+    assert followed["activated_at"] == uploaded.json()["activated_at"]
+    decision = second_client.post("/v1/decisions", json=transaction()).json()
+    assert decision["rule_set_version"] == version
+    assert second_client.get("/healthz").json()["rule_set_revision"] == revision
+
+    restarted, _ = make_service()  # a new process of the deployment: the stored set
+    assert restarted.rules.current.primary.version == version
+    assert restarted.rules.current.revision == revision
+
+    store = first.rule_sync.store if first.rule_sync else None
+    assert store is not None
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        bad = client.incr(store.revision_key)
+        client.hset(store.active_key, mapping={"revision": bad, "text": "rules: [oops"})
+        client.publish(store.channel, bad)
+        assert second.rule_sync is not None
+        wait_for(lambda: second.rule_sync.refused_revision == bad, timeout_s=10,
+                 interval_s=0.05)
+        assert second_client.get("/v1/rules").json()["revision"] == revision
+        assert second_client.post("/v1/decisions", json=transaction()).json()[
+            "rule_set_version"] == version
+        from_corrupt, corrupt_client = make_service()  # starts: the file's rules, not a crash
+        assert from_corrupt.rules.current.revision == 0
+        assert corrupt_client.get("/healthz").status_code == 200
+    finally:
+        client.close()
+
+
+def test_an_upload_with_the_store_unreachable_activates_nothing(
+        make_service: ServiceFactory) -> None:
+    service, client = make_service(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    before = service.rules.current
+
+    response = client.put("/v1/admin/rules", content=PRIMARY_RULES.replace(
+        'version: "1"', 'version: "3"'), headers={"X-API-Key": ADMIN_KEY})
+
+    assert response.status_code == 503, response.text
+    assert "nothing was activated" in response.json()["detail"]
+    assert service.rules.current is before
 
 
 def test_admin_endpoints_are_disabled_without_a_key(make_service: ServiceFactory) -> None:
@@ -688,7 +751,7 @@ def test_openapi_documents_every_status_with_the_body_really_sent(
         ("GET", "/healthz"): {"200"},
         ("POST", "/v1/decisions"): {"200", "409", "413", "415", "422"},
         ("GET", "/v1/rules"): {"200"},
-        ("PUT", "/v1/admin/rules"): {"200", "401", "403", "413", "422"},
+        ("PUT", "/v1/admin/rules"): {"200", "401", "403", "413", "422", "503"},
         ("POST", "/v1/admin/rules/backtest"): {"200", "401", "403", "413", "422", "503"},
     }
     decisions = paths["/v1/decisions"]["post"]["responses"]

@@ -1,0 +1,148 @@
+"""The active rule set shared by every worker process and replica: one Redis hash.
+
+Why: each process holds its rules in memory (:mod:`rtml_decision.active_rules`);
+an upload that only swapped the receiving process's copy left the other
+uvicorn workers and replicas deciding with the old rules. The store is the
+one truth every process converges on:
+
+* ``<prefix>active`` — a hash: ``revision``, ``version``, ``name``,
+  ``source``, ``activated_at`` and ``text`` (the uploaded YAML, validated
+  before it was stored);
+* ``<prefix>revision`` — a counter, ``INCR``-ed by each activation;
+* ``<prefix>activations`` — a pub/sub channel announcing each new revision.
+
+An activation is one Lua script (:data:`ACTIVATE`): increment the counter,
+write the hash with that revision, publish the revision — atomic, so the
+hash always holds the set of the highest revision ever handed out, and two
+concurrent activations on different replicas are ordered by their
+revisions: the later one wins everywhere, because a process only ever moves
+to a *higher* revision than the one it holds.
+
+Why pub/sub and not a Kafka topic like ``model-events``: the state lives in
+Redis anyway, so the announcement needs no durability — a subscriber that
+connects or reconnects re-reads the hash, and a periodic re-read catches an
+announcement missed in between. A rule set may be larger than a Kafka
+record (``RTML_DECISION_RULES_MAX_BYTES`` up to 50 MB), so an event could
+only point at the store; pub/sub also needs no topic, schema or consumer
+group per process, and the announcement is published by the same atomic
+script that writes the set.
+
+``<prefix>`` is ``RTML_DECISION_RULES_KEY_PREFIX`` (``rtml:decision-rules:``),
+outside the idempotency records' ``rtml:decision:<transaction id>`` space,
+so no transaction id can name these keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+
+from rtml_common.events import utcnow
+from rtml_decision.rules import RuleSet
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "rtml:decision-rules:"
+
+#: KEYS[1] the hash, KEYS[2] the counter; ARGV version, name, source, activated_at, text,
+#: channel. Returns the new revision.
+ACTIVATE = """
+local revision = redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'revision', revision, 'version', ARGV[1], 'name', ARGV[2],
+           'source', ARGV[3], 'activated_at', ARGV[4], 'text', ARGV[5])
+redis.call('PUBLISH', ARGV[6], revision)
+return revision
+"""
+
+_FIELDS = ("revision", "version", "name", "source", "activated_at", "text")
+
+
+def _text(value: bytes | str, strict: bool = False) -> str:
+    """A Redis reply as text (the client returns bytes)."""
+    if isinstance(value, str):
+        return value
+    return value.decode("utf-8", "strict" if strict else "replace")
+
+
+class StoredRulesInvalid(ValueError):
+    """The stored hash is not a rule-set record (a field missing or malformed)."""
+
+
+@dataclass(frozen=True)
+class StoredRules:
+    """One activation as stored: its revision, what was activated and the YAML text."""
+
+    revision: int
+    version: str
+    name: str
+    source: str
+    activated_at: datetime
+    text: str
+
+
+class RuleStore:
+    """Reads and writes the shared active rule set (see the module docstring)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.client = client
+        self.active_key = f"{prefix}active"
+        self.revision_key = f"{prefix}revision"
+        self.channel = f"{prefix}activations"
+        self._activate = client.register_script(ACTIVATE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX,
+                 timeout_s: float = 1.0) -> RuleStore:
+        """A store on its own client: admin writes and re-reads never queue behind requests."""
+        client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                      socket_connect_timeout=timeout_s,
+                                      health_check_interval=30)
+        return cls(client, prefix)
+
+    def activate(self, rule_set: RuleSet, text: str, source: str
+                 ) -> tuple[int, datetime]:
+        """Store a validated ``rule_set`` (its YAML ``text``) as active; its revision and time."""
+        activated_at = utcnow()
+        revision = self._activate(
+            keys=[self.active_key, self.revision_key],
+            args=[rule_set.version, rule_set.name, source, activated_at.isoformat(), text,
+                  self.channel])
+        return int(revision), activated_at
+
+    def revision(self) -> int:
+        """The revision of the stored set; 0 when none was ever stored."""
+        raw = self.client.hget(self.active_key, "revision")
+        if raw is None:
+            return 0
+        try:
+            return int(raw)
+        except ValueError:
+            raise StoredRulesInvalid(f"{self.active_key}: revision {raw[:40]!r} is not an "
+                                     "integer") from None
+
+    def load(self) -> StoredRules | None:
+        """The stored set (not validated: the caller re-validates it); None when none is."""
+        raw = self.client.hgetall(self.active_key)
+        if not raw:
+            return None
+        fields = {_text(key): value for key, value in raw.items()}
+        missing = [name for name in _FIELDS if name not in fields]
+        if missing:
+            raise StoredRulesInvalid(f"{self.active_key}: field(s) {', '.join(missing)} "
+                                     "missing")
+        try:
+            values = {name: _text(fields[name], strict=True) for name in _FIELDS}
+            return StoredRules(revision=int(values["revision"]), version=values["version"],
+                               name=values["name"], source=values["source"],
+                               activated_at=datetime.fromisoformat(values["activated_at"]),
+                               text=values["text"])
+        except (UnicodeDecodeError, ValueError) as error:
+            raise StoredRulesInvalid(f"{self.active_key}: {type(error).__name__}: "
+                                     f"{str(error)[:200]}") from None
+
+    def close(self) -> None:
+        self.client.close()
