@@ -56,7 +56,7 @@ from rtml_feature_pipeline.flink.compile import (
 )
 from rtml_features.baseline import BASELINE, CUSTOMER, TERMINAL
 from rtml_features.batch import compute_features
-from rtml_features.definitions import Agg, FeatureSet, Ratio
+from rtml_features.definitions import Agg, Entity, FeatureSet, Ratio
 from rtml_features.definitions import WindowAggregate as W
 from rtml_features.extended import EXTENDED
 from rtml_features.online_store.base import entity_features
@@ -141,64 +141,150 @@ def test_sources_bound_and_watermark_as_configured() -> None:
         assert "'json.ignore-parse-errors' = 'true'" in source.ddl
 
 
-def test_min_and_max_are_refused_naming_the_feature() -> None:
-    with_max = FeatureSet("with_max", [
-        *BASELINE.features,
-        W("customer_max_amount_1day", CUSTOMER, Agg.MAX, timedelta(days=1), field="amount"),
-        Ratio("terminal_min_share", W("terminal_min_amount", TERMINAL, Agg.MIN, timedelta(days=1),
-                                      field="amount"),
-              W("terminal_amount_1day", TERMINAL, Agg.SUM, timedelta(days=1), field="amount")),
-    ])
-    with pytest.raises(UnsupportedFeature) as raised:
-        compile_feature_set(with_max, OPTIONS)
-    message = str(raised.value)
-    assert "has 2 feature(s) the Flink engine does not support" in message
-    assert "feature 'customer_max_amount_1day'" in message and "'max'" in message
-    assert "feature 'terminal_min_share' (via its part 'terminal_min_amount')" in message
-    assert "supported_subset" in message
-
-    subset = supported_subset(with_max)
-    assert subset.names == BASELINE.names
-    assert subset.version == BASELINE.version != with_max.version
-    assert supported_subset(BASELINE) is BASELINE
-    compile_feature_set(subset, OPTIONS)
-
-
 EXTENDED_EXTREMES = ["customer_id_max_amount_7day_window", "customer_id_max_amount_30day_window",
                      "customer_id_min_amount_30day_window"]
+#: The features view's join to one extremes view: same Kafka record, same rowtime (an
+#: interval join with a zero-width bound, so Flink can drop the pair once it is joined).
+JOIN = ("JOIN rtml_{entity}_extremes_{window} AS {alias} ON {alias}.kafka_partition = "
+        "q.kafka_partition AND {alias}.kafka_offset = q.kafka_offset "
+        "AND {alias}.rt BETWEEN q.rt AND q.rt")
 
 
-def test_the_extended_set_is_refused_at_compile_time_naming_its_min_and_max(
+def _view(job: Any, name: str) -> str:
+    return next(v for v in job.views if f"CREATE TEMPORARY VIEW {name} AS" in v)
+
+
+def test_the_extended_set_compiles_its_extremes_as_bounded_over_windows(
         capsys: pytest.CaptureFixture[str]) -> None:
-    """The registered ``extended`` set: its three amount extremes cannot be running sums,
-    the job refuses it before touching Flink; ``--subset`` runs the other 18 features
-    under a version of their own (their Redis keys never pass for the full set's)."""
-    with pytest.raises(UnsupportedFeature) as raised:
-        compile_feature_set(EXTENDED, OPTIONS)
-    message = str(raised.value)
-    assert "'extended' has 3 feature(s) the Flink engine does not support" in message
-    for name in EXTENDED_EXTREMES:
-        assert f"feature {name!r}" in message
-    with pytest.raises(UnsupportedFeature, match="customer_id_max_amount_7day_window"):
-        flink_job.main(["--feature-set", "extended", "--print-sql"])
-
-    subset = supported_subset(EXTENDED)
-    assert subset.names == [n for n in EXTENDED.names if n not in EXTENDED_EXTREMES]
-    assert len(subset.names) == 18 and subset.version not in (EXTENDED.version,
-                                                              BASELINE.version)
-    job = compile_feature_set(subset, OPTIONS)
+    """The registered ``extended`` set compiles whole: one bounded OVER view per window
+    length of the customer's min/max windows, over the unshifted reader (no new Kafka
+    reader), each joined to the customer's running sums by Kafka record and rowtime."""
+    job = compile_feature_set(EXTENDED, OPTIONS)
     produced = [name for query in job.entity_queries for name in query.features]
-    assert sorted([*job.row_features, *produced]) == sorted(subset.names)
-    # The delayed customer windows reuse the baseline's shifts (+7d, +37d): no new reader.
-    assert len(job.sources) == len(compile_feature_set(BASELINE, OPTIONS).sources)
+    assert sorted([*job.row_features, *produced]) == sorted(EXTENDED.names)
+    assert supported_subset(EXTENDED) is EXTENDED
+    assert len(job.sources) == len(compile_feature_set(BASELINE, OPTIONS).sources) == 11
+    customer, terminal = job.entity_queries
+    # (t - n, t]: Flink keeps rows stamped >= t - x, so x = n - 1 ms on whole milliseconds.
+    assert customer.extreme_windows == (
+        "PARTITION BY customer_id ORDER BY rt RANGE BETWEEN "
+        "INTERVAL '6 23:59:59.999' DAY TO SECOND(3) PRECEDING AND CURRENT ROW",
+        "PARTITION BY customer_id ORDER BY rt RANGE BETWEEN "
+        "INTERVAL '29 23:59:59.999' DAY TO SECOND(3) PRECEDING AND CURRENT ROW")
+    assert terminal.extreme_windows == ()
+    week = _view(job, "rtml_customer_extremes_7d")
+    month = _view(job, "rtml_customer_extremes_30d")
+    assert "MAX(amount) OVER w AS m0\nFROM rtml_tx_plus_0ms\n" in week
+    assert "MAX(amount) OVER w AS m1, MIN(amount) OVER w AS m2\nFROM rtml_tx_plus_0ms\n" in month
+    features = _view(job, "rtml_customer_features")
+    assert "FROM (SELECT * FROM rtml_customer_running WHERE is_query) AS q\n" in features
+    for alias, window in (("x0", "7d"), ("x1", "30d")):
+        assert JOIN.format(entity="customer", window=window, alias=alias) in features
+    assert ("COALESCE(CAST(m2 AS DOUBLE), CAST(0.0 AS DOUBLE)) AS "
+            "`customer_id_min_amount_30day_window`") in features
+    # The join key: the unshifted reader's Kafka record, carried by the running sums.
+    assert "kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL" in job.sources[0].ddl
+    assert all("METADATA" not in source.ddl for source in job.sources[1:])
+    assert "rt, kafka_partition, kafka_offset, SUM(c0) OVER w" in _view(
+        job, "rtml_customer_running")
+    assert "kafka" not in _view(job, "rtml_terminal_running")  # no extremes, no join key
 
     capsys.readouterr()
+    assert flink_job.main(["--feature-set", "extended", "--print-sql"]) == 0
+    assert "CREATE TEMPORARY VIEW rtml_customer_extremes_30d" in capsys.readouterr().out
     assert flink_job.main(["--feature-set", "extended", "--describe"]) == 0
     described = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
     assert list(described) == EXTENDED.names
-    assert all("cannot express" in described[name] for name in EXTENDED_EXTREMES)
+    assert all("bounded OVER window" in described[name] for name in EXTENDED_EXTREMES)
+    assert described["customer_id_min_amount_30day_window"] == (
+        "min of amount per customer, window 30d (bounded OVER window: RANGE 30d - 1ms "
+        "PRECEDING, joined to the entity's other windows by Kafka record)")
     assert described["customer_id_avg_amount_30day_window_delayed"] == (
         "mean of amount per customer, window 30d shifted back by 7d")
+
+
+def test_an_entity_with_extremes_only_reads_its_over_views_directly() -> None:
+    card = Entity("card", key="customer_id")
+    extremes = FeatureSet("extremes_only", [
+        W("card_max_amount_1ms", card, Agg.MAX, timedelta(milliseconds=1), field="amount"),
+        W("card_min_amount_90s", card, Agg.MIN, timedelta(seconds=90), field="amount"),
+        Ratio("card_min_over_max_90s",
+              W("card_min_90s", card, Agg.MIN, timedelta(seconds=90), field="amount"),
+              W("card_max_90s", card, Agg.MAX, timedelta(seconds=90), field="amount"),
+              default=-1.0),
+    ])
+    job = compile_feature_set(extremes, OPTIONS)
+    assert [s.name for s in job.sources] == ["rtml_tx_plus_0ms"]
+    (query,) = job.entity_queries
+    assert query.window_clause is None and query.contributions == ()
+    assert query.extreme_windows == tuple(
+        f"PARTITION BY customer_id ORDER BY rt RANGE BETWEEN {interval} "
+        "PRECEDING AND CURRENT ROW" for interval in (
+            "INTERVAL '0 00:00:00.000' DAY TO SECOND(3)",  # 1 ms: simultaneous rows only
+            "INTERVAL '0 00:01:29.999' DAY TO SECOND(3)"))
+    assert not any("rtml_card_running" in v or "rtml_card_events" in v for v in job.views)
+    # The 90 s min serves the feature and the ratio's numerator: one column.
+    assert "MIN(amount) OVER w AS m1, MAX(amount) OVER w AS m2\n" in _view(
+        job, "rtml_card_extremes_1m30s")
+    features = _view(job, "rtml_card_features")
+    assert "FROM rtml_card_extremes_1ms AS x0\nJOIN rtml_card_extremes_1m30s AS x1 ON " \
+           "x1.kafka_partition = x0.kafka_partition AND x1.kafka_offset = x0.kafka_offset " \
+           "AND x1.rt BETWEEN x0.rt AND x0.rt" in features
+    assert features.startswith("CREATE TEMPORARY VIEW rtml_card_features AS\n"
+                               "SELECT x0.transaction_id, x0.entity_id, x0.event_ms, ")
+    assert ("CASE WHEN (COALESCE(CAST(m2 AS DOUBLE), CAST(0.0 AS DOUBLE))) <> 0 THEN "
+            "(COALESCE(CAST(m1 AS DOUBLE), CAST(0.0 AS DOUBLE))) / ") in features
+
+
+def test_label_delayed_min_and_max_are_refused_naming_the_feature() -> None:
+    """An extreme behind a label delay ends before the current row, which no OVER
+    window can, and is not a running sum: refused with the window it would need;
+    ``supported_subset`` (``--subset``) drops exactly those."""
+    week, delay = timedelta(days=7), timedelta(days=7)
+    delayed = FeatureSet("with_delayed_max", [
+        *EXTENDED.features,
+        W("customer_max_amount_7d_delayed", CUSTOMER, Agg.MAX, week, field="amount",
+          label_delay=delay),
+        Ratio("terminal_min_share_delayed",
+              W("terminal_min_amount_delayed", TERMINAL, Agg.MIN, week, field="amount",
+                label_delay=delay),
+              W("terminal_amount_delayed", TERMINAL, Agg.SUM, week, field="amount",
+                label_delay=delay)),
+        W("customer_max_amount_1d_zero_delay", CUSTOMER, Agg.MAX, timedelta(days=1),
+          field="amount", label_delay=timedelta(0)),  # a zero delay is no delay
+    ])
+    with pytest.raises(UnsupportedFeature) as raised:
+        compile_feature_set(delayed, OPTIONS)
+    message = str(raised.value)
+    assert "'with_delayed_max' has 2 feature(s) the Flink engine does not support" in message
+    assert ("feature 'customer_max_amount_7d_delayed': 'max' behind a label delay "
+            "(window (t - 14d, t - 7d]): Flink OVER windows end at the current row") in message
+    assert ("feature 'terminal_min_share_delayed' (via its part "
+            "'terminal_min_amount_delayed'): 'min' behind a label delay") in message
+    assert "undelayed 'max' windows are supported" in message
+    assert "Compile supported_subset(feature_set) to run the rest" in message
+    assert "zero_delay" not in message
+
+    subset = supported_subset(delayed)
+    assert subset.names == [*EXTENDED.names, "customer_max_amount_1d_zero_delay"]
+    assert subset.version not in (delayed.version, EXTENDED.version)
+    job = compile_feature_set(subset, OPTIONS)
+    assert len(job.entity_queries[0].extreme_windows) == 3  # 1, 7 and 30 days
+
+    with pytest.raises(UnsupportedFeature, match="customer_max_amount_7d_delayed"):
+        flink_job.compile_from_args(flink_job.parse_args(
+            ["--feature-set", f"{__name__}:DELAYED_MAX", "--print-sql"]))
+    assert flink_job.compile_from_args(flink_job.parse_args(
+        ["--feature-set", f"{__name__}:DELAYED_MAX", "--print-sql", "--subset"])
+    ).feature_set.names == BASELINE.names
+
+
+#: A registered-looking set for ``--feature-set module:ATTRIBUTE`` in the test above.
+DELAYED_MAX = FeatureSet("delayed_max", [
+    *BASELINE.features,
+    W("customer_max_amount_7d_delayed", CUSTOMER, Agg.MAX, timedelta(days=7), field="amount",
+      label_delay=timedelta(days=7)),
+])
 
 
 def test_compile_module_doctest() -> None:
@@ -221,11 +307,13 @@ def test_print_sql_needs_no_pyflink(capsys: pytest.CaptureFixture[str]) -> None:
 #: Written into a module the job imports (--feature-set flink_parity_features:PARITY).
 PARITY_MODULE = '''
 from datetime import timedelta
-from rtml_feature_pipeline.flink.compile import supported_subset
 from rtml_features.baseline import BASELINE, CUSTOMER, TERMINAL
 from rtml_features.extended import EXTENDED
-from rtml_features.definitions import Agg, FeatureSet, Ratio, RowFeature, RowKind
+from rtml_features.definitions import Agg, Entity, FeatureSet, Ratio, RowFeature, RowKind
 from rtml_features.definitions import WindowAggregate as W
+
+# An entity with min/max windows only (no running sums): its features view is the OVER view.
+CARD = Entity("card", key="customer_id")
 
 PARITY = FeatureSet("flink_parity", [
     *BASELINE.features,
@@ -244,8 +332,17 @@ PARITY = FeatureSet("flink_parity", [
           W("terminal_nb_tx_7d_after_1d", TERMINAL, Agg.COUNT, timedelta(days=7),
             label_delay=timedelta(days=1)),
           default=-1.0),
-    # The extended set's features that Flink computes (its --subset), on the baseline's readers.
-    *supported_subset(EXTENDED).features[len(BASELINE.features):],
+    # The whole extended set beyond the baseline: the customer's 7/30-day max and 30-day
+    # min amount (bounded OVER windows joined to the running sums), its delayed mean and
+    # known frauds, the terminal's 7-day mean amount.
+    *EXTENDED.features[len(BASELINE.features):],
+    # An extreme inside a ratio, on the terminal (its mean shares the 7-day window).
+    Ratio("terminal_max_over_mean_amount_7d",
+          W("terminal_max_amount_7d", TERMINAL, Agg.MAX, timedelta(days=7), field="amount"),
+          W("terminal_mean_amount_7d", TERMINAL, Agg.MEAN, timedelta(days=7), field="amount")),
+    # 90-second extremes: the edge records sit exactly 89.999 s and 90 s apart.
+    W("card_max_amount_90s", CARD, Agg.MAX, timedelta(seconds=90), field="amount"),
+    W("card_min_amount_90s", CARD, Agg.MIN, timedelta(seconds=90), field="amount"),
 ])
 '''
 
@@ -262,19 +359,27 @@ def _iso(moment: datetime, offset_minutes: int = 0, fraction: str = "") -> str:
     return local.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone
 
 
+#: The first three are simultaneous; the largest and the smallest are among them.
+EDGE_AMOUNTS = {"edge-a": 50.01, "edge-b": 40.02, "edge-c": 5.03, "edge-d": 20.04,
+                "edge-e": 25.05}
+
+
 def _edge_records(after: datetime, terminal_id: str) -> list[tuple[bytes, bytes]]:
     """Edge cases, all later than the replayed slice (so never late).
 
     Three simultaneous events of one customer, written as .250 Z, .250 at
-    +02:00 and .250900 (floors to .250); one at +90.249 s at -01:30; one
-    exactly 90 s after the first three (a 90 s window no longer holds them).
-    Then two records every engine refuses: a naive time and broken JSON.
+    +02:00 and .250900 (floors to .250); one at +90.249 s at -01:30 (89.999 s
+    later: a 90 s window still holds the first three); one exactly 90 s after
+    the first three (a 90 s window no longer holds them). Their amounts
+    (``EDGE_AMOUNTS``) make a 90 s max or min differ on either side of both
+    edges. Then two records every engine refuses: a naive time and broken JSON.
     """
     base = after.replace(second=0, microsecond=0) + timedelta(hours=1)
 
     def tx(tid: str, time_text: str, customer: str = "edge-1") -> tuple[bytes, bytes]:
         body = {"transaction_id": tid, "event_time": time_text, "customer_id": customer,
-                "terminal_id": terminal_id, "amount": 12.34 + len(tid), "currency": "EUR"}
+                "terminal_id": terminal_id, "amount": EDGE_AMOUNTS.get(tid, 12.34),
+                "currency": "EUR"}
         return customer.encode(), json.dumps(body).encode()
 
     return [
@@ -412,8 +517,17 @@ def test_flink_job_matches_the_batch_engine_and_writes_redis(
     assert batch["terminal_fraud_rate_7d_after_1d"].max() > 0
     assert (batch["terminal_fraud_rate_7d_after_1d"] == -1.0).any()  # empty window: default
     assert batch["customer_fraud_rate_7d_after_1d"].max() > 0
-    edge = batch.loc[["edge-a", "edge-b", "edge-c", "edge-d", "edge-e"], "customer_nb_tx_90s"]
-    assert edge.tolist() == [3.0, 3.0, 3.0, 4.0, 2.0]
+    edge_ids = ["edge-a", "edge-b", "edge-c", "edge-d", "edge-e"]
+    assert batch.loc[edge_ids, "customer_nb_tx_90s"].tolist() == [3.0, 3.0, 3.0, 4.0, 2.0]
+    # Simultaneous events are in each other's window; 89.999 s back is in, 90 s is out.
+    assert batch.loc[edge_ids, "card_max_amount_90s"].tolist() == [50.01] * 4 + [25.05]
+    assert batch.loc[edge_ids, "card_min_amount_90s"].tolist() == [5.03] * 4 + [20.04]
+    # The extremes are not trivially the transaction's own amount, and 7 days differ from 30.
+    max_7d, max_30d = batch["customer_id_max_amount_7day_window"], batch[
+        "customer_id_max_amount_30day_window"]
+    assert (max_7d > batch["tx_amount"]).mean() > 0.5 and (max_30d > max_7d).any()
+    assert (batch["customer_id_min_amount_30day_window"] < batch["tx_amount"]).mean() > 0.5
+    assert (batch["terminal_max_over_mean_amount_7d"] > 1).any()
 
     # Redis: each entity's values as of its newest transaction, bit-identical to the job's.
     store = RedisOnlineStore(redis_server.url, ttl_s=ttl_s)

@@ -11,8 +11,9 @@ Flink's streaming OVER windows only run from some point *before* the current
 row up to the current row, and every OVER aggregate of one SELECT must share
 one window. A label-delayed window ``(t - (n + d), t - d]`` does not fit that
 shape, and a label's fraud flag counts only from when the label is known. So
-every aggregate is turned into *interval contributions*, the same way the
-batch engine (:mod:`rtml_features.batch`) does it:
+every count, sum and mean is turned into *interval contributions*, the same
+way the batch engine (:mod:`rtml_features.batch`) does it (min and max: see
+below):
 
 * transaction ``j`` of an entity (time ``s_j``) contributes to every
   transaction of that entity at a time ``t`` in ``[s_j + d, s_j + d + n)``
@@ -27,8 +28,8 @@ ORDER BY rt RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)`` then gives,
 at a transaction's own row (``is_query``), the sum of the intervals that
 contain ``t``: ``RANGE`` includes every row stamped ``<= t``, so simultaneous
 events count (the definitions' convention) and an interval ending exactly at
-``t`` no longer does. All aggregates of an entity share that one window, so
-each entity is one OVER query whatever its windows and delays.
+``t`` no longer does. All of an entity's counts, sums and means share that
+one window, so they are one OVER query whatever their windows and delays.
 
 Flink SQL cannot give a row a new event time inside a query, so each distinct
 time shift (``+d``, ``+d+n``, the label start ``max(s + d, L)``) is its own
@@ -41,19 +42,50 @@ reaches them. The baseline needs 7 readers of ``transactions`` (shifts 0, 1,
 The running sums never reset, so amounts are summed as ``DECIMAL(38, 10)``:
 exact for cent amounts, where doubles would drift with everything ever summed.
 
-Supported: row features (amount, weekend, night), and count, sum and mean
-windows over ``amount`` or the label field, with or without a label delay,
-and ratios of them: every feature the batch and streaming engines compute.
-Refused at compile time (:class:`UnsupportedFeature`, naming the feature):
-``min`` and ``max`` windows, which cannot be computed from running sums (an
-extreme does not subtract out when an event leaves the window; the batch
-engine and the prefix logs answer them from sparse tables instead, and
-Flink's own OVER windows would need one query per window length and a join).
-The registered ``extended`` set is refused for its three amount extremes
-(``customer_id_max_amount_7day_window``, ``..._max_amount_30day_window``,
-``..._min_amount_30day_window``); :func:`supported_subset` (the job's
-``--subset``) drops them and runs its other 18 features under the subset's
-own version.
+Min and max windows
+-------------------
+
+An extreme does not subtract out when an event leaves the window, so it
+cannot be a running sum. Undelayed ``min``/``max`` windows ``(t - n, t]``
+are Flink's own bounded OVER windows instead, over the unshifted
+transactions reader::
+
+    MAX(amount) OVER (PARTITION BY customer_id ORDER BY rt
+                      RANGE BETWEEN INTERVAL '6 23:59:59.999' DAY TO SECOND(3) PRECEDING
+                      AND CURRENT ROW)
+
+Flink keeps the rows stamped ``>= t - x`` (it retracts only older ones), so
+``x = n - 1 ms`` is exactly ``(t - n, t]`` on whole milliseconds, and every
+row stamped ``t`` (simultaneous events) is in it. The current transaction
+always is, so the window is never empty (the batch engine's empty value, 0,
+is kept by a ``COALESCE`` all the same). All OVER aggregates of one SELECT
+share one window, so each distinct (entity, window length) is its own view
+(the 30-day max and min share one). The entity's features view joins them to
+its running sums on the Kafka record (partition and offset, metadata columns
+of the unshifted reader, so a transaction id written twice never pairs across
+copies) and ``x.rt BETWEEN q.rt AND q.rt``: an *interval* join with a
+zero-width bound, whose state Flink drops once the watermark has passed that
+rowtime (a plain join on the id would keep every row forever). An entity
+with extremes only has no running sums; its first OVER view is the base.
+
+A late transaction (behind the unshifted reader's watermark) is dropped by
+the extremes' OVER operator, and with it that entity's row for it (the join
+is inner), even where the running sums, whose union watermark may lag, would
+have kept it: late events are dropped either way, never given a wrong value.
+
+Supported, refused
+------------------
+
+Supported: row features (amount, weekend, night); count, sum and mean
+windows over ``amount`` or the label field, with or without a label delay;
+undelayed min and max windows over ``amount`` (any entity, any window
+length); ratios of them: every feature of the registered ``baseline`` and
+``extended`` sets. Refused at compile time (:class:`UnsupportedFeature`,
+naming the feature and the window it would need): ``min``/``max`` behind a
+label delay, whose window ``(t - (n + d), t - d]`` ends before the current
+row, which no Flink OVER window can (and they are no running sums either).
+No registered set has one; :func:`supported_subset` (the job's ``--subset``)
+drops them and runs the rest under the subset's own version.
 
 Event time is read from the JSON string ``event_time`` (e.g.
 ``2018-04-01T00:00:31+00:00``; fractional seconds and any UTC offset or
@@ -70,6 +102,11 @@ JSON or timestamp does not parse, or that lack an id or amount, are skipped.
 ['customer', 'terminal']
 >>> [s.shift for s in job.sources if s.topic == "transactions"]
 ['+0ms', '+1d', '+7d', '+30d', '+8d', '+14d', '+37d']
+>>> from rtml_features.extended import EXTENDED
+>>> customer = compile_feature_set(EXTENDED, SourceOptions("kafka:9092")).entity_queries[0]
+>>> [clause.split("RANGE BETWEEN ")[1] for clause in customer.extreme_windows]
+["INTERVAL '6 23:59:59.999' DAY TO SECOND(3) PRECEDING AND CURRENT ROW", \
+"INTERVAL '29 23:59:59.999' DAY TO SECOND(3) PRECEDING AND CURRENT ROW"]
 """
 
 from __future__ import annotations
@@ -93,8 +130,11 @@ from rtml_features.online_store.base import entity_features
 
 MS_PER_DAY = 86_400_000
 MS_PER_HOUR = 3_600_000
-#: Aggregations the compiler turns into running sums.
-SUPPORTED_AGGS = frozenset({Agg.COUNT, Agg.SUM, Agg.MEAN})
+#: Aggregations the compiler turns into running sums of interval contributions.
+RUNNING_SUM_AGGS = frozenset({Agg.COUNT, Agg.SUM, Agg.MEAN})
+#: Aggregations computed by bounded OVER windows (``RANGE`` n - 1 ms preceding), undelayed only.
+EXTREME_AGGS = frozenset({Agg.MIN, Agg.MAX})
+SUPPORTED_AGGS = RUNNING_SUM_AGGS | EXTREME_AGGS
 
 #: Epoch milliseconds (floor) of an ISO-8601 string column with a UTC offset or ``Z``.
 #: UNIX_TIMESTAMP(string, format) honours the offset; the fraction is added separately
@@ -121,7 +161,13 @@ def delay_ms(aggregate: WindowAggregate) -> int:
 
 
 def unsupported_reasons(feature_set: FeatureSet) -> dict[str, str]:
-    """Feature name -> why the Flink engine refuses it (empty: all supported)."""
+    """Feature name -> why the Flink engine refuses it (empty: all supported).
+
+    Only label-delayed ``min``/``max`` windows are refused: their window
+    ``(t - (n + d), t - d]`` ends before the current row, which no Flink OVER
+    window can, and an extreme cannot be a running sum of interval
+    contributions (it does not subtract out when an event leaves).
+    """
     reasons: dict[str, str] = {}
     for feature in feature_set.features:
         parts: list[WindowAggregate] = []
@@ -130,13 +176,19 @@ def unsupported_reasons(feature_set: FeatureSet) -> dict[str, str]:
         elif isinstance(feature, Ratio):
             parts = [feature.numerator, feature.denominator]
         for part in parts:
-            if part.agg not in SUPPORTED_AGGS:
-                via = "" if part is feature else f" (via its part {part.name!r})"
+            via = "" if part is feature else f" (via its part {part.name!r})"
+            if part.agg not in SUPPORTED_AGGS:  # pragma: no cover - every Agg is handled
+                reasons[feature.name] = (f"feature {feature.name!r}{via}: the Flink engine "
+                                         f"has no translation for {part.agg.value!r}")
+                break
+            if part.agg in EXTREME_AGGS and delay_ms(part) > 0:
                 reasons[feature.name] = (
-                    f"feature {feature.name!r}{via}: the Flink engine computes windows as "
-                    f"running sums of interval contributions, which cannot express "
-                    f"{part.agg.value!r}; supported aggregations: "
-                    f"{', '.join(sorted(a.value for a in SUPPORTED_AGGS))}"
+                    f"feature {feature.name!r}{via}: {part.agg.value!r} behind a label delay "
+                    f"(window (t - {_duration(window_ms(part) + delay_ms(part))}, "
+                    f"t - {_duration(delay_ms(part))}]): Flink OVER windows end at the current "
+                    f"row, and an extreme cannot be computed from running sums of interval "
+                    f"contributions (it does not subtract out when an event leaves the "
+                    f"window); undelayed {part.agg.value!r} windows are supported"
                 )
                 break
     return reasons
@@ -224,9 +276,11 @@ class EntityQuery:
     entity: Entity
     view: str
     features: tuple[str, ...]
-    #: The OVER window every aggregate of this entity shares.
-    window_clause: str
+    #: The OVER window every count/sum/mean of this entity shares (None: it has none).
+    window_clause: str | None
     contributions: tuple[Contribution, ...]
+    #: One bounded OVER window per window length of the entity's min/max features.
+    extreme_windows: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -335,6 +389,13 @@ _TX_COLUMNS = (
     "  transaction_id STRING,\n  event_time STRING,\n  customer_id STRING,\n"
     "  terminal_id STRING,\n  amount DECIMAL(38, 10)"
 )
+#: Which record (the unshifted reader only): the key the min/max views join the running
+#: sums on. Unique per record, where a transaction id written twice would pair each copy
+#: with both.
+_RECORD_COLUMNS = (
+    ",\n  kafka_partition INT METADATA FROM 'partition' VIRTUAL,\n"
+    "  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL"
+)
 _LABEL_COLUMNS = (
     "  transaction_id STRING,\n  customer_id STRING,\n  terminal_id STRING,\n"
     "  transaction_time STRING,\n  labeled_at STRING,\n  is_fraud BOOLEAN"
@@ -395,8 +456,9 @@ class _Compiler:
         name = f"rtml_tx_plus_{_duration(shift_ms)}"
         if name not in self.sources:
             epoch = _EPOCH_MS.format(col="event_time")
+            columns = _TX_COLUMNS + (_RECORD_COLUMNS if shift_ms == 0 else "")
             ddl = _source_ddl(
-                name, _TX_COLUMNS, [f"event_ms AS {epoch}"],
+                name, columns, [f"event_ms AS {epoch}"],
                 f"TO_TIMESTAMP_LTZ({epoch} + {shift_ms}, 3)", self.lateness_ms,
                 _kafka_options(self.opts, self.fs.source_topic, name))
             self.sources[name] = SourceTable(name, self.fs.source_topic,
@@ -424,6 +486,64 @@ class _Compiler:
 
     def entity_query(self, entity: Entity) -> tuple[EntityQuery, list[str]]:
         aggregates = [a for a in self.fs.window_aggregates if a.entity == entity]
+        summed = [a for a in aggregates if a.agg in RUNNING_SUM_AGGS]
+        extremes = [a for a in aggregates if a.agg in EXTREME_AGGS]
+        prefix = f"rtml_{entity.name}"
+        views: list[str] = []
+        exprs: dict[str, str] = {}
+        # The views the features view reads: (alias, view, is the running-sum view).
+        inputs: list[tuple[str, str, bool]] = []
+        window: str | None = None
+        contributions: tuple[Contribution, ...] = ()
+        if summed:
+            window, contributions, sum_views, sum_exprs = self._running_sums(
+                entity, summed, prefix, with_record=bool(extremes))
+            views += sum_views
+            exprs.update(sum_exprs)
+            inputs.append(("q", f"{prefix}_running", True))
+        extreme_windows: list[str] = []
+        for index, (view, clause, sql, extreme_exprs) in enumerate(
+                self._extremes(entity, extremes, prefix)):
+            views.append(sql)
+            exprs.update(extreme_exprs)
+            extreme_windows.append(clause)
+            inputs.append((f"x{index}", view, False))
+
+        names = entity_features(self.fs, entity)
+        outputs = []
+        for feature in self.fs.features:
+            if feature.name not in names:
+                continue
+            expr = (self._ratio_expr(feature, exprs) if isinstance(feature, Ratio)
+                    else exprs[feature.name])
+            outputs.append(f"{expr} AS {_ident(feature.name)}")
+        view_name = f"{prefix}_features"
+        base, base_view, base_running = inputs[0]
+        source = f"{base_view} AS {base}"
+        if base_running:
+            source = f"(SELECT * FROM {base_view} WHERE is_query) AS {base}"
+        # Every other input is the same Kafka record (partition, offset) at the same rowtime:
+        # an interval join with a zero-width bound, so Flink drops each pair from its state
+        # once the watermark has passed that rowtime (a plain join would keep every row).
+        for alias, other, _ in inputs[1:]:
+            source += (f"\nJOIN {other} AS {alias} ON {alias}.kafka_partition = "
+                       f"{base}.kafka_partition AND {alias}.kafka_offset = {base}.kafka_offset "
+                       f"AND {alias}.rt BETWEEN {base}.rt AND {base}.rt")
+        final = (f"CREATE TEMPORARY VIEW {view_name} AS\n"
+                 f"SELECT {base}.transaction_id, {base}.entity_id, {base}.event_ms, "
+                 f"{', '.join(outputs)}\nFROM {source}")
+        query = EntityQuery(entity, view_name, tuple(names), window, contributions,
+                            tuple(extreme_windows))
+        return query, [*views, final]
+
+    def _running_sums(self, entity: Entity, aggregates: Sequence[WindowAggregate], prefix: str,
+                      with_record: bool) -> tuple[str, tuple[Contribution, ...], list[str],
+                                                  dict[str, str]]:
+        """The events and running views of the count/sum/mean windows of ``entity``.
+
+        ``with_record``: the query rows also carry their Kafka partition, offset and
+        rowtime, which the features view joins the extremes' views on.
+        """
         groups: dict[tuple[int, int], _Group] = {}
         group_of: dict[str, _Group] = {}
         for aggregate in aggregates:
@@ -443,6 +563,10 @@ class _Compiler:
                     f"{tx_col} AS transaction_id" if is_query else
                     "CAST(NULL AS STRING) AS transaction_id",
                     f"{time_col} AS event_ms", f"{'TRUE' if is_query else 'FALSE'} AS is_query"]
+            if with_record:
+                cols += (["kafka_partition", "kafka_offset"] if is_query else
+                         ["CAST(NULL AS INT) AS kafka_partition",
+                          "CAST(NULL AS BIGINT) AS kafka_offset"])
             cols += [f"{weights.get(c, _zero(c))} AS {c}" for c in all_columns]
             return (f"SELECT {', '.join(cols)}\nFROM {source}\n"
                     f"WHERE {valid} AND {entity_col} IS NOT NULL")
@@ -485,29 +609,55 @@ class _Compiler:
             parts.append(select(source, False, weights, _LABEL_VALID + " AND is_fraud",
                                 entity_key, "transaction_id", "tx_ms"))
 
-        prefix = f"rtml_{entity.name}"
         window = ("PARTITION BY entity_id ORDER BY rt "
                   "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW")
         events = f"CREATE TEMPORARY VIEW {prefix}_events AS\n" + "\nUNION ALL\n".join(parts)
         sums = ", ".join(f"SUM({c}) OVER w AS {c}" for c in all_columns)
+        record = "rt, kafka_partition, kafka_offset, " if with_record else ""
         running = (f"CREATE TEMPORARY VIEW {prefix}_running AS\n"
-                   f"SELECT transaction_id, entity_id, event_ms, is_query, {sums}\n"
+                   f"SELECT transaction_id, entity_id, event_ms, is_query, {record}{sums}\n"
                    f"FROM {prefix}_events\nWINDOW w AS ({window})")
-        names = entity_features(self.fs, entity)
         exprs = {a.name: self._aggregate_expr(a, group_of[a.name]) for a in aggregates}
-        outputs = []
-        for feature in self.fs.features:
-            if feature.name not in names:
-                continue
-            expr = (self._ratio_expr(feature, exprs) if isinstance(feature, Ratio)
-                    else exprs[feature.name])
-            outputs.append(f"{expr} AS {_ident(feature.name)}")
-        view = f"{prefix}_features"
-        final = (f"CREATE TEMPORARY VIEW {view} AS\n"
-                 f"SELECT transaction_id, entity_id, event_ms, {', '.join(outputs)}\n"
-                 f"FROM {prefix}_running\nWHERE is_query")
-        query = EntityQuery(entity, view, tuple(names), window, tuple(contributions))
-        return query, [events, running, final]
+        return window, tuple(contributions), [events, running], exprs
+
+    def _extremes(self, entity: Entity, aggregates: Sequence[WindowAggregate],
+                  prefix: str) -> list[tuple[str, str, str, dict[str, str]]]:
+        """One bounded OVER view per window length of the undelayed min/max windows.
+
+        Returns (view, window clause, CREATE VIEW statement, feature -> expression).
+        ``RANGE BETWEEN x PRECEDING`` includes rows stamped ``>= t - x`` (Flink retracts
+        only rows older than that), so ``x = n - 1 ms`` is the window ``(t - n, t]`` on whole
+        milliseconds; rows stamped ``t`` (simultaneous events) are all in it. The current
+        transaction always is, so the window is never empty (the batch engine's empty
+        value, 0, is kept by a COALESCE all the same).
+        """
+        by_window: dict[int, list[WindowAggregate]] = {}
+        for aggregate in aggregates:
+            by_window.setdefault(window_ms(aggregate), []).append(aggregate)
+        source = self.tx_source(0)
+        result = []
+        column = 0
+        for span in sorted(by_window):
+            view = f"{prefix}_extremes_{_duration(span)}"
+            clause = (f"PARTITION BY {entity.key} ORDER BY rt "
+                      f"RANGE BETWEEN {_interval(span - 1)} PRECEDING AND CURRENT ROW")
+            columns: dict[tuple[Agg, str], str] = {}
+            exprs: dict[str, str] = {}
+            for aggregate in by_window[span]:
+                key = (aggregate.agg, aggregate.field or "")
+                if key not in columns:
+                    columns[key] = f"m{column}"
+                    column += 1
+                exprs[aggregate.name] = (f"COALESCE(CAST({columns[key]} AS DOUBLE), "
+                                         f"{_double(0)})")
+            overs = ", ".join(f"{agg.value.upper()}({field}) OVER w AS {name}"
+                              for (agg, field), name in columns.items())
+            sql = (f"CREATE TEMPORARY VIEW {view} AS\n"
+                   f"SELECT transaction_id, {entity.key} AS entity_id, event_ms, rt, "
+                   f"kafka_partition, kafka_offset, {overs}\nFROM {source}\n"
+                   f"WHERE {_TX_VALID} AND {entity.key} IS NOT NULL\nWINDOW w AS ({clause})")
+            result.append((view, clause, sql, exprs))
+        return result
 
     @staticmethod
     def _fraud_weight(group: _Group, sign: int) -> str:
@@ -607,4 +757,8 @@ def _how(feature: Feature) -> str:
     if feature.label_delay is not None:
         span += f" shifted back by {_duration(delay_ms(feature))}"
     what = feature.field or "transactions"
-    return f"{feature.agg.value} of {what} per {feature.entity.name}, {span}"
+    how = f"{feature.agg.value} of {what} per {feature.entity.name}, {span}"
+    if feature.agg in EXTREME_AGGS:
+        how += (f" (bounded OVER window: RANGE {_duration(window_ms(feature))} - 1ms "
+                f"PRECEDING, joined to the entity's other windows by Kafka record)")
+    return how
