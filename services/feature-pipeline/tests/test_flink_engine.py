@@ -2,15 +2,18 @@
 
 The unit tests need no PyFlink: :mod:`rtml_feature_pipeline.flink.compile`
 is pure Python. They pin what the SQL means: which sources shift event time
-by how much (the window edges), the one cumulative RANGE window per entity,
-and the features refused at compile time.
+by how much (the window edges), the one cumulative RANGE window per entity
+for its counts, sums and means, the bounded RANGE window (n - 1 ms) per
+window length of its min/max features and the interval join that brings
+them together, and the features refused at compile time (min/max behind a
+label delay).
 
 The integration test replays a small simulated slice (3.6k transactions over
 20 days, with their labels 7 days later) plus hand-written edge cases
 (simultaneous events written with different UTC offsets, sub-millisecond
-fractions, an event exactly one window after others, malformed records) to a
-fresh broker, runs the Flink job once in a local MiniCluster with
-``.venv-flink/bin/python`` (skipped when that venv is missing: ``bash
+fractions, an event 89.999 s and one exactly 90 s after others, malformed
+records) to a fresh broker, runs the Flink job once in a local MiniCluster
+with ``.venv-flink/bin/python`` (skipped when that venv is missing: ``bash
 scripts/flink-venv.sh``), and checks that for every transaction and every
 feature the job's value equals :func:`rtml_features.batch.compute_features`
 (max abs diff <= 1e-9), and that Redis holds each entity's values as of its
@@ -20,11 +23,13 @@ The feature set of that run is the 15 baseline features plus features that
 exercise what the baseline does not: a 90-second window, a sum, a label field
 behind a delay shorter than the labels' 7-day arrival (so a label counts from
 when it is known), a delayed amount mean sharing its window with a label
-ratio, a ratio with a non-zero default, another night cut-off, and the
-``extended`` set's features that Flink computes (its ``--subset``: the
-customer's delayed mean amount and known frauds, the terminal's 7-day mean
-amount). They reuse the baseline's time shifts where they can: each new shift
-is one more Kafka reader.
+ratio, a ratio with a non-zero default, another night cut-off, the whole
+``extended`` set beyond the baseline (the customer's 7/30-day max and 30-day
+min amount, its delayed mean amount and known frauds, the terminal's 7-day
+mean amount), a terminal max/mean ratio, and an entity with 90-second min/max
+windows only (its edge records sit on both sides of the window's bound).
+They reuse the baseline's time shifts where they can: each new shift is one
+more Kafka reader (the min/max windows need none).
 """
 
 from __future__ import annotations
@@ -490,6 +495,7 @@ def test_flink_job_matches_the_batch_engine_and_writes_redis(
                      for p in (tmp_path / "flink-log").glob("*.log"))
     assert run.returncode == 0, f"job failed:\n{run.stderr[-5000:]}\n{logs}"
     print(f"Flink job: {seconds:.1f} s for {len(history)} transactions")
+    print("\n".join(line for line in run.stderr.splitlines() if line.startswith("[rtml-flink")))
 
     # Per transaction: one row record and one per entity.
     kinds = 1 + len(parity.entities)
