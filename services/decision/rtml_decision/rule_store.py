@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from rtml_common.events import utcnow
 from rtml_decision.rules import RuleSet
@@ -97,10 +99,14 @@ class RuleStore:
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX,
                  timeout_s: float = 1.0) -> RuleStore:
-        """A store on its own client: admin writes and re-reads never queue behind requests."""
+        """A store on its own client: admin writes and re-reads never queue behind requests.
+
+        One immediate retry (a pooled connection that went stale when Redis
+        restarted); a retried activation may skip a revision, which is harmless.
+        """
         client = redis.Redis.from_url(url, socket_timeout=timeout_s,
                                       socket_connect_timeout=timeout_s,
-                                      health_check_interval=30)
+                                      health_check_interval=30, retry=Retry(NoBackoff(), 1))
         return cls(client, prefix)
 
     def activate(self, rule_set: RuleSet, text: str, source: str

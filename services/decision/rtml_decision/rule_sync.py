@@ -78,7 +78,8 @@ class RuleSync:
             if revision <= held or revision == self.refused_revision:
                 return False
             stored = self.store.load()
-            if stored is None or stored.revision <= held:
+            # read again: our own upload has usually been activated here by now
+            if stored is None or stored.revision <= self.rules.current.revision:
                 return False
             revision = stored.revision
             source = f"<shared revision {revision}>"
