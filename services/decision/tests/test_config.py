@@ -38,6 +38,8 @@ EXPECTED_DEFAULTS = {
     "backtest_timeout_s": 300.0,
     "max_future_skew_s": 300.0,
     "max_event_age_s": None,
+    "rules_key_prefix": "rtml:decision-rules:",
+    "rules_refresh_interval_s": 10.0,
 }
 
 
@@ -59,6 +61,15 @@ def test_the_feature_set_is_a_registered_one(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValidationError, match="unknown feature set 'richer'; known: baseline, "
                                               "extended"):
         Settings()
+
+
+def test_the_shared_rules_prefix_stays_out_of_the_idempotency_keys(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTML_DECISION_RULES_KEY_PREFIX", "rtml:decision:rules:")
+    with pytest.raises(ValidationError, match="must not start with 'rtml:decision:'"):
+        Settings()
+    monkeypatch.setenv("RTML_DECISION_RULES_KEY_PREFIX", "rtml:fraud-rules:")
+    assert Settings().rules_key_prefix == "rtml:fraud-rules:"
 
 
 @pytest.mark.parametrize(
