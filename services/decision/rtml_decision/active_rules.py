@@ -35,6 +35,9 @@ class RuleSets:
     source: str
     #: The activation's revision in the shared store; 0: the configured file, never shared.
     revision: int = 0
+    #: The primary set's YAML as activated (shared sets only): what is stored again if
+    #: Redis loses it.
+    text: str | None = None
 
 
 class ActiveRules:
@@ -54,7 +57,7 @@ class ActiveRules:
                    str(primary_path))
 
     def activate(self, rule_set: RuleSet, source: str, revision: int | None = None,
-                 activated_at: datetime | None = None) -> RuleSets:
+                 activated_at: datetime | None = None, text: str | None = None) -> RuleSets:
         """Make an already validated ``rule_set`` the primary one; returns the state now active.
 
         With a ``revision`` (a shared activation), a revision not above the
@@ -67,7 +70,7 @@ class ActiveRules:
             self.current = replace(self.current, primary=rule_set,
                                    activated_at=activated_at or utcnow(), source=source,
                                    revision=self.current.revision if revision is None
-                                   else revision)
+                                   else revision, text=text)
             state = self.current
         if self.on_change is not None:
             self.on_change(state)

@@ -278,7 +278,7 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
             raise HTTPException(503, "the shared rule store (Redis) is unavailable: nothing "
                                      "was activated; retry later") from None
         return _rules_out(rules.activate(rule_set, source="upload", revision=revision,
-                                         activated_at=activated_at))
+                                         activated_at=activated_at, text=text))
 
     @app.post("/v1/admin/rules/backtest", tags=["rules"], openapi_extra=_YAML_BODY,
               dependencies=admin,

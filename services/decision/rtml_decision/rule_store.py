@@ -8,7 +8,9 @@ one truth every process converges on:
 * ``<prefix>active`` — a hash: ``revision``, ``version``, ``name``,
   ``source``, ``activated_at`` and ``text`` (the uploaded YAML, validated
   before it was stored);
-* ``<prefix>revision`` — a counter, ``INCR``-ed by each activation;
+* ``<prefix>revision`` — the last revision handed out: ``INCR``-ed by each
+  activation, or moved up to Redis's clock (ms since the epoch) when that is
+  more, so revisions keep increasing even after Redis lost the counter;
 * ``<prefix>activations`` — a pub/sub channel announcing each new revision.
 
 An activation is one Lua script (:data:`ACTIVATE`): increment the counter,
@@ -17,6 +19,13 @@ hash always holds the set of the highest revision ever handed out, and two
 concurrent activations on different replicas are ordered by their
 revisions: the later one wins everywhere, because a process only ever moves
 to a *higher* revision than the one it holds.
+
+Redis here keeps no persistence (features are rebuilt from Kafka), so the
+store may lose the set. Running processes notice (the stored revision is
+below theirs) and store what they hold again (:data:`RESEED`, only if the
+counter is below their revision), and an upload made after the loss still
+gets a higher revision (the clock); a set survives as long as one process
+holding it runs.
 
 Why pub/sub and not a Kafka topic like ``model-events``: the state lives in
 Redis anyway, so the announcement needs no durability — a subscriber that
@@ -50,14 +59,34 @@ logger = logging.getLogger(__name__)
 DEFAULT_PREFIX = "rtml:decision-rules:"
 
 #: KEYS[1] the hash, KEYS[2] the counter; ARGV version, name, source, activated_at, text,
-#: channel. Returns the new revision.
+#: channel. The revision: the counter plus one, or Redis's clock in ms when that is more
+#: (after Redis lost the counter, a new activation still outranks every older one).
+#: Returns the new revision.
 ACTIVATE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local revision = redis.call('INCR', KEYS[2])
+if revision < now then
+  revision = now
+  redis.call('SET', KEYS[2], revision)
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'revision', revision, 'version', ARGV[1], 'name', ARGV[2],
            'source', ARGV[3], 'activated_at', ARGV[4], 'text', ARGV[5])
 redis.call('PUBLISH', ARGV[6], revision)
 return revision
+"""
+
+#: Like :data:`ACTIVATE` with a given revision (ARGV[7]), only if the counter is below it.
+#: Returns 1 if stored.
+RESEED = """
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[7]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[7])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'revision', ARGV[7], 'version', ARGV[1], 'name', ARGV[2],
+           'source', ARGV[3], 'activated_at', ARGV[4], 'text', ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
 """
 
 _FIELDS = ("revision", "version", "name", "source", "activated_at", "text")
@@ -95,6 +124,7 @@ class RuleStore:
         self.revision_key = f"{prefix}revision"
         self.channel = f"{prefix}activations"
         self._activate = client.register_script(ACTIVATE)
+        self._reseed = client.register_script(RESEED)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX,
@@ -109,8 +139,7 @@ class RuleStore:
                                       health_check_interval=30, retry=Retry(NoBackoff(), 1))
         return cls(client, prefix)
 
-    def activate(self, rule_set: RuleSet, text: str, source: str
-                 ) -> tuple[int, datetime]:
+    def activate(self, rule_set: RuleSet, text: str, source: str) -> tuple[int, datetime]:
         """Store a validated ``rule_set`` (its YAML ``text``) as active; its revision and time."""
         activated_at = utcnow()
         revision = self._activate(
@@ -118,6 +147,17 @@ class RuleStore:
             args=[rule_set.version, rule_set.name, source, activated_at.isoformat(), text,
                   self.channel])
         return int(revision), activated_at
+
+    def reseed(self, revision: int, rule_set: RuleSet, text: str, source: str,
+               activated_at: datetime) -> bool:
+        """Store again the set a process holds, after Redis lost it (restart without
+        persistence, flush): only if the counter is below ``revision``, so of several
+        processes re-seeding at once the highest revision stays. True if stored."""
+        stored = self._reseed(
+            keys=[self.active_key, self.revision_key],
+            args=[rule_set.version, rule_set.name, source, activated_at.isoformat(), text,
+                  self.channel, revision])
+        return bool(stored)
 
     def revision(self) -> int:
         """The revision of the stored set; 0 when none was ever stored."""

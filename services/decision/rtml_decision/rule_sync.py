@@ -13,7 +13,9 @@ an old set) in the rule worker's child process with its time limit, and
 its version must be the one stored with it. A document refused is logged
 and counted (``rtml_decision_rules_sync_failures_total{reason="invalid"}``),
 the rules held stay, and that revision is not tried again; Redis being
-unreachable is counted as ``redis_unavailable`` and retried.
+unreachable is counted as ``redis_unavailable`` and retried. A store holding
+a lower revision than this process lost its data (Redis keeps no
+persistence here): the set held is stored again (:meth:`RuleStore.reseed`).
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ class RuleSync:
         revision = 0  # unknown until read
         try:
             revision = self.store.revision()
-            if revision <= held or revision == self.refused_revision:
+            if revision < held:
+                self._reseed(why, revision)
+                return False
+            if revision == held or revision == self.refused_revision:
                 return False
             stored = self.store.load()
             # read again: our own upload has usually been activated here by now
@@ -91,12 +96,23 @@ class RuleSync:
             self._refuse(why, revision, error)
             return False
         state = self.rules.activate(rule_set, stored.source, revision=revision,
-                                    activated_at=stored.activated_at)
+                                    activated_at=stored.activated_at, text=stored.text)
         if state.revision != revision:  # a newer one arrived meanwhile
             return False
         logger.info("shared rules (%s): now deciding with %s %s (revision %d)", why,
                     rule_set.name, rule_set.version, revision)
         return True
+
+    def _reseed(self, why: str, stored_revision: int) -> None:
+        """The store holds less than this process (Redis lost it): store ours again."""
+        state = self.rules.current
+        if state.text is None:
+            return
+        if self.store.reseed(state.revision, state.primary, state.text, state.source,
+                             state.activated_at):
+            logger.warning("shared rules (%s): the store held revision %d, below ours (Redis "
+                           "lost it?): stored %s (revision %d) again", why, stored_revision,
+                           state.primary.version, state.revision)
 
     def _refuse(self, why: str, revision: int, error: Exception) -> None:
         """Count and log a refused stored set; keep the rules held (and stop retrying it)."""
@@ -126,15 +142,14 @@ class RuleSync:
             pubsub = self.store.client.pubsub(ignore_subscribe_messages=False)
             try:
                 pubsub.subscribe(self.store.channel)
-                self._listen(pubsub)
                 backoff = 0.1
-            except REDIS_FAILURES as error:
-                logger.warning("shared rules: subscription lost, retrying in %.1fs: %r",
-                               backoff, error)
+                self._listen(pubsub)
+            except REDIS_FAILURES as error:  # once (re)subscribed, the store is re-read
+                (logger.warning if backoff == 0.1 else logger.debug)(
+                    "shared rules: subscription lost, retrying in %.1fs: %r", backoff, error)
                 self.metrics.rules_sync_failed("redis_unavailable")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
-                self.sync("periodic re-read")  # also covers a long Redis outage
             finally:
                 with contextlib.suppress(*REDIS_FAILURES):
                     pubsub.close()
