@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.status import Status
 
 from rtml_common.config import MlflowSettings
+from rtml_features.baseline import default_feature_set
 from rtml_localstack.console import make_console
 from rtml_simulator.cli import DEFAULT_DATA_DIR
 
@@ -145,7 +146,10 @@ def train_command(
     model: Annotated[ModelChoice, typer.Option(help="Model to train.")] = ModelChoice.XGBOOST,
     name: Annotated[str, typer.Option(
         help="Registered model name (and MLflow experiment).")] = "fraud-detector",
-    feature_set: Annotated[str, typer.Option(help="Feature set to train on.")] = "baseline",
+    feature_set: Annotated[str | None, typer.Option(
+        show_default=False,
+        help="Feature set to train on (default $RTML_FEATURE_SET, else extended; "
+             "baseline: the handbook's 15).")] = None,
     train_start: Annotated[str, typer.Option(
         help="First training day (YYYY-MM-DD); 7 train, 7 delay, 7 test days follow.",
     )] = DEFAULT_TRAIN_START,
@@ -216,7 +220,7 @@ def train_command(
     if compare and not select:
         raise typer.BadParameter("--compare needs --select", param_hint="--compare")
     config = TrainConfig(
-        data=data, model=kind, name=name, feature_set=feature_set,
+        data=data, model=kind, name=name, feature_set=feature_set or default_feature_set(),
         split=SplitConfig(train_start=_parse_date(train_start)), folds=folds,
         tracking_uri=uri, register=register and use_mlflow,
         xgb_params=given.for_kind("xgboost") if given else {},

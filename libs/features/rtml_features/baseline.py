@@ -1,4 +1,4 @@
-"""The default feature set: the 15 baseline fraud features.
+"""The handbook's feature set: the 15 baseline fraud features, and the registry of sets.
 
 Three row features (amount, weekend, night), the customer's number of
 transactions and mean amount over the last 1, 7 and 30 days (including the
@@ -14,6 +14,7 @@ time fraud labels take to arrive. Adding a feature is one more entry here.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from rtml_features.definitions import (
@@ -78,6 +79,25 @@ REGISTRY: dict[str, FeatureSet] = {BASELINE.name: BASELINE}
 # import finds BASELINE and REGISTRY already defined (baseline first), or finds the extended
 # module already importing (extended first) and lets it finish and register.
 import rtml_features.extended  # noqa: E402,F401
+
+#: The platform-wide setting naming the feature set every service and command computes,
+#: checks or trains on unless its own setting (``RTML_FEATURE_PIPELINE_FEATURE_SET``,
+#: ``rtml train --feature-set`` ...) says otherwise: one variable moves the whole stack.
+FEATURE_SET_ENV = "RTML_FEATURE_SET"
+#: The richer set the platform ships as its default; ``baseline`` stays available by name.
+DEFAULT_FEATURE_SET = "extended"
+
+
+def default_feature_set() -> str:
+    """The feature set a service or command uses when nothing more specific is configured.
+
+    ``RTML_FEATURE_SET`` when set, else :data:`DEFAULT_FEATURE_SET`. Read at each call (not
+    at import), so a setting made before a service builds its configuration is honoured.
+
+    >>> DEFAULT_FEATURE_SET in REGISTRY
+    True
+    """
+    return os.environ.get(FEATURE_SET_ENV) or DEFAULT_FEATURE_SET
 
 
 def get_feature_set(name: str) -> FeatureSet:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from rtml_features.baseline import default_feature_set
 from rtml_monitoring.reference import DEFAULT_BINS
 from rtml_training.selection.search import SelectionConfig
 from rtml_training.split import SplitConfig
@@ -33,7 +34,8 @@ class TrainConfig:
     model: ModelKind = "xgboost"
     #: Registered model name (also the MLflow experiment name unless ``experiment`` is set).
     name: str = "fraud-detector"
-    feature_set: str = "baseline"
+    #: Registered feature set; default ``RTML_FEATURE_SET``, else ``extended``.
+    feature_set: str = field(default_factory=default_feature_set)
     split: SplitConfig = field(default_factory=SplitConfig)
     #: Prequential folds to evaluate (0 or 1: the main split only).
     folds: int = 0

@@ -12,7 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from rtml_common.config import KafkaSettings, TelemetrySettings
 from rtml_common.service_config import ServiceSettings, consumer_group_field
-from rtml_features.baseline import get_feature_set
+from rtml_features.baseline import default_feature_set, get_feature_set
 
 ENV_PREFIX = "RTML_CONSISTENCY_MONITOR_"
 
@@ -34,7 +34,7 @@ class Settings(ServiceSettings):
         "Kafka consumer group for transactions, labels and decisions.",
     )
     feature_set: str = Field(
-        default="baseline",
+        default_factory=default_feature_set,
         min_length=1,
         description=(
             "Registered feature set (rtml_features.baseline.REGISTRY) whose definitions the "

@@ -29,6 +29,7 @@ from rtml_common.service_config import (
     http_port_field,
     model_name_field,
 )
+from rtml_features.baseline import default_feature_set
 
 ENV_PREFIX = "RTML_DECISION_"
 
@@ -53,7 +54,7 @@ class Settings(ServiceSettings):
         "Registered model whose champion (and canary arms) score requests."
     )
     feature_set: str = Field(
-        default="baseline",
+        default_factory=default_feature_set,
         min_length=1,
         description=(
             "Registered feature set (rtml_features.baseline.REGISTRY: baseline, extended) a "

@@ -13,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 
 from rtml_common.config import KafkaSettings, RedisSettings, TelemetrySettings
 from rtml_common.service_config import ServiceSettings, SettingsClasses, consumer_group_field
+from rtml_features.baseline import default_feature_set
 
 ENV_PREFIX = "RTML_FEATURE_PIPELINE_"
 
@@ -26,7 +27,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     feature_set: str = Field(
-        default="baseline",
+        default_factory=default_feature_set,
         min_length=1,
         pattern=r"^[a-z0-9][a-z0-9_-]*$",
         description=(

@@ -21,6 +21,7 @@ from rtml_common.service_config import (
     http_host_field,
     http_port_field,
 )
+from rtml_features.baseline import default_feature_set
 from rtml_models.aliases import CHALLENGER, CHAMPION, SHADOW
 
 ENV_PREFIX = "RTML_MODEL_REGISTRY_"
@@ -68,7 +69,7 @@ class Settings(ServiceSettings):
         ),
     )
     feature_set: str = Field(
-        default="baseline",
+        default_factory=default_feature_set,
         min_length=1,
         description=(
             "Feature set (rtml_features) whose input names and version a model must "

@@ -21,6 +21,7 @@ from rtml_common.service_config import (
     consumer_group_field,
     model_name_field,
 )
+from rtml_features.baseline import default_feature_set
 
 ENV_PREFIX = "RTML_RETRAIN_WORKER_"
 
@@ -68,8 +69,9 @@ class Settings(ServiceSettings):
             "archive's newest are deleted; 0 keeps everything."
         ),
     )
-    feature_set: str = Field(default="baseline", min_length=1,
-                             description="Feature set the challenger is trained on.")
+    feature_set: str = Field(default_factory=default_feature_set, min_length=1,
+                             description="Feature set the challenger is trained on "
+                                         "(default: RTML_FEATURE_SET, else extended).")
     train_days: int = Field(default=14, ge=1,
                             description="Days of the training period (before the gap).")
     gap_days: int = Field(

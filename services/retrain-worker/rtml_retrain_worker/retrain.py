@@ -12,11 +12,11 @@ asked to make the version the ``challenger`` (gate included).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rtml_common.events import RetrainRequest
-from rtml_features.baseline import get_feature_set
+from rtml_features.baseline import default_feature_set, get_feature_set
 from rtml_retrain_worker import ACTOR
 from rtml_retrain_worker.archive import Archive
 from rtml_retrain_worker.challenger import AliasResult, RegistryClient
@@ -45,7 +45,7 @@ class TrainingJob:
     model_name: str
     requests: tuple[RetrainRequest, ...]
     plan: Ready
-    feature_set: str = "baseline"
+    feature_set: str = field(default_factory=default_feature_set)
     tracking_uri: str | None = None
     experiment: str | None = None
     xgb_params: tuple[tuple[str, object], ...] = ()

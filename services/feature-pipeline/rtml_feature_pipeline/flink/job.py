@@ -50,7 +50,7 @@ from rtml_feature_pipeline.flink.compile import (
     describe_features,
     supported_subset,
 )
-from rtml_features.baseline import get_feature_set
+from rtml_features.baseline import default_feature_set, get_feature_set
 from rtml_features.definitions import FeatureSet
 
 DEFAULT_TTL_S = 38 * 24 * 3600
@@ -112,8 +112,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="rtml_feature_pipeline.flink.job",
         description="Compute a feature set with Flink: Kafka transactions/labels -> Redis.")
-    parser.add_argument("--feature-set", default=env("RTML_FEATURE_PIPELINE_FEATURE_SET",
-                                                     "baseline"),
+    parser.add_argument("--feature-set", default=env("RTML_FEATURE_PIPELINE_FEATURE_SET")
+                        or default_feature_set(),
                         help="registered name, or package.module:ATTRIBUTE (default: %(default)s)")
     parser.add_argument("--subset", action="store_true",
                         help="drop the features Flink does not support instead of failing "
