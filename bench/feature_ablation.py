@@ -1,5 +1,5 @@
-"""Which features earn their place: the ``extended`` set with each group removed, the
-baseline with each group added, and candidates that did not make it.
+"""Which features earn their place: the ``extended`` set with each of its additions
+removed, the baseline, and the candidates that did not make it added back.
 
 Every configuration trains XGBoost with the same parameters (by default those
 the default model selection chose for ``extended``; ``--params`` for others)
@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import machine, report
 
-from rtml_features.baseline import BASELINE, CUSTOMER, REGISTRY, TERMINAL
+from rtml_features.baseline import BASELINE, CUSTOMER, LABEL_DELAY, REGISTRY, TERMINAL
 from rtml_features.definitions import Agg, Feature, FeatureSet, WindowAggregate
 from rtml_features.extended import EXTENDED
 from rtml_simulator import SimulationConfig, simulate, write_dataset
@@ -43,18 +43,22 @@ SELECTED_PARAMS: dict[str, Any] = {
     "subsample": 0.9511, "colsample_bytree": 0.9144, "reg_lambda": 0.9318, "gamma": 0.34,
     "max_delta_step": 6.92, "max_bin": 484}
 
-#: The extended set's additions, by what they capture.
-GROUPS: dict[str, list[str]] = {
-    "customer amount extremes (7/30-day max, 30-day min)": [
-        "customer_id_max_amount_7day_window", "customer_id_max_amount_30day_window",
-        "customer_id_min_amount_30day_window"],
-    "customer mean amount a label delay back": ["customer_id_avg_amount_30day_window_delayed"],
-    "customer known frauds": ["customer_id_nb_fraud_30day_window"],
-    "terminal 7-day mean amount": ["terminal_id_avg_amount_7day_window"],
-}
+#: The extended set's additions to the baseline, each removed on its own.
+REMOVALS: list[str] = [f.name for f in EXTENDED.features[len(BASELINE.features):]]
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
-#: Tried and left out of ``extended``.
+WEEK, MONTH = 7 * DAY, 30 * DAY
+DELAYED_MEAN = WindowAggregate("customer_id_avg_amount_30day_window_delayed", CUSTOMER,
+                               Agg.MEAN, MONTH, field="amount", label_delay=LABEL_DELAY)
+KNOWN_FRAUDS = WindowAggregate("customer_id_nb_fraud_30day_window", CUSTOMER, Agg.SUM, MONTH,
+                               field="is_fraud", label_delay=LABEL_DELAY)
+TERMINAL_MEAN = WindowAggregate("terminal_id_avg_amount_7day_window", TERMINAL, Agg.MEAN, WEEK,
+                                field="amount")
+#: Tried and left out of ``extended`` (the first three were in its first version).
 CANDIDATES: dict[str, list[Feature]] = {
+    "customer mean amount a label delay back": [DELAYED_MEAN],
+    "customer known frauds (30 days, a label delay back)": [KNOWN_FRAUDS],
+    "terminal 7-day mean amount": [TERMINAL_MEAN],
+    "all three above (the set's first version, 21)": [DELAYED_MEAN, KNOWN_FRAUDS, TERMINAL_MEAN],
     "customer short windows (1 h / 6 h counts, 1-day sum)": [
         WindowAggregate("customer_id_nb_tx_1hour_window", CUSTOMER, Agg.COUNT, HOUR),
         WindowAggregate("customer_id_nb_tx_6hour_window", CUSTOMER, Agg.COUNT, 6 * HOUR),
@@ -74,15 +78,13 @@ def _register(name: str, features: list[Feature]) -> str:
 
 def configurations(quick: bool) -> list[tuple[str, str]]:
     """(label, registered feature set name) of every configuration measured."""
-    by_name = {f.name: f for f in EXTENDED.features}
-    out = [("extended (all 21)", "extended"), ("baseline (15)", "baseline")]
-    for i, (group, names) in enumerate(GROUPS.items()):
-        kept = [f for f in EXTENDED.features if f.name not in names]
-        out.append((f"extended without {group}", _register(f"ablation_minus_{i}", kept)))
+    out = [(f"extended ({len(EXTENDED.names)})", "extended"),
+           (f"baseline ({len(BASELINE.names)})", "baseline")]
+    for i, name in enumerate(REMOVALS):
+        kept = [f for f in EXTENDED.features if f.name != name]
+        out.append((f"extended without {name}", _register(f"ablation_minus_{i}", kept)))
         if quick:
             return out
-        added = [*BASELINE.features, *(by_name[n] for n in names)]
-        out.append((f"baseline with {group}", _register(f"ablation_plus_{i}", added)))
     for i, (group, features) in enumerate(CANDIDATES.items()):
         out.append((f"extended with {group}",
                     _register(f"ablation_candidate_{i}", [*EXTENDED.features, *features])))

@@ -84,22 +84,22 @@ def test_registered_versions_are_pinned() -> None:
     from rtml_features.extended import EXTENDED
 
     assert BASELINE.version == "9476c2716c3a"
-    assert EXTENDED.version == "e406ad33e345"
+    assert EXTENDED.version == "f1c4ba41ee34"
 
 
-def test_extended_is_the_baseline_then_six_features() -> None:
+def test_extended_is_the_baseline_then_the_customer_amount_range() -> None:
     from rtml_features.extended import EXTENDED
 
     assert get_feature_set("extended") is EXTENDED
     assert list(EXTENDED.features[:15]) == list(BASELINE.features)
     assert EXTENDED.names[15:] == [
         "customer_id_max_amount_7day_window", "customer_id_max_amount_30day_window",
-        "customer_id_min_amount_30day_window", "customer_id_avg_amount_30day_window_delayed",
-        "customer_id_nb_fraud_30day_window", "terminal_id_avg_amount_7day_window"]
-    delayed = {a.name: a for a in EXTENDED.window_aggregates}
-    assert delayed["customer_id_avg_amount_30day_window_delayed"].horizon == timedelta(days=37)
-    assert delayed["customer_id_nb_fraud_30day_window"].uses_labels
-    assert EXTENDED.horizon(CUSTOMER) == EXTENDED.horizon(TERMINAL) == timedelta(days=37)
+        "customer_id_min_amount_30day_window"]
+    extremes = {a.name: a for a in EXTENDED.window_aggregates[-3:]}
+    assert [a.agg for a in extremes.values()] == [Agg.MAX, Agg.MAX, Agg.MIN]
+    assert not any(a.uses_labels for a in extremes.values())
+    assert EXTENDED.horizon(CUSTOMER) == BASELINE.horizon(CUSTOMER) == timedelta(days=30)
+    assert EXTENDED.horizon(TERMINAL) == BASELINE.horizon(TERMINAL) == timedelta(days=37)
 
 
 @pytest.mark.parametrize("first", ["rtml_features.extended", "rtml_features.baseline"])
@@ -112,3 +112,17 @@ def test_both_sets_are_registered_whichever_module_is_imported_first(first: str)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout
     assert out.split() == sorted(REGISTRY) == ["baseline", "extended"]
+
+
+def test_the_platform_default_is_extended_and_one_variable_moves_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every service and command takes its set from here unless its own setting says
+    otherwise (the test session pins ``baseline`` through ``RTML_FEATURE_SET``)."""
+    from rtml_features.baseline import DEFAULT_FEATURE_SET, FEATURE_SET_ENV, default_feature_set
+
+    monkeypatch.delenv(FEATURE_SET_ENV, raising=False)
+    assert default_feature_set() == DEFAULT_FEATURE_SET == "extended"
+    monkeypatch.setenv(FEATURE_SET_ENV, "baseline")
+    assert default_feature_set() == "baseline"
+    monkeypatch.setenv(FEATURE_SET_ENV, "")  # empty: unset, as the services' variables
+    assert default_feature_set() == "extended"

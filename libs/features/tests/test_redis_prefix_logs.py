@@ -86,8 +86,7 @@ def test_named_set_logs_equal_reference_and_batch(client: redis.Redis, feature_s
     """The registered sets, over the scenarios stretched to days (:data:`DAY_SCALE`): the
     baseline's logs take the writer's straight paths (a count-only terminal log, a one-sum
     customer log), the extended set's customer log keeps sparse tables for its 7/30-day
-    max and 30-day min beside its sums and a label log for its known frauds, and its
-    delayed windows reach 7 days back. Held to the same reference and batch values."""
+    max and 30-day min beside its sums. Held to the same reference and batch values."""
     _check_logs(client, scaled(case, DAY_SCALE), feature_set)
 
 

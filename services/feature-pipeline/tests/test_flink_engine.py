@@ -204,8 +204,8 @@ def test_the_extended_set_compiles_its_extremes_as_bounded_over_windows(
     assert described["customer_id_min_amount_30day_window"] == (
         "min of amount per customer, window 30d (bounded OVER window: RANGE 30d - 1ms "
         "PRECEDING, joined to the entity's other windows by Kafka record)")
-    assert described["customer_id_avg_amount_30day_window_delayed"] == (
-        "mean of amount per customer, window 30d shifted back by 7d")
+    assert described["customer_id_avg_amount_30day_window"] == (
+        "mean of amount per customer, window 30d")
 
 
 def test_an_entity_with_extremes_only_reads_its_over_views_directly() -> None:
