@@ -60,14 +60,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from rtml_features.online_store.base import EntityValues, refuse_non_finite, write_completed
+from rtml_features.online_store.redis.connection import (
+    Client,
+    cluster_evalsha,
+    is_cluster,
+    slot_of,
+)
 
 if HIREDIS_AVAILABLE:  # redis-py's own condition for using hiredis
     from hiredis import pack_command
@@ -196,10 +203,17 @@ def command_packer() -> DirectPacker | None:
 
 
 class BulkWriter:
-    """Sends chunks of entity writes as ``EVALSHA`` calls, loading the script on NOSCRIPT."""
+    """Sends chunks of entity writes as ``EVALSHA`` calls, loading the script on NOSCRIPT.
 
-    def __init__(self, client: redis.Redis) -> None:
+    On a Redis Cluster a script call may only touch keys of one slot: the updates are
+    grouped by their key's slot, a chunk per group (with entities spread over 16,384
+    slots, nearly one call per entity), sent by the cluster client in one pipeline per
+    node (all nodes in parallel); the write is done when :meth:`begin` returns.
+    """
+
+    def __init__(self, client: Client) -> None:
         self.client = client
+        self.cluster = is_cluster(client)
         # Not loaded here: constructing a store must not need a live server; the
         # first call's NOSCRIPT loads it.
         self.sha = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
@@ -225,12 +239,14 @@ class BulkWriter:
         after every reply has been read (or the connection dropped), so the pooled
         connection never desynchronises.
         """
+        if self.cluster:
+            return self._cluster_write(prefix, updates, ttl_s, as_of_field, tx_field)
         calls = [chunk_args(prefix, updates[start:start + CHUNK_KEYS], ttl_s,
                             as_of_field, tx_field)
                  for start in range(0, len(updates), CHUNK_KEYS)]
         if not calls:
             return write_completed
-        pool = self.client.connection_pool
+        pool = cast(redis.Redis, self.client).connection_pool
         connection = pool.get_connection()
         try:
             connection.send_packed_command(
@@ -260,6 +276,20 @@ class BulkWriter:
                 raise errors[0]
 
         return wait
+
+    def _cluster_write(self, prefix: str, updates: Sequence[EntityValues], ttl_s: int,
+                       as_of_field: str, tx_field: str) -> Callable[[], None]:
+        groups: dict[int, list[EntityValues]] = {}
+        for update in updates:  # in order: a key written twice keeps its last write last
+            slot = slot_of(f"{prefix}{update.entity}:{update.entity_id}")
+            groups.setdefault(slot, []).append(update)
+        calls = [chunk_args(prefix, group[start:start + CHUNK_KEYS], ttl_s, as_of_field,
+                            tx_field)
+                 for group in groups.values() for start in range(0, len(group), CHUNK_KEYS)]
+        if calls:
+            assert isinstance(self.client, RedisCluster)
+            cluster_evalsha(self.client, WRITE_SCRIPT, self.sha, calls)
+        return write_completed
 
     def _send(self, calls: list[list[Any]]) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -68,9 +68,17 @@ asked (the head ``SEQ|S...`` and one level), so the bytes a request reads do
 not grow with the entity's activity.
 
 Every touched key's TTL is renewed by each write (longer than the longest
-window + delay), so an entity that stops transacting disappears. An entity's
-three keys share no hash tag: like :mod:`.store`, this is for one Redis
-instance, not a Redis Cluster.
+window + delay), so an entity that stops transacting disappears.
+
+**Redis Cluster** (a ``redis+cluster://`` URL, :mod:`.connection`): the writer's
+and the reader's scripts touch an entity's three keys together, so there the
+keys end in the hash tag ``{entity:id}`` — ``{prefix}@ev:{customer:C1}`` instead
+of ``{prefix}@ev:customer:C1`` — and share a slot. A single server keeps the
+untagged names (no migration). The two layouts are never mixed: every service
+derives the mode from the same ``RTML_REDIS_URL``. Entities of one request
+(customer, terminal) live in different slots, usually on different nodes: the
+writer sends one script call per entity and the reader one per entity, grouped
+per node in one pipeline (docs/online-store.md, "Redis Cluster").
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from rtml_features.definitions import FeatureSet
+from rtml_features.online_store.redis.connection import entity_tag
 from rtml_features.online_store.redis.store import key_prefix
 
 #: Version of the member texts this module writes (2: sums as hex IEEE bits, was
@@ -96,10 +105,16 @@ FIELD_SEPARATOR = "/"
 EVENT_LOG, LABEL_LOG, KNOWN_INDEX = "@ev", "@lb", "@lk"
 
 
-def log_keys(feature_set: FeatureSet, entity: str, entity_id: str) -> tuple[str, str, str]:
-    """The event-log, label-log and labelled-at keys of one entity."""
+def log_keys(feature_set: FeatureSet, entity: str, entity_id: str,
+             tagged: bool = False) -> tuple[str, str, str]:
+    """The event-log, label-log and labelled-at keys of one entity.
+
+    ``tagged`` (a Redis Cluster): the three keys end in the hash tag
+    ``{entity:id}`` instead of ``entity:id``, so they share a slot and one script
+    reads or writes them together (see "Redis Cluster" above).
+    """
     base = key_prefix(feature_set)
-    tail = f":{entity}:{entity_id}"
+    tail = f":{entity_tag(entity, entity_id)}" if tagged else f":{entity}:{entity_id}"
     return (f"{base}{EVENT_LOG}{tail}", f"{base}{LABEL_LOG}{tail}", f"{base}{KNOWN_INDEX}{tail}")
 
 

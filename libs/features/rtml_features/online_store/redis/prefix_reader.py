@@ -62,11 +62,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from rtml_features.definitions import Agg, Entity, FeatureSet
 from rtml_features.log_query import EventLogQuery, LabelLogQuery
+from rtml_features.online_store.redis.connection import Client, cluster_evalsha, is_cluster
 from rtml_features.online_store.redis.prefix_layout import (
     SEQ_DIGITS,
     log_keys,
@@ -330,9 +331,11 @@ def _head(text: bytes) -> tuple[int, list[float]] | None:
 class PrefixLogReader:
     """Builds a request's read, runs it in one ``EVALSHA``, and turns the reply into views."""
 
-    def __init__(self, client: redis.Redis, feature_set: FeatureSet) -> None:
+    def __init__(self, client: Client, feature_set: FeatureSet) -> None:
         self.client = client
         self.feature_set = feature_set
+        #: A Redis Cluster: tagged keys, one ``EVALSHA`` per entity (see :meth:`read`).
+        self.cluster = is_cluster(client)
         self.plans = [EntityReadPlan.of(feature_set, entity) for entity in feature_set.entities]
         self.sha = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
 
@@ -357,15 +360,34 @@ class PrefixLogReader:
         """
         keys: list[str] = []
         args: list[Any] = []
-        asked: list[tuple[EntityReadPlan, str]] = []
+        asked: list[EntityReadPlan] = []
         for plan in self.plans:
             entity_id = ids.get(plan.entity.key)
             if entity_id is None:
                 continue
-            keys += log_keys(self.feature_set, plan.entity.name, entity_id)
+            keys += log_keys(self.feature_set, plan.entity.name, entity_id, self.cluster)
             args += self.entity_args(plan, transaction_id, time_ms)
-            asked.append((plan, entity_id))
-        return keys, args, [plan for plan, _ in asked]
+            asked.append(plan)
+        return keys, args, asked
+
+    def entity_calls(self, transaction_id: str, time_ms: int, ids: Mapping[str, str | None]
+                     ) -> tuple[list[list[Any]], list[EntityReadPlan]]:
+        """``EVALSHA`` arguments (after the sha) of :data:`READ_SCRIPT`, one call per entity.
+
+        For a Redis Cluster, where an entity's keys share a slot but two entities'
+        keys do not: each call's reply is a one-element list, and the elements in
+        order are the reply :meth:`views` takes.
+        """
+        calls: list[list[Any]] = []
+        asked: list[EntityReadPlan] = []
+        for plan in self.plans:
+            entity_id = ids.get(plan.entity.key)
+            if entity_id is None:
+                continue
+            keys = log_keys(self.feature_set, plan.entity.name, entity_id, self.cluster)
+            calls.append([len(keys), *keys, *self.entity_args(plan, transaction_id, time_ms)])
+            asked.append(plan)
+        return calls, asked
 
     def views(self, asked: Sequence[EntityReadPlan], reply: Sequence[Any], transaction_id: str,
               time_ms: int) -> dict[str, tuple[EventLogQuery | None, LabelLogQuery | None]]:
@@ -396,7 +418,15 @@ class PrefixLogReader:
 
     def read(self, transaction_id: str, time_ms: int, ids: Mapping[str, str | None]
              ) -> dict[str, tuple[EventLogQuery | None, LabelLogQuery | None]]:
-        """Every asked entity's views for a request at ``time_ms``: one ``EVALSHA``."""
+        """Every asked entity's views for a request at ``time_ms``: one ``EVALSHA``.
+
+        On a Redis Cluster one ``EVALSHA`` per entity, in one pipeline per node (the
+        nodes in parallel: one round trip's time)."""
+        if self.cluster:
+            assert isinstance(self.client, RedisCluster)
+            calls, plans = self.entity_calls(transaction_id, time_ms, ids)
+            replies = cluster_evalsha(self.client, READ_SCRIPT, self.sha, calls)
+            return self.views(plans, [reply[0] for reply in replies], transaction_id, time_ms)
         keys, args, asked = self.request(transaction_id, time_ms, ids)
         try:
             reply = self.client.evalsha(self.sha, len(keys), *keys, *args)

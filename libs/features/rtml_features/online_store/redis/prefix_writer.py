@@ -15,6 +15,10 @@ records the *diff* to send (members to remove, members to add);
 ``EVALSHA`` of :data:`WRITE_SCRIPT` per chunk, every chunk in one pipeline:
 one round trip per batch, like :mod:`.bulk_write` (and for the same reason:
 per-command packing and reply parsing in redis-py cost ~10 µs of Python each).
+On a Redis Cluster an entity's keys carry a hash tag and each entity is its own
+call (the entities of a batch are spread over every slot); the cluster client
+sends them in one pipeline per node, all nodes in parallel, and the waiter is
+a no-op (the write is done when :meth:`PrefixLogWriter.begin` returns).
 
 The script is a generic "apply a sorted-set diff" (``ZREM`` the old members,
 ``ZADD`` the new, ``EXPIRE``): Redis does no arithmetic and no search, so its
@@ -31,13 +35,15 @@ import time
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import write_completed
+from rtml_features.online_store.redis.connection import Client, cluster_evalsha, is_cluster
 from rtml_features.online_store.redis.prefix_layout import (
     FIELD_SEPARATOR,
     PACK_PAIR,
@@ -615,13 +621,15 @@ class EntityLogState:
 class PrefixLogWriter:
     """Sends the pending changes of many entities' logs in one round trip."""
 
-    def __init__(self, client: redis.Redis, feature_set: FeatureSet, ttl_s: int) -> None:
+    def __init__(self, client: Client, feature_set: FeatureSet, ttl_s: int) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
         self.client = client
         self.feature_set = feature_set
         self.ttl_s = ttl_s
         self.sha = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
+        #: A Redis Cluster: tagged keys, one script call per entity (its keys' slot).
+        self.cluster = is_cluster(client)
         #: :func:`~.prefix_layout.log_keys` up to the entity name (``...@ev:``).
         events, labels, known = log_keys(feature_set, "", "")
         self._prefixes = events[:-1], labels[:-1], known[:-1]
@@ -645,8 +653,10 @@ class PrefixLogWriter:
         args: list[Any] = [self.ttl_s]
         append, extend = args.append, args.extend
         events_prefix, labels_prefix, known_prefix = self._prefixes
+        cluster = self.cluster
         for entity, entity_id, state in states:
-            tail = f"{entity}:{entity_id}"
+            # (on a cluster, the hash tag of .connection.entity_tag, written out)
+            tail = f"{{{entity}:{entity_id}}}" if cluster else f"{entity}:{entity_id}"
             events = state.events
             if events.written_s < stale:
                 events.resend()
@@ -689,7 +699,7 @@ class PrefixLogWriter:
                             extend(removed_list)
                         append(len(adds))
                         extend(adds)
-            if len(args) >= CHUNK_ARGS:
+            if len(args) >= CHUNK_ARGS or (cluster and keys):
                 calls.append([len(keys), *keys, *args])
                 keys, args = [], [self.ttl_s]
                 append, extend = args.append, args.extend
@@ -713,7 +723,11 @@ class PrefixLogWriter:
         calls = self.calls(states)
         if not calls:
             return write_completed
-        pool = self.client.connection_pool
+        if self.cluster:  # one call per entity, grouped per node by the cluster client
+            assert isinstance(self.client, RedisCluster)
+            cluster_evalsha(self.client, WRITE_SCRIPT, self.sha, calls)
+            return write_completed
+        pool = cast(redis.Redis, self.client).connection_pool
         connection = pool.get_connection()
         try:
             connection.send_packed_command(

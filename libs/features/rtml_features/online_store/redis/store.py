@@ -15,10 +15,13 @@ of Python per entity, about a quarter of its CPU; see :mod:`.bulk_write` for the
 argument layout, the costs and why values are formatted in bulk. The TTL is
 renewed by every write (an EXPIRE in the script), so Python keeps no renewal
 bookkeeping.
-All keys of a chunk go into one script call: fine on a single Redis instance,
-not on a Redis Cluster (keys of one call would need a common hash slot).
+All keys of a chunk go into one script call on a single Redis instance; on a
+Redis Cluster (a ``redis+cluster://`` URL, :mod:`.connection`) a call holds the
+keys of one slot only, so the writer groups them by slot (see
+:class:`~.bulk_write.BulkWriter`). The keys are the same in both modes (one key
+per entity: nothing to keep together).
 
-Reads use one pipeline of HGETALLs.
+Reads use one pipeline of HGETALLs (on a cluster: one per node, in parallel).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import redis
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import EntityValues, OnlineStore
 from rtml_features.online_store.redis.bulk_write import BulkWriter, command_packer
+from rtml_features.online_store.redis.connection import Client, connect, is_cluster_url
 
 AS_OF_FIELD = "_as_of_ms"
 TRANSACTION_FIELD = "_tx"
@@ -46,14 +50,16 @@ def key_prefix(feature_set: FeatureSet) -> str:
 
 
 class RedisOnlineStore(OnlineStore):
-    """Online store on a Redis server (``redis://`` URL)."""
+    """Online store on a Redis server (``redis://``) or a Redis Cluster (``redis+cluster://``)."""
 
     def __init__(self, url: str, ttl_s: int, socket_timeout_s: float = 1.0) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
         self.ttl_s = ttl_s
-        self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
-                                           command_packer=command_packer())
+        self.client: Client = (
+            connect(url, socket_timeout=socket_timeout_s) if is_cluster_url(url)
+            else redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
+                                      command_packer=command_packer()))
         self._writer = BulkWriter(self.client)
 
     def write(self, feature_set: FeatureSet, updates: Sequence[EntityValues]) -> None:
