@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 
 FORMAT = 2
 #: Readable formats: 1 lacks ``published`` (read as unknown: everything is scanned once).
@@ -77,7 +78,7 @@ def checkpoint_key(group_id: str, feature_set: str, version: str) -> str:
 class CheckpointStore:
     """Loads and saves one checkpoint key in Redis."""
 
-    def __init__(self, client: redis.Redis, key: str) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, key: str) -> None:
         self.client = client
         self.key = key
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import redis
-
 from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_common.dependency import StoppedWaiting
 from rtml_common.events import Event, FeatureVector, Label, Transaction
@@ -31,6 +29,7 @@ from rtml_feature_pipeline.inputs import INPUT_DECODERS
 from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.baseline import get_feature_set
+from rtml_features.online_store.redis.connection import connect
 from rtml_features.online_store.redis.prefix_writer import PrefixLogWriter
 from rtml_features.online_store.redis.store import RedisOnlineStore
 
@@ -59,7 +58,7 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
     store = RedisOnlineStore(redis_settings.url, settings.redis_ttl_s,
                              redis_settings.socket_timeout_s)
     checkpoints = CheckpointStore(
-        redis.Redis.from_url(redis_settings.url, socket_timeout=30),
+        connect(redis_settings.url, socket_timeout=30),  # a server or a cluster, by the URL
         checkpoint_key(settings.consumer_group, feature_set.name, feature_set.version),
     )
     transactions = spec_for_event(Transaction).name
