@@ -11,6 +11,8 @@ key and table names):
 
 * ``kafka_broker`` - ``.bootstrap_servers``; all platform topics created.
 * ``redis_server`` - ``.url``, ``.host``, ``.port``, ``.client()``.
+* ``redis_cluster`` - a 3-master Redis Cluster with a replica per master:
+  ``.url`` (``redis+cluster://``), ``.masters()``, ``.failover(master)``.
 * ``mlflow_server`` - ``.tracking_uri``.
 * ``cassandra_server`` - ``.host``, ``.port``, ``.keyspace`` ("rtml"),
   ``.session(keyspace)`` (CQL protocol v1, consistency ONE).
@@ -38,6 +40,7 @@ import pytest
 
 from rtml_localstack.errors import ComponentUnavailable, StackError
 from rtml_localstack.launchers import PrometheusLauncher
+from rtml_localstack.redis_cluster import LocalRedisCluster
 from rtml_localstack.testing import (
     CassandraServer,
     KafkaBroker,
@@ -135,6 +138,19 @@ def fresh_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     keys (feature hashes, checkpoints) must not leak into other tests' Redis."""
     yield from _serve(lambda: RedisServer.start_new(tmp_path / "redis"),
                       "redis-server (install it with scripts/install-system-deps.sh)")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A shared local Redis Cluster: 3 masters with a replica each (``.url`` is the
+    ``redis+cluster://`` form, ``.failover(master)`` moves a master's slots to its
+    replica). A test that fails a master over leaves the cluster serving every slot."""
+    try:
+        cluster = LocalRedisCluster.start_new(_dir(tmp_path_factory, "redis-cluster"))
+    except _START_ERRORS as exc:
+        _cannot_start("a local Redis Cluster (redis-server, redis-cli)", exc)
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture(scope="session")
