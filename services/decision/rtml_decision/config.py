@@ -223,6 +223,9 @@ class Settings(ServiceSettings):
         if prefix.startswith(DECISION_KEY_PREFIX):
             raise ValueError(f"must not start with {DECISION_KEY_PREFIX!r} (the idempotency "
                              "records' keys, named by transaction ids)")
+        if "{}" in prefix:  # an empty hash tag: a cluster would hash each whole key apart
+            raise ValueError("must not contain '{}' (on a Redis Cluster the keys share a "
+                             "hash tag; an empty one would split them over two slots)")
         return prefix
 
     @field_validator("admin_api_key")

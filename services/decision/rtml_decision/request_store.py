@@ -40,6 +40,22 @@ request. Decisions are written in batches, never alone: they ride along with
 the next request's lookup (same pipeline, same round trip) or, when no
 request comes within :data:`WRITE_DELAY_S`, go in one pipeline of their own.
 On any Redis error the caller answers degraded.
+
+**On a Redis Cluster** (``RTML_REDIS_URL=redis+cluster://...``) the keys of one
+request live in up to three slots — the idempotency record, the customer's logs
+and the terminal's logs (an entity's three log keys share a hash tag, see
+:mod:`rtml_features.online_store.redis.prefix_layout`) — so one script cannot
+touch them all. The lookup is then :data:`CLAIM` on the record plus one
+:data:`~rtml_features.online_store.redis.prefix_reader.READ_SCRIPT` per entity,
+sent with the queued decision writes in one cluster pipeline: the client writes
+every node's commands before reading any reply, so a decision still waits for
+one round trip's time (to up to three nodes in parallel), at the price of up
+to three commands where a single Redis runs one, and of the reads being done
+even when a stored decision makes them useless. A redirected command
+(``MOVED``/``ASK`` during a failover) or a failed connection is sent again a
+bounded number of times (:data:`CLUSTER_LOOKUP_RETRIES`, within the socket
+timeout each); beyond that the request is answered degraded as on a single
+Redis. The single-server path is unchanged.
 """
 
 from __future__ import annotations
@@ -59,8 +75,17 @@ from redis.retry import Retry
 
 from rtml_common.events import Transaction
 from rtml_features.definitions import FeatureSet
+from rtml_features.online_store.redis.connection import (
+    CLUSTER_TRANSIENT,
+    Client,
+    as_outage,
+    connect,
+    is_cluster,
+    is_cluster_url,
+)
 from rtml_features.online_store.redis.prefix_reader import (
     READ_ENTITY_LUA,
+    READ_SCRIPT,
     EntityReadPlan,
     PrefixLogReader,
 )
@@ -95,9 +120,26 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {false, rtml_read_entities(2, 3)}
 """
 
+#: KEYS[1] the idempotency record; ARGV the marker and its TTL (ms). On a Redis Cluster,
+#: where the entities' logs sit in other slots: the claim alone. Returns the stored
+#: value, or nil once it claimed the transaction.
+CLAIM = """
+local stored = redis.call('GET', KEYS[1])
+if stored then return stored end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+
+#: Retries of a cluster lookup after its first attempt (the cluster client's own: it
+#: follows a failover's MOVED / refreshes its slot map between them).
+CLUSTER_LOOKUP_RETRIES = 2
+
 RedisError = redis.RedisError
-#: Everything a Redis call may raise when Redis is unreachable or too slow.
+#: Everything a Redis call may raise when Redis is unreachable or too slow (a cluster's
+#: transient errors reach callers as ``redis.ConnectionError``, see :func:`as_outage`).
 REDIS_FAILURES = (redis.RedisError, OSError)
+#: What a cluster client may raise besides (turned into ``redis.ConnectionError`` here).
+_ANY_FAILURE: tuple[type[BaseException], ...] = (*REDIS_FAILURES, *CLUSTER_TRANSIENT)
 
 
 class RedisUnavailable(redis.ConnectionError):
@@ -185,13 +227,15 @@ def with_marker_windows(plan: EntityReadPlan) -> EntityReadPlan:
 class RequestStore:
     """Idempotency records and prefix-log reads for one feature set."""
 
-    def __init__(self, client: redis.Redis, feature_set: FeatureSet, ttl_s: int) -> None:
+    def __init__(self, client: Client, feature_set: FeatureSet, ttl_s: int) -> None:
         self.client = client
         self.feature_set = feature_set
         self.ttl_s = ttl_s
         self.reader = PrefixLogReader(client, feature_set)
         self.reader.plans = [with_marker_windows(plan) for plan in self.reader.plans]
+        self.cluster = is_cluster(client)
         self._lookup = client.register_script(LOOKUP_AND_CLAIM)
+        self._claim_sha = hashlib.sha1(CLAIM.encode()).hexdigest()
         self._down_until = 0.0
         #: decisions waiting to replace their claims, and the timer writing them alone.
         self._queue: list[tuple[str, bytes]] = []
@@ -200,10 +244,18 @@ class RequestStore:
     @classmethod
     def from_url(cls, url: str, feature_set: FeatureSet, ttl_s: int,
                  timeout_s: float) -> RequestStore:
-        """A store whose every command fails within ``timeout_s`` instead of retrying."""
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s,
-                                      socket_connect_timeout=timeout_s,
-                                      retry=Retry(NoBackoff(), 0))
+        """A store whose every command fails within ``timeout_s`` instead of retrying.
+
+        On a Redis Cluster (``redis+cluster://``) a command is tried at most
+        ``1 + CLUSTER_LOOKUP_RETRIES`` times (how the client follows a failover).
+        """
+        if is_cluster_url(url):
+            client = connect(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                             retries=CLUSTER_LOOKUP_RETRIES)
+        else:
+            client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                          socket_connect_timeout=timeout_s,
+                                          retry=Retry(NoBackoff(), 0))
         return cls(client, feature_set, ttl_s)
 
     def _call(self, keys: list[str], args: list[Any]) -> list[Any]:
@@ -258,12 +310,56 @@ class RequestStore:
         (``customer_id``) to its value; an entity whose id is absent (no
         terminal) is not read and left out of ``entities``.
         """
+        if self.cluster:
+            return self._cluster_lookup(transaction_id, request_fingerprint, time_ms, ids)
         keys, args, asked = self.reader.request(transaction_id, time_ms, ids)
         reply = self._call([decision_key(transaction_id), *keys],
                            [PENDING + request_fingerprint, PENDING_TTL_MS, *args])
         if reply[0] is not None:
             return Lookup(Stored.parse(bytes(reply[0])), {})
         return Lookup(None, self.reader.views(asked, reply[1], transaction_id, time_ms))
+
+    def _cluster_lookup(self, transaction_id: str, request_fingerprint: bytes, time_ms: int,
+                        ids: dict[str, str | None]) -> Lookup:
+        """:meth:`lookup` on a Redis Cluster: the claim and one read per entity, with the
+        queued writes, in one pipeline (see the module docstring)."""
+        if time.monotonic() < self._down_until:
+            raise RedisUnavailable("redis failed less than a cool-down ago")
+        calls, asked = self.reader.entity_calls(transaction_id, time_ms, ids)
+        scripts = [(self._claim_sha, [1, decision_key(transaction_id),
+                                      PENDING + request_fingerprint, PENDING_TTL_MS]),
+                   *((self.reader.sha, args) for args in calls)]
+        try:
+            queued = len(self._queue)
+            pipe = self._writes()
+            for sha, args in scripts:
+                pipe.execute_command("EVALSHA", sha, *args)
+            replies = list(pipe.execute(raise_on_error=False))
+            self._log_failed_writes(replies[:queued])
+            replies = replies[queued:]
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:  # a node restarted, or a replica promoted, without our scripts
+                self.client.script_load(CLAIM)
+                self.client.script_load(READ_SCRIPT)
+                again = self.client.pipeline(transaction=False)
+                for i in missing:
+                    sha, args = scripts[i]
+                    again.execute_command("EVALSHA", sha, *args)
+                for i, reply in zip(missing, again.execute(raise_on_error=False), strict=True):
+                    replies[i] = reply
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise as_outage(reply)
+        except _ANY_FAILURE as error:
+            self._down_until = time.monotonic() + COOLDOWN_S
+            outage = as_outage(error)
+            if outage is error:
+                raise
+            raise outage from error
+        if replies[0] is not None:
+            return Lookup(Stored.parse(bytes(replies[0])), {})
+        return Lookup(None, self.reader.views(asked, [reply[0] for reply in replies[1:]],
+                                              transaction_id, time_ms))
 
     async def wait_for_decision(self, transaction_id: str, timeout_s: float) -> Stored:
         """The decision of a concurrent request holding the claim, once it is stored.
@@ -301,7 +397,7 @@ class RequestStore:
         pipe = self._writes()
         try:
             self._log_failed_writes(pipe.execute(raise_on_error=False))
-        except REDIS_FAILURES as error:
+        except _ANY_FAILURE as error:
             logger.warning("cannot record decisions for idempotency: %r", error)
 
     def close(self) -> None:

@@ -39,6 +39,12 @@ script that writes the set.
 ``<prefix>`` is ``RTML_DECISION_RULES_KEY_PREFIX`` (``rtml:decision-rules:``),
 outside the idempotency records' ``rtml:decision:<transaction id>`` space,
 so no transaction id can name these keys.
+
+On a Redis Cluster (``RTML_REDIS_URL=redis+cluster://...``) the scripts' two keys
+must share a slot: there they are ``<prefix>{rules}active`` and
+``<prefix>{rules}revision`` (one hash tag; the channel is not a key, and a
+``PUBLISH`` reaches every node's subscribers). A single Redis keeps the names
+above, so an existing deployment's stored set is still found after an upgrade.
 """
 
 from __future__ import annotations
@@ -53,10 +59,18 @@ from redis.retry import Retry
 
 from rtml_common.events import utcnow
 from rtml_decision.rules import RuleSet
+from rtml_features.online_store.redis.connection import (
+    Client,
+    connect,
+    is_cluster,
+    is_cluster_url,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "rtml:decision-rules:"
+#: The hash tag the keys carry on a Redis Cluster (after the prefix, before the name).
+CLUSTER_TAG = "{rules}"
 
 #: KEYS[1] the hash, KEYS[2] the counter; ARGV version, name, source, activated_at, text,
 #: channel. The revision: the counter plus one, or Redis's clock in ms when that is more
@@ -118,10 +132,11 @@ class StoredRules:
 class RuleStore:
     """Reads and writes the shared active rule set (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: Client, prefix: str = DEFAULT_PREFIX) -> None:
         self.client = client
-        self.active_key = f"{prefix}active"
-        self.revision_key = f"{prefix}revision"
+        keys = f"{prefix}{CLUSTER_TAG}" if is_cluster(client) else prefix
+        self.active_key = f"{keys}active"
+        self.revision_key = f"{keys}revision"
         self.channel = f"{prefix}activations"
         self._activate = client.register_script(ACTIVATE)
         self._reseed = client.register_script(RESEED)
@@ -133,10 +148,16 @@ class RuleStore:
 
         One immediate retry (a pooled connection that went stale when Redis
         restarted); a retried activation may skip a revision, which is harmless.
+        On a Redis Cluster the client's bounded retries (it follows a failover).
         """
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s,
-                                      socket_connect_timeout=timeout_s,
-                                      health_check_interval=30, retry=Retry(NoBackoff(), 1))
+        client: Client
+        if is_cluster_url(url):
+            client = connect(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        else:
+            client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                          socket_connect_timeout=timeout_s,
+                                          health_check_interval=30,
+                                          retry=Retry(NoBackoff(), 1))
         return cls(client, prefix)
 
     def activate(self, rule_set: RuleSet, text: str, source: str) -> tuple[int, datetime]:

@@ -1,0 +1,248 @@
+"""The online store, the request store and the shared rule store on a real local Redis Cluster.
+
+The same simulated history is written, as the feature pipeline writes it, to a
+single Redis and to a 3-master cluster (``redis+cluster://``, one replica per
+master); every request's features and consistency markers read back through
+:class:`RequestStore` must be the same on both (to 1e-9: in fact bit for bit),
+for both feature sets (the extended set's customers have sparse tables and a
+label log). The latest-values layout likewise. The cluster's keys are checked
+too: an entity's three log keys share one slot (the hash tag), and the rule
+store's two keys share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from rtml_decision.request_features import RequestFeatures
+from rtml_decision.request_store import DECIDED, PENDING, RequestStore, Stored, decision_key
+from rtml_decision.rule_store import RuleStore
+from rtml_decision.rules import parse_rule_set
+from rtml_features.baseline import BASELINE, Entity
+from rtml_features.definitions import FeatureSet
+from rtml_features.extended import EXTENDED
+from rtml_features.online_store.base import EntityValues
+from rtml_features.online_store.redis.connection import connect, is_cluster, slot_of
+from rtml_features.online_store.redis.prefix_layout import log_keys
+from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
+from rtml_features.online_store.redis.prefix_writer import EntityLogState, PrefixLogWriter
+from rtml_features.online_store.redis.store import RedisOnlineStore
+from rtml_features.request_vector import log_spec
+
+pytestmark = pytest.mark.integration
+
+DAY_MS = 86_400_000
+MINE, OTHER = b"m" * 16, b"o" * 16
+
+
+def simulate(prefix: str, n: int = 300, seed: int = 11) -> tuple[list[tuple[Any, ...]],
+                                                                  list[tuple[Any, ...]]]:
+    """(tid, t, customer, terminal, amount) rows over 40 days; labels (tid, labelled at)."""
+    rng = np.random.default_rng(seed)
+    times = np.sort(rng.integers(0, 40 * DAY_MS, n))
+    rows = [(f"{prefix}-h{i}", int(t), f"{prefix}-c{rng.integers(0, 6)}",
+             f"{prefix}-t{rng.integers(0, 4)}", float(np.round(rng.gamma(2.0, 40.0), 2)))
+            for i, t in enumerate(times)]
+    labels = [(row[0], row[1] + int(rng.integers(0, 10 * DAY_MS)))
+              for row in rows if rng.random() < 0.2]
+    return rows, labels
+
+
+def write_history(client: Any, feature_set: FeatureSet, rows: list[tuple[Any, ...]],
+                  labels: list[tuple[Any, ...]], order: np.ndarray) -> None:
+    """The history's prefix logs as the pipeline writes them (events in ``order``, 4 writes)."""
+    writer = PrefixLogWriter(client, feature_set, ttl_s=3600)
+    states: dict[tuple[str, str], EntityLogState] = {}
+
+    def state(entity: Entity, entity_id: str) -> EntityLogState:
+        if (entity.name, entity_id) not in states:
+            states[entity.name, entity_id] = EntityLogState(log_spec(feature_set, entity))
+        return states[entity.name, entity_id]
+
+    ids = {"customer_id": 2, "terminal_id": 3}
+    for chunk in np.array_split(order, 4):
+        for i in chunk:
+            row = rows[int(i)]
+            for entity in feature_set.entities:
+                state(entity, row[ids[entity.key]]).add_event(row[0], row[1], {"amount": row[4]})
+        writer.write([(name, entity_id, s) for (name, entity_id), s in states.items()])
+    by_id = {row[0]: row for row in rows}
+    for tid, labeled_at in labels:
+        row = by_id[tid]
+        for entity in feature_set.entities:
+            state(entity, row[ids[entity.key]]).add_label(tid, row[1], labeled_at,
+                                                          {"is_fraud": 1.0})
+    writer.write([(name, entity_id, s) for (name, entity_id), s in states.items()])
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: Any) -> Iterator[Any]:
+    client = connect(redis_cluster.url, socket_timeout=5)
+    assert is_cluster(client)
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("feature_set", [BASELINE, EXTENDED], ids=lambda fs: fs.name)
+def test_request_time_features_on_a_cluster_equal_a_single_redis(
+        redis_server: Any, cluster_client: Any, feature_set: FeatureSet) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    rows, labels = simulate(prefix)
+    order = np.random.default_rng(5).permutation(len(rows))  # out of order: late inserts
+    single = redis_server.client()
+    write_history(single, feature_set, rows, labels, order)
+    write_history(cluster_client, feature_set, rows, labels, order)
+
+    # the keys: an entity's three logs in one slot, under the tag
+    customer = f"{prefix}-c0"
+    keys = log_keys(feature_set, "customer", customer, tagged=True)
+    assert all(cluster_client.exists(key) for key in keys[:1])
+    assert len({slot_of(key) for key in keys}) == 1
+    assert all(key.endswith(f"{{customer:{customer}}}") for key in keys)
+    assert not single.exists(keys[0]) and single.exists(log_keys(feature_set, "customer",
+                                                                 customer)[0])
+
+    features = RequestFeatures(feature_set)
+    stores = [RequestStore(single, feature_set, ttl_s=600),
+              RequestStore(cluster_client, feature_set, ttl_s=600)]
+    assert not stores[0].cluster and stores[1].cluster
+    rng = np.random.default_rng(9)
+    compared = seen = labelled = 0
+    for i in range(40):
+        t = int(rng.integers(2 * DAY_MS, 44 * DAY_MS))
+        ids = {"customer_id": f"{prefix}-c{rng.integers(0, 7)}",  # c6: unknown
+               "terminal_id": None if i % 8 == 7 else f"{prefix}-t{rng.integers(0, 4)}"}
+        vectors = []
+        for store in stores:
+            tid = f"{prefix}-r{i}"
+            lookup = store.lookup(tid, MINE, t, ids)
+            assert lookup.stored is None
+            vectors.append(features.compute(tid, t, {"amount": 10.0}, lookup.entities))
+        # the plain reader (the CLI's and the parity check's) reads the cluster alike
+        views = PrefixLogReader(cluster_client, feature_set).read("x", t, ids)
+        assert set(views) == set(stores[1].lookup(f"{prefix}-x{i}", MINE, t, ids).entities)
+        single_vector, cluster_vector = vectors
+        assert set(single_vector) == set(cluster_vector)
+        for name, value in single_vector.items():
+            assert abs(cluster_vector[name] - value) <= 1e-9, (ids, t, name)
+        compared += 1
+        seen += single_vector["rtml_seen_events_customer"] > 0 \
+            and single_vector.get("rtml_seen_events_terminal", 0) > 0
+        labelled += single_vector.get("rtml_seen_labels_terminal", 0) > 0
+    # not vacuous: most requests found both entities' histories, some with labels
+    assert compared == 40 and seen >= 20 and labelled >= 5
+    single.close()
+
+
+def test_latest_values_on_a_cluster_equal_a_single_redis(redis_server: Any,
+                                                         redis_cluster: Any) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    rng = np.random.default_rng(1)
+    names = ["customer_id_nb_tx_1day_window", "customer_id_avg_amount_1day_window"]
+    updates = [EntityValues("customer", f"{prefix}-{i % 300}",
+                            {name: float(rng.random() * 1000 + 0.1) for name in names},
+                            1_000 + i, f"tx{i}") for i in range(400)]  # 100 written twice
+    single = RedisOnlineStore(redis_server.url, ttl_s=600)
+    cluster = RedisOnlineStore(redis_cluster.url, ttl_s=600)
+    for store in (single, cluster):
+        store.write(BASELINE, updates)
+        # older than what is stored: left as it is (never older over newer)
+        store.begin_write(BASELINE, [EntityValues("customer", f"{prefix}-0", dict.fromkeys(
+            names, -1.0), 5, "old")])()
+    asked = [("customer", f"{prefix}-{i}") for i in range(301)]
+    on_single, on_cluster = single.read(BASELINE, asked), cluster.read(BASELINE, asked)
+    assert on_single == on_cluster
+    assert on_cluster[-1] is None and on_cluster[0] is not None
+    assert on_cluster[0].transaction_id == "tx300"
+    single.close()
+    cluster.close()
+
+
+def test_claims_replays_and_lost_scripts_on_a_cluster(redis_cluster: Any,
+                                                      cluster_client: Any) -> None:
+    customer, first, second = (uuid.uuid4().hex for _ in range(3))
+    state = EntityLogState(log_spec(BASELINE, BASELINE.entities[0]))
+    for i in range(3):
+        state.add_event(f"e{i}", 1_000 * i, {"amount": 2.0})
+    PrefixLogWriter(cluster_client, BASELINE, ttl_s=600).write([("customer", customer, state)])
+    store = RequestStore.from_url(redis_cluster.url, BASELINE, ttl_s=600, timeout_s=1.0)
+    assert store.cluster
+
+    async def scenario() -> None:
+        lookup = store.lookup(first, MINE, 5_000, {"customer_id": customer,
+                                                   "terminal_id": None})
+        assert lookup.stored is None and set(lookup.entities) == {"customer"}
+        events, _ = lookup.entities["customer"]
+        assert events is not None and events.count(5_000 - DAY_MS, 5_000) == 3
+        assert cluster_client.get(decision_key(first)) == PENDING + MINE
+        claimed = store.lookup(first, OTHER, 5_000, {"customer_id": customer})
+        assert claimed.stored == Stored(MINE, None)
+
+        store.record(first, MINE, b'{"first":1}')
+        cluster_client.script_flush()  # every master forgot the scripts: still one answer
+        again = store.lookup(first, MINE, 5_000, {"customer_id": customer})  # write rides along
+        assert again.stored == Stored(MINE, b'{"first":1}')
+
+        store.record(second, MINE, b'{"second":2}')
+        await asyncio.sleep(0.05)  # no lookup came: the timer wrote it alone
+        assert cluster_client.get(decision_key(second)) == DECIDED + MINE + b'{"second":2}'
+        waited = await store.wait_for_decision(second, 0.1)
+        assert waited.body == b'{"second":2}'
+
+    asyncio.run(scenario())
+    store.close()
+
+
+RULES = """
+name: stored
+version: "{version}"
+rules:
+  - {{name: big, when: "amount >= 1000", outcome: review, reason: BIG}}
+"""
+
+
+def test_the_shared_rule_set_on_a_cluster(redis_cluster: Any) -> None:
+    prefix = f"rtml:test-rules-{uuid.uuid4().hex[:10]}:"
+    store = RuleStore.from_url(redis_cluster.url, prefix)
+    assert store.active_key == f"{prefix}{{rules}}active"
+    assert slot_of(store.active_key) == slot_of(store.revision_key)
+    listener = store.client.pubsub()
+    listener.subscribe(store.channel)
+    try:
+        first, _ = store.activate(parse_rule_set(RULES.format(version="1")),
+                                  RULES.format(version="1"), "upload")
+        second, _ = store.activate(parse_rule_set(RULES.format(version="2")),
+                                   RULES.format(version="2"), "upload")
+        assert second > first > 0 and store.revision() == second
+        loaded = store.load()
+        assert loaded is not None
+        assert loaded.version == parse_rule_set(RULES.format(version="2")).version
+        # a lower revision is not stored again; a higher one is (Redis lost the set)
+        assert not store.reseed(first, parse_rule_set(RULES.format(version="1")),
+                                RULES.format(version="1"), "upload", loaded.activated_at)
+        assert store.reseed(second + 1, parse_rule_set(RULES.format(version="3")),
+                            RULES.format(version="3"), "upload", loaded.activated_at)
+        announced: list[int] = []
+        deadline = time.monotonic() + 5
+        while len(announced) < 3 and time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.2)
+            if message and message["type"] == "message":
+                announced.append(int(message["data"]))
+        assert announced == [first, second, second + 1]
+    finally:
+        listener.close()
+        store.close()
+
+
+def test_a_single_redis_keeps_its_rule_keys(redis_server: Any) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    assert RuleStore(client, "p:").active_key == "p:active"
+    client.close()
