@@ -13,6 +13,7 @@ store's two keys share one.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -246,3 +247,164 @@ def test_a_single_redis_keeps_its_rule_keys(redis_server: Any) -> None:
     client = redis.Redis.from_url(redis_server.url)
     assert RuleStore(client, "p:").active_key == "p:active"
     client.close()
+
+
+# -- the decision API through failovers ---------------------------------------------------
+
+API_RULES = """
+name: cluster
+version: "1"
+rules:
+  - {name: big_amount, when: "amount >= 100000", outcome: review, reason: LARGE_AMOUNT}
+"""
+#: Requests of the failover stream, and after which of them each failover starts (each
+#: of the three masters in turn).
+REQUESTS = 300
+FAILOVERS_AT = (40, 130, 220)
+#: Degraded answers allowed over the stream: a lookup that overlaps a master's switch is
+#: sent again by the cluster client (``CLUSTER_LOOKUP_RETRIES``, after a slot-map
+#: refresh); only one still failing then degrades. "A few per failover", never a stream.
+MAX_DEGRADED = 3 * len(FAILOVERS_AT)
+
+
+def _model() -> Any:
+    import xgboost as xgb
+
+    from rtml_models.xgboost import XGBoostModel
+
+    rng = np.random.default_rng(0)
+    names = list(BASELINE.names)
+    rows = rng.random((300, len(names))) * 10
+    labels = (rows.sum(axis=1) > 5 * len(names)).astype(float)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+                        xgb.DMatrix(rows, label=labels, feature_names=names), 5)
+    return XGBoostModel(booster)
+
+
+@pytest.fixture
+def cluster_service(kafka_broker: Any, mlflow_server: Any, redis_cluster: Any, tmp_path: Any,
+                    monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``POST /v1/decisions`` of a real service whose Redis is the local cluster."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from rtml_common.config import KafkaSettings, MlflowSettings, RedisSettings
+    from rtml_decision.config import Settings
+    from rtml_decision.wiring import build_service
+    from rtml_models.registry.mlflow import MlflowRegistry
+
+    for name in [n for n in os.environ if n.upper().startswith("RTML_")]:
+        monkeypatch.delenv(name)
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    model = f"cluster-{uuid.uuid4().hex[:8]}"
+    registry.set_alias(model, "champion", registry.register(
+        model, _model(), feature_set=BASELINE).version)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(API_RULES)
+    settings = Settings(model_name=model, rules_path=rules, fallback_rules_path=rules,
+                        feature_set=BASELINE.name, top_contributions=50, contributions="all",
+                        rules_key_prefix=f"rtml:test-rules-{uuid.uuid4().hex[:8]}:")
+    service = build_service(
+        settings, KafkaSettings(bootstrap_servers=kafka_broker.bootstrap_servers),
+        RedisSettings(url=redis_cluster.url),
+        MlflowSettings(tracking_uri=mlflow_server.tracking_uri), None, watch_models=False)
+    with TestClient(service.app()) as client:
+        yield client
+
+
+@pytest.mark.slow
+def test_decisions_stay_correct_through_a_failover_of_every_master(
+        cluster_service: Any, redis_cluster: Any, redis_server: Any,
+        cluster_client: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    prefix = uuid.uuid4().hex[:8]
+    rows, labels = simulate(prefix)
+    order = np.arange(len(rows))
+    single = redis_server.client()
+    write_history(single, BASELINE, rows, labels, order)
+    write_history(cluster_client, BASELINE, rows, labels, order)
+    origin = datetime(1970, 1, 1, tzinfo=UTC)
+    rng = np.random.default_rng(4)
+    requests: list[dict[str, Any]] = []
+    for i in range(REQUESTS):
+        t = int(rng.integers(2 * DAY_MS, 42 * DAY_MS))
+        requests.append({
+            "transaction_id": f"{prefix}-r{i}",
+            "event_time": (origin + timedelta(milliseconds=t)).isoformat(),
+            "customer_id": f"{prefix}-c{rng.integers(0, 6)}",
+            "terminal_id": f"{prefix}-t{rng.integers(0, 4)}",
+            "amount": float(np.round(rng.gamma(2.0, 40.0), 2))})
+    # what a single Redis with the same history gives each request (the engine's own code)
+    features = RequestFeatures(BASELINE)
+    reference = RequestStore(single, BASELINE, ttl_s=600)
+    expected = []
+    for request in requests:
+        t = int(datetime.fromisoformat(request["event_time"]).timestamp() * 1000)
+        lookup = reference.lookup(request["transaction_id"], MINE, t, {
+            "customer_id": request["customer_id"], "terminal_id": request["terminal_id"]})
+        vector = features.compute(request["transaction_id"], t, {"amount": request["amount"]},
+                                  lookup.entities)
+        expected.append({name: vector[name] for name in BASELINE.names})
+
+    progress = [0]
+    in_failover = threading.Event()
+    switched: list[tuple[int, int, float]] = []
+    failures: list[BaseException] = []
+
+    def fail_over() -> None:
+        try:
+            for n, at in enumerate(FAILOVERS_AT):
+                while progress[0] < at:
+                    time.sleep(0.001)
+                master = sorted(redis_cluster.masters(), key=lambda node: node.port)[n % 3]
+                started = time.monotonic()
+                in_failover.set()
+                try:
+                    promoted = redis_cluster.failover(master)
+                finally:
+                    in_failover.clear()
+                switched.append((master.port, promoted.port, time.monotonic() - started))
+        except BaseException as error:  # reported by the test thread
+            failures.append(error)
+
+    thread = threading.Thread(target=fail_over, daemon=True)
+    thread.start()
+    bodies: list[dict[str, Any]] = []
+    degraded = overlapped = 0
+    started = time.monotonic()
+    for i, request in enumerate(requests):
+        progress[0] = i
+        overlapped += in_failover.is_set()
+        response = cluster_service.post("/v1/decisions", json=request)
+        assert response.status_code == 200, (i, response.text)
+        body = response.json()
+        bodies.append(body)
+        if body["degraded"]:
+            assert body["degraded_reason"] == "redis_unavailable", body
+            degraded += 1
+            continue
+        served = {c["feature"]: c["value"] for c in body["contributions"]}
+        assert set(served) == set(BASELINE.names)
+        for name, value in expected[i].items():
+            assert abs(served[name] - value) <= 1e-9, (i, name, served[name], value)
+    stream_s = time.monotonic() - started
+    thread.join(30)
+    assert not failures, failures
+    assert len(switched) == len(FAILOVERS_AT), switched
+    assert degraded <= MAX_DEGRADED, degraded
+    assert overlapped >= len(FAILOVERS_AT)  # not vacuous: requests were sent mid-failover
+    print(f"\n{REQUESTS} decisions in {stream_s:.2f} s through {len(switched)} failovers "
+          f"({', '.join(f'{s:.2f} s' for _, _, s in switched)}); {overlapped} sent during "
+          f"one; degraded: {degraded}")
+
+    # every recorded decision survived the moves of its slot: replayed as first answered
+    for request, body in zip(requests, bodies, strict=True):
+        if body["degraded"]:  # not recorded (Redis was unavailable for it)
+            continue
+        again = cluster_service.post("/v1/decisions", json=request)
+        assert again.status_code == 200
+        assert again.headers.get("idempotent-replay") == "true"
+        assert again.json() == body
+    single.close()
