@@ -70,6 +70,7 @@ from typing import Any
 import orjson
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
@@ -82,6 +83,7 @@ from rtml_features.online_store.redis.connection import (
     connect,
     is_cluster,
     is_cluster_url,
+    queue_script,
 )
 from rtml_features.online_store.redis.prefix_reader import (
     READ_ENTITY_LUA,
@@ -325,6 +327,8 @@ class RequestStore:
         queued writes, in one pipeline (see the module docstring)."""
         if time.monotonic() < self._down_until:
             raise RedisUnavailable("redis failed less than a cool-down ago")
+        client = self.client
+        assert isinstance(client, RedisCluster)
         calls, asked = self.reader.entity_calls(transaction_id, time_ms, ids)
         scripts = [(self._claim_sha, [1, decision_key(transaction_id),
                                       PENDING + request_fingerprint, PENDING_TTL_MS]),
@@ -333,7 +337,7 @@ class RequestStore:
             queued = len(self._queue)
             pipe = self._writes()
             for sha, args in scripts:
-                pipe.execute_command("EVALSHA", sha, *args)
+                queue_script(pipe, client, sha, args)
             replies = list(pipe.execute(raise_on_error=False))
             self._log_failed_writes(replies[:queued])
             replies = replies[queued:]
@@ -344,7 +348,7 @@ class RequestStore:
                 again = self.client.pipeline(transaction=False)
                 for i in missing:
                     sha, args = scripts[i]
-                    again.execute_command("EVALSHA", sha, *args)
+                    queue_script(again, client, sha, args)
                 for i, reply in zip(missing, again.execute(raise_on_error=False), strict=True):
                     replies[i] = reply
             for reply in replies:

@@ -185,10 +185,28 @@ def cluster_evalsha(client: RedisCluster, script: str, sha: str,
     return replies
 
 
+def queue_script(pipe: Any, client: RedisCluster, sha: str, args: list[Any]) -> None:
+    """Queue ``EVALSHA sha *args`` (``args``: key count, keys, arguments) on a cluster pipeline,
+    sent to the master of its first key's slot.
+
+    Why not let the pipeline route it: redis-py 8's cluster pipeline finds the keys
+    of a script call by asking a server (``COMMAND GETKEYS``, one round trip *per
+    command*, ~0.2 ms: measured, it was two thirds of a 1,000-entity write). The
+    slot map it keeps answers without one; a command the map sent to the wrong
+    node (a failover moved the slot) is answered ``MOVED`` and sent again by the
+    client, which then updates the map.
+    """
+    node = client.nodes_manager.get_node_from_slot(slot_of(args[1])) if args[0] else None
+    if node is None:
+        pipe.execute_command("EVALSHA", sha, *args)
+    else:
+        pipe.execute_command("EVALSHA", sha, *args, target_nodes=node)
+
+
 def _pipelined(client: RedisCluster, sha: str, calls: list[list[Any]]) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for args in calls:
-        pipe.execute_command("EVALSHA", sha, *args)
+        queue_script(pipe, client, sha, args)
     try:
         return list(pipe.execute(raise_on_error=False))
     except CLUSTER_TRANSIENT as error:
