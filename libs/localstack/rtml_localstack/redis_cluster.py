@@ -148,6 +148,12 @@ class LocalRedisCluster:
         import redis
 
         try:
+            views = {self._view(node) for node in self.nodes}
+            if len(views) != 1:  # gossip not converged: e.g. a master that does not know its
+                return "the nodes disagree on the topology"  # replica ignores its failover
+            [view] = views
+            if len(view) != len(self.nodes) or any(flags for _, _, flags in view):
+                return f"topology not settled: {sorted(view)}"
             for node in self.nodes:
                 client = self.node_client(node)
                 try:
@@ -167,6 +173,23 @@ class LocalRedisCluster:
         except redis.RedisError as error:
             return repr(error)
         return None
+
+    def _view(self, node: RedisServer) -> frozenset[tuple[str, str, str]]:
+        """What ``node`` believes: (node id, its master's id or ``-``, odd flags) per node."""
+        client = self.node_client(node)
+        try:
+            raw = client.execute_command("CLUSTER", "NODES")
+        finally:
+            client.close()
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        out = []
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) < 8:
+                continue
+            odd = sorted(set(fields[2].split(",")) & {"fail", "fail?", "handshake", "noaddr"})
+            out.append((fields[0], fields[3], ",".join(odd)))
+        return frozenset(out)
 
     def failover(self, master: RedisServer, timeout_s: float = 15.0) -> RedisServer:
         """``CLUSTER FAILOVER`` on a replica of ``master``: it takes the master's slots
