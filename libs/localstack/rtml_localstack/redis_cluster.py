@@ -210,6 +210,39 @@ class LocalRedisCluster:
         raise StackError(f"failover of {master.port} to {replica.port} did not complete in "
                          f"{timeout_s:.0f} s")
 
+    def kill_master(self, master: RedisServer, timeout_s: float = 30.0) -> RedisServer:
+        """SIGKILL ``master``; return its replica once the cluster elected it and every
+        live node serves every slot again (``cluster-node-timeout`` + an election: ~3 s).
+        The killed node stays down until :meth:`restart`."""
+        replica = self.replicas_of(master)[0]
+        master.kill()
+        deadline = time.monotonic() + timeout_s
+        live = [node for node in self.nodes if node is not master]
+        while time.monotonic() < deadline:
+            try:
+                if self.role(replica) == "master" and all(
+                        "cluster_state:ok" in self._cluster_info(node) for node in live):
+                    return replica
+            except Exception:  # a node busy electing: ask again
+                pass
+            time.sleep(0.02)
+        raise StackError(f"no replica took over from killed master {master.port} in "
+                         f"{timeout_s:.0f} s")
+
+    def restart(self, node: RedisServer, timeout_s: float = 30.0) -> None:
+        """Start a killed node again (its nodes.conf kept: it rejoins, as a replica of the
+        master that took its slots) and wait until the whole cluster is ready."""
+        node.start()
+        self.wait_ready(timeout_s)
+
+    def _cluster_info(self, node: RedisServer) -> str:
+        client = self.node_client(node)
+        try:
+            raw = client.execute_command("CLUSTER", "INFO")
+        finally:
+            client.close()
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
     def close(self) -> None:
         """Stop every node (fixture teardown)."""
         for node in self.nodes:
