@@ -2,13 +2,14 @@
 
 The worker (the feature-pipeline service's Kafka engine, in-process) reads
 ``transactions`` and ``labels`` from the beginning with a group of its own,
-computes the 15 baseline features per transaction, writes each customer's
-and terminal's prefix logs (and, in the ``prefix+latest`` layout, latest
-values) to Redis and publishes ``features`` events; it stops once the topics
-are drained. The summary shows the newest transaction's streamed vector next
-to the vector a request at its time computes from the Redis prefix logs (one
-read, as :mod:`rtml_features.request_vector` computes it) — the same values —
-or, in the ``latest`` layout, its customer's and terminal's hashes.
+computes the configured feature set (``RTML_FEATURE_SET``, default
+``extended``) per transaction, writes each customer's and terminal's prefix
+logs (and, in the ``prefix+latest`` layout, latest values) to Redis and
+publishes ``features`` events; it stops once the topics are drained. The
+summary shows the newest transaction's streamed vector next to the vector a
+request at its time computes from the Redis prefix logs (one read, as
+:mod:`rtml_features.request_vector` computes it) — the same values — or, in
+the ``latest`` layout, its customer's and terminal's hashes.
 """
 
 from __future__ import annotations
