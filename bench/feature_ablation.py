@@ -39,9 +39,9 @@ from rtml_training.pipeline import train
 SECTION = "## Feature ablation"
 #: What the default search chose for ``extended`` (docs/benchmarks.md "Model selection").
 SELECTED_PARAMS: dict[str, Any] = {
-    "n_estimators": 122, "max_depth": 8, "learning_rate": 0.054, "min_child_weight": 10.04,
-    "subsample": 0.9511, "colsample_bytree": 0.9144, "reg_lambda": 0.9318, "gamma": 0.34,
-    "max_delta_step": 6.92, "max_bin": 484}
+    "n_estimators": 61, "max_depth": 7, "learning_rate": 0.1177, "min_child_weight": 1.146,
+    "subsample": 0.9563, "colsample_bytree": 0.899, "reg_lambda": 3.603, "gamma": 4.72,
+    "max_delta_step": 5.43, "max_bin": 1004}
 
 #: The extended set's additions to the baseline, each removed on its own.
 REMOVALS: list[str] = [f.name for f in EXTENDED.features[len(BASELINE.features):]]
