@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+from rtml_features.baseline import FEATURE_SET_ENV
+
 
 @pytest.fixture
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,5 +20,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     Not autouse: a module opts in (``pytestmark = pytest.mark.usefixtures(...)``),
     so tests that get their settings from fixtures' environment keep it.
     """
-    for name in [name for name in os.environ if name.upper().startswith("RTML_")]:
+    for name in [name for name in os.environ
+                 if name.upper().startswith("RTML_") and name != FEATURE_SET_ENV]:
         monkeypatch.delenv(name)

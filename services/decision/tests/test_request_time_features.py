@@ -36,7 +36,7 @@ from fastapi.testclient import TestClient
 from rtml_common.config import KafkaSettings, MlflowSettings, RedisSettings
 from rtml_decision.config import Settings
 from rtml_decision.wiring import build_service
-from rtml_features.baseline import BASELINE
+from rtml_features.baseline import BASELINE, FEATURE_SET_ENV
 from rtml_features.batch import compute_features
 from rtml_features.definitions import FeatureSet
 from rtml_features.extended import EXTENDED
@@ -78,7 +78,8 @@ def feature_set() -> FeatureSet:
 @pytest.fixture
 def client(kafka_broker: Any, redis_server: Any, mlflow_server: Any, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch, feature_set: FeatureSet) -> Iterator[TestClient]:
-    for name in [n for n in os.environ if n.upper().startswith("RTML_")]:
+    for name in [n for n in os.environ
+                 if n.upper().startswith("RTML_") and n != FEATURE_SET_ENV]:
         monkeypatch.delenv(name)
     if feature_set is not BASELINE:  # selected as a deployment selects it
         monkeypatch.setenv("RTML_DECISION_FEATURE_SET", feature_set.name)
