@@ -61,6 +61,7 @@ Redis. The single-server path is unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -131,6 +132,10 @@ if stored then return stored end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
+
+#: Most decision writes a cluster failed to take kept for another attempt (see
+#: :meth:`RequestStore._requeue`).
+MAX_REQUEUED = 10_000
 
 #: Retries of a cluster lookup after its first attempt (the cluster client's own: it
 #: follows a failover's MOVED / refreshes its slot map between them).
@@ -242,6 +247,7 @@ class RequestStore:
         #: decisions waiting to replace their claims, and the timer writing them alone.
         self._queue: list[tuple[str, bytes]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, feature_set: FeatureSet, ttl_s: int,
@@ -333,14 +339,17 @@ class RequestStore:
         scripts = [(self._claim_sha, [1, decision_key(transaction_id),
                                       PENDING + request_fingerprint, PENDING_TTL_MS]),
                    *((self.reader.sha, args) for args in calls)]
+        batch = list(self._queue)
+        sent = False
         try:
-            queued = len(self._queue)
             pipe = self._writes()
             for sha, args in scripts:
                 queue_script(pipe, client, sha, args)
             replies = list(pipe.execute(raise_on_error=False))
-            self._log_failed_writes(replies[:queued])
-            replies = replies[queued:]
+            sent = True
+            self._requeue([write for write, reply in zip(batch, replies, strict=False)
+                           if isinstance(reply, Exception)])
+            replies = replies[len(batch):]
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:  # a node restarted, or a replica promoted, without our scripts
                 self.client.script_load(CLAIM)
@@ -356,6 +365,8 @@ class RequestStore:
                     raise as_outage(reply)
         except _ANY_FAILURE as error:
             self._down_until = time.monotonic() + COOLDOWN_S
+            if not sent:  # the pipeline failed whole (a node died): none is known written
+                self._requeue(batch)
             outage = as_outage(error)
             if outage is error:
                 raise
@@ -364,6 +375,26 @@ class RequestStore:
             return Lookup(Stored.parse(bytes(replies[0])), {})
         return Lookup(None, self.reader.views(asked, [reply[0] for reply in replies[1:]],
                                               transaction_id, time_ms))
+
+    def _requeue(self, writes: list[tuple[str, bytes]]) -> None:
+        """Decision writes a cluster failed to take go back in the queue (a ``SET`` is
+        idempotent), for the next lookup or flush, up to :data:`MAX_REQUEUED` waiting.
+
+        On a cluster a lookup's pipeline fails whole when one node dies, taking the
+        writes to the healthy nodes with it; dropped, their claims would answer
+        replays 409 until they expire. (A single Redis keeps the drop: there the
+        failure is Redis itself.)"""
+        if not writes or self._closed:
+            return
+        room = MAX_REQUEUED - len(self._queue)
+        if room < len(writes):
+            logger.warning("cannot record %d decisions for idempotency (Redis unavailable)",
+                           len(writes) - max(room, 0))
+        self._queue[:0] = writes[:max(room, 0)]
+        if self._queue and self._timer is None:
+            # no running loop (a synchronous caller): the next lookup sends them
+            with contextlib.suppress(RuntimeError):
+                self._timer = asyncio.get_running_loop().call_later(COOLDOWN_S, self.flush)
 
     async def wait_for_decision(self, transaction_id: str, timeout_s: float) -> Stored:
         """The decision of a concurrent request holding the claim, once it is stored.
@@ -398,13 +429,27 @@ class RequestStore:
         """Write the queued decisions now, in one pipeline."""
         if not self._queue:
             return
+        batch = list(self._queue)
         pipe = self._writes()
         try:
-            self._log_failed_writes(pipe.execute(raise_on_error=False))
+            replies = pipe.execute(raise_on_error=False)
         except _ANY_FAILURE as error:
-            logger.warning("cannot record decisions for idempotency: %r", error)
+            if self.cluster:
+                self._requeue(batch)
+            else:
+                logger.warning("cannot record decisions for idempotency: %r", error)
+            return
+        if self.cluster:
+            self._requeue([write for write, reply in zip(batch, replies, strict=True)
+                           if isinstance(reply, Exception)])
+        else:
+            self._log_failed_writes(replies)
 
     def close(self) -> None:
         """Write what is queued, then close the connection pool."""
         self.flush()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.client.close()

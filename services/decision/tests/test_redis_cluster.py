@@ -304,6 +304,9 @@ def cluster_service(kafka_broker: Any, mlflow_server: Any, redis_cluster: Any, t
     rules.write_text(API_RULES)
     settings = Settings(model_name=model, rules_path=rules, fallback_rules_path=rules,
                         feature_set=BASELINE.name, top_contributions=50, contributions="all",
+                        # a budget no CPU contention on a shared 2-core machine exhausts:
+                        # a degraded answer here is the cluster's doing, not a slow test host
+                        request_timeout_ms=1_000,
                         rules_key_prefix=f"rtml:test-rules-{uuid.uuid4().hex[:8]}:")
     service = build_service(
         settings, KafkaSettings(bootstrap_servers=kafka_broker.bootstrap_servers),
@@ -431,10 +434,12 @@ def test_a_killed_master_degrades_answers_only_until_its_replica_serves(
     """A master killed (SIGKILL) mid-stream: its slots are unserved until the cluster
     elects its replica (``cluster-node-timeout`` 2 s + an election). Requests touching
     them meanwhile answer degraded (``redis_unavailable``), and for the store's
-    cool-down after each failure every request does; once the replica serves, none
-    does. Non-degraded answers stay exact. Decisions recorded on the master in the
-    last moment before the kill may not have reached the replica (replication is
-    asynchronous): a replay of those decides again — same features and score."""
+    cool-down after each failure every request does; once the replica serves and one
+    more cool-down passed (a last lookup sent to the dead master by the client's stale
+    slot map), none does. Non-degraded answers stay exact. Decision records a failed
+    pipeline took with it are written again once the cluster serves; one the master
+    had taken but not yet replicated (replication is asynchronous) is lost, and a
+    replay of it waits (409) or decides again: at most a couple."""
     from rtml_decision.request_store import COOLDOWN_S
 
     single = redis_server.client()
@@ -467,29 +472,58 @@ def test_a_killed_master_degrades_answers_only_until_its_replica_serves(
             if after >= 100 or failures:
                 break
     thread.join(30)
-    redis_cluster.restart(victim)  # back as the new master's replica, for later tests
+    try:
+        check_killed_master_stream(cluster_service, requests, expected, answers, events,
+                                   failures, after, victim.port)
+    finally:
+        redis_cluster.restart(victim)  # back as the new master's replica, for later tests
+        single.close()
+
+
+def check_killed_master_stream(cluster_service: Any, requests: list[dict[str, Any]],
+                               expected: list[dict[str, float]],
+                               answers: list[tuple[float, dict[str, Any]]],
+                               events: dict[str, float], failures: list[BaseException],
+                               after: int, victim: int) -> None:
+    """The killed-master test's checks, replays included, before the victim returns."""
+    from rtml_decision.request_store import COOLDOWN_S
+
     assert not failures, failures
     assert after >= 100, "the stream ended before the replica served for long"
 
     degraded = [(sent, body) for sent, body in answers if body["degraded"]]
     assert all(body["degraded_reason"] == "redis_unavailable" for _, body in degraded)
-    # degraded only between the kill and the replica serving (+ one cool-down)
-    assert all(events["killed"] - 0.05 <= sent <= events["served"] + COOLDOWN_S + 0.05
-               for sent, _ in degraded), (events, [sent for sent, _ in degraded])
+    # degraded only between the kill and the replica serving, plus the cool-down of a
+    # last failure: a lookup the client still sent to the dead master (its slot map
+    # refreshed on that failure) just as the replica took over
+    late = [sent - events["served"] for sent, _ in degraded if sent > events["served"]]
+    assert all(sent >= events["killed"] - 0.05 for sent, _ in degraded)
+    assert max(late, default=0.0) <= 2 * COOLDOWN_S + 0.1, (events, late[-5:])
     exact = [(i, body) for i, (_, body) in enumerate(answers) if not body["degraded"]]
     for i, body in exact:
         check_answer(body, expected[i])
     outage = events["served"] - events["killed"]
-    print(f"\nkilled master {victim.port}: replica {events['promoted']} served after "
-          f"{outage:.2f} s; {len(answers)} decisions, {len(degraded)} degraded")
+    print(f"\nkilled master {victim}: replica {events['promoted']} served after "
+          f"{outage:.2f} s; {len(answers)} decisions, {len(degraded)} degraded, the last "
+          f"{max(late, default=0.0):.2f} s after the replica served")
 
-    redecided = 0
+    # Decision writes a failed pipeline took with it are queued again and written once
+    # the cluster serves; only one the dead master had acknowledged but not yet
+    # replicated is lost: its claim, replicated, stays pending until PENDING_TTL_MS (a
+    # replay is answered 409 "retry" meanwhile), or the claim is lost too and the
+    # replay decides again.
+    lost = 0
     for i, body in exact:
-        again = cluster_service.post("/v1/decisions", json=requests[i]).json()
-        if again == body:
+        again = cluster_service.post("/v1/decisions", json=requests[i])
+        if again.status_code == 200 and again.json() == body:
             continue
-        redecided += 1  # its record was lost with the master: decided again, identically
-        assert again["score"] == body["score"] and again["outcome"] == body["outcome"]
-        check_answer(again, expected[i])
-    assert redecided <= 5, redecided
-    single.close()
+        lost += 1
+        if again.status_code == 409:
+            assert again.headers.get("retry-after") == "1", again.text
+        else:
+            assert again.status_code == 200
+            redecided = again.json()
+            assert (redecided["score"], redecided["outcome"]) == (body["score"], body["outcome"])
+            check_answer(redecided, expected[i])
+    print(f"decisions lost with the killed master (replay 409 or decided again): {lost}")
+    assert lost <= 2, lost
