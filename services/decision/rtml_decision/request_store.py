@@ -55,7 +55,9 @@ even when a stored decision makes them useless. A redirected command
 (``MOVED``/``ASK`` during a failover) or a failed connection is sent again a
 bounded number of times (:data:`CLUSTER_LOOKUP_RETRIES`, within the socket
 timeout each); beyond that the request is answered degraded as on a single
-Redis. The single-server path is unchanged.
+Redis. One dead node fails a lookup's whole pipeline, queued decision writes
+to healthy nodes included: on a cluster those are queued again
+(:meth:`RequestStore._requeue`). The single-server path is unchanged.
 """
 
 from __future__ import annotations
