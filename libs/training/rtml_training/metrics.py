@@ -13,6 +13,7 @@ days — the reference handbook's ``card_precision_top_k``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -91,6 +92,35 @@ def evaluate(frame: pd.DataFrame, scores: npt.ArrayLike | Sequence[float],
     per_day = card_precision_at_k(scored, k)
     return Metrics(auc=auc, ap=ap, cp_at_k=float(np.mean(per_day)) if per_day else float("nan"),
                    k=k, n=len(values), n_fraud=n_fraud, cp_per_day=tuple(per_day))
+
+
+#: The figures :func:`spread_of` summarises, by their short names.
+FIGURES: tuple[str, ...] = ("auc", "ap", "cp")
+
+
+def figure(metrics: Metrics, name: str) -> float:
+    """One figure of an evaluation by its short name: ``auc``, ``ap`` or ``cp`` (CP@k)."""
+    return {"auc": metrics.auc, "ap": metrics.ap, "cp": metrics.cp_at_k}[name]
+
+
+def spread_of(results: Sequence[Metrics]) -> dict[str, tuple[float, float]]:
+    """Mean and (population) standard deviation of each figure over evaluations.
+
+    What a fold table reports beside its mean: how much one week moves the
+    figure. NaN for both when ``results`` is empty (a trial pruned before its
+    first fold).
+
+    >>> m = [Metrics(auc=0.8, ap=0.6, cp_at_k=0.3, k=100, n=10, n_fraud=1),
+    ...      Metrics(auc=0.9, ap=0.7, cp_at_k=0.3, k=100, n=10, n_fraud=1)]
+    >>> {k: (round(a, 3), round(b, 3)) for k, (a, b) in spread_of(m).items()}
+    {'auc': (0.85, 0.05), 'ap': (0.65, 0.05), 'cp': (0.3, 0.0)}
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for name in FIGURES:
+        series = np.array([figure(m, name) for m in results])
+        out[name] = ((float(series.mean()), float(series.std())) if len(series)
+                     else (math.nan, math.nan))
+    return out
 
 
 def mean_of(results: Sequence[Metrics]) -> Metrics:

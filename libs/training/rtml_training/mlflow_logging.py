@@ -49,7 +49,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
@@ -61,7 +60,7 @@ from rtml_models.registry.base import (
     ModelVersion,
 )
 from rtml_models.registry.mlflow import MlflowRegistry
-from rtml_training.metrics import Metrics
+from rtml_training.metrics import Metrics, spread_of
 from rtml_training.published import comparison_markdown
 from rtml_training.result import SplitSummary, TrainResult
 
@@ -186,10 +185,9 @@ def run_metrics(result: TrainResult) -> dict[str, float]:
         values.update(_figures(metrics, f"fold{i}_"))
         values.update(_split_metrics(summary, f"fold{i}_"))
     if result.fold_metrics:
-        for name in ("auc", "ap", f"cp_at_{result.config.k}"):
-            series = np.array([_figures(m)[name] for m in result.fold_metrics])
-            values[f"folds_mean_{name}"] = float(series.mean())
-            values[f"folds_std_{name}"] = float(series.std())
+        for name, (mean, std) in spread_of(result.fold_metrics).items():
+            logged = f"cp_at_{result.config.k}" if name == "cp" else name
+            values[f"folds_mean_{logged}"], values[f"folds_std_{logged}"] = mean, std
     calibration = result.calibration
     if calibration is not None:
         values.update({"brier": calibration.brier, "brier_raw": calibration.brier_raw,

@@ -30,7 +30,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from rtml_training.metrics import Metrics, evaluate
+from rtml_training.metrics import Metrics, evaluate, figure, spread_of
 from rtml_training.selection.families import Family
 from rtml_training.selection.space import SearchSpace
 from rtml_training.split import Split
@@ -70,7 +70,7 @@ class SelectionConfig:
 
 def metric_value(metrics: Metrics, metric: str) -> float:
     """The figure a selection maximises."""
-    return {"ap": metrics.ap, "auc": metrics.auc}.get(metric, metrics.cp_at_k)
+    return figure(metrics, metric)
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,11 @@ class Trial:
     state: TrialState
 
     def figure_means(self) -> dict[str, float]:
-        """Mean and spread of AUC, AP and CP over the folds scored."""
+        """Mean and spread of AUC, AP and CP over the folds scored (``auc_mean``, ``auc_std``
+        ...), as MLflow child runs and the version's lineage record them."""
         out: dict[str, float] = {}
-        for name in ("auc", "ap", "cp"):
-            series = np.array([metric_value(m, name) for m in self.fold_metrics])
-            out[f"{name}_mean"] = float(series.mean()) if len(series) else math.nan
-            out[f"{name}_std"] = float(series.std()) if len(series) else math.nan
+        for name, (mean, std) in spread_of(self.fold_metrics).items():
+            out[f"{name}_mean"], out[f"{name}_std"] = mean, std
         return out
 
 
