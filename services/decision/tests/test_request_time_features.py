@@ -76,8 +76,15 @@ def feature_set() -> FeatureSet:
 
 
 @pytest.fixture
+def rules_text() -> str:
+    """The service's rule set (a test parametrizes it to override)."""
+    return RULES
+
+
+@pytest.fixture
 def client(kafka_broker: Any, redis_server: Any, mlflow_server: Any, tmp_path: Path,
-           monkeypatch: pytest.MonkeyPatch, feature_set: FeatureSet) -> Iterator[TestClient]:
+           monkeypatch: pytest.MonkeyPatch, feature_set: FeatureSet,
+           rules_text: str) -> Iterator[TestClient]:
     for name in [n for n in os.environ
                  if n.upper().startswith("RTML_") and n != FEATURE_SET_ENV]:
         monkeypatch.delenv(name)
@@ -88,7 +95,7 @@ def client(kafka_broker: Any, redis_server: Any, mlflow_server: Any, tmp_path: P
     registry.set_alias(model, "champion", registry.register(
         model, _model(feature_set), feature_set=feature_set).version)
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(rules_text)
     settings = Settings(model_name=model, rules_path=rules, fallback_rules_path=rules)
     assert settings.feature_set == feature_set.name
     kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap_servers)
@@ -121,6 +128,44 @@ def decisions_inputs(bootstrap: str, ids: set[str], timeout_s: float = 60.0
         consumer.close()
     assert set(found) == ids, f"{len(ids) - len(found)} decisions not on the topic"
     return found
+
+
+#: A rule over a feature of the served set that is not a standard input: declared.
+EXTREMES_RULES = """
+name: extremes
+version: "1"
+inputs:
+  customer_id_max_amount_30day_window: number
+rules:
+  - {name: big_month, when: "customer_id_max_amount_30day_window >= 1000", outcome: review,
+     reason: LARGE_MONTH}
+"""
+
+
+@pytest.mark.parametrize(("feature_set", "rules_text"), [(EXTENDED, EXTREMES_RULES)],
+                         ids=["extended"])
+def test_a_rule_reads_a_feature_of_the_served_set_it_declares(
+        client: TestClient, redis_server: Any, feature_set: FeatureSet) -> None:
+    """The decision context holds every feature of the configured set, so a rule set that
+    declares the ``extended`` set's 30-day max amount decides on its request-time value:
+    a payment of 5,000 puts the card's month max above 1,000 (the window holds the payment
+    itself), one of 10 leaves it at the history's (all below 1,000)."""
+    prefix = uuid.uuid4().hex[:8]
+    history, labels = simulate(prefix)
+    assert history["amount"].max() < 1000
+    write_logs(redis_server.client(), history, labels, np.arange(len(history)),
+               feature_set=feature_set)
+    base = {"event_time": (history["event_time"].max() + timedelta(hours=1)).isoformat(),
+            "customer_id": history["customer_id"].iloc[-1],
+            "terminal_id": history["terminal_id"].iloc[-1]}
+    small = client.post("/v1/decisions", json={**base, "transaction_id": f"{prefix}-small",
+                                              "amount": 10.0})
+    large = client.post("/v1/decisions", json={**base, "transaction_id": f"{prefix}-large",
+                                              "amount": 5000.0})
+    assert small.status_code == large.status_code == 200, (small.text, large.text)
+    assert small.json()["outcome"] == "approve", small.json()
+    assert large.json()["outcome"] == "review", large.json()
+    assert "LARGE_MONTH" in str(large.json()), large.json()
 
 
 def simulate(prefix: str, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
