@@ -52,6 +52,23 @@ CLUSTER_TRANSIENT: tuple[type[Exception], ...] = (ClusterDownError, TryAgainErro
 CLUSTER_RETRIES = 3
 
 
+class OutageMappedCluster(RedisCluster):
+    """``RedisCluster`` whose single commands raise a cluster's transient errors as
+    ``redis.ConnectionError`` (:func:`as_outage`), like its pipelines here do.
+
+    Why: callers (the pipeline's checkpoint and marker, the decision API's waits and
+    replays, the rule store) treat ``redis.ConnectionError`` as "Redis unavailable"
+    and wait or degrade; a ``CLUSTERDOWN`` reply (a ``ResponseError``) would instead
+    read as "this write is refused", and the feature worker drops what it refuses.
+    """
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)
+        except CLUSTER_TRANSIENT as error:
+            raise as_outage(error) from error
+
+
 def is_cluster_url(url: str) -> bool:
     """Whether ``url`` names a Redis Cluster (``redis+cluster://``)."""
     return url.split("://", 1)[0].lower() == CLUSTER_SCHEME
@@ -119,7 +136,7 @@ def connect(url: str, socket_timeout: float | None = None,
     else:
         retry = Retry(ExponentialBackoff(cap=0.05, base=0.001),
                       CLUSTER_RETRIES if retries is None else retries)
-    return RedisCluster(startup_nodes=nodes, retry=retry, **auth, **options)
+    return OutageMappedCluster(startup_nodes=nodes, retry=retry, **auth, **options)
 
 
 def slot_of(key: str | bytes) -> int:
