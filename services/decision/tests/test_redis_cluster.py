@@ -202,6 +202,36 @@ def test_claims_replays_and_lost_scripts_on_a_cluster(redis_cluster: Any,
     store.close()
 
 
+def test_a_slot_no_node_serves_is_an_outage_not_a_refusal(redis_cluster: Any,
+                                                          cluster_client: Any) -> None:
+    """A slot unserved (here: its master gives it up; in production a master down with no
+    replica) answers CLUSTERDOWN; callers get ``redis.ConnectionError``, which the feature
+    worker waits out (a ``ResponseError`` would drop its outbox as refused) and the
+    decision API answers degraded."""
+    customer = f"unserved-{uuid.uuid4().hex[:8]}"
+    keys = log_keys(BASELINE, "customer", customer, tagged=True)
+    slot = slot_of(keys[0])
+    owner = cluster_client.nodes_manager.get_node_from_slot(slot)
+    [node] = [n for n in redis_cluster.nodes if n.port == owner.port]
+    admin = redis_cluster.node_client(node)
+    state = EntityLogState(log_spec(BASELINE, BASELINE.entities[0]))
+    state.add_event("e1", 1_000, {"amount": 2.0})
+    admin.execute_command("CLUSTER", "DELSLOTS", slot)
+    try:
+        with pytest.raises(redis.ConnectionError):
+            cluster_client.exists(keys[0])
+        with pytest.raises(redis.ConnectionError):
+            PrefixLogWriter(cluster_client, BASELINE, ttl_s=60).write(
+                [("customer", customer, state)])
+    finally:
+        admin.execute_command("CLUSTER", "ADDSLOTS", slot)
+        admin.close()
+        redis_cluster.wait_ready(20)
+    state.resend()  # as the worker does after a failed write
+    PrefixLogWriter(cluster_client, BASELINE, ttl_s=60).write([("customer", customer, state)])
+    assert cluster_client.zcard(keys[0]) == 1
+
+
 RULES = """
 name: stored
 version: "{version}"

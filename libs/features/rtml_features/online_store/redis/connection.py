@@ -68,6 +68,14 @@ class OutageMappedCluster(RedisCluster):
         except CLUSTER_TRANSIENT as error:
             raise as_outage(error) from error
 
+    def _execute_pipeline_by_slot(self, *args: Any, **kwargs: Any) -> Any:
+        """Multi-key commands (``EXISTS``, ``DELETE``, ``MGET``...) go through a pipeline
+        per slot (redis-py's ``ClusterMultiKeyCommands``), not :meth:`execute_command`."""
+        try:
+            return super()._execute_pipeline_by_slot(*args, **kwargs)
+        except CLUSTER_TRANSIENT as error:
+            raise as_outage(error) from error
+
 
 def is_cluster_url(url: str) -> bool:
     """Whether ``url`` names a Redis Cluster (``redis+cluster://``)."""
