@@ -33,7 +33,13 @@ import redis
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import EntityValues, OnlineStore
 from rtml_features.online_store.redis.bulk_write import BulkWriter, command_packer
-from rtml_features.online_store.redis.connection import Client, connect, is_cluster_url
+from rtml_features.online_store.redis.connection import (
+    CLUSTER_TRANSIENT,
+    Client,
+    as_outage,
+    connect,
+    is_cluster_url,
+)
 
 AS_OF_FIELD = "_as_of_ms"
 TRANSACTION_FIELD = "_tx"
@@ -77,8 +83,12 @@ class RedisOnlineStore(OnlineStore):
         pipe = self.client.pipeline(transaction=False)
         for entity, entity_id in entities:
             pipe.hgetall(entity_key(feature_set, entity, entity_id))
+        try:
+            replies = pipe.execute()
+        except CLUSTER_TRANSIENT as error:  # a cluster mid-failover: an outage, as elsewhere
+            raise as_outage(error) from error
         results: list[EntityValues | None] = []
-        for (entity, entity_id), raw in zip(entities, pipe.execute(), strict=True):
+        for (entity, entity_id), raw in zip(entities, replies, strict=True):
             if not raw:
                 results.append(None)
                 continue
