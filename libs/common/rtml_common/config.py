@@ -94,7 +94,9 @@ class RedisSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RTML_REDIS_", extra="ignore")
 
-    url: str = Field(default="redis://127.0.0.1:6379/0", description="redis:// URL.")
+    url: str = Field(default="redis://127.0.0.1:6379/0",
+                     description="redis:// URL of one server, or redis+cluster://host:port,"
+                                 "host:port,... for a Redis Cluster (docs/online-store.md).")
     socket_timeout_s: float = Field(default=1.0, gt=0, description="Per-command timeout.")
 
 

@@ -148,7 +148,7 @@ RedisError = redis.RedisError
 #: transient errors reach callers as ``redis.ConnectionError``, see :func:`as_outage`).
 REDIS_FAILURES = (redis.RedisError, OSError)
 #: What a cluster client may raise besides (turned into ``redis.ConnectionError`` here).
-_ANY_FAILURE: tuple[type[BaseException], ...] = (*REDIS_FAILURES, *CLUSTER_TRANSIENT)
+ANY_REDIS_FAILURE: tuple[type[BaseException], ...] = (*REDIS_FAILURES, *CLUSTER_TRANSIENT)
 
 
 class RedisUnavailable(redis.ConnectionError):
@@ -365,7 +365,7 @@ class RequestStore:
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise as_outage(reply)
-        except _ANY_FAILURE as error:
+        except ANY_REDIS_FAILURE as error:
             self._down_until = time.monotonic() + COOLDOWN_S
             if not sent:  # the pipeline failed whole (a node died): none is known written
                 self._requeue(batch)
@@ -435,7 +435,7 @@ class RequestStore:
         pipe = self._writes()
         try:
             replies = pipe.execute(raise_on_error=False)
-        except _ANY_FAILURE as error:
+        except ANY_REDIS_FAILURE as error:
             if self.cluster:
                 self._requeue(batch)
             else:

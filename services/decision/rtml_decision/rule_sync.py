@@ -30,7 +30,7 @@ from redis.client import PubSub
 
 from rtml_decision.active_rules import ActiveRules
 from rtml_decision.metrics import DecisionMetrics
-from rtml_decision.request_store import REDIS_FAILURES
+from rtml_decision.request_store import ANY_REDIS_FAILURE
 from rtml_decision.rule_store import RuleStore, StoredRulesInvalid
 from rtml_decision.rules import RuleSet, RuleSetError
 
@@ -65,7 +65,7 @@ class RuleSync:
         with self._lock:
             try:
                 return self._sync(why)
-            except REDIS_FAILURES as error:
+            except ANY_REDIS_FAILURE as error:
                 self.metrics.rules_sync_failed("redis_unavailable")
                 logger.warning("shared rules (%s): Redis unavailable, keeping %s (revision "
                                "%d): %r", why, self.rules.current.primary.version,
@@ -144,14 +144,14 @@ class RuleSync:
                 pubsub.subscribe(self.store.channel)
                 backoff = 0.1
                 self._listen(pubsub)
-            except REDIS_FAILURES as error:  # once (re)subscribed, the store is re-read
+            except ANY_REDIS_FAILURE as error:  # once (re)subscribed, the store is re-read
                 (logger.warning if backoff == 0.1 else logger.debug)(
                     "shared rules: subscription lost, retrying in %.1fs: %r", backoff, error)
                 self.metrics.rules_sync_failed("redis_unavailable")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
             finally:
-                with contextlib.suppress(*REDIS_FAILURES):
+                with contextlib.suppress(*ANY_REDIS_FAILURE):
                     pubsub.close()
 
     def _listen(self, pubsub: PubSub) -> None:

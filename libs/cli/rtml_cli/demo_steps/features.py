@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 from rich.table import Table
 
 from rtml_cli.demo_steps.context import DemoContext, DemoError
@@ -25,6 +24,7 @@ from rtml_feature_pipeline import kafka_engine
 from rtml_feature_pipeline.checkpoint import checkpoint_key
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.worker import FeatureWorker
+from rtml_features.online_store.redis.connection import connect
 from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
 from rtml_features.online_store.redis.store import RedisOnlineStore
 from rtml_features.request_vector import RequestVectors
@@ -49,7 +49,7 @@ def compute_features(ctx: DemoContext) -> None:
     worker = workers[0]
     feature_set = worker.feature_set
     key = checkpoint_key(settings.consumer_group, feature_set.name, feature_set.version)
-    redis.Redis.from_url(redis_url).delete(key, f"{key}:online-store-written")
+    connect(redis_url).delete(key, f"{key}:online-store-written")
     if run.vectors_published == 0:
         raise DemoError("the feature worker published no vectors: is the replay step missing?")
     ctx.features = run
@@ -67,7 +67,7 @@ def _summary(run: Any, worker: FeatureWorker, redis_url: str, prefix_logs: bool)
                      else "Redis (customer / terminal hash)", justify="right")
     newest = max(worker.computer.recent.values(), key=lambda e: (e.time_ms, e.transaction_id))
     customer_id, terminal_id = newest.ids
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     if prefix_logs:
         logs = PrefixLogReader(client, worker.feature_set).read(
             newest.transaction_id, newest.time_ms,
