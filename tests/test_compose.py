@@ -31,6 +31,7 @@ import yaml
 from rtml_common.config import SHARED_SETTINGS, env_names
 from rtml_common.kafka.admin import default_partitions
 from rtml_common.topics import all_topic_names
+from rtml_features.baseline import FEATURE_SET_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -324,6 +325,8 @@ def test_rtml_environment_names_are_read_by_settings(name: str) -> None:
     known = env_names(module.Settings) | STANDARD_OTEL_ENV
     for shared in module.SHARED_SETTINGS_USED:
         known |= env_names(shared)
+    if "feature_set" in module.Settings.model_fields:  # its default: the platform-wide one
+        known.add(FEATURE_SET_ENV)
     unread = set(environment(services()[name])) - known
     assert not unread, f"{name}: no settings class of this service reads {sorted(unread)}"
 
