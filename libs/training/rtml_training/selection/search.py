@@ -68,11 +68,6 @@ class SelectionConfig:
         return {"ap": "AP", "auc": "AUC"}.get(self.metric, f"CP@{k}")
 
 
-def metric_value(metrics: Metrics, metric: str) -> float:
-    """The figure a selection maximises."""
-    return figure(metrics, metric)
-
-
 @dataclass(frozen=True)
 class Trial:
     """One configuration tried: its parameters and its validation figures per fold."""
@@ -81,11 +76,20 @@ class Trial:
     number: int
     params: dict[str, Any]
     fold_metrics: tuple[Metrics, ...]
-    #: Mean of the declared metric over the folds scored (all folds unless pruned).
-    value: float
-    std: float
+    #: The declared metric (``ap``, ``auc`` or ``cp``) the search maximises.
+    metric: str
     seconds: float
     state: TrialState
+
+    @property
+    def value(self) -> float:
+        """Mean of the declared metric over the folds scored (all folds unless pruned)."""
+        return spread_of(self.fold_metrics)[self.metric][0]
+
+    @property
+    def std(self) -> float:
+        """Its spread (population standard deviation) over the same folds."""
+        return spread_of(self.fold_metrics)[self.metric][1]
 
     def figure_means(self) -> dict[str, float]:
         """Mean and spread of AUC, AP and CP over the folds scored (``auc_mean``, ``auc_std``
@@ -164,7 +168,7 @@ def search(family: Family, frame: pd.DataFrame, splits: Sequence[Split],
                 scores = family.fit_score(frame.iloc[split.train], scored, feature_names,
                                           {**fixed, **params}, seed)
                 folds.append(evaluate(scored, scores, k))
-                values.append(metric_value(folds[-1], config.metric))
+                values.append(figure(folds[-1], config.metric))
                 trial.report(float(np.mean(values)), step)
                 if step < len(splits) - 1 and trial.should_prune():
                     state = "pruned"
@@ -177,9 +181,7 @@ def search(family: Family, frame: pd.DataFrame, splits: Sequence[Split],
             raise             # fails on one configuration usually fails on all of them
         finally:
             records.append(Trial(family.name, trial.number, params, tuple(folds),
-                                 float(np.mean(values)) if values else math.nan,
-                                 float(np.std(values)) if values else math.nan,
-                                 time.perf_counter() - began, state))
+                                 config.metric, time.perf_counter() - began, state))
 
     def told(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:
