@@ -45,13 +45,14 @@ must share a slot: there they are ``<prefix>{rules}active`` and
 ``<prefix>{rules}revision`` (one hash tag; the channel is not a key, and a
 ``PUBLISH`` reaches every node's subscribers). A single Redis keeps the names
 above, so an existing deployment's stored set is still found after an upgrade.
+The cluster client (``connect``) raises a failover's transient errors as
+``redis.ConnectionError``, which callers already treat as "Redis unavailable"
+(503 on upload, keep the rules held on a sync).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,9 +63,7 @@ from redis.retry import Retry
 from rtml_common.events import utcnow
 from rtml_decision.rules import RuleSet
 from rtml_features.online_store.redis.connection import (
-    CLUSTER_TRANSIENT,
     Client,
-    as_outage,
     connect,
     is_cluster,
     is_cluster_url,
@@ -117,17 +116,6 @@ def _text(value: bytes | str, strict: bool = False) -> str:
     return value.decode("utf-8", "strict" if strict else "replace")
 
 
-@contextlib.contextmanager
-def cluster_outages() -> Iterator[None]:
-    """A Redis Cluster's transient errors (no node for the slot during a failover,
-    ``CLUSTERDOWN``) raised as the ``redis.ConnectionError`` callers already treat as
-    "Redis unavailable" (503 on upload, keep the rules held on a sync)."""
-    try:
-        yield
-    except CLUSTER_TRANSIENT as error:
-        raise as_outage(error) from error
-
-
 class StoredRulesInvalid(ValueError):
     """The stored hash is not a rule-set record (a field missing or malformed)."""
 
@@ -178,11 +166,10 @@ class RuleStore:
     def activate(self, rule_set: RuleSet, text: str, source: str) -> tuple[int, datetime]:
         """Store a validated ``rule_set`` (its YAML ``text``) as active; its revision and time."""
         activated_at = utcnow()
-        with cluster_outages():
-            revision = self._activate(
-                keys=[self.active_key, self.revision_key],
-                args=[rule_set.version, rule_set.name, source, activated_at.isoformat(), text,
-                      self.channel])
+        revision = self._activate(
+            keys=[self.active_key, self.revision_key],
+            args=[rule_set.version, rule_set.name, source, activated_at.isoformat(), text,
+                  self.channel])
         return int(revision), activated_at
 
     def reseed(self, revision: int, rule_set: RuleSet, text: str, source: str,
@@ -190,17 +177,15 @@ class RuleStore:
         """Store again the set a process holds, after Redis lost it (restart without
         persistence, flush): only if the counter is below ``revision``, so of several
         processes re-seeding at once the highest revision stays. True if stored."""
-        with cluster_outages():
-            stored = self._reseed(
-                keys=[self.active_key, self.revision_key],
-                args=[rule_set.version, rule_set.name, source, activated_at.isoformat(), text,
-                      self.channel, revision])
+        stored = self._reseed(
+            keys=[self.active_key, self.revision_key],
+            args=[rule_set.version, rule_set.name, source, activated_at.isoformat(), text,
+                  self.channel, revision])
         return bool(stored)
 
     def revision(self) -> int:
         """The revision of the stored set; 0 when none was ever stored."""
-        with cluster_outages():
-            raw = self.client.hget(self.active_key, "revision")
+        raw = self.client.hget(self.active_key, "revision")
         if raw is None:
             return 0
         try:
@@ -211,8 +196,7 @@ class RuleStore:
 
     def load(self) -> StoredRules | None:
         """The stored set (not validated: the caller re-validates it); None when none is."""
-        with cluster_outages():
-            raw = self.client.hgetall(self.active_key)
+        raw = self.client.hgetall(self.active_key)
         if not raw:
             return None
         fields = {_text(key): value for key, value in raw.items()}
