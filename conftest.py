@@ -13,4 +13,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("RTML_FEATURE_SET", "baseline")
+from rtml_features.baseline import FEATURE_SET_ENV
+
+os.environ.setdefault(FEATURE_SET_ENV, "baseline")

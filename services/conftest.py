@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from rtml_features.baseline import FEATURE_SET_ENV
+from rtml_localstack.environment import is_developer_setting
 
 
 @pytest.fixture
@@ -20,6 +20,5 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     Not autouse: a module opts in (``pytestmark = pytest.mark.usefixtures(...)``),
     so tests that get their settings from fixtures' environment keep it.
     """
-    for name in [name for name in os.environ
-                 if name.upper().startswith("RTML_") and name != FEATURE_SET_ENV]:
+    for name in [name for name in os.environ if is_developer_setting(name)]:
         monkeypatch.delenv(name)

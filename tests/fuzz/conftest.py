@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from rtml_features.baseline import FEATURE_SET_ENV
+from rtml_localstack.environment import is_developer_setting
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
@@ -105,8 +105,7 @@ def budget() -> Budget:
 def clean_environment(budget: Budget, monkeypatch: pytest.MonkeyPatch) -> None:
     """Services under test see their defaults, not the developer's RTML_* variables
     (the budget, read first, keeps the RTML_FUZZ_* ones)."""
-    for name in [name for name in os.environ
-                 if name.upper().startswith("RTML_") and name != FEATURE_SET_ENV]:
+    for name in [name for name in os.environ if is_developer_setting(name)]:
         monkeypatch.delenv(name)
 
 

@@ -126,3 +126,13 @@ def test_the_platform_default_is_extended_and_one_variable_moves_it(
     assert default_feature_set() == "baseline"
     monkeypatch.setenv(FEATURE_SET_ENV, "")  # empty: unset, as the services' variables
     assert default_feature_set() == "extended"
+
+
+def test_the_session_setting_tests_keep_is_the_platform_feature_set() -> None:
+    """rtml_localstack cannot import the feature library, so it names the variable itself:
+    the two must agree, or tests would drop the session's pinned set."""
+    from rtml_features.baseline import FEATURE_SET_ENV
+    from rtml_localstack.environment import SESSION_SETTINGS, is_developer_setting
+
+    assert FEATURE_SET_ENV in SESSION_SETTINGS
+    assert not is_developer_setting(FEATURE_SET_ENV)

@@ -26,6 +26,7 @@ import orjson
 
 from rtml_common.config import KafkaSettings
 from rtml_common.kafka.published import end_offsets, read_published
+from rtml_localstack.environment import without_developer_settings
 
 
 class ServiceProcess:
@@ -33,10 +34,7 @@ class ServiceProcess:
 
     def __init__(self, module: str, env: Mapping[str, str], log_dir: Path) -> None:
         self.module = module
-        # The developer's RTML_* settings are dropped, except the platform-wide feature
-        # set (rtml_features.baseline.FEATURE_SET_ENV), which a test session pins.
-        base = {k: v for k, v in os.environ.items()
-                if not k.upper().startswith("RTML_") or k == "RTML_FEATURE_SET"}
+        base = without_developer_settings(os.environ)
         self.env = {**base, "RTML_TELEMETRY_LOG_JSON": "false", **env}
         self.log_path = log_dir / f"{module}.log"
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -29,10 +29,11 @@ from pydantic import SecretStr
 from rtml_common.config import CassandraSettings, KafkaSettings, MlflowSettings, RedisSettings
 from rtml_decision.config import Settings
 from rtml_decision.wiring import Service, build_service
-from rtml_features.baseline import BASELINE, FEATURE_SET_ENV
+from rtml_features.baseline import BASELINE
 from rtml_features.online_store.redis.prefix_writer import EntityLogState, PrefixLogWriter
 from rtml_features.request_vector import log_spec
 from rtml_features.rows import epoch_ms
+from rtml_localstack.environment import is_developer_setting
 from rtml_localstack.ports import free_port
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.xgboost import XGBoostModel
@@ -142,8 +143,7 @@ def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: 
 
 @pytest.fixture
 def no_rtml_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in [n for n in os.environ
-                 if n.upper().startswith("RTML_") and n != FEATURE_SET_ENV]:
+    for name in [n for n in os.environ if is_developer_setting(n)]:
         monkeypatch.delenv(name)
     yield
 

@@ -20,7 +20,7 @@ from rtml_common.config import CassandraSettings, KafkaSettings, MlflowSettings,
 from rtml_decision.config import Settings
 from rtml_decision.decision_log.cassandra import CassandraDecisionLog
 from rtml_decision.wiring import build_service
-from rtml_features.baseline import FEATURE_SET_ENV
+from rtml_localstack.environment import is_developer_setting
 from rtml_localstack.testing import CassandraServer
 
 pytestmark = pytest.mark.integration
@@ -47,8 +47,7 @@ def test_cassandra_outage_loses_and_duplicates_nothing(
         mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    for name in [n for n in os.environ
-                 if n.upper().startswith("RTML_") and n != FEATURE_SET_ENV]:
+    for name in [n for n in os.environ if is_developer_setting(n)]:
         monkeypatch.delenv(name)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)

@@ -36,13 +36,14 @@ from fastapi.testclient import TestClient
 from rtml_common.config import KafkaSettings, MlflowSettings, RedisSettings
 from rtml_decision.config import Settings
 from rtml_decision.wiring import build_service
-from rtml_features.baseline import BASELINE, FEATURE_SET_ENV
+from rtml_features.baseline import BASELINE
 from rtml_features.batch import compute_features
 from rtml_features.definitions import FeatureSet
 from rtml_features.extended import EXTENDED
 from rtml_features.online_store.redis.prefix_writer import EntityLogState, PrefixLogWriter
 from rtml_features.request_vector import log_spec
 from rtml_features.rows import epoch_ms
+from rtml_localstack.environment import is_developer_setting
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.xgboost import XGBoostModel
 
@@ -85,8 +86,7 @@ def rules_text() -> str:
 def client(kafka_broker: Any, redis_server: Any, mlflow_server: Any, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch, feature_set: FeatureSet,
            rules_text: str) -> Iterator[TestClient]:
-    for name in [n for n in os.environ
-                 if n.upper().startswith("RTML_") and n != FEATURE_SET_ENV]:
+    for name in [n for n in os.environ if is_developer_setting(n)]:
         monkeypatch.delenv(name)
     if feature_set is not BASELINE:  # selected as a deployment selects it
         monkeypatch.setenv("RTML_DECISION_FEATURE_SET", feature_set.name)

@@ -36,7 +36,8 @@ import xgboost as xgb
 
 from rtml_decision.rule_store import RuleStore
 from rtml_decision.rules import parse_rule_set
-from rtml_features.baseline import BASELINE, FEATURE_SET_ENV
+from rtml_features.baseline import BASELINE
+from rtml_localstack.environment import without_developer_settings
 from rtml_localstack.ports import free_port
 from rtml_models.registry.mlflow import MlflowRegistry
 from rtml_models.xgboost import XGBoostModel
@@ -147,8 +148,7 @@ def replicas(kafka_broker: Any, redis_server: Any, mlflow_server: Any, champion_
 
     def start() -> Replica:
         port, metrics_base = free_port(), free_pair(taken)
-        env = {k: v for k, v in os.environ.items()
-            if not k.startswith("RTML_") or k == FEATURE_SET_ENV}
+        env = without_developer_settings(os.environ)
         env.update(
             RTML_DECISION_HTTP_PORT=str(port), RTML_DECISION_WORKERS="2",
             RTML_DECISION_MODEL_NAME=champion_model, RTML_DECISION_RULES_PATH=str(rules_file),

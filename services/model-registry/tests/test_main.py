@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rtml_features.baseline import FEATURE_SET_ENV
+from rtml_localstack.environment import without_developer_settings
 from rtml_localstack.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -40,8 +40,7 @@ def test_entry_point_serves_the_api_and_metrics_then_stops_on_sigterm(
         good_model: Any, model_name: str) -> None:
     register(model_name, good_model)
     port, metrics_port = free_port(), free_port()
-    base = {k: v for k, v in os.environ.items()
-            if not k.upper().startswith("RTML_") or k == FEATURE_SET_ENV}
+    base = without_developer_settings(os.environ)
     env = {**base, "RTML_MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
            "RTML_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
            "RTML_MODEL_REGISTRY_HTTP_PORT": str(port),

@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from rtml_common.config import KafkaSettings, MlflowSettings
 from rtml_common.events import RetrainRequest
 from rtml_common.kafka.producer import EventProducer
-from rtml_features.baseline import FEATURE_SET_ENV
+from rtml_localstack.environment import without_developer_settings
 from rtml_localstack.ports import free_port
 from rtml_localstack.testing import TEST_SESSION_TIMEOUT_MS, KafkaBroker, MlflowServer
 from rtml_models.aliases import CHALLENGER
@@ -59,8 +59,7 @@ def registry_service(mlflow_server: MlflowServer, kafka_broker: KafkaBroker,
                      tmp_path: Path) -> Iterator[str]:
     """``python -m rtml_model_registry`` on a free port; yields its base URL."""
     port = free_port()
-    base = {k: v for k, v in os.environ.items()
-            if not k.upper().startswith("RTML_") or k == FEATURE_SET_ENV}
+    base = without_developer_settings(os.environ)
     env = {**base, "RTML_MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
            "RTML_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
            "RTML_MODEL_REGISTRY_HTTP_PORT": str(port),

@@ -21,7 +21,7 @@ import pytest
 
 from rtml_common.events import Prediction, ShadowScore
 from rtml_common.serde import decode
-from rtml_features.baseline import FEATURE_SET_ENV
+from rtml_localstack.environment import without_developer_settings
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,7 @@ def test_two_processes_split_partitions_without_loss_or_duplicates(deployment: A
     d = deployment
     champion = d.register(d.xgb_model(1), "champion")
     shadow = d.register(d.xgb_model(2), "shadow")
-    env = {k: v for k, v in os.environ.items()
-            if not k.startswith("RTML_") or k == FEATURE_SET_ENV}
+    env = without_developer_settings(os.environ)
     env.update({
         "RTML_KAFKA_BOOTSTRAP_SERVERS": d.broker.bootstrap_servers,
         "RTML_KAFKA_SESSION_TIMEOUT_MS": "6000",

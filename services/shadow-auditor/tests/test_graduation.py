@@ -33,7 +33,8 @@ from pydantic import SecretStr
 from rtml_common.config import KafkaSettings
 from rtml_common.events import Label, Prediction, ShadowScore
 from rtml_common.kafka.producer import EventProducer
-from rtml_features.baseline import BASELINE, FEATURE_SET_ENV
+from rtml_features.baseline import BASELINE
+from rtml_localstack.environment import without_developer_settings
 from rtml_localstack.ports import free_port
 from rtml_localstack.testing import TEST_SESSION_TIMEOUT_MS
 from rtml_models.registry.mlflow import MlflowRegistry
@@ -82,8 +83,7 @@ def register(registry: MlflowRegistry, name: str, model: XGBoostModel, ap: float
 
 def start_registry(mlflow_uri: str, bootstrap: str, tmp: Path) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
-    base = {k: v for k, v in os.environ.items()
-            if not k.upper().startswith("RTML_") or k == FEATURE_SET_ENV}
+    base = without_developer_settings(os.environ)
     env = {**base, "RTML_MLFLOW_TRACKING_URI": mlflow_uri,
            "RTML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
            "RTML_MODEL_REGISTRY_HTTP_PORT": str(port),
