@@ -56,7 +56,8 @@ class RowFeatures:
     """The row features of one feature set, precompiled for per-event use."""
 
     def __init__(self, feature_set: FeatureSet) -> None:
-        self._kinds = [(f.name, _KIND_CODES[f.kind], f.field, f.night_end_hour)
+        feature_set.require_classic("the per-event row features")
+        self._kinds = [(f.name, _KIND_CODES[f.kind], f.field or "amount", f.night_end_hour)
                        for f in feature_set.row_features]
         self.names = [name for name, *_ in self._kinds]
 

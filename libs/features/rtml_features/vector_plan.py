@@ -87,9 +87,10 @@ class WindowGroup:
 
 def window_groups(feature_set: FeatureSet) -> list[WindowGroup]:
     """The feature set's window aggregates grouped by (entity, delay), windows ascending."""
+    feature_set.require_classic("the streaming vector plan")
     grouped: dict[tuple[str, str, int], dict[int, list[WindowAggregate]]] = {}
     for aggregate in feature_set.window_aggregates:
-        group_key = (aggregate.entity.name, aggregate.entity.key, _ms(aggregate.delay))
+        group_key = (aggregate.entity.name, aggregate.entity.keys[0], _ms(aggregate.delay))
         grouped.setdefault(group_key, {}).setdefault(_ms(aggregate.window), []).append(aggregate)
     return [
         WindowGroup(entity, KEY_INDEX[key], delay_ms,

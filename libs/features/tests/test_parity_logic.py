@@ -27,7 +27,7 @@ TERMINAL = Entity("terminal", "terminal_id")
 
 #: Exercises every aggregation the engines support, short windows, and delays.
 MIXED = FeatureSet("mixed", [
-    RowFeature("amount", RowKind.FIELD),
+    RowFeature("amount", RowKind.FIELD, field="amount"),
     RowFeature("night", RowKind.NIGHT, night_end_hour=3),
     W("c_sum_2h", CUSTOMER, Agg.SUM, timedelta(hours=2), field="amount"),
     W("c_mean_1d", CUSTOMER, Agg.MEAN, timedelta(days=1), field="amount"),

@@ -332,6 +332,7 @@ class PrefixLogReader:
     """Builds a request's read, runs it in one ``EVALSHA``, and turns the reply into views."""
 
     def __init__(self, client: Client, feature_set: FeatureSet) -> None:
+        feature_set.require_classic("the online prefix layout")
         self.client = client
         self.feature_set = feature_set
         #: A Redis Cluster: tagged keys, one ``EVALSHA`` per entity (see :meth:`read`).
@@ -362,7 +363,7 @@ class PrefixLogReader:
         args: list[Any] = []
         asked: list[EntityReadPlan] = []
         for plan in self.plans:
-            entity_id = ids.get(plan.entity.key)
+            entity_id = ids.get(plan.entity.keys[0])
             if entity_id is None:
                 continue
             keys += log_keys(self.feature_set, plan.entity.name, entity_id, self.cluster)
@@ -381,7 +382,7 @@ class PrefixLogReader:
         calls: list[list[Any]] = []
         asked: list[EntityReadPlan] = []
         for plan in self.plans:
-            entity_id = ids.get(plan.entity.key)
+            entity_id = ids.get(plan.entity.keys[0])
             if entity_id is None:
                 continue
             keys = log_keys(self.feature_set, plan.entity.name, entity_id, self.cluster)
