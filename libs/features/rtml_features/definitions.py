@@ -379,13 +379,13 @@ class FeatureSet:
     """A named, versioned list of features computed together for each event.
 
     ``schema`` is the event the features are computed for (the handbook's transaction by
-    default); ``source_topic`` defaults to its topic. Every field and entity key a
+    default); ``source_topic`` defaults (``""``) to its topic. Every field and entity key a
     feature reads is checked against it here.
     """
 
     name: str
     features: Sequence[Feature]
-    source_topic: str | None = None
+    source_topic: str = ""
     label_topic: str = "labels"
     description: str = ""
     schema: EventSchema = TRANSACTION_SCHEMA
@@ -401,7 +401,7 @@ class FeatureSet:
             raise DefinitionError(f"feature set {self.name!r}: duplicate names {duplicates}")
         object.__setattr__(self, "features", tuple(self.features))
         object.__setattr__(self, "_names", names)
-        if self.source_topic is None:
+        if not self.source_topic:
             object.__setattr__(self, "source_topic", self.schema.topic)
         for feature in self.features:
             if isinstance(feature, RowFeature):

@@ -159,6 +159,7 @@ class Checker:
     """Re-computes decisions for one feature set (plus the lag-marker aggregates)."""
 
     def __init__(self, feature_set: FeatureSet, tolerance: float) -> None:
+        feature_set.require_classic("the consistency monitor")
         self.feature_set = feature_set
         self.tolerance = tolerance
         self.entities = feature_set.entities
@@ -179,7 +180,8 @@ class Checker:
         self._labelled = {e.name for e in self.entities
                           if log_spec(feature_set, e).label_fields}
         #: The feature set with the marker aggregates appended: one engine call for both.
-        self.engine_set = FeatureSet(feature_set.name, [*feature_set.features, *extra])
+        self.engine_set = FeatureSet(feature_set.name, [*feature_set.features, *extra],
+                                     schema=feature_set.schema)
         self._features_of: dict[str | None, list[str]] = {}
         for feature in feature_set.features:
             owner = entity_of(feature)
@@ -209,7 +211,7 @@ class Checker:
             return report
         times = [tx.time_ms for _, tx, _ in rows]
         # Only the checked entities' histories: an unchecked entity's values are not compared.
-        keys = {(e.key, entity_id) for _, tx, entities in rows for e in entities
+        keys = {(e.keys[0], entity_id) for _, tx, entities in rows for e in entities
                 if (entity_id := _entity_id(tx, e)) is not None}
         frame_history, frame_labels = history.frames(min(times) - self.max_horizon_ms - 1,
                                                      max(times), keys)
@@ -261,7 +263,7 @@ class Checker:
 
 
 def _entity_id(tx: StoredTransaction, entity: Entity) -> str | None:
-    return tx.customer_id if entity.key == "customer_id" else tx.terminal_id
+    return tx.customer_id if entity.keys[0] == "customer_id" else tx.terminal_id
 
 
 def _ms(delta: timedelta) -> int:

@@ -79,7 +79,7 @@ def request_time_vectors(client: redis.Redis, requests: pd.DataFrame,
     """
     reader = PrefixLogReader(client, feature_set)
     vectors = RequestVectors(feature_set)
-    keys = [entity.key for entity in feature_set.entities]
+    keys = [entity.keys[0] for entity in feature_set.entities]
     rows: dict[str, dict[str, float]] = {}
     times = to_epoch_ms(requests["event_time"])
     for (_, request), time_ms in zip(requests.iterrows(), times, strict=True):

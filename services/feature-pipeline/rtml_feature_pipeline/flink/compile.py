@@ -116,6 +116,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from rtml_features.definitions import (
+    CLASSIC_ROW_KINDS,
     Agg,
     DefinitionError,
     Entity,
@@ -170,6 +171,9 @@ def unsupported_reasons(feature_set: FeatureSet) -> dict[str, str]:
     """
     reasons: dict[str, str] = {}
     for feature in feature_set.features:
+        if isinstance(feature, RowFeature) and feature.kind not in CLASSIC_ROW_KINDS:
+            reasons[feature.name] = (f"feature {feature.name!r}: the Flink engine has no "
+                                     f"translation for row kind {feature.kind.value!r} yet")
         parts: list[WindowAggregate] = []
         if isinstance(feature, WindowAggregate):
             parts = [feature]
@@ -177,9 +181,14 @@ def unsupported_reasons(feature_set: FeatureSet) -> dict[str, str]:
             parts = [feature.numerator, feature.denominator]
         for part in parts:
             via = "" if part is feature else f" (via its part {part.name!r})"
-            if part.agg not in SUPPORTED_AGGS:  # pragma: no cover - every Agg is handled
+            if part.agg not in SUPPORTED_AGGS:
                 reasons[feature.name] = (f"feature {feature.name!r}{via}: the Flink engine "
-                                         f"has no translation for {part.agg.value!r}")
+                                         f"has no translation for {part.agg.value!r} yet")
+                break
+            if len(part.entity.keys) > 1:
+                reasons[feature.name] = (f"feature {feature.name!r}{via}: the Flink engine "
+                                         f"does not key by a compound entity "
+                                         f"({part.entity.name!r}) yet")
                 break
             if part.agg in EXTREME_AGGS and delay_ms(part) > 0:
                 reasons[feature.name] = (
@@ -219,7 +228,7 @@ def supported_subset(feature_set: FeatureSet) -> FeatureSet:
         raise UnsupportedFeature(f"no feature of {feature_set.name!r} is supported by Flink: "
                                  + "; ".join(reasons.values()))
     return FeatureSet(feature_set.name, kept, feature_set.source_topic, feature_set.label_topic,
-                      feature_set.description)
+                      feature_set.description, schema=feature_set.schema)
 
 
 # -- options and compiled plan ---------------------------------------------------------------
@@ -554,7 +563,7 @@ class _Compiler:
             group_of[aggregate.name] = group
         ordered = list(groups.values())
         all_columns = [c for g in ordered for c in g.columns()]
-        entity_key = entity.key
+        entity_key = entity.keys[0]
         contributions: list[Contribution] = []
 
         def select(source: str, is_query: bool, weights: dict[str, str], valid: str,
