@@ -4,12 +4,19 @@ Three row features (amount, weekend, night), the customer's number of
 transactions and mean amount over the last 1, 7 and 30 days (including the
 current transaction), and the terminal's number of transactions and fraud
 risk over 1, 7 and 30-day windows shifted back by a 7-day label delay — the
-time fraud labels take to arrive. Adding a feature is one more entry here.
+time fraud labels take to arrive.
+
+They are declared in the handbook feature repo shipped with this package
+(``rtml_features/repos/handbook/baseline.py``, see :mod:`rtml_features.repo`);
+this module loads it and keeps the names the platform imports (``BASELINE``,
+``CUSTOMER``, ``TERMINAL``, ``REGISTRY``, ``get_feature_set`` ...).
 
 >>> len(BASELINE.names)
 15
 >>> BASELINE.names[:4]
 ['tx_amount', 'tx_during_weekend', 'tx_during_night', 'customer_id_nb_tx_1day_window']
+>>> BASELINE.version
+'9476c2716c3a'
 """
 
 from __future__ import annotations
@@ -17,68 +24,24 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from rtml_features.definitions import (
-    Agg,
-    Entity,
-    Feature,
-    FeatureSet,
-    Ratio,
-    RowFeature,
-    RowKind,
-    WindowAggregate,
-)
+from rtml_features.definitions import Entity, FeatureSet
+from rtml_features.repo import FeatureRepo, configured_repo, shipped_repo
 
-CUSTOMER = Entity("customer", key="customer_id")
-TERMINAL = Entity("terminal", key="terminal_id")
-WINDOW_DAYS = (1, 7, 30)
-LABEL_DELAY = timedelta(days=7)
+#: The handbook repo (``baseline`` and ``extended``), loaded once per process.
+HANDBOOK: FeatureRepo = shipped_repo()
+_declared = HANDBOOK.modules["baseline"]
 
+CUSTOMER: Entity = _declared.CUSTOMER
+TERMINAL: Entity = _declared.TERMINAL
+WINDOW_DAYS: tuple[int, ...] = _declared.WINDOW_DAYS
+LABEL_DELAY: timedelta = _declared.LABEL_DELAY
+BASELINE: FeatureSet = HANDBOOK.feature_sets["baseline"]
 
-def _customer_features() -> list[Feature]:
-    features: list[Feature] = []
-    for days in WINDOW_DAYS:
-        window = timedelta(days=days)
-        features += [
-            WindowAggregate(f"customer_id_nb_tx_{days}day_window", CUSTOMER, Agg.COUNT, window),
-            WindowAggregate(f"customer_id_avg_amount_{days}day_window", CUSTOMER, Agg.MEAN,
-                            window, field="amount"),
-        ]
-    return features
-
-
-def _terminal_features() -> list[Feature]:
-    features: list[Feature] = []
-    for days in WINDOW_DAYS:
-        window = timedelta(days=days)
-        count = WindowAggregate(f"terminal_id_nb_tx_{days}day_window", TERMINAL, Agg.COUNT,
-                                window, label_delay=LABEL_DELAY)
-        frauds = WindowAggregate(f"terminal_id_nb_fraud_{days}day_window", TERMINAL, Agg.SUM,
-                                 window, field="is_fraud", label_delay=LABEL_DELAY)
-        features += [count, Ratio(f"terminal_id_risk_{days}day_window", frauds, count)]
-    return features
-
-
-BASELINE = FeatureSet(
-    "baseline",
-    [
-        RowFeature("tx_amount", RowKind.FIELD, field="amount"),
-        RowFeature("tx_during_weekend", RowKind.WEEKEND),
-        RowFeature("tx_during_night", RowKind.NIGHT, night_end_hour=6),
-        *_customer_features(),
-        *_terminal_features(),
-    ],
-    description="Customer spending and terminal risk windows of the reference fraud handbook.",
-)
-
-#: Feature sets known by name (config ``RTML_FEATURE_PIPELINE_FEATURE_SET`` and the
-#: other services' ``*_FEATURE_SET``): this one and :data:`rtml_features.extended.EXTENDED`.
-REGISTRY: dict[str, FeatureSet] = {BASELINE.name: BASELINE}
-
-# The extended set is built from this module's features and registers itself here. Imported
-# last, so whichever of the two modules is imported first, both sets are registered: this
-# import finds BASELINE and REGISTRY already defined (baseline first), or finds the extended
-# module already importing (extended first) and lets it finish and register.
-import rtml_features.extended  # noqa: E402,F401
+#: Feature sets known by name whatever the configured repo (config
+#: ``RTML_FEATURE_PIPELINE_FEATURE_SET`` and the other services' ``*_FEATURE_SET``): the
+#: handbook's ``baseline`` and :data:`rtml_features.extended.EXTENDED`. A benchmark may
+#: register more; the configured repo's sets are resolved by :func:`get_feature_set`.
+REGISTRY: dict[str, FeatureSet] = dict(HANDBOOK.feature_sets)
 
 #: The platform-wide setting naming the feature set every service and command computes,
 #: checks or trains on unless its own setting (``RTML_FEATURE_PIPELINE_FEATURE_SET``,
@@ -101,9 +64,17 @@ def default_feature_set() -> str:
 
 
 def get_feature_set(name: str) -> FeatureSet:
-    """A registered feature set, with the known names in the error."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise KeyError(f"unknown feature set {name!r}; known: {known}") from None
+    """A feature set by name: the handbook's (and any registered) or the configured repo's.
+
+    The repo is the folder named by ``RTML_FEATURE_REPO`` (:func:`rtml_features.repo.
+    configured_repo`, the shipped handbook repo by default); a repo that does not load
+    raises its :class:`~rtml_features.repo.RepoError` here, so a service refuses to start
+    with the file and line at fault. An unknown name raises ``KeyError`` with the known ones.
+    """
+    repo = configured_repo()
+    found = REGISTRY.get(name) or repo.feature_sets.get(name)
+    if found is None:
+        known = ", ".join(sorted(set(REGISTRY) | set(repo.feature_sets)))
+        raise KeyError(f"unknown feature set {name!r}; known: {known} (feature repo "
+                       f"{repo.path})")
+    return found

@@ -1,5 +1,8 @@
 """The ``extended`` feature set: the baseline plus the customer's amount range.
 
+Declared in the shipped handbook feature repo (``rtml_features/repos/handbook/
+extended.py``); this module exposes it by loading that repo.
+
 The baseline's 15 features come first, unchanged and in the same order, so a
 model's first 15 inputs mean the same in both sets. Then three that earned
 their place in the ablation (docs/training.md, ``bench/feature_ablation.py``):
@@ -34,30 +37,21 @@ True
 >>> from rtml_features.baseline import TERMINAL
 >>> EXTENDED.horizon(CUSTOMER), EXTENDED.horizon(TERMINAL)
 (datetime.timedelta(days=30), datetime.timedelta(days=37))
+>>> EXTENDED.version
+'f1c4ba41ee34'
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from rtml_features.baseline import BASELINE, CUSTOMER, REGISTRY
-from rtml_features.definitions import Agg, FeatureSet, WindowAggregate
+from rtml_features.baseline import BASELINE, CUSTOMER, HANDBOOK, REGISTRY
+from rtml_features.definitions import FeatureSet
 
-WEEK = timedelta(days=7)
-MONTH = timedelta(days=30)
+__all__ = ["BASELINE", "CUSTOMER", "EXTENDED", "MONTH", "REGISTRY", "WEEK"]
 
-EXTENDED = FeatureSet(
-    "extended",
-    [
-        *BASELINE.features,
-        WindowAggregate("customer_id_max_amount_7day_window", CUSTOMER, Agg.MAX, WEEK,
-                        field="amount"),
-        WindowAggregate("customer_id_max_amount_30day_window", CUSTOMER, Agg.MAX, MONTH,
-                        field="amount"),
-        WindowAggregate("customer_id_min_amount_30day_window", CUSTOMER, Agg.MIN, MONTH,
-                        field="amount"),
-    ],
-    description="The baseline plus the customer's amount range (7/30-day max, 30-day min).",
-)
+_declared = HANDBOOK.modules["extended"]
 
-REGISTRY[EXTENDED.name] = EXTENDED
+WEEK: timedelta = _declared.WEEK
+MONTH: timedelta = _declared.MONTH
+EXTENDED: FeatureSet = HANDBOOK.feature_sets["extended"]
