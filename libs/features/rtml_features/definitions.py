@@ -529,6 +529,21 @@ class FeatureSet:
         return [name for name in self.schema.names if name in wanted]
 
     @property
+    def category_codes(self) -> dict[str, tuple[str, ...]]:
+        """Feature name -> declared categories, for the features that are category codes.
+
+        What drift monitoring bins per category
+        (:func:`rtml_monitoring.reference.describe_categorical`).
+        """
+        codes: dict[str, tuple[str, ...]] = {}
+        for row in self.row_features:
+            if row.kind is RowKind.CATEGORY_CODE and row.field is not None:
+                categories = self.schema.field(row.field).categories
+                if categories is not None:
+                    codes[row.name] = categories
+        return codes
+
+    @property
     def classic(self) -> bool:
         """Whether only the first definitions' aggregations and row kinds are used.
 

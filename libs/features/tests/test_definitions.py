@@ -142,3 +142,33 @@ def test_the_session_setting_tests_keep_is_the_platform_feature_set() -> None:
 
     assert FEATURE_SET_ENV in SESSION_SETTINGS
     assert not is_developer_setting(FEATURE_SET_ENV)
+
+
+def test_category_codes_name_each_code_feature_with_its_declared_categories() -> None:
+    from rtml_common.schema import EventSchema, Field, FieldType
+
+    schema = EventSchema(
+        name="payment", topic="payments", id_field="id", event_time="at",
+        partition_key="card",
+        fields=[Field("id", FieldType.STRING), Field("at", FieldType.TIMESTAMP),
+                Field("card", FieldType.STRING),
+                Field("channel", FieldType.STRING, categories=("pos", "web")),
+                Field("country", FieldType.STRING)])
+    fs = FeatureSet("p", [RowFeature("channel_code", RowKind.CATEGORY_CODE, field="channel"),
+                          RowFeature("hour", RowKind.HOUR_OF_DAY),
+                          RowFeature("is_web", RowKind.EQUALS, field="channel", value="web")],
+                    schema=schema)
+    assert fs.category_codes == {"channel_code": ("pos", "web")}
+    assert fs.source_topic == "payments" and fs.fields_read == ["channel"]
+    assert fs.version != FeatureSet("p", fs.features, schema=EventSchema(
+        name="payment", topic="payments", id_field="id", event_time="at",
+        partition_key="card", fields=[*schema.fields[:3],
+                                      Field("channel", FieldType.STRING,
+                                            categories=("pos", "web", "app")),
+                                      schema.fields[4]])).version
+    with pytest.raises(DefinitionError, match="no declared categories"):
+        FeatureSet("p", [RowFeature("c", RowKind.CATEGORY_CODE, field="country")], schema=schema)
+    with pytest.raises(DefinitionError, match="'app' is not a category"):
+        FeatureSet("p", [RowFeature("c", RowKind.EQUALS, field="channel", value="app")],
+                   schema=schema)
+    assert BASELINE.category_codes == {}

@@ -21,15 +21,29 @@ Binning (the contract the drift monitor relies on):
   (binary flags, near-constant features) gets one bin per value, cut at the
   midpoints between consecutive values (``values`` lists them); a live value
   falls in the bin of the nearest training value.
+* ``categorical`` binning (:func:`describe_categorical`, for a feature declared
+  as a categorical field's code, ``RowKind.CATEGORY_CODE``): one bin per
+  *declared* category plus one for "absent" (code -1), whether or not training
+  saw it — a category that appears only live is a shift in the category
+  frequencies, not a value to fold into its numeric neighbour. ``values`` lists
+  the codes, ``categories`` their names. The drift monitor measures these
+  subjects with the Jensen-Shannon divergence of the category frequencies
+  (bounded by ln 2, finite for categories unseen on one side) instead of PSI.
 * NaN is not expected (features are never NaN); numpy sorts it last, so it
   would land in the last bin.
+
+>>> d = describe_categorical([0, 0, 1, -1], ["web", "app", "pos"])
+>>> d.binning, d.counts, d.values
+('categorical', (1, 2, 1, 0), (-1.0, 0.0, 1.0, 2.0))
+>>> d.histogram([2, 2, 0]).tolist()  # "pos", never seen in training, has its own bin
+[0, 1, 0, 2]
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -42,7 +56,9 @@ DEFAULT_BINS = 10
 #: Name of the model-score distribution in :class:`ReferenceDistributions`.
 SCORE = "score"
 
-Binning = Literal["quantile", "distinct"]
+Binning = Literal["quantile", "distinct", "categorical"]
+#: The code of an event without the categorical field (``RowKind.CATEGORY_CODE``).
+ABSENT_CODE = -1
 
 
 @dataclass(frozen=True)
@@ -57,8 +73,14 @@ class Distribution:
     mean: float
     min: float
     max: float
-    #: The distinct training values (``distinct`` binning only), one per bin.
+    #: The value of each bin (``distinct``: the training values; ``categorical``: the codes).
     values: tuple[float, ...] = ()
+    #: The category name of each code (``categorical`` only; bin 0 is "absent").
+    categories: tuple[str, ...] = ()
+
+    @property
+    def categorical(self) -> bool:
+        return self.binning == "categorical"
 
     def bin_index(self, values: npt.ArrayLike) -> npt.NDArray[np.intp]:
         """Bin of each value (0 .. len(edges)); out-of-range values go to the outer bins."""
@@ -84,6 +106,7 @@ class Distribution:
             n=int(data["n"]), mean=float(data["mean"]),
             min=float(data["min"]), max=float(data["max"]),
             values=tuple(float(v) for v in data.get("values", ())),
+            categories=tuple(str(c) for c in data.get("categories", ())),
         )
 
 
@@ -116,6 +139,33 @@ def describe(values: npt.ArrayLike, bins: int = DEFAULT_BINS) -> Distribution:
     )
 
 
+def describe_categorical(codes: npt.ArrayLike, categories: Sequence[str]) -> Distribution:
+    """The category frequencies of ``codes`` (index in ``categories``, -1 absent).
+
+    One bin per declared category and one for absent (see the module doc); a code
+    outside ``-1 .. len(categories) - 1`` is refused (the engines never produce one).
+    """
+    if not categories:
+        raise ValueError("a categorical distribution needs its declared categories")
+    data = np.asarray(codes, dtype=np.float64)
+    if not len(data):
+        raise ValueError("no values to describe")
+    codes_declared = np.arange(ABSENT_CODE, len(categories), dtype=np.float64)
+    if not np.isin(data, codes_declared).all():
+        raise ValueError(f"category codes must be integers in {ABSENT_CODE}.."
+                         f"{len(categories) - 1}")
+    edges = (codes_declared[:-1] + codes_declared[1:]) / 2
+    counts = np.bincount(np.searchsorted(edges, data, side="left"), minlength=len(edges) + 1)
+    return Distribution(
+        binning="categorical",
+        edges=tuple(float(e) for e in edges),
+        counts=tuple(int(c) for c in counts),
+        proportions=tuple(float(c) / len(data) for c in counts),
+        n=len(data), mean=float(data.mean()), min=float(data.min()), max=float(data.max()),
+        values=tuple(float(v) for v in codes_declared), categories=tuple(categories),
+    )
+
+
 @dataclass(frozen=True)
 class ReferenceDistributions:
     """Per-feature and score distributions of a training run (``reference/distributions.json``)."""
@@ -131,7 +181,7 @@ class ReferenceDistributions:
         return {
             "format_version": FORMAT_VERSION,
             "binning": ("edges are inner cut points; bins (-inf, e0], (e0, e1], ..., "
-                        "(e_last, +inf); quantile or distinct-value cuts"),
+                        "(e_last, +inf); quantile, distinct-value or per-category cuts"),
             "feature_set": self.feature_set,
             "feature_set_version": self.feature_set_version,
             "bins": self.bins,
@@ -166,9 +216,19 @@ class ReferenceDistributions:
 def build_reference(frame: pd.DataFrame, feature_names: Iterable[str],
                     scores: npt.ArrayLike | None = None, *, bins: int = DEFAULT_BINS,
                     feature_set: str = "", feature_set_version: str = "",
-                    metadata: Mapping[str, Any] | None = None) -> ReferenceDistributions:
-    """Distributions of ``frame``'s feature columns (and of ``scores``, if given)."""
-    features = {name: describe(frame[name].to_numpy(dtype=np.float64), bins)
+                    metadata: Mapping[str, Any] | None = None,
+                    categorical: Mapping[str, Sequence[str]] | None = None,
+                    ) -> ReferenceDistributions:
+    """Distributions of ``frame``'s feature columns (and of ``scores``, if given).
+
+    ``categorical``: feature name -> its field's declared categories, for the features
+    that are category codes (binned per category, see the module doc).
+    """
+    categories = dict(categorical or {})
+    features = {name: (describe_categorical(frame[name].to_numpy(dtype=np.float64),
+                                            categories[name])
+                       if name in categories
+                       else describe(frame[name].to_numpy(dtype=np.float64), bins))
                 for name in feature_names}
     extra = dict(metadata or {})
     for key, value in extra.items():

@@ -450,7 +450,8 @@ def train(config: TrainConfig, progress: Progress | None = None,
             bins=config.bins, feature_set=feature_set.name,
             feature_set_version=feature_set.version,
             metadata={"model": config.model, "rows": len(train_frame),
-                      "split": config.split.describe()})
+                      "split": config.split.describe()},
+            categorical=feature_set.category_codes)
         note.detail = f"{len(reference.features)} features + score, up to {config.bins} bins"
     with steps("fingerprint") as note:
         fp = fingerprint(train_frame, feature_set.names)

@@ -48,20 +48,33 @@ def request_id(model_name: str, model_version: str, window_end_ms: int) -> str:
     return _digest("retrain", model_name, model_version, window_end_ms)
 
 
+#: Jensen-Shannon divergence (nats) above which a categorical feature's category
+#: frequencies drift: about what PSI 0.2 is for numbers (for small shifts JS ~ PSI / 8),
+#: e.g. one category of 4 going from 25 % to 45 % of events (JS 0.022).
+DEFAULT_JS_THRESHOLD = 0.02
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """PSI threshold per (window kind, subject); ``None`` = not alerted."""
+    """Alert threshold per (window kind, subject), in the subject's metric; ``None`` = not alerted.
+
+    Numeric subjects alert on PSI (``default``), categorical ones (category-code features)
+    on the Jensen-Shannon divergence of their category frequencies (``categorical``). A
+    per-subject override is in that subject's metric.
+    """
 
     default: float
     per_subject: Mapping[str, float | None] = field(default_factory=dict)
     tumbling: Mapping[str, float | None] = field(default_factory=dict)
+    categorical: float = DEFAULT_JS_THRESHOLD
 
-    def for_subject(self, kind: WindowKind, subject: str) -> float | None:
+    def for_subject(self, kind: WindowKind, subject: str,
+                    categorical: bool = False) -> float | None:
         if kind is WindowKind.TUMBLING and subject in self.tumbling:
             return self.tumbling[subject]
         if subject in self.per_subject:
             return self.per_subject[subject]
-        return self.default
+        return self.categorical if categorical else self.default
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from rtml_common.service_config import (
     consumer_group_field,
     model_name_field,
 )
+from rtml_drift_monitor.alerts import DEFAULT_JS_THRESHOLD
 
 ENV_PREFIX = "RTML_DRIFT_MONITOR_"
 
@@ -117,11 +118,20 @@ class Settings(ServiceSettings):
         gt=0,
         description="PSI above which a feature (or the score) drifts, unless overridden.",
     )
+    js_threshold: float = Field(
+        default=DEFAULT_JS_THRESHOLD,
+        gt=0,
+        description=(
+            "Jensen-Shannon divergence (nats) of the category frequencies above which a "
+            "categorical feature (a category code) drifts, unless overridden."
+        ),
+    )
     psi_thresholds: dict[str, float | None] = Field(
         default_factory=dict,
         description=(
-            "Per-subject PSI thresholds as JSON (feature name or \"score\"), for every "
-            "window kind; null means the subject is measured but never alerted."
+            "Per-subject thresholds as JSON (feature name or \"score\"), for every "
+            "window kind, in the subject's metric (PSI; JS for a categorical feature); "
+            "null means the subject is measured but never alerted."
         ),
     )
     tumbling_psi_thresholds: dict[str, float | None] = Field(

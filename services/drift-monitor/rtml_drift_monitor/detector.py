@@ -10,9 +10,12 @@ feature vectors (one subject per reference feature) and the champion's scores
 (subject ``score``). A closed window that is evaluated gets, per subject with
 at least ``min_events`` values, the PSI, KL and JS divergence of its histogram
 against the reference counts (:mod:`rtml_monitoring.divergence`, with its
-documented smoothing), then the subject's hysteresis is fed the PSI.
+documented smoothing), then the subject's hysteresis is fed its alerting
+metric: PSI for numbers, the Jensen-Shannon divergence for a categorical
+feature (a category code binned per declared category: PSI's log-ratio
+explodes on a category rare on one side, JS stays bounded by ln 2).
 
-An alert is a :class:`~rtml_common.events.DriftAlert` with metric PSI; alerts
+An alert is a :class:`~rtml_common.events.DriftAlert` with that metric; alerts
 raised by windows that end at the same time lead to at most one
 :class:`~rtml_common.events.RetrainRequest` listing them (policy and cooldown
 permitting; see :mod:`rtml_drift_monitor.alerts`).
@@ -58,17 +61,24 @@ def to_datetime(epoch_ms: int) -> datetime:
 
 @dataclass(frozen=True)
 class Measure:
-    """One subject's divergences in one window (in nats; PSI is the alerting one)."""
+    """One subject's divergences in one window (in nats; :attr:`metric` is the alerting one)."""
 
     subject: str
     psi: float
     kl: float
     js: float
     n: int
-    #: The PSI threshold that applied (None: not alerted).
+    #: The threshold that applied, in :attr:`metric` (None: not alerted).
     threshold: float | None
     #: The window's counts in the reference bins (for metrics, tests and audits).
     counts: tuple[int, ...]
+    #: The metric alerts compare: PSI, or JS for a categorical subject.
+    metric: DriftMetric = DriftMetric.PSI
+
+    @property
+    def value(self) -> float:
+        """The alerting metric's value."""
+        return self.js if self.metric is DriftMetric.JS else self.psi
 
 
 @dataclass(frozen=True)
@@ -204,32 +214,36 @@ class DriftDetector:
         for name, counts, n in zip(names, closed.counts, closed.n, strict=True):
             if n < min_events:  # this subject's values are too few (e.g. mostly missing)
                 continue
-            reference = self._distributions[name].counts
-            threshold = self.thresholds.for_subject(window.kind, name)
+            distribution = self._distributions[name]
+            reference = distribution.counts
+            threshold = self.thresholds.for_subject(window.kind, name, distribution.categorical)
             measure = Measure(name, psi(reference, counts), kl(reference, counts),
-                              js(reference, counts), n, threshold, tuple(int(c) for c in counts))
+                              js(reference, counts), n, threshold, tuple(int(c) for c in counts),
+                              DriftMetric.JS if distribution.categorical else DriftMetric.PSI)
             evaluation.measures[name] = measure
             if threshold is None:
                 continue
             state = self._states.setdefault((window.kind, name), Hysteresis(self.rule))
-            transition = state.update(measure.psi, threshold)
+            transition = state.update(measure.value, threshold)
             if transition is Transition.RAISED:
                 evaluation.raised.append(self._alert(window, measure, threshold))
             elif transition is Transition.CLEARED:
                 evaluation.cleared.append(name)
-                logger.info("drift cleared: %s on %s windows (PSI %.4f, window ending %s)",
-                            name, window.kind.value, measure.psi, to_datetime(window.end_ms))
+                logger.info("drift cleared: %s on %s windows (%s %.4f, window ending %s)",
+                            name, window.kind.value, measure.metric.name, measure.value,
+                            to_datetime(window.end_ms))
         return evaluation
 
     def _alert(self, window: Window, measure: Measure, threshold: float) -> DriftAlert:
         alert = DriftAlert(
             alert_id=alert_id(self.model_name, self.model_version, window, measure.subject),
-            subject=measure.subject, metric=DriftMetric.PSI, value=measure.psi,
+            subject=measure.subject, metric=measure.metric, value=measure.value,
             threshold=threshold, window_start=to_datetime(window.start_ms),
             window_end=to_datetime(window.end_ms), model_name=self.model_name,
             model_version=self.model_version, raised_at=self.now())
-        logger.warning("drift alert %s: %s PSI %.4f > %g on the %s window %s..%s (%s v%s)",
-                       alert.alert_id, measure.subject, measure.psi, threshold,
+        logger.warning("drift alert %s: %s %s %.4f > %g on the %s window %s..%s (%s v%s)",
+                       alert.alert_id, measure.subject, measure.metric.name, measure.value,
+                       threshold,
                        window.kind.value, alert.window_start, alert.window_end,
                        self.model_name, self.model_version)
         return alert
@@ -240,7 +254,8 @@ class DriftDetector:
         worst = max(alerts, key=lambda a: a.value / a.threshold)
         subjects = sorted({a.subject for a in alerts})
         reason = (f"drift of {', '.join(subjects)} against {self.model_name} "
-                  f"v{self.model_version}'s training data (worst: {worst.subject} PSI "
+                  f"v{self.model_version}'s training data (worst: {worst.subject} "
+                  f"{worst.metric.name} "
                   f"{worst.value:.3f} > {worst.threshold:g}, window "
                   f"{worst.window_start.isoformat()}..{worst.window_end.isoformat()})")
         end = to_datetime(end_ms)

@@ -68,7 +68,7 @@ def window_spec(settings: Settings) -> WindowSpec:
 
 def thresholds(settings: Settings) -> Thresholds:
     return Thresholds(settings.psi_threshold, dict(settings.psi_thresholds),
-                      dict(settings.tumbling_psi_thresholds))
+                      dict(settings.tumbling_psi_thresholds), settings.js_threshold)
 
 
 def hysteresis_rule(settings: Settings) -> HysteresisRule:

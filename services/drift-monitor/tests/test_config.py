@@ -33,6 +33,7 @@ EXPECTED_DEFAULTS = {
     "start_at": None,
     "min_window_events": 1000,
     "psi_threshold": 0.2,
+    "js_threshold": 0.02,
     "psi_thresholds": {},
     "tumbling_psi_thresholds": {"tx_during_weekend": None},
     "raise_after_windows": 1,
