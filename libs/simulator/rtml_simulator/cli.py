@@ -19,7 +19,7 @@ from rich.table import Table
 
 from rtml_common.config import KafkaSettings
 from rtml_common.kafka.producer import DeliveryError
-from rtml_simulator.config import CardTesting, DistributionShift, SimulationConfig
+from rtml_simulator.config import CardTesting, DistributionShift, RichMode, SimulationConfig
 from rtml_simulator.io import write_dataset
 from rtml_simulator.pacing import Pace
 from rtml_simulator.replay import ReplayOptions, ReplayReport, replay
@@ -100,6 +100,10 @@ def simulate_command(
         help="Drift: multiply genuine amounts by this from --shift-from.")] = 1.0,
     hour_shift: Annotated[float, typer.Option(
         help="Drift: move times of day by this many hours from --shift-from.")] = 0.0,
+    rich: Annotated[bool, typer.Option(
+        "--rich", help="Rich mode: device, IP address, merchant category, country and channel "
+                       "per payment; account takeover (scenario 5) and card testing from one "
+                       "device (scenario 6).")] = False,
 ) -> None:
     """Generate a transaction data set (Parquet) with the reference fraud scenarios."""
     if shift_from is None and (amount_scale != 1.0 or hour_shift != 0.0):
@@ -115,6 +119,7 @@ def simulate_command(
                 cards_per_day=card_testing_cards_per_day),
             shift=None if shift_from is None else DistributionShift(
                 start_day=shift_from, amount_scale=amount_scale, hour_shift=hour_shift),
+            rich=RichMode() if rich else None,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

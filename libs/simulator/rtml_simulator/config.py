@@ -9,7 +9,10 @@ the same Parquet files bit for bit, and the config is written next to them
 
 Drift options (:class:`CardTesting`, :class:`DistributionShift`) are off by
 default; they exist so later drift-detection and retraining tests can create
-a known change at a known day.
+a known change at a known day. Rich mode (:class:`RichMode`, also off by
+default) adds a device, IP address, merchant category, country and channel to
+every payment, and two fraud patterns only those fields reveal; with it off,
+a run (its manifest included) is exactly what it was before rich mode existed.
 
 >>> cfg = SimulationConfig(n_customers=50, n_terminals=100, n_days=3)
 >>> cfg.with_overrides(seed=7).seed
@@ -133,6 +136,87 @@ class DistributionShift:
 
 
 @dataclass(frozen=True)
+class RichMode:
+    """Rich mode: payment context fields and the fraud patterns they reveal (scenarios 5, 6).
+
+    Every payment gets ``device_id``, ``ip_address``, ``merchant_category``,
+    ``country`` and ``channel`` (the fields of the payments example schema).
+    A customer pays online from one or two own devices (rarely a one-off
+    one) and a few home IP addresses, in their home country except on rare
+    trips abroad; card-present payments (channel ``pos``) carry the
+    terminal's reader id and no IP address. Each terminal has one merchant
+    category, which sets how often its payments are online.
+
+    Two fraud patterns are added, each its own scenario, labelled fraud:
+
+    * **account takeover** (scenario 5): each day ``takeovers_per_day``
+      cards are taken over; each is used for ``1 + Poisson(mean - 1)``
+      online payments, minutes apart, from a device never seen before, an IP
+      address never seen before, in a country the card has never been used
+      in, for ``U(min_factor, max_factor)`` times the card's mean amount
+      (capped at ``takeover_max_amount``, by default the scenario-1 threshold,
+      so the amount rule alone never explains them);
+    * **card testing from one device** (scenario 6): each day
+      ``device_testing_sessions_per_day`` sessions; in each, one fraudster
+      device and IP address try ``2 + Poisson(mean - 2)`` different existing
+      cards, one small payment each, seconds apart, at one digital-goods
+      merchant.
+
+    Everything rich is drawn from its own random streams, so a rich run holds
+    every payment of the same config's plain run, unchanged, plus these.
+    """
+
+    #: Share of customers with a second own device (the others have one).
+    second_device_share: float = 0.4
+    #: Chance that an online payment comes from a one-off device (a new phone, a shared PC).
+    new_device_rate: float = 0.01
+    #: Home IP addresses per customer: uniform in 1 .. this.
+    max_home_ips: int = 3
+    #: Chance, per customer and day, that a trip abroad starts that day.
+    travel_rate: float = 0.003
+    #: Trip length in days: 1 + Poisson(mean - 1).
+    trip_days_mean: float = 4.0
+    #: Scenario 5: cards taken over per day.
+    takeovers_per_day: int = 2
+    #: Payments per takeover: 1 + Poisson(mean - 1).
+    takeover_payments_mean: float = 3.0
+    #: Mean gap between a takeover's payments, seconds (exponential).
+    takeover_gap_mean_s: float = 600.0
+    #: A takeover payment is U(min_factor, max_factor) x the card's mean amount ...
+    takeover_min_factor: float = 1.5
+    takeover_max_factor: float = 3.0
+    #: ... capped at this.
+    takeover_max_amount: float = 220.0
+    #: Scenario 6: card-testing sessions (one fraudster device each) per day.
+    device_testing_sessions_per_day: int = 1
+    #: Distinct cards tried in a session: 2 + Poisson(mean - 2).
+    device_testing_cards_mean: float = 12.0
+    #: Mean gap between a session's attempts, seconds (exponential).
+    device_testing_gap_mean_s: float = 20.0
+    device_testing_min_amount: float = 0.5
+    device_testing_max_amount: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.second_device_share <= 1, "second_device_share must be in [0, 1]")
+        _check(0 <= self.new_device_rate <= 1, "new_device_rate must be in [0, 1]")
+        _check(self.max_home_ips >= 1, "max_home_ips must be >= 1")
+        _check(0 <= self.travel_rate <= 1, "travel_rate must be in [0, 1]")
+        _check(self.trip_days_mean >= 1, "trip_days_mean must be >= 1")
+        _check(self.takeovers_per_day >= 0, "takeovers_per_day must be >= 0")
+        _check(self.takeover_payments_mean >= 1, "takeover_payments_mean must be >= 1")
+        _check(self.takeover_gap_mean_s > 0, "takeover_gap_mean_s must be > 0")
+        _check(0 < self.takeover_min_factor <= self.takeover_max_factor,
+               "need 0 < takeover_min_factor <= takeover_max_factor")
+        _check(self.takeover_max_amount > 0, "takeover_max_amount must be > 0")
+        _check(self.device_testing_sessions_per_day >= 0,
+               "device_testing_sessions_per_day must be >= 0")
+        _check(self.device_testing_cards_mean >= 2, "device_testing_cards_mean must be >= 2")
+        _check(self.device_testing_gap_mean_s > 0, "device_testing_gap_mean_s must be > 0")
+        _check(0 <= self.device_testing_min_amount < self.device_testing_max_amount,
+               "need 0 <= device_testing_min_amount < device_testing_max_amount")
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """One simulation run. Defaults: the reference's 5,000 x 10,000 x 183 days."""
 
@@ -146,6 +230,8 @@ class SimulationConfig:
     fraud: FraudScenarios = field(default_factory=FraudScenarios)
     card_testing: CardTesting | None = None
     shift: DistributionShift | None = None
+    #: Rich mode (payment context fields, scenarios 5 and 6); off by default.
+    rich: RichMode | None = None
 
     def __post_init__(self) -> None:
         _check(self.n_customers >= 1, f"n_customers must be >= 1, got {self.n_customers}")
@@ -166,9 +252,15 @@ class SimulationConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, written to ``manifest.json``."""
+        """JSON-ready form, written to ``manifest.json``.
+
+        ``rich`` is left out when off, so a plain run's manifest is byte for
+        byte what it was before rich mode existed.
+        """
         data = dataclasses.asdict(self)
         data["start_date"] = self.start_date.isoformat()
+        if self.rich is None:
+            del data["rich"]
         return data
 
     @classmethod
@@ -181,4 +273,6 @@ class SimulationConfig:
             data["card_testing"] = CardTesting(**data["card_testing"])
         if data.get("shift") is not None:
             data["shift"] = DistributionShift(**data["shift"])
+        if data.get("rich") is not None:
+            data["rich"] = RichMode(**data["rich"])
         return cls(**data)

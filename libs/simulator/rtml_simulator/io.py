@@ -7,6 +7,10 @@ Layout of a data set directory::
     terminals.parquet      terminal locations
     manifest.json          the config that regenerates it, and its summary
 
+In rich mode the transactions file has five more columns after these
+(:data:`RICH_FIELDS`: device, IP address, merchant category, country,
+channel); a plain run's files are unchanged.
+
 Schemas are explicit Arrow schemas (not inferred from pandas) so every
 consumer, in any language, sees the same types; they are documented in
 ``docs/simulator.md``. Files are written to a temporary name and renamed
@@ -53,6 +57,16 @@ TRANSACTIONS_SCHEMA = pa.schema([
     pa.field("tx_fraud_scenario", pa.int8(), nullable=False),
 ])
 
+#: Rich mode's extra transaction columns (the payments example schema's fields).
+RICH_FIELDS = (
+    pa.field("device_id", pa.string(), nullable=False),
+    pa.field("ip_address", pa.string(), nullable=True),
+    pa.field("merchant_category", pa.string(), nullable=False),
+    pa.field("country", pa.string(), nullable=False),
+    pa.field("channel", pa.string(), nullable=False),
+)
+RICH_TRANSACTIONS_SCHEMA = pa.schema([*TRANSACTIONS_SCHEMA, *RICH_FIELDS])
+
 CUSTOMERS_SCHEMA = pa.schema([
     pa.field("customer_id", pa.int64(), nullable=False),
     pa.field("x_location", pa.float64(), nullable=False),
@@ -81,9 +95,10 @@ def epoch_us(config: SimulationConfig) -> int:
 
 
 def transactions_table(sim: Simulation) -> pa.Table:
+    """The transactions file's table (with the rich columns in rich mode)."""
     tx = sim.transactions
     n = len(tx)
-    return pa.table({
+    columns = {
         "transaction_id": pa.array(np.arange(n, dtype=np.int64)),
         "tx_datetime": pa.array(epoch_us(sim.config) + tx.time_seconds * 1_000_000,
                                 type=TIMESTAMP),
@@ -94,7 +109,12 @@ def transactions_table(sim: Simulation) -> pa.Table:
         "tx_time_days": tx.day.astype(np.int32),
         "tx_fraud": tx.fraud,
         "tx_fraud_scenario": tx.scenario,
-    }, schema=TRANSACTIONS_SCHEMA)
+    }
+    if sim.rich is None:
+        return pa.table(columns, schema=TRANSACTIONS_SCHEMA)
+    for rich_field in RICH_FIELDS:
+        columns[rich_field.name] = pa.array(getattr(sim.rich, rich_field.name), pa.string())
+    return pa.table(columns, schema=RICH_TRANSACTIONS_SCHEMA)
 
 
 def customers_table(sim: Simulation) -> pa.Table:

@@ -30,6 +30,10 @@ class Stream(IntEnum):
     SCENARIO_2 = 12
     SCENARIO_3 = 13
     CARD_TESTING = 24
+    ACCOUNT_TAKEOVER = 25
+    DEVICE_TESTING = 26
+    RICH_POPULATION = 31
+    RICH_TRANSACTIONS = 32
 
 
 def stream(seed: int, key: Stream) -> np.random.Generator:

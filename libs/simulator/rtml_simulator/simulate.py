@@ -2,8 +2,11 @@
 
 Order matters and is fixed: genuine payments (with any distribution shift),
 sort in event time, reference scenarios 1 -> 2 -> 3, then the card-testing
-payments are merged in. ``transaction_id`` is the row number of the final
-event-time order.
+payments are merged in. In rich mode (``config.rich``), every payment then
+gets its rich fields and the account-takeover (5) and device card-testing (6)
+payments are merged in too (:mod:`rtml_simulator.rich_fraud`); the steps
+before draw exactly what they draw without it. ``transaction_id`` is the row
+number of the final event-time order.
 
 >>> from rtml_simulator.config import SimulationConfig
 >>> sim = simulate(SimulationConfig(n_customers=100, n_terminals=200, n_days=10, seed=1))
@@ -22,13 +25,15 @@ from rtml_simulator.config import SimulationConfig
 from rtml_simulator.drift import generate_card_testing
 from rtml_simulator.fraud import apply_reference_scenarios
 from rtml_simulator.profiles import Population, generate_population
+from rtml_simulator.rich import RichColumns
+from rtml_simulator.rich_fraud import add_rich
 from rtml_simulator.table import Transactions
 from rtml_simulator.transactions import generate_genuine
 
 #: Called with a short stage name before each step (for progress display).
 StageCallback = Callable[[str], None]
 
-STAGES = ("profiles", "transactions", "fraud scenarios", "drift patterns")
+STAGES = ("profiles", "transactions", "fraud scenarios", "drift patterns", "rich fields")
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,16 @@ class Summary:
 
 @dataclass(frozen=True)
 class Simulation:
-    """A finished run: its config, population and sorted transactions."""
+    """A finished run: its config, population and sorted transactions.
+
+    ``rich`` holds the rich fields, row-aligned with ``transactions``, in
+    rich mode only.
+    """
 
     config: SimulationConfig
     population: Population
     transactions: Transactions
+    rich: RichColumns | None = None
 
     def summary(self) -> Summary:
         tx = self.transactions
@@ -88,4 +98,8 @@ def simulate(config: SimulationConfig, on_stage: StageCallback | None = None) ->
     if config.card_testing is not None:
         extra = generate_card_testing(config, config.card_testing, population)
         tx = Transactions.concat([tx, extra]).sorted()
-    return Simulation(config, population, tx)
+    if config.rich is None:
+        return Simulation(config, population, tx)
+    stage(STAGES[4])
+    tx, rich = add_rich(config, config.rich, population, tx)
+    return Simulation(config, population, tx, rich)

@@ -74,12 +74,13 @@ class Transactions:
         """Rows at ``index`` (a gather on every column)."""
         return Transactions(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def sort_order(self) -> npt.NDArray[np.intp]:
+        """The permutation :meth:`sorted` applies (to sort row-aligned columns alike)."""
+        return np.lexsort((np.arange(len(self)), self.customer_id, self.time_seconds))
+
     def sorted(self) -> Transactions:
         """Event-time order, ties broken by customer id, then current row order."""
-        order = np.lexsort(
-            (np.arange(len(self)), self.customer_id, self.time_seconds)
-        )
-        return self.take(order)
+        return self.take(self.sort_order())
 
     @staticmethod
     def concat(parts: Sequence[Transactions]) -> Transactions:
