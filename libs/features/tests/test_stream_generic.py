@@ -1,0 +1,463 @@
+"""The generic streaming computer against the reference: the last vector per event is the oracle's.
+
+Randomized event sets of a schema with optional fields are fed event at a time,
+out of order within the allowed lateness, from two partitions, with labels read
+from their own partition (late, before their event, twice), redeliveries and
+simultaneous events; the last vector emitted for each event must equal
+:func:`rtml_features.oracle.oracle_features` over the same events and labels to
+1e-9. Feature sets: one using every aggregation and row kind, compound entities,
+LIFETIME windows (folded once evicted) and label-delayed aggregates; the
+payments example's set; and the handbook's BASELINE, whose emissions must be
+those of the classic :class:`~rtml_features.stream.StreamingFeatureComputer`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtml_common.schema import EventSchema, Field, FieldType
+from rtml_features.baseline import BASELINE
+from rtml_features.definitions import (
+    LIFETIME,
+    Agg,
+    Entity,
+    FeatureSet,
+    Ratio,
+    RowFeature,
+    RowKind,
+    WindowAggregate,
+    one_hot,
+)
+from rtml_features.oracle import oracle_features
+from rtml_features.repo import load_repo
+from rtml_features.stream import Emission, LateEvent, StreamingFeatureComputer
+from rtml_features.stream_generic import (
+    DuplicateEventId,
+    GenericStreamingComputer,
+    InvalidEvent,
+)
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+#: 2018-04-01T00:00Z: the scenarios' times are milliseconds after it.
+ORIGIN_MS = 1_522_540_800_000
+CHANNELS = ("pos", "web", "app")
+PAYMENTS_REPO = Path(__file__).resolve().parents[3] / "examples" / "feature_repos" / "payments"
+
+TXN = EventSchema(
+    name="txn", topic="txns", id_field="transaction_id", event_time="event_time",
+    partition_key="customer_id",
+    fields=[
+        Field("transaction_id", FieldType.STRING),
+        Field("event_time", FieldType.TIMESTAMP),
+        Field("customer_id", FieldType.STRING),
+        Field("terminal_id", FieldType.STRING, required=False),
+        Field("device_id", FieldType.STRING, required=False),
+        Field("country", FieldType.STRING),
+        Field("channel", FieldType.STRING, required=False, categories=CHANNELS),
+        Field("amount", FieldType.NUMBER, minimum=0),
+        Field("quantity", FieldType.INTEGER, required=False, default=1),
+        Field("card_present", FieldType.BOOLEAN, required=False, default=False),
+    ],
+)
+
+CUSTOMER = Entity("customer", key="customer_id")
+TERMINAL = Entity("terminal", key="terminal_id")
+DEVICE = Entity("device", key="device_id")
+CARD_DEVICE = Entity("card_device", key=("customer_id", "device_id"))
+CARD_COUNTRY = Entity("card_country", key=("customer_id", "country"))
+LABEL_DELAY = 20 * MINUTE
+
+
+def _every_kind() -> FeatureSet:
+    """Every row kind and aggregation, bounded and LIFETIME, plain and compound, labels."""
+    w = WindowAggregate
+    terminal_count = w("term_n_1h_d", TERMINAL, Agg.COUNT, HOUR, label_delay=LABEL_DELAY)
+    terminal_frauds = w("term_fraud_1h_d", TERMINAL, Agg.SUM, HOUR, field="is_fraud",
+                        label_delay=LABEL_DELAY)
+    return FeatureSet("every_kind", [
+        RowFeature("amount", RowKind.FIELD, field="amount"),
+        RowFeature("quantity", RowKind.FIELD, field="quantity"),
+        RowFeature("card_present", RowKind.FIELD, field="card_present"),
+        RowFeature("weekend", RowKind.WEEKEND),
+        RowFeature("night", RowKind.NIGHT, night_end_hour=3),
+        RowFeature("hour", RowKind.HOUR_OF_DAY),
+        RowFeature("weekday", RowKind.DAY_OF_WEEK),
+        RowFeature("channel_code", RowKind.CATEGORY_CODE, field="channel"),
+        *one_hot("channel", "channel", CHANNELS),
+        # customer: every aggregation over bounded windows ...
+        w("cust_n_30m", CUSTOMER, Agg.COUNT, 30 * MINUTE),
+        w("cust_sum_30m", CUSTOMER, Agg.SUM, 30 * MINUTE, field="amount"),
+        w("cust_mean_1h", CUSTOMER, Agg.MEAN, HOUR, field="amount"),
+        w("cust_min_1h", CUSTOMER, Agg.MIN, HOUR, field="amount", empty=-1.0),
+        w("cust_max_1h", CUSTOMER, Agg.MAX, HOUR, field="amount"),
+        w("cust_std_2h", CUSTOMER, Agg.STDDEV, 2 * HOUR, field="amount"),
+        w("cust_devices_1h", CUSTOMER, Agg.COUNT_DISTINCT, HOUR, field="device_id"),
+        w("cust_quantities_1h", CUSTOMER, Agg.COUNT_DISTINCT, HOUR, field="quantity",
+          empty=-2.0),
+        w("cust_last_1h", CUSTOMER, Agg.LAST, HOUR, field="amount", empty=-1.0),
+        w("cust_gap_1h", CUSTOMER, Agg.TIME_SINCE_PREVIOUS, HOUR, empty=-1.0),
+        w("cust_first_1h", CUSTOMER, Agg.TIME_SINCE_FIRST, HOUR),
+        w("cust_present_30m", CUSTOMER, Agg.MEAN, 30 * MINUTE, field="card_present"),
+        # ... and over its lifetime (folded once evicted)
+        w("cust_n_life", CUSTOMER, Agg.COUNT, LIFETIME),
+        w("cust_age_life", CUSTOMER, Agg.TIME_SINCE_FIRST, LIFETIME),
+        w("cust_countries_life", CUSTOMER, Agg.COUNT_DISTINCT, LIFETIME, field="country"),
+        w("cust_quantity_life", CUSTOMER, Agg.SUM, LIFETIME, field="quantity"),
+        w("cust_std_life", CUSTOMER, Agg.STDDEV, LIFETIME, field="amount"),
+        w("cust_min_life", CUSTOMER, Agg.MIN, LIFETIME, field="amount"),
+        w("cust_max_life", CUSTOMER, Agg.MAX, LIFETIME, field="amount"),
+        w("cust_mean_life", CUSTOMER, Agg.MEAN, LIFETIME, field="amount"),
+        w("cust_last_life", CUSTOMER, Agg.LAST, LIFETIME, field="amount", empty=-3.0),
+        w("cust_gap_life", CUSTOMER, Agg.TIME_SINCE_PREVIOUS, LIFETIME, empty=-5.0),
+        w("cust_frauds_life", CUSTOMER, Agg.SUM, LIFETIME, field="is_fraud",
+          label_delay=timedelta(0)),
+        # terminal (an optional key): label-delayed windows, a ratio, a lifetime fraud rate
+        terminal_count, terminal_frauds,
+        Ratio("term_risk_1h_d", terminal_frauds, terminal_count, default=-1.0),
+        w("term_customers_1h_d", TERMINAL, Agg.COUNT_DISTINCT, HOUR, field="customer_id",
+          label_delay=LABEL_DELAY),
+        w("term_max_30m_d", TERMINAL, Agg.MAX, 30 * MINUTE, field="amount",
+          label_delay=LABEL_DELAY),
+        w("term_frauds_30m", TERMINAL, Agg.SUM, 30 * MINUTE, field="is_fraud",
+          label_delay=timedelta(0)),
+        w("term_rate_life_d", TERMINAL, Agg.MEAN, LIFETIME, field="is_fraud",
+          label_delay=10 * MINUTE),
+        w("term_n_life_d", TERMINAL, Agg.COUNT, LIFETIME, label_delay=10 * MINUTE),
+        # device (optional) and compound entities
+        w("dev_n_10m", DEVICE, Agg.COUNT, 10 * MINUTE),
+        w("dev_cards_30m", DEVICE, Agg.COUNT_DISTINCT, 30 * MINUTE, field="customer_id"),
+        w("card_dev_age", CARD_DEVICE, Agg.TIME_SINCE_FIRST, LIFETIME),
+        w("card_dev_n_1h", CARD_DEVICE, Agg.COUNT, HOUR),
+        w("card_dev_mean_life", CARD_DEVICE, Agg.MEAN, LIFETIME, field="amount"),
+        w("card_country_age", CARD_COUNTRY, Agg.TIME_SINCE_FIRST, LIFETIME),
+        w("card_country_last_1h", CARD_COUNTRY, Agg.LAST, HOUR, field="amount"),
+    ], schema=TXN)
+
+
+EVERY_KIND = _every_kind()
+
+
+def _payments() -> FeatureSet:
+    return load_repo(PAYMENTS_REPO).feature_sets["payments"]
+
+
+# -- scenarios -----------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """Events and labels, and the order a stream delivers them in."""
+
+    events: list[dict[str, Any]]
+    labels: list[dict[str, Any]]
+    #: ("event", event, source) / ("label", label, source), in delivery order.
+    deliveries: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    lateness: timedelta = 10 * MINUTE
+
+
+def _txn_event(rnd: random.Random, i: int, time_ms: int) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "transaction_id": f"t{i:04d}", "event_time": time_ms,
+        "customer_id": f"c{rnd.randrange(6)}", "country": rnd.choice(["FR", "DE", "PT"]),
+        "amount": round(rnd.uniform(0, 300), 2),
+    }
+    if rnd.random() < 0.8:
+        event["terminal_id"] = f"m{rnd.randrange(5)}"
+    if rnd.random() < 0.75:
+        event["device_id"] = f"d{rnd.randrange(6)}"
+    if rnd.random() < 0.8:
+        event["channel"] = rnd.choice(CHANNELS)
+    if rnd.random() < 0.6:
+        event["quantity"] = rnd.randrange(1, 4)
+    if rnd.random() < 0.5:
+        event["card_present"] = rnd.random() < 0.5
+    return event
+
+
+def _payment_event(rnd: random.Random, i: int, time_ms: int) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "transaction_id": f"p{i:04d}", "event_time": time_ms,
+        "customer_id": f"c{rnd.randrange(5)}", "device_id": f"d{rnd.randrange(5)}",
+        "amount": round(rnd.uniform(0, 500), 2),
+        "merchant_category": rnd.choice(["grocery", "fuel", "travel", "gaming"]),
+        "country": rnd.choice(["FR", "DE"]), "channel": rnd.choice(["pos", "web", "app"]),
+    }
+    if rnd.random() < 0.85:
+        event["terminal_id"] = f"m{rnd.randrange(4)}"
+    if rnd.random() < 0.6:
+        event["ip_address"] = f"10.0.0.{rnd.randrange(4)}"
+    return event
+
+
+def scenario(seed: int, make: Any, n: int, span: timedelta, lateness: timedelta,
+             label_lag: timedelta, grid: timedelta) -> Scenario:
+    """``n`` events over ``span`` (times on ``grid``, some repeated exactly), labels for
+    some within ``label_lag``, some twice; delivered out of order within ``lateness``
+    from two partitions plus a label partition, a few events redelivered."""
+    rnd = random.Random(seed)
+    span_ms, grid_ms = span // timedelta(milliseconds=1), grid // timedelta(milliseconds=1)
+    lateness_ms, lag_minutes = lateness // timedelta(milliseconds=1), label_lag // MINUTE
+    times: list[int] = []
+    for _ in range(n):
+        if times and rnd.random() < 0.1:
+            times.append(rnd.choice(times))  # simultaneous with an earlier event
+        else:
+            times.append(ORIGIN_MS + rnd.randrange(span_ms // grid_ms) * grid_ms
+                         + (rnd.randrange(1000) if rnd.random() < 0.3 else 0))
+    events = [make(rnd, i, time_ms) for i, time_ms in enumerate(times)]
+    labels: list[dict[str, Any]] = []
+    for event in events:
+        if rnd.random() < 0.45:
+            at = event["event_time"] + rnd.randrange(lag_minutes + 1) * 60_000
+            labels.append({"transaction_id": event["transaction_id"], "labeled_at": at,
+                           "is_fraud": rnd.random() < 0.35})
+            if rnd.random() < 0.15:  # labelled twice: the earliest labeled_at wins
+                again = event["event_time"] + rnd.randrange(lag_minutes + 1) * 60_000 + 7
+                labels.append({"transaction_id": event["transaction_id"], "labeled_at": again,
+                               "is_fraud": rnd.random() < 0.5})
+    keyed: list[tuple[float, int, tuple[str, dict[str, Any], str]]] = []
+    for event in events:
+        source = "p0" if int(event["customer_id"][1:]) % 2 else "p1"
+        key = event["event_time"] + rnd.uniform(0, lateness_ms)
+        keyed.append((key, len(keyed), ("event", event, source)))
+        if rnd.random() < 0.1:  # redelivered, still within the lateness
+            again = rnd.uniform(key, event["event_time"] + lateness_ms)
+            keyed.append((again, len(keyed), ("event", dict(event), source)))
+    for label in labels:
+        key = label["labeled_at"] + rnd.uniform(0, lateness_ms)
+        keyed.append((key, len(keyed), ("label", label, "labels")))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    deliveries = [item for _, _, item in keyed]
+    # The oracle's tie rule for two labels at one labeled_at: the first read wins.
+    delivered_labels = [item for kind, item, _ in deliveries if kind == "label"]
+    return Scenario(events, delivered_labels, deliveries, lateness)
+
+
+def run(computer: GenericStreamingComputer, scene: Scenario) -> dict[str, Emission]:
+    """Feed the scenario; the last emission per event (redeliveries checked on the way)."""
+    last: dict[str, Emission] = {}
+    for kind, item, source in scene.deliveries:
+        if kind == "event":
+            tid = item["transaction_id"]
+            redelivered = tid in last
+            emitted = computer.on_event(item, source=source)
+            if redelivered:
+                assert emitted == [last[tid]], f"redelivered {tid} changed something"
+            else:
+                assert emitted[0].transaction_id == tid and emitted[0].revision == 0
+        else:
+            emitted = computer.on_label(item["transaction_id"], item["labeled_at"],
+                                        item["is_fraud"], source=source)
+        for emission in emitted:
+            previous = last.get(emission.transaction_id)
+            if previous is not None and emission is not previous:
+                assert emission.revision == previous.revision + 1
+                assert emission.vector != previous.vector
+            last[emission.transaction_id] = emission
+    return last
+
+
+def assert_matches_oracle(feature_set: FeatureSet, scene: Scenario,
+                          last: dict[str, Emission]) -> None:
+    expected = oracle_features(feature_set, scene.events, scene.labels)
+    assert len(last) == len(scene.events)
+    mismatches = []
+    for event, vector in zip(scene.events, expected, strict=True):
+        got = last[event["transaction_id"]].vector
+        assert list(got) == feature_set.names
+        for name in feature_set.names:
+            if got[name] != pytest.approx(vector[name], rel=1e-9, abs=1e-9):
+                mismatches.append((event["transaction_id"], name, got[name], vector[name]))
+    assert not mismatches, f"{len(mismatches)} values differ, e.g. {mismatches[:5]}"
+
+
+# -- the reference ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_kind_streamed_out_of_order_equals_the_oracle(seed: int) -> None:
+    scene = scenario(seed, _txn_event, n=220, span=8 * HOUR, lateness=10 * MINUTE,
+                     label_lag=100 * MINUTE, grid=timedelta(seconds=30))
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=scene.lateness,
+                                        sweep_every=HOUR)
+    last = run(computer, scene)
+    assert_matches_oracle(EVERY_KIND, scene, last)
+    # The scenario did exercise revisions, eviction and lifetime folding.
+    assert computer.revisions > 0
+    assert len(computer) < len(scene.events)
+    folded = [s.folded.count for s in computer.states.values() if s.folded is not None]
+    assert sum(folded) > 0
+
+
+def test_every_kind_without_lateness_in_time_order_equals_the_oracle() -> None:
+    scene = scenario(4, _txn_event, n=150, span=6 * HOUR, lateness=timedelta(0),
+                     label_lag=60 * MINUTE, grid=timedelta(minutes=1))
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=timedelta(0),
+                                        sweep_every=30 * MINUTE)
+    assert_matches_oracle(EVERY_KIND, scene, run(computer, scene))
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_the_payments_example_streamed_equals_the_oracle(seed: int) -> None:
+    payments = _payments()
+    scene = scenario(seed, _payment_event, n=180, span=12 * DAY, lateness=6 * HOUR,
+                     label_lag=9 * DAY, grid=timedelta(minutes=5))
+    computer = GenericStreamingComputer(payments, allowed_lateness=scene.lateness)
+    last = run(computer, scene)
+    assert_matches_oracle(payments, scene, last)
+    assert computer.revisions > 0
+
+
+# -- the classic computer ----------------------------------------------------------
+
+
+def test_baseline_gives_the_classic_computers_emissions() -> None:
+    """On a handbook sequence (late events, late labels, a label first, a redelivery)
+    both computers emit the same vectors and revisions, in the same order."""
+    rnd = random.Random(11)
+    lateness = DAY
+    classic = StreamingFeatureComputer(BASELINE, allowed_lateness=lateness)
+    generic = GenericStreamingComputer(BASELINE, allowed_lateness=lateness)
+    keyed: list[tuple[float, int, tuple[Any, ...]]] = []
+    for i in range(120):
+        time_ms = ORIGIN_MS + rnd.randrange(20 * 24) * 3_600_000
+        tid = f"h{i:03d}"
+        customer = f"c{rnd.randrange(3)}"
+        terminal = f"m{rnd.randrange(3)}" if rnd.random() < 0.9 else None
+        amount = round(rnd.uniform(1, 200), 2)
+        arrival = time_ms + rnd.uniform(0, 86_400_000)
+        keyed.append((arrival, len(keyed), ("tx", tid, customer, terminal, time_ms, amount)))
+        if rnd.random() < 0.05:
+            keyed.append((arrival + 1, len(keyed),
+                          ("tx", tid, customer, terminal, time_ms, amount)))
+        if rnd.random() < 0.5:
+            # Within the lateness of its labeled_at (so both computers can still revise
+            # what it reaches); a label known within hours often arrives before its event.
+            labeled_at = time_ms + (rnd.randrange(180) * 60_000 if rnd.random() < 0.3
+                                    else rnd.randrange(10 * 24) * 3_600_000)
+            label_arrival = labeled_at + rnd.uniform(0, 86_400_000)
+            keyed.append((label_arrival, len(keyed), ("label", tid, customer, terminal,
+                                                      time_ms, labeled_at, rnd.random() < 0.4)))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    compared = 0
+    for _, _, item in keyed:
+        if item[0] == "tx":
+            _, tid, customer, terminal, time_ms, amount = item
+            source = "a" if customer == "c0" else "b"
+            expected = classic.on_transaction(tid, customer, terminal, time_ms, amount,
+                                              source=source)
+            event = {"transaction_id": tid, "event_time": time_ms, "customer_id": customer,
+                     "amount": amount}
+            if terminal is not None:
+                event["terminal_id"] = terminal
+            got = generic.on_event(event, source=source)
+        else:
+            _, tid, customer, terminal, time_ms, labeled_at, fraud = item
+            expected = classic.on_label(tid, customer, terminal, time_ms, labeled_at, fraud,
+                                        source="labels")
+            got = generic.on_label(tid, labeled_at, fraud, transaction_time_ms=time_ms,
+                                   source="labels")
+        assert [(e.transaction_id, e.revision, e.ids, e.time_ms, e.amount) for e in got] == [
+            (e.transaction_id, e.revision, e.ids, e.time_ms, e.amount) for e in expected]
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.vector == pytest.approx(theirs.vector, rel=1e-9, abs=1e-9)
+            compared += 1
+    assert compared > 120 and generic.revisions == classic.revisions > 0
+
+
+# -- guarantees, one at a time -------------------------------------------------------
+
+
+def _event(tid: str, time_ms: int, customer: str = "c", **fields: Any) -> dict[str, Any]:
+    return {"transaction_id": tid, "event_time": time_ms, "customer_id": customer,
+            "country": "FR", "amount": 10.0, **fields}
+
+
+def test_an_event_beyond_the_lateness_is_refused_and_changes_nothing() -> None:
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=MINUTE)
+    computer.on_event(_event("a", ORIGIN_MS))
+    computer.on_event(_event("b", ORIGIN_MS + 10 * 60_000))
+    computer.on_event(_event("c", ORIGIN_MS + 9 * 60_000 + 1))  # within a minute: accepted
+    before = (len(computer), dict(computer.recent), computer.watermark_ms)
+    with pytest.raises(LateEvent, match="behind the watermark"):
+        computer.on_event(_event("d", ORIGIN_MS + 9 * 60_000 - 1))
+    assert (len(computer), dict(computer.recent), computer.watermark_ms) == before
+    assert "d" not in computer.events
+
+
+def test_the_watermark_waits_for_every_source() -> None:
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=MINUTE)
+    computer.expect_sources(["p0", "p1"])
+    computer.on_event(_event("a", ORIGIN_MS + 3_600_000), source="p0")
+    assert computer.watermark_ms is None  # p1 has not delivered: nothing is late yet
+    computer.on_event(_event("b", ORIGIN_MS), source="p1")
+    assert computer.watermark_ms == ORIGIN_MS
+    with pytest.raises(LateEvent):
+        computer.on_event(_event("c", ORIGIN_MS - 61_000), source="p0")
+
+
+def test_invalid_and_conflicting_events_are_refused_before_any_change() -> None:
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=MINUTE)
+    computer.on_event(_event("a", ORIGIN_MS))
+    with pytest.raises(InvalidEvent, match="amount"):
+        computer.on_event(_event("b", ORIGIN_MS, amount=float("inf")))
+    with pytest.raises(InvalidEvent, match="event_time"):
+        computer.on_event(_event("b", "2018-04-01T00:00:00Z"))  # type: ignore[arg-type]
+    with pytest.raises(DuplicateEventId):
+        computer.on_event(_event("a", ORIGIN_MS + 1))
+    assert set(computer.events) == {"a"} and len(computer) == 2  # customer, card x country
+
+
+def test_a_label_first_joins_its_event_and_a_late_label_revises() -> None:
+    fs = FeatureSet("labels", [
+        WindowAggregate("frauds", CUSTOMER, Agg.SUM, HOUR, field="is_fraud",
+                        label_delay=timedelta(0)),
+    ], schema=TXN)
+    computer = GenericStreamingComputer(fs, allowed_lateness=HOUR)
+    assert computer.on_label("a", ORIGIN_MS + 60_000, True) == []  # before its event
+    assert computer.on_event(_event("a", ORIGIN_MS))[0].vector == {"frauds": 0.0}
+    b = computer.on_event(_event("b", ORIGIN_MS + 120_000))
+    assert b[0].vector == {"frauds": 1.0}  # a's label known at 60 s <= 120 s
+    revised = computer.on_label("b", ORIGIN_MS + 120_000, True)
+    assert [(e.transaction_id, e.revision, e.vector) for e in revised] == [
+        ("b", 1, {"frauds": 2.0})]
+    # An earlier label of "a" as genuine wins over its fraud label: b is revised down.
+    revised = computer.on_label("a", ORIGIN_MS + 30_000, False)
+    assert [(e.transaction_id, e.revision, e.vector) for e in revised] == [
+        ("b", 2, {"frauds": 1.0})]
+    assert computer.on_label("a", ORIGIN_MS + 90_000, True) == []  # later: ignored
+
+
+def test_lifetime_windows_keep_only_a_summary_of_old_events() -> None:
+    fs = FeatureSet("life", [
+        WindowAggregate("age", CUSTOMER, Agg.TIME_SINCE_FIRST, LIFETIME),
+        WindowAggregate("n", CUSTOMER, Agg.COUNT, LIFETIME),
+        WindowAggregate("countries", CUSTOMER, Agg.COUNT_DISTINCT, LIFETIME, field="country"),
+        WindowAggregate("recent", CUSTOMER, Agg.COUNT, HOUR),
+    ], schema=TXN)
+    computer = GenericStreamingComputer(fs, allowed_lateness=MINUTE, sweep_every=HOUR)
+    for i in range(48):  # two days, one an hour
+        emitted = computer.on_event(_event(f"e{i}", ORIGIN_MS + i * 3_600_000,
+                                           country=("FR", "DE", "PT")[i % 3]))
+    assert emitted[0].vector == {"age": 47 * 3600.0, "n": 48.0, "countries": 3.0,
+                                 "recent": 1.0}
+    state = computer.states[(0, "c")]
+    assert len(state.events) <= 3 and state.folded is not None and state.folded.count >= 46
+    assert len(computer.events) <= 3 and len(computer.recent) <= 1
+
+
+def test_an_event_without_an_optional_key_belongs_to_no_entity_of_it() -> None:
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=MINUTE)
+    vector = computer.on_event(_event("a", ORIGIN_MS))[0].vector
+    assert vector["dev_n_10m"] == 0.0 and vector["term_risk_1h_d"] == -1.0
+    assert vector["card_dev_age"] == 0.0 and vector["channel_code"] == -1.0
+    assert vector["quantity"] == 1.0 and vector["card_present"] == 0.0  # declared defaults
+    assert all(key[0] != 1 for key in computer.states)  # no terminal state
