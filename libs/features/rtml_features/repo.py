@@ -252,7 +252,8 @@ def _collect(repo_modules: list[tuple[str, types.ModuleType]], folder: Path,
 
 
 def _where(folder: Path, file: str, variable: str) -> str:
-    """``file:line`` of the module-level assignment to ``variable`` (``file`` if not found)."""
+    """``file:line`` of the module-level assignment or import binding ``variable``
+    (``file`` if not found)."""
     try:
         tree = ast.parse((folder / file).read_bytes())
     except (OSError, SyntaxError, ValueError):
@@ -263,6 +264,10 @@ def _where(folder: Path, file: str, variable: str) -> str:
             targets = node.targets
         elif isinstance(node, ast.AnnAssign):
             targets = [node.target]
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            bound = [(a.asname or a.name).partition(".")[0] for a in node.names]
+            if variable in bound:
+                return f"{file}:{node.lineno}"
         if any(isinstance(t, ast.Name) and t.id == variable for t in targets):
             return f"{file}:{node.lineno}"
     return file
