@@ -11,7 +11,7 @@ import typer
 
 import rtml_localstack.cli
 import rtml_simulator.cli
-from rtml_cli import dlq
+from rtml_cli import dlq, features
 from rtml_cli.demo import demo_command
 from rtml_cli.loop.command import loop_command
 from rtml_cli.platform.command import down_command, status_command, up_command
@@ -32,6 +32,7 @@ app.add_typer(rtml_localstack.cli.app, name="stack")
 # directly as `rtml simulate` and `rtml replay`.
 app.add_typer(rtml_simulator.cli.app)
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(features.app, name="features")
 app.command("demo")(demo_command)
 app.command("train")(train_command)
 app.command("loop")(loop_command)
