@@ -18,6 +18,7 @@ from rtml_features.repo import (
     FEATURE_REPO_ENV,
     FeatureRepo,
     RepoError,
+    check_selectable,
     configured_repo_path,
     load_repo,
 )
@@ -35,9 +36,9 @@ REPO_OPTION = typer.Option(
 
 
 def _load(repo: Path | None) -> FeatureRepo:
-    """The repo, or the error printed and exit code 2 (a usage error: the repo is wrong)."""
+    """The repo as a service would accept it, or the error printed and exit code 2."""
     try:
-        return load_repo(repo if repo is not None else configured_repo_path())
+        return check_selectable(load_repo(repo if repo is not None else configured_repo_path()))
     except RepoError as error:
         make_console(stderr=True).print(f"[red]error:[/red] {error}", markup=True,
                                         highlight=False, soft_wrap=True)

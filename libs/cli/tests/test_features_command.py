@@ -73,3 +73,17 @@ def test_features_is_mounted_on_the_rtml_command() -> None:
                            env=WIDE)
     assert result.exit_code == 0, result.output
     assert "payments" in result.output
+
+
+def test_validate_refuses_what_a_service_would_refuse(tmp_path: Path) -> None:
+    """A set redefining the handbook's ``baseline`` loads, but no service would take it."""
+    repo = tmp_path / "mine"
+    repo.mkdir()
+    (repo / "mine.py").write_text(
+        "import rtml_features.baseline as handbook\n"
+        "from rtml_features.definitions import FeatureSet\n"
+        "MINE = FeatureSet('baseline', handbook.BASELINE.features[:3])\n")
+    result = runner.invoke(app, ["validate", "--repo", str(repo)], env=WIDE)
+    assert result.exit_code == 2
+    assert "error: mine.py: feature set 'baseline'" in result.output
+    assert "would shadow the handbook's" in result.output

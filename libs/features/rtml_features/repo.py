@@ -347,9 +347,12 @@ def shipped_repo() -> FeatureRepo:
     return load_repo(HANDBOOK_REPO)
 
 
-@cache
-def _loaded(folder: Path) -> FeatureRepo:
-    repo = load_repo(folder)
+def check_selectable(repo: FeatureRepo) -> FeatureRepo:
+    """``repo``, if it can be the configured repo: its sets do not redefine the handbook's.
+
+    ``baseline`` and ``extended`` stay the handbook's whatever the repo (models were
+    trained and registered under those names); a copy of them, or the very objects, is fine.
+    """
     handbook = shipped_repo()
     for name, feature_set in repo.feature_sets.items():
         shipped = handbook.feature_sets.get(name)
@@ -360,6 +363,11 @@ def _loaded(folder: Path) -> FeatureRepo:
     return repo
 
 
+@cache
+def _loaded(folder: Path) -> FeatureRepo:
+    return check_selectable(load_repo(folder))
+
+
 def configured_repo() -> FeatureRepo:
     """The repo of :func:`configured_repo_path`, loaded once per folder and process.
 
@@ -367,6 +375,7 @@ def configured_repo() -> FeatureRepo:
     names stay the handbook's whatever the repo: models were trained under them).
     """
     folder = configured_repo_path()
-    if folder.is_dir() and folder.resolve() == HANDBOOK_REPO:
-        return shipped_repo()
-    return _loaded(folder.resolve() if folder.exists() else folder)
+    with _LOCK:  # two threads resolving a set at start load the repo once
+        if folder.is_dir() and folder.resolve() == HANDBOOK_REPO:
+            return shipped_repo()
+        return _loaded(folder.resolve() if folder.exists() else folder)
