@@ -207,6 +207,10 @@ def _located(error: BaseException, folder: Path, importing: Path) -> RepoError:
                 break
     if where is None:  # raised before any line of the repo ran (an unreadable file)
         where = (importing.name, 1)
+    if (isinstance(error, ModuleNotFoundError) and error.name
+            and (folder / f"{error.name.partition('.')[0]}.py").is_file()):
+        message += (f" (a file of the repo: import it relatively, "
+                    f"from .{error.name} import ...)")
     return RepoError(f"{where[0]}:{where[1]}: {type(error).__name__}: {message}")
 
 

@@ -181,6 +181,15 @@ def test_a_missing_sibling_is_named(tmp_path: Path) -> None:
                             "(the repo has no schemas.py)")
 
 
+def test_an_absolute_import_of_a_sibling_says_to_import_it_relatively(tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(PAYMENTS_REPO, tmp_path / "payments"))
+    _edit(copy / "features.py", "from .schema import", "from schema import")
+    message = _error(copy)
+    assert message.startswith("features.py:")
+    assert message.endswith("ModuleNotFoundError: No module named 'schema' (a file of the "
+                            "repo: import it relatively, from .schema import ...)")
+
+
 def test_any_exception_becomes_a_located_repo_error(tmp_path: Path) -> None:
     repo = _write(tmp_path / "repo", a="""
         from rtml_features.baseline import BASELINE
