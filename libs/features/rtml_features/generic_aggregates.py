@@ -29,7 +29,7 @@ no longer depends on ``t``. A fraud label's contribution does (it counts from
 
 >>> from rtml_features.definitions import Agg
 >>> spec = AggSpec("n", Agg.COUNT, None, empty=-1.0, label=False)
->>> aggregate_value(spec, [], None, None, 0)
+>>> aggregate_value(spec, Window([], 0, 0), None, 0)
 -1.0
 """
 
@@ -70,16 +70,16 @@ class StoredEvent:
     amount: float = 0.0
     #: The label known earliest, ``(labeled_at_ms, is_fraud 1.0/0.0)``, or None.
     label: tuple[int, float] | None = None
+    #: When the event became known as fraud, or :data:`NEVER` (from ``label``).
+    fraud_at: int = NEVER
 
     @property
     def key(self) -> tuple[int, str]:
         return (self.time_ms, self.tid)
 
-    @property
-    def fraud_at(self) -> int:
-        """When the event became known as fraud, or :data:`NEVER`."""
-        label = self.label
-        return label[0] if label is not None and label[1] else NEVER
+    def set_label(self, labeled_at_ms: int, is_fraud: float) -> None:
+        self.label = (labeled_at_ms, is_fraud)
+        self.fraud_at = labeled_at_ms if is_fraud else NEVER
 
 
 @dataclass(slots=True)
@@ -165,28 +165,62 @@ class AggSpec:
     label: bool
 
 
-def aggregate_value(spec: AggSpec, window: list[StoredEvent], folded: Folded | None,
-                    current: StoredEvent | None, t: int) -> float:
-    """The aggregate over ``window`` (retained events, sorted) plus ``folded`` (lifetime).
+class Window:
+    """The events of one window: ``events[lower:upper]`` of an entity's sorted list, plus
+    ``folded`` for a lifetime window and ``frauds`` (its events known as fraud, if the
+    caller has them apart).
 
-    ``current`` is the event the vector is for (skipped by ``last`` and
-    ``time_since_previous``); ``t`` its time in epoch ms.
+    Nothing is copied until an aggregation reads values, and the values of one field
+    are read once for all the aggregations of a window (a count over a busy terminal's
+    month costs two bisections, not a copy of the month).
+    """
+
+    __slots__ = ("_numbers", "events", "folded", "frauds", "lower", "upper")
+
+    def __init__(self, events: list[StoredEvent], lower: int, upper: int,
+                 folded: Folded | None = None,
+                 frauds: list[StoredEvent] | None = None) -> None:
+        self.events = events
+        self.lower = lower
+        self.upper = upper
+        self.folded = folded
+        self.frauds = frauds
+        self._numbers: dict[str, list[float]] = {}
+
+    def retained(self) -> list[StoredEvent]:
+        return self.events[self.lower:self.upper]
+
+    def numbers(self, name: str) -> list[float]:
+        """The retained events' values of numeric field ``name``, oldest first."""
+        values = self._numbers.get(name)
+        if values is None:
+            values = self._numbers[name] = [event.numbers[name] for event in self.retained()]
+        return values
+
+
+def aggregate_value(spec: AggSpec, window: Window, current: StoredEvent | None,
+                    t: int) -> float:
+    """The aggregate over ``window`` for the vector of ``current`` at ``t`` (epoch ms).
+
+    ``current`` is skipped by ``last`` and ``time_since_previous``.
     """
     agg = spec.agg
+    folded = window.folded
     folded_count = folded.count if folded is not None else 0
-    n = len(window) + folded_count
+    events, lower, upper = window.events, window.lower, window.upper
+    n = upper - lower + folded_count
     if n == 0:
         return spec.empty
     if agg is Agg.COUNT:
         return float(n)
     if agg is Agg.TIME_SINCE_FIRST:
-        first = folded.first_ms if folded is not None and folded_count else window[0].time_ms
+        first = folded.first_ms if folded is not None and folded_count else events[lower].time_ms
         return (t - first) / 1000
     if agg is Agg.LAST or agg is Agg.TIME_SINCE_PREVIOUS:
         previous = None
-        for event in reversed(window):
-            if event is not current:
-                previous = event
+        for position in range(upper - 1, lower - 1, -1):
+            if events[position] is not current:
+                previous = events[position]
                 break
         else:
             if folded is not None:
@@ -200,20 +234,20 @@ def aggregate_value(spec: AggSpec, window: list[StoredEvent], folded: Folded | N
     name = spec.field
     assert name is not None
     if agg is Agg.COUNT_DISTINCT:
-        present = {event.values[name] for event in window}
+        present = {event.values[name] for event in window.retained()}
         present.discard(None)
         if folded is not None:
             seen = folded.distinct.get(name)
             if seen:
-                distinct = len(seen) + len(present - seen)
-                return float(distinct)
+                return float(len(seen) + len(present - seen))
         return float(len(present)) if present else spec.empty
     if spec.label:
-        frauds = sum(1 for event in window if event.fraud_at <= t)
+        frauds = window.frauds if window.frauds is not None else window.retained()
+        known = sum(1 for event in frauds if event.fraud_at <= t)
         if folded is not None:
-            frauds += bisect_right(folded.fraud_at, t)
-        return float(frauds) if agg is Agg.SUM else frauds / n
-    values = [event.numbers[name] for event in window]
+            known += bisect_right(folded.fraud_at, t)
+        return float(known) if agg is Agg.SUM else known / n
+    values = window.numbers(name)
     moments = folded.moments.get(name) if folded is not None and folded_count else None
     if agg is Agg.MIN:
         return min([*values, moments.low]) if moments is not None else min(values)

@@ -6,8 +6,8 @@ set's own :class:`~rtml_common.schema.EventSchema` (given as mappings of its
 fields), entities keyed by any field or by several (compound), every
 aggregation (stddev, count distinct, last, time since previous / first ...),
 :data:`~rtml_features.definitions.LIFETIME` windows and every row kind. It keeps
-the guarantees of :class:`~rtml_features.stream.StreamingFeatureComputer`, which
-computes the classic sets only, faster:
+the guarantees of :class:`~rtml_features.stream.StreamingFeatureComputer` (the
+classic sets' engine: faster, generated arithmetic, prefix logs, checkpoints):
 
 * the watermark is the lowest of the highest event times seen per *source* (an
   input partition; a label source joins at its labels' ``labeled_at`` once it has
@@ -64,7 +64,14 @@ from rtml_features.definitions import (
     RowFeature,
     WindowAggregate,
 )
-from rtml_features.generic_aggregates import AggSpec, Folded, StoredEvent, aggregate_value
+from rtml_features.generic_aggregates import (
+    NEVER,
+    AggSpec,
+    Folded,
+    StoredEvent,
+    Window,
+    aggregate_value,
+)
 from rtml_features.generic_rows import GenericRows, InvalidEvent, number
 from rtml_features.rows import epoch_ms
 from rtml_features.stream import Emission, LateEvent
@@ -85,7 +92,7 @@ def _ms(delta: timedelta) -> int:
 class _Group:
     """Aggregates sharing (entity, window, delay): one bisection serves them all."""
 
-    __slots__ = ("delay_ms", "entity", "lifetime", "specs", "window_ms")
+    __slots__ = ("delay_ms", "entity", "labels", "lifetime", "specs", "window_ms")
 
     def __init__(self, entity: int, window_ms: int, delay_ms: int, lifetime: bool) -> None:
         self.entity = entity
@@ -93,18 +100,18 @@ class _Group:
         self.delay_ms = delay_ms
         self.lifetime = lifetime
         self.specs: list[AggSpec] = []
+        self.labels = False  # whether a spec reads a label field
 
 
-class _EntityEvents:
-    """One entity's retained events, sorted by (time, id), and its lifetime summary."""
+class _Sorted:
+    """Events sorted by (time, id): parallel lists of keys, times and the events."""
 
-    __slots__ = ("events", "folded", "keys", "times")
+    __slots__ = ("events", "keys", "times")
 
-    def __init__(self, lifetime: bool) -> None:
+    def __init__(self) -> None:
         self.keys: list[tuple[int, str]] = []
         self.times: list[int] = []
         self.events: list[StoredEvent] = []
-        self.folded: Folded | None = Folded() if lifetime else None
 
     def insert(self, event: StoredEvent) -> None:
         key = event.key
@@ -118,6 +125,17 @@ class _EntityEvents:
         self.times.insert(position, event.time_ms)
         self.events.insert(position, event)
 
+    def remove(self, event: StoredEvent) -> bool:
+        position = bisect_left(self.keys, event.key)
+        if position == len(self.keys) or self.events[position] is not event:
+            return False
+        del self.keys[position], self.times[position], self.events[position]
+        return True
+
+    def contains(self, event: StoredEvent) -> bool:
+        position = bisect_left(self.keys, event.key)
+        return position < len(self.keys) and self.events[position] is event
+
     def cut(self, before_ms: int) -> list[StoredEvent]:
         """Remove and return the events older than ``before_ms``, oldest first."""
         cut = bisect_left(self.times, before_ms)
@@ -126,6 +144,38 @@ class _EntityEvents:
         dropped = self.events[:cut]
         del self.keys[:cut], self.times[:cut], self.events[:cut]
         return dropped
+
+
+class _EntityEvents(_Sorted):
+    """One entity's retained events, its lifetime summary and, for label windows, its
+    retained events known as fraud (few: a window's fraud count scans those only)."""
+
+    __slots__ = ("folded", "frauds")
+
+    def __init__(self, lifetime: bool, labels: bool) -> None:
+        super().__init__()
+        self.folded: Folded | None = Folded() if lifetime else None
+        self.frauds: _Sorted | None = _Sorted() if labels else None
+
+    def insert(self, event: StoredEvent) -> None:
+        super().insert(event)
+        if self.frauds is not None and event.fraud_at != NEVER:
+            self.frauds.insert(event)
+
+    def cut(self, before_ms: int) -> list[StoredEvent]:
+        if self.frauds is not None:
+            self.frauds.cut(before_ms)
+        return super().cut(before_ms)
+
+    def relabel(self, event: StoredEvent, before: int, after: int) -> None:
+        """``event``'s fraud time changed from ``before`` to ``after`` (NEVER: no fraud)."""
+        if self.frauds is not None and self.contains(event):
+            if before != NEVER:
+                self.frauds.remove(event)
+            if after != NEVER:
+                self.frauds.insert(event)
+        elif self.folded is not None and self.folded.holds(event):
+            self.folded.relabel(before, after)
 
     def is_empty(self) -> bool:
         return not self.events and (self.folded is None or not self.folded.count)
@@ -215,9 +265,11 @@ class GenericStreamingComputer:
         self._fold_distinct = [tuple(sorted({
             s.field for e, s in lifetime_specs if e == i and s.field is not None
             and s.agg is Agg.COUNT_DISTINCT})) for i in range(n)]
-        self._label_entities = [i for i in range(n)
-                                if any(g.entity == i and any(s.label for s in g.specs)
-                                       for g in self._groups)]
+        self._labels = [any(g.entity == i and any(s.label for s in g.specs)
+                            for g in self._groups) for i in range(n)]
+        self._label_entities = [i for i in range(n) if self._labels[i]]
+        for group in self._groups:
+            group.labels = any(spec.label for spec in group.specs)
         self._forget_ms = max(self._retention_ms, default=self.allowed_lateness_ms)
         schema = feature_set.schema
         self._defaults = {name: schema.field(name).default
@@ -275,7 +327,7 @@ class GenericStreamingComputer:
             return [latest] if latest is not None else []
         pending = self.pending_labels.pop(tid, None)
         if pending is not None:
-            stored.label = (pending[0], pending[1])
+            stored.set_label(pending[0], pending[1])
         self.events[tid] = stored
         heapq.heappush(self._event_order, (time_ms, tid))
         for entity, entity_id in enumerate(stored.ids):
@@ -284,7 +336,8 @@ class GenericStreamingComputer:
             key = (entity, entity_id)
             state = self.states.get(key)
             if state is None:
-                state = self.states[key] = _EntityEvents(self._lifetime[entity])
+                state = self.states[key] = _EntityEvents(self._lifetime[entity],
+                                                         self._labels[entity])
             elif watermark is not None:
                 self._evict(entity, state, watermark)
             state.insert(stored)
@@ -321,15 +374,15 @@ class GenericStreamingComputer:
         if event.label is not None and event.label[0] <= labeled_at_ms:
             return []  # the earliest label wins (equal times: the first read)
         before = event.fraud_at
-        event.label = (labeled_at_ms, fraud)
+        event.set_label(labeled_at_ms, fraud)
         after = event.fraud_at
         if before == after:
             return []
         for entity in self._label_entities:
             entity_id = event.ids[entity]
             state = self.states.get((entity, entity_id)) if entity_id is not None else None
-            if state is not None and state.folded is not None and state.folded.holds(event):
-                state.folded.relabel(before, after)
+            if state is not None:
+                state.relabel(event, before, after)
         revised = self._revise(event, self._label_entities,
                                max(min(before, after), event.time_ms))
         self._sweep()
@@ -343,13 +396,6 @@ class GenericStreamingComputer:
 
     # -- vectors ---------------------------------------------------------------
 
-    def vector(self, event: Mapping[str, Any]) -> dict[str, float]:
-        """The vector ``event`` would get now, without applying it (no state change)."""
-        stored = self._read(event)
-        known = self.events.get(stored.tid)
-        return self._vector(known if known is not None and known.time_ms == stored.time_ms
-                            else stored)
-
     def _vector(self, event: StoredEvent) -> dict[str, float]:
         t = event.time_ms
         values: dict[str, float] = {}
@@ -362,13 +408,21 @@ class GenericStreamingComputer:
                     values[spec.name] = spec.empty
                 continue
             times = state.times
-            upper = bisect_right(times, t - group.delay_ms)
+            end = t - group.delay_ms
+            upper = bisect_right(times, end)
             lower = 0 if group.lifetime else bisect_right(
-                times, t - group.delay_ms - group.window_ms, 0, upper)
-            window = state.events[lower:upper]
-            folded = state.folded if group.lifetime else None
+                times, end - group.window_ms, 0, upper)
+            frauds = None
+            if group.labels and state.frauds is not None:
+                fraud_times = state.frauds.times
+                last = bisect_right(fraud_times, end)
+                first = 0 if group.lifetime else bisect_right(
+                    fraud_times, end - group.window_ms, 0, last)
+                frauds = state.frauds.events[first:last]
+            window = Window(state.events, lower, upper,
+                            state.folded if group.lifetime else None, frauds)
             for spec in group.specs:
-                values[spec.name] = aggregate_value(spec, window, folded, event, t)
+                values[spec.name] = aggregate_value(spec, window, event, t)
         vector: dict[str, float] = {}
         rows = event.rows
         for feature in self.feature_set.features:
