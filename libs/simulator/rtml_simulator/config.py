@@ -154,8 +154,8 @@ class RichMode:
       online payments, minutes apart, from a device never seen before, an IP
       address never seen before, in a country the card has never been used
       in, for ``U(min_factor, max_factor)`` times the card's mean amount
-      (capped at ``takeover_max_amount``, by default the scenario-1 threshold,
-      so the amount rule alone never explains them);
+      (the range cut at ``takeover_max_amount``, by default the scenario-1
+      threshold, so the amount rule alone never explains them);
     * **card testing from one device** (scenario 6): each day
       ``device_testing_sessions_per_day`` sessions; in each, one fraudster
       device and IP address try ``2 + Poisson(mean - 2)`` different existing
@@ -185,7 +185,7 @@ class RichMode:
     #: A takeover payment is U(min_factor, max_factor) x the card's mean amount ...
     takeover_min_factor: float = 1.5
     takeover_max_factor: float = 3.0
-    #: ... capped at this.
+    #: ... that range cut at this (its low end kept below 0.8 x its high end).
     takeover_max_amount: float = 220.0
     #: Scenario 6: card-testing sessions (one fraudster device each) per day.
     device_testing_sessions_per_day: int = 1

@@ -6,7 +6,8 @@ terminal) and are plain in the payments example's features:
 
 * **account takeover** (:data:`SCENARIO_ACCOUNT_TAKEOVER`): a card used from
   a device and an IP address never seen before, in a country the card has
-  never been used in, for a few payments of 1.5-3 x the card's mean amount —
+  never been used in, for a few payments of 1.5-3 x the card's mean amount
+  (at most 220, the scenario-1 threshold) —
   seen by the card x device / card x country ages and the card's distinct
   devices and countries in a day;
 * **card testing from one device** (:data:`SCENARIO_DEVICE_TESTING`): one
@@ -45,6 +46,9 @@ from rtml_simulator.transactions import TIME_OF_DAY_MEAN_S, TIME_OF_DAY_SD_S
 
 SCENARIO_ACCOUNT_TAKEOVER = 5
 SCENARIO_DEVICE_TESTING = 6
+#: A takeover amount's range ``U(min x mean, max x mean)`` is cut at the cap, its low end
+#: kept at most this share of its high end: no pile-up of amounts at the cap itself.
+TAKEOVER_LOW_CUT = 0.8
 
 #: Countries each card was used in by a fraud pattern: ``{card: {country code}}``.
 FraudCountries = dict[int, set[int]]
@@ -176,11 +180,11 @@ def generate_account_takeovers(config: SimulationConfig, rich: RichMode,
             pick = int(rng.integers(len(fresh))) if fresh else -1
             channel = int(rng.integers(WEB, APP + 1))
             terminals = rng.choice(merchants, size=size)
-            factors = rng.uniform(rich.takeover_min_factor, rich.takeover_max_factor, size)
+            high = min(rich.takeover_max_factor * mean_amount[card], rich.takeover_max_amount)
+            low = min(rich.takeover_min_factor * mean_amount[card], TAKEOVER_LOW_CUT * high)
+            amounts = np.round(rng.uniform(low, high, size), 2)
             if pick < 0:  # used everywhere already (needs ~25 trips): no takeover
                 continue
-            amounts = np.round(np.minimum(mean_amount[card] * factors,
-                                          rich.takeover_max_amount), 2)
             rows.add(times=_session_times(day, start, gaps), cards=np.full(size, card),
                      terminals=terminals, amounts=amounts, device=str(ids.devices(1)[0]),
                      ip=str(ids.ips(1)[0]), world=world, country=fresh[pick],
