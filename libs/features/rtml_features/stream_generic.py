@@ -40,12 +40,14 @@ So the last vector emitted for an event equals the reference's
 >>> [(e.transaction_id, e.revision, e.vector) for e in computer.on_event(payment("a", 0))]
 [('a', 0, {'gap_s': -1.0}), ('b', 1, {'gap_s': 60.0})]
 
-Limits (the classic computer has the same two): a label that arrives after its
-event left the retained state (older than the watermark minus the lateness minus
-the entity's horizon) is dropped, also for lifetime windows that have folded the
-event; a label that comes before its event waits for it until its
-``transaction_time_ms`` (else its ``labeled_at``, which is never earlier) falls
-behind the lateness. No checkpoint form yet.
+Limits: a label that arrives after its event is forgotten (behind the watermark by
+more than the lateness plus the longest horizon of the set, or the
+``label_horizon`` for lifetime windows of label fields) is dropped; a label that
+comes before its event waits for it until its ``transaction_time_ms`` (else its
+``labeled_at``, which is never earlier) falls behind the lateness. Like the
+classic computer's, windows already evicted do not come back if the watermark goes
+back (a new partition far behind): an event accepted then misses them, and a
+lifetime summary takes it as newer than what it folded. No checkpoint form yet.
 """
 
 from __future__ import annotations
@@ -76,13 +78,18 @@ from rtml_features.generic_rows import GenericRows, InvalidEvent, number
 from rtml_features.rows import epoch_ms
 from rtml_features.stream import Emission, LateEvent
 
-__all__ = ["DuplicateEventId", "Emission", "GenericStreamingComputer", "InvalidEvent",
-           "LateEvent"]
+__all__ = ["LIFETIME_LABEL_HORIZON", "DuplicateEventId", "Emission",
+           "GenericStreamingComputer", "InvalidEvent", "LateEvent"]
 
 
 class DuplicateEventId(ValueError):
     """An event reuses the id of a known event at another time (a producer bug: ids are
     the dedupe and label-join key). Raised before any state changes."""
+
+
+#: How long a label still reaches a lifetime window of a label field by default (the
+#: events are kept known that long): chargebacks come within weeks.
+LIFETIME_LABEL_HORIZON = timedelta(days=60)
 
 
 def _ms(delta: timedelta) -> int:
@@ -188,6 +195,11 @@ class GenericStreamingComputer:
     (and an emitted vector still revised). ``sweep_every``: how often (in watermark
     time) every entity's expired events are evicted and idle entities dropped;
     otherwise an entity's expired events go when it is next touched.
+    ``label_horizon``: how long after its event (behind the watermark) a label still
+    finds it. Bounded windows need no more than their own horizon, which is always
+    kept; a lifetime window of a label field (a card's fraud count ever) folds an
+    event long before its label comes, so for such sets the events stay known this
+    long (default :data:`LIFETIME_LABEL_HORIZON`): a label later than that is dropped.
 
     Emissions: ``transaction_id`` is the event's id, ``ids`` its entity ids in
     ``feature_set.entities`` order (the handbook's ``(customer, terminal)`` for its
@@ -195,7 +207,8 @@ class GenericStreamingComputer:
     """
 
     def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0),
-                 sweep_every: timedelta = timedelta(days=1)) -> None:
+                 sweep_every: timedelta = timedelta(days=1),
+                 label_horizon: timedelta | None = None) -> None:
         self.feature_set = feature_set
         schema = feature_set.schema
         self._id_field = schema.id_field
@@ -205,7 +218,15 @@ class GenericStreamingComputer:
         self.sweep_every_ms = _ms(sweep_every)
         self._entities = feature_set.entities
         self._rows = GenericRows(feature_set)
+        self._forget_ms = 0
         self._compile(feature_set)
+        if label_horizon is None:
+            lifetime_labels = any(a.uses_labels and a.is_lifetime
+                                  for a in feature_set.window_aggregates)
+            label_horizon = LIFETIME_LABEL_HORIZON if lifetime_labels else timedelta(0)
+        #: Events are known (for redeliveries, revisions and label joins) this long
+        #: behind the watermark.
+        self._forget_ms = max(self._forget_ms, self.allowed_lateness_ms + _ms(label_horizon))
         #: (entity index, entity id) -> its retained events.
         self.states: dict[tuple[int, str], _EntityEvents] = {}
         #: Event id -> the event, while any state or a pending revision may need it.

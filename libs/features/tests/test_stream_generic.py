@@ -282,17 +282,22 @@ def assert_matches_oracle(feature_set: FeatureSet, scene: Scenario,
 # -- the reference ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_every_kind_streamed_out_of_order_equals_the_oracle(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "label_lag"), [(1, 100 * MINUTE), (2, 100 * MINUTE),
+                                                (3, 4 * HOUR)])
+def test_every_kind_streamed_out_of_order_equals_the_oracle(seed: int,
+                                                           label_lag: timedelta) -> None:
+    """Labels up to 4 h late: most reach lifetime windows that folded their event."""
     scene = scenario(seed, _txn_event, n=220, span=8 * HOUR, lateness=10 * MINUTE,
-                     label_lag=100 * MINUTE, grid=timedelta(seconds=30))
+                     label_lag=label_lag, grid=timedelta(seconds=30))
     computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=scene.lateness,
                                         sweep_every=HOUR)
     last = run(computer, scene)
     assert_matches_oracle(EVERY_KIND, scene, last)
     # The scenario did exercise revisions, eviction and lifetime folding.
     assert computer.revisions > 0
-    assert len(computer) < len(scene.events)
+    memberships = sum(entity.id_of(event) is not None
+                      for event in scene.events for entity in EVERY_KIND.entities)
+    assert len(computer) < memberships / 2
     folded = [s.folded.count for s in computer.states.values() if s.folded is not None]
     assert sum(folded) > 0
 
@@ -434,6 +439,35 @@ def test_a_label_first_joins_its_event_and_a_late_label_revises() -> None:
     assert [(e.transaction_id, e.revision, e.vector) for e in revised] == [
         ("b", 2, {"frauds": 1.0})]
     assert computer.on_label("a", ORIGIN_MS + 90_000, True) == []  # later: ignored
+
+
+def test_a_label_reaches_a_lifetime_window_that_folded_its_event() -> None:
+    fs = FeatureSet("life_frauds", [
+        WindowAggregate("frauds_ever", CUSTOMER, Agg.SUM, LIFETIME, field="is_fraud",
+                        label_delay=timedelta(0)),
+        WindowAggregate("n_10m", CUSTOMER, Agg.COUNT, 10 * MINUTE),
+    ], schema=TXN)
+    computer = GenericStreamingComputer(fs, allowed_lateness=MINUTE,
+                                        label_horizon=timedelta(days=1))
+    for i in range(4):  # e0 is folded by e2 (older than 11 min behind the watermark)
+        computer.on_event(_event(f"e{i}", ORIGIN_MS + i * 30 * 60_000))
+    state = computer.states[(0, "c")]
+    assert state.folded is not None and state.folded.count >= 1
+    assert computer.on_label("e0", ORIGIN_MS + 95 * 60_000, True) == []  # nothing at >= 95 min
+    assert computer.on_event(_event("e4", ORIGIN_MS + 100 * 60_000))[0].vector == {
+        "frauds_ever": 1.0, "n_10m": 1.0}
+    # An earlier label says genuine: it wins, and e4 (still revisable) is revised.
+    revised = computer.on_label("e0", ORIGIN_MS + 20 * 60_000, False)
+    assert [(e.transaction_id, e.revision, e.vector["frauds_ever"]) for e in revised] == [
+        ("e4", 1, 0.0)]
+    assert state.folded.fraud_at == []
+    # Past the label horizon the event is forgotten: its label waits, unjoined.
+    late = GenericStreamingComputer(fs, allowed_lateness=MINUTE, label_horizon=HOUR)
+    for i in range(6):
+        late.on_event(_event(f"e{i}", ORIGIN_MS + i * 30 * 60_000))
+    assert "e0" not in late.events
+    assert late.on_label("e0", ORIGIN_MS + 160 * 60_000, True) == []
+    assert late.on_event(_event("e6", ORIGIN_MS + 180 * 60_000))[0].vector["frauds_ever"] == 0
 
 
 def test_lifetime_windows_keep_only_a_summary_of_old_events() -> None:
