@@ -9,6 +9,8 @@ simultaneous events; the last vector emitted for each event must equal
 LIFETIME windows (folded once evicted) and label-delayed aggregates; the
 payments example's set; and the handbook's BASELINE, whose emissions must be
 those of the classic :class:`~rtml_features.stream.StreamingFeatureComputer`.
+The batch engine (:func:`rtml_features.batch.compute_features`) gives the same vectors
+on larger streams than the oracle can take.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from rtml_common.schema import EventSchema, Field, FieldType
 from rtml_features.baseline import BASELINE
+from rtml_features.batch import compute_features
 from rtml_features.definitions import (
     LIFETIME,
     Agg,
@@ -319,6 +323,44 @@ def test_the_payments_example_streamed_equals_the_oracle(seed: int) -> None:
     last = run(computer, scene)
     assert_matches_oracle(payments, scene, last)
     assert computer.revisions > 0
+
+
+# -- the batch engine -----------------------------------------------------------------
+
+
+def batch_vectors(feature_set: FeatureSet, scene: Scenario) -> list[dict[str, float]]:
+    """:func:`rtml_features.batch.compute_features` over the scenario, every event a row."""
+    schema = feature_set.schema
+    frame = pd.DataFrame([{name: event.get(name) for name in schema.names}
+                          for event in scene.events])
+    frame[schema.event_time] = pd.to_datetime(frame[schema.event_time], unit="ms", utc=True)
+    labels = pd.DataFrame(scene.labels)
+    labels["labeled_at"] = pd.to_datetime(labels["labeled_at"], unit="ms", utc=True)
+    result = compute_features(feature_set, frame, frame, labels)
+    features = result.iloc[:, -len(feature_set.names):]  # a feature may share a field's name
+    assert list(features.columns) == feature_set.names
+    return [dict(zip(feature_set.names, map(float, row), strict=True))
+            for row in features.itertuples(index=False)]
+
+
+@pytest.mark.parametrize(("make_set", "make_event", "span", "lateness", "label_lag"), [
+    (lambda: EVERY_KIND, _txn_event, 8 * HOUR, 10 * MINUTE, 4 * HOUR),
+    (_payments, _payment_event, 12 * DAY, 6 * HOUR, 9 * DAY),
+], ids=["every_kind", "payments"])
+def test_streamed_vectors_equal_the_batch_engines(make_set: Any, make_event: Any,
+                                                  span: timedelta, lateness: timedelta,
+                                                  label_lag: timedelta) -> None:
+    feature_set = make_set()
+    scene = scenario(8, make_event, n=300, span=span, lateness=lateness, label_lag=label_lag,
+                     grid=timedelta(seconds=30))
+    last = run(GenericStreamingComputer(feature_set, allowed_lateness=lateness), scene)
+    mismatches = []
+    for event, expected in zip(scene.events, batch_vectors(feature_set, scene), strict=True):
+        got = last[event["transaction_id"]].vector
+        mismatches += [(event["transaction_id"], name, got[name], expected[name])
+                       for name in feature_set.names
+                       if got[name] != pytest.approx(expected[name], rel=1e-9, abs=1e-9)]
+    assert not mismatches, f"{len(mismatches)} values differ, e.g. {mismatches[:5]}"
 
 
 # -- the classic computer ----------------------------------------------------------
