@@ -175,16 +175,18 @@ class Window:
     month costs two bisections, not a copy of the month).
     """
 
-    __slots__ = ("_numbers", "events", "folded", "frauds", "lower", "upper")
+    __slots__ = ("_numbers", "columns", "events", "folded", "frauds", "lower", "upper")
 
     def __init__(self, events: list[StoredEvent], lower: int, upper: int,
-                 folded: Folded | None = None,
-                 frauds: list[StoredEvent] | None = None) -> None:
+                 folded: Folded | None = None, frauds: list[StoredEvent] | None = None,
+                 columns: dict[str, list[float]] | None = None) -> None:
         self.events = events
         self.lower = lower
         self.upper = upper
         self.folded = folded
         self.frauds = frauds
+        #: Numeric fields' values parallel to ``events``, where the caller keeps them.
+        self.columns = columns
         self._numbers: dict[str, list[float]] = {}
 
     def retained(self) -> list[StoredEvent]:
@@ -194,7 +196,10 @@ class Window:
         """The retained events' values of numeric field ``name``, oldest first."""
         values = self._numbers.get(name)
         if values is None:
-            values = self._numbers[name] = [event.numbers[name] for event in self.retained()]
+            column = self.columns.get(name) if self.columns is not None else None
+            values = self._numbers[name] = (
+                column[self.lower:self.upper] if column is not None
+                else [event.numbers[name] for event in self.retained()])
         return values
 
 

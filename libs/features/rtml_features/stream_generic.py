@@ -58,14 +58,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from rtml_features.definitions import (
-    LIFETIME,
-    Agg,
-    FeatureSet,
-    Ratio,
-    RowFeature,
-    WindowAggregate,
-)
+from rtml_features.definitions import LIFETIME, Agg, FeatureSet, Ratio
 from rtml_features.generic_aggregates import (
     NEVER,
     AggSpec,
@@ -155,24 +148,51 @@ class _Sorted:
 
 class _EntityEvents(_Sorted):
     """One entity's retained events, its lifetime summary and, for label windows, its
-    retained events known as fraud (few: a window's fraud count scans those only)."""
+    retained events known as fraud (few: a window's fraud count scans those only).
 
-    __slots__ = ("folded", "frauds")
+    The numeric fields its aggregates read are also kept as columns parallel to the
+    events, so a window's values are one slice, not a loop over event objects.
+    """
 
-    def __init__(self, lifetime: bool, labels: bool) -> None:
+    __slots__ = ("columns", "folded", "frauds")
+
+    def __init__(self, lifetime: bool, labels: bool, fields: tuple[str, ...]) -> None:
         super().__init__()
         self.folded: Folded | None = Folded() if lifetime else None
         self.frauds: _Sorted | None = _Sorted() if labels else None
+        self.columns: dict[str, list[float]] = {name: [] for name in fields}
 
     def insert(self, event: StoredEvent) -> None:
-        super().insert(event)
+        keys = self.keys
+        key = event.key
+        numbers = event.numbers
+        if not keys or key > keys[-1]:
+            keys.append(key)
+            self.times.append(event.time_ms)
+            self.events.append(event)
+            for name, column in self.columns.items():
+                column.append(numbers[name])
+        else:
+            position = bisect_left(keys, key)
+            keys.insert(position, key)
+            self.times.insert(position, event.time_ms)
+            self.events.insert(position, event)
+            for name, column in self.columns.items():
+                column.insert(position, numbers[name])
         if self.frauds is not None and event.fraud_at != NEVER:
             self.frauds.insert(event)
 
     def cut(self, before_ms: int) -> list[StoredEvent]:
         if self.frauds is not None:
             self.frauds.cut(before_ms)
-        return super().cut(before_ms)
+        cut = bisect_left(self.times, before_ms)
+        if not cut:
+            return []
+        for column in self.columns.values():
+            del column[:cut]
+        dropped = self.events[:cut]
+        del self.keys[:cut], self.times[:cut], self.events[:cut]
+        return dropped
 
     def relabel(self, event: StoredEvent, before: int, after: int) -> None:
         """``event``'s fraud time changed from ``before`` to ``after`` (NEVER: no fraud)."""
@@ -289,6 +309,14 @@ class GenericStreamingComputer:
         self._labels = [any(g.entity == i and any(s.label for s in g.specs)
                             for g in self._groups) for i in range(n)]
         self._label_entities = [i for i in range(n) if self._labels[i]]
+        #: Per entity: the numeric fields its aggregates read (kept as columns).
+        self._columns = [tuple(sorted({
+            s.field for g in self._groups if g.entity == i for s in g.specs
+            if s.field is not None and not s.label and s.agg is not Agg.COUNT_DISTINCT}))
+            for i in range(n)]
+        self._names = feature_set.names
+        self._ratios = [(f.name, f.numerator.name, f.denominator.name, f.default)
+                        for f in feature_set.features if isinstance(f, Ratio)]
         for group in self._groups:
             group.labels = any(spec.label for spec in group.specs)
         self._forget_ms = max(self._retention_ms, default=self.allowed_lateness_ms)
@@ -357,8 +385,8 @@ class GenericStreamingComputer:
             key = (entity, entity_id)
             state = self.states.get(key)
             if state is None:
-                state = self.states[key] = _EntityEvents(self._lifetime[entity],
-                                                         self._labels[entity])
+                state = self.states[key] = _EntityEvents(
+                    self._lifetime[entity], self._labels[entity], self._columns[entity])
             elif watermark is not None:
                 self._evict(entity, state, watermark)
             state.insert(stored)
@@ -441,23 +469,14 @@ class GenericStreamingComputer:
                     fraud_times, end - group.window_ms, 0, last)
                 frauds = state.frauds.events[first:last]
             window = Window(state.events, lower, upper,
-                            state.folded if group.lifetime else None, frauds)
+                            state.folded if group.lifetime else None, frauds, state.columns)
             for spec in group.specs:
                 values[spec.name] = aggregate_value(spec, window, event, t)
-        vector: dict[str, float] = {}
-        rows = event.rows
-        for feature in self.feature_set.features:
-            name = feature.name
-            if isinstance(feature, RowFeature):
-                vector[name] = rows[name]
-            elif isinstance(feature, WindowAggregate):
-                vector[name] = values[name]
-            else:
-                assert isinstance(feature, Ratio)
-                denominator = values[feature.denominator.name]
-                vector[name] = (values[feature.numerator.name] / denominator
-                                if denominator != 0 else feature.default)
-        return vector
+        values.update(event.rows)
+        for name, numerator, denominator, default in self._ratios:
+            below = values[denominator]
+            values[name] = values[numerator] / below if below != 0 else default
+        return {name: values[name] for name in self._names}
 
     def _emission_ids(self, event: StoredEvent) -> tuple[str | None, str | None]:
         # Emission.ids is typed as the handbook's (customer, terminal) pair; here it is the
