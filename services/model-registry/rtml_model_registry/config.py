@@ -167,10 +167,12 @@ class Settings(ServiceSettings):
     @classmethod
     def _feature_set_exists(cls, name: str) -> str:
         """An unknown feature set would refuse every version; say so at start-up."""
-        from rtml_features.baseline import REGISTRY
+        from rtml_features.baseline import get_feature_set
 
-        if name not in REGISTRY:
-            raise ValueError(f"{name!r} is not defined; known: {sorted(REGISTRY)}")
+        try:
+            get_feature_set(name)  # the configured feature repo's sets, and the handbook's
+        except KeyError as error:
+            raise ValueError(str(error)) from None
         return name
 
     def alias_problem(self, alias: str) -> str | None:

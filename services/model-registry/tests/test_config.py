@@ -82,7 +82,7 @@ def test_alias_names(alias: str, allowed: bool) -> None:
 @pytest.mark.parametrize(("variable", "value", "words"), [
     ("RTML_MODEL_REGISTRY_ALIASES", '["challenger"]', "must include 'champion'"),
     ("RTML_MODEL_REGISTRY_ALIAS_PREFIXES", '["shadow"]', "ending with '-'"),
-    ("RTML_MODEL_REGISTRY_FEATURE_SET", "nope", "'nope' is not defined"),
+    ("RTML_MODEL_REGISTRY_FEATURE_SET", "nope", "unknown feature set 'nope'"),
 ])
 def test_alias_and_feature_set_settings_are_checked(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str,
