@@ -83,7 +83,7 @@ class StoredEvent:
 
 
 @dataclass(slots=True)
-class _Moments:
+class Moments:
     """Count, sum, mean, M2 (Welford), min and max of one field's folded values."""
 
     total: float = 0.0
@@ -105,7 +105,7 @@ class Folded:
     first_ms: int = 0
     #: The newest folded event (the previous event of a window holding no retained one).
     last: StoredEvent | None = None
-    moments: dict[str, _Moments] = field(default_factory=dict)
+    moments: dict[str, Moments] = field(default_factory=dict)
     #: Per ``count_distinct`` field: the distinct values seen.
     distinct: dict[str, set[Any]] = field(default_factory=dict)
     #: ``labeled_at`` of every folded fraud, sorted (a fraud counts from then on).
@@ -123,7 +123,7 @@ class Folded:
         for name in numeric_fields:
             moments = self.moments.get(name)
             if moments is None:
-                moments = self.moments[name] = _Moments()
+                moments = self.moments[name] = Moments()
             x = event.numbers[name]
             moments.total = math.fsum((moments.total, x))
             delta = x - moments.mean

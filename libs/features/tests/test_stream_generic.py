@@ -15,6 +15,9 @@ on larger streams than the oracle can take.
 
 from __future__ import annotations
 
+import doctest
+import importlib
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,6 +41,7 @@ from rtml_features.definitions import (
     WindowAggregate,
     one_hot,
 )
+from rtml_features.generic_snapshot import restore, snapshot
 from rtml_features.oracle import oracle_features
 from rtml_features.repo import load_repo
 from rtml_features.stream import Emission, LateEvent, StreamingFeatureComputer
@@ -537,3 +541,50 @@ def test_an_event_without_an_optional_key_belongs_to_no_entity_of_it() -> None:
     assert vector["card_dev_age"] == 0.0 and vector["channel_code"] == -1.0
     assert vector["quantity"] == 1.0 and vector["card_present"] == 0.0  # declared defaults
     assert all(key[0] != 1 for key in computer.states)  # no terminal state
+
+
+# -- checkpoints ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.7])
+def test_a_restored_snapshot_continues_as_the_saved_computer(cut: float) -> None:
+    """Saved mid-stream (JSON and back), restored into a new computer: from there both
+    emit the same vectors and revisions, and the restored one ends at the oracle."""
+    scene = scenario(9, _txn_event, n=200, span=8 * HOUR, lateness=10 * MINUTE,
+                     label_lag=4 * HOUR, grid=timedelta(seconds=30))
+    split = int(len(scene.deliveries) * cut)
+    saved = GenericStreamingComputer(EVERY_KIND, allowed_lateness=scene.lateness,
+                                     sweep_every=HOUR)
+    last = run(saved, Scenario(scene.events, scene.labels, scene.deliveries[:split]))
+    restored = GenericStreamingComputer(EVERY_KIND, allowed_lateness=scene.lateness,
+                                        sweep_every=HOUR)
+    restore(restored, json.loads(json.dumps(snapshot(saved))))
+    assert snapshot(restored) == json.loads(json.dumps(snapshot(saved)))
+    rest = Scenario(scene.events, scene.labels, scene.deliveries[split:])
+    for kind, item, source in rest.deliveries:
+        if kind == "event":
+            outputs = [c.on_event(item, source=source) for c in (saved, restored)]
+        else:
+            outputs = [c.on_label(item["transaction_id"], item["labeled_at"],
+                                  item["is_fraud"], source=source) for c in (saved, restored)]
+        assert outputs[0] == outputs[1]
+        for emission in outputs[1]:
+            last[emission.transaction_id] = emission
+    assert_matches_oracle(EVERY_KIND, scene, last)
+
+
+def test_a_snapshot_of_another_feature_set_version_is_refused() -> None:
+    computer = GenericStreamingComputer(EVERY_KIND)
+    computer.on_event(_event("a", ORIGIN_MS))
+    with pytest.raises(ValueError, match="feature set version"):
+        restore(GenericStreamingComputer(BASELINE), snapshot(computer))
+    with pytest.raises(ValueError, match="fresh computer"):
+        restore(computer, snapshot(computer))
+
+
+@pytest.mark.parametrize("name", ["rtml_features.stream_generic",
+                                  "rtml_features.generic_aggregates",
+                                  "rtml_features.generic_rows"])
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
