@@ -47,7 +47,8 @@ comes before its event waits for it until its ``transaction_time_ms`` (else its
 ``labeled_at``, which is never earlier) falls behind the lateness. Like the
 classic computer's, windows already evicted do not come back if the watermark goes
 back (a new partition far behind): an event accepted then misses them, and a
-lifetime summary takes it as newer than what it folded. No checkpoint form yet.
+lifetime summary takes it as newer than what it folded. Checkpoints:
+:mod:`rtml_features.generic_snapshot`.
 """
 
 from __future__ import annotations
@@ -333,7 +334,7 @@ class GenericStreamingComputer:
         if tid is None:
             raise InvalidEvent(f"event without its id field {self._id_field!r}")
         raw_time = event.get(self._time_field)
-        if isinstance(raw_time, datetime):
+        if isinstance(raw_time, datetime) and raw_time.tzinfo is not None:
             time_ms = epoch_ms(raw_time)
         elif isinstance(raw_time, int) and not isinstance(raw_time, bool):
             time_ms = raw_time

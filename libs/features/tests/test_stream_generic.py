@@ -20,7 +20,7 @@ import importlib
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -462,9 +462,15 @@ def test_invalid_and_conflicting_events_are_refused_before_any_change() -> None:
         computer.on_event(_event("b", ORIGIN_MS, amount=float("inf")))
     with pytest.raises(InvalidEvent, match="event_time"):
         computer.on_event(_event("b", "2018-04-01T00:00:00Z"))  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent, match="aware datetime"):
+        computer.on_event(_event("b", datetime(2018, 4, 1)))  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent, match="quantity"):
+        computer.on_event(_event("b", ORIGIN_MS, quantity="two"))
     with pytest.raises(DuplicateEventId):
         computer.on_event(_event("a", ORIGIN_MS + 1))
     assert set(computer.events) == {"a"} and len(computer) == 2  # customer, card x country
+    aware = computer.on_event(_event("b", datetime(2018, 4, 1, 0, 1, tzinfo=UTC)))  # type: ignore[arg-type]
+    assert aware[0].time_ms == ORIGIN_MS + 60_000
 
 
 def test_a_label_first_joins_its_event_and_a_late_label_revises() -> None:
@@ -588,3 +594,17 @@ def test_a_snapshot_of_another_feature_set_version_is_refused() -> None:
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_label_whose_event_never_comes_is_forgotten_once_the_event_would_be_late() -> None:
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=MINUTE,
+                                        sweep_every=10 * MINUTE)
+    computer.on_event(_event("a", ORIGIN_MS))
+    computer.on_label("ghost", ORIGIN_MS + 5 * 60_000, True, transaction_time_ms=ORIGIN_MS)
+    computer.on_label("later", ORIGIN_MS + 90 * 60_000, True)  # no event time: by labeled_at
+    assert set(computer.pending_labels) == {"ghost", "later"}
+    for i in range(1, 7):
+        computer.on_event(_event(f"b{i}", ORIGIN_MS + i * 10 * 60_000))
+    assert set(computer.pending_labels) == {"later"}
+    with pytest.raises(LateEvent):  # the ghost's event would be refused anyway
+        computer.on_event(_event("ghost", ORIGIN_MS))
