@@ -26,6 +26,8 @@ horizon and lifetime delays), so its contribution to a count, a sum, a
 deviation, an extreme, a set of values, the first time or the previous event
 no longer depends on ``t``. A fraud label's contribution does (it counts from
 ``labeled_at``): the summary keeps the label times of folded frauds, sorted.
+A lifetime aggregate then costs the summary plus the entity's retained events
+(the lateness and the delay), never its whole history.
 
 >>> from rtml_features.definitions import Agg
 >>> spec = AggSpec("n", Agg.COUNT, None, empty=-1.0, label=False)
@@ -98,7 +100,8 @@ class Folded:
     """What lifetime windows need of an entity's events evicted from its sorted list.
 
     Events are folded oldest first, each once, and only when every future window
-    contains it (see the module docstring), so nothing here is ever taken out.
+    contains it (see the module docstring), so nothing here is ever taken out; only
+    a folded fraud's label time moves when an earlier label of its event arrives.
     """
 
     count: int = 0
