@@ -115,6 +115,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from rtml_common.events import FeatureVector
+from rtml_common.serde import headers_for
+from rtml_common.topics import spec_for_event
 from rtml_features.definitions import (
     CLASSIC_ROW_KINDS,
     Agg,
@@ -299,13 +302,19 @@ class CompiledJob:
     feature_set: FeatureSet
     sources: tuple[SourceTable, ...]
     views: tuple[str, ...]  #: CREATE TEMPORARY VIEW statements, in dependency order
-    row_view: str  #: view name: transaction_id, customer_id, terminal_id, event_ms, row features
+    #: view name: transaction_id, customer_id, terminal_id, event_ms, rtml_amount, the
+    #: rowtime and Kafka record, row features
+    row_view: str
     row_features: tuple[str, ...]
     entity_queries: tuple[EntityQuery, ...]
-    #: One view with every output row: transaction_id, kind ("row" or an entity name),
-    #: entity_id, event_ms, features MAP<STRING, DOUBLE>. The job reads only this view, so
-    #: Flink plans everything at once and each source table is read once.
+    #: One view with every output row: transaction_id, kind ("row", an entity name or
+    #: "vector"), entity_id, event_ms, features MAP<STRING, DOUBLE>, terminal_id and amount
+    #: (vectors only). The job reads only this view, so Flink plans everything at once and
+    #: each source table is read once.
     output_view: str = "rtml_feature_rows"
+    #: The view of whole feature vectors (one row per transaction record, every feature of
+    #: the set), None when compiled without ``vectors``.
+    vector_view: str | None = None
 
     @property
     def statements(self) -> list[str]:
@@ -506,7 +515,7 @@ class _Compiler:
         contributions: tuple[Contribution, ...] = ()
         if summed:
             window, contributions, sum_views, sum_exprs = self._running_sums(
-                entity, summed, prefix, with_record=bool(extremes))
+                entity, summed, prefix)
             views += sum_views
             exprs.update(sum_exprs)
             inputs.append(("q", f"{prefix}_running", True))
@@ -540,18 +549,19 @@ class _Compiler:
                        f"AND {alias}.rt BETWEEN {base}.rt AND {base}.rt")
         final = (f"CREATE TEMPORARY VIEW {view_name} AS\n"
                  f"SELECT {base}.transaction_id, {base}.entity_id, {base}.event_ms, "
+                 f"{base}.rt, {base}.kafka_partition, {base}.kafka_offset, "
                  f"{', '.join(outputs)}\nFROM {source}")
         query = EntityQuery(entity, view_name, tuple(names), window, contributions,
                             tuple(extreme_windows))
         return query, [*views, final]
 
-    def _running_sums(self, entity: Entity, aggregates: Sequence[WindowAggregate], prefix: str,
-                      with_record: bool) -> tuple[str, tuple[Contribution, ...], list[str],
-                                                  dict[str, str]]:
+    def _running_sums(self, entity: Entity, aggregates: Sequence[WindowAggregate],
+                      prefix: str) -> tuple[str, tuple[Contribution, ...], list[str],
+                                            dict[str, str]]:
         """The events and running views of the count/sum/mean windows of ``entity``.
 
-        ``with_record``: the query rows also carry their Kafka partition, offset and
-        rowtime, which the features view joins the extremes' views on.
+        The query rows carry their Kafka partition, offset and rowtime, which the features
+        view joins the extremes' views on, and the vector view the entities' features.
         """
         groups: dict[tuple[int, int], _Group] = {}
         group_of: dict[str, _Group] = {}
@@ -572,10 +582,9 @@ class _Compiler:
                     f"{tx_col} AS transaction_id" if is_query else
                     "CAST(NULL AS STRING) AS transaction_id",
                     f"{time_col} AS event_ms", f"{'TRUE' if is_query else 'FALSE'} AS is_query"]
-            if with_record:
-                cols += (["kafka_partition", "kafka_offset"] if is_query else
-                         ["CAST(NULL AS INT) AS kafka_partition",
-                          "CAST(NULL AS BIGINT) AS kafka_offset"])
+            cols += (["kafka_partition", "kafka_offset"] if is_query else
+                     ["CAST(NULL AS INT) AS kafka_partition",
+                      "CAST(NULL AS BIGINT) AS kafka_offset"])
             cols += [f"{weights.get(c, _zero(c))} AS {c}" for c in all_columns]
             return (f"SELECT {', '.join(cols)}\nFROM {source}\n"
                     f"WHERE {valid} AND {entity_col} IS NOT NULL")
@@ -622,9 +631,9 @@ class _Compiler:
                   "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW")
         events = f"CREATE TEMPORARY VIEW {prefix}_events AS\n" + "\nUNION ALL\n".join(parts)
         sums = ", ".join(f"SUM({c}) OVER w AS {c}" for c in all_columns)
-        record = "rt, kafka_partition, kafka_offset, " if with_record else ""
         running = (f"CREATE TEMPORARY VIEW {prefix}_running AS\n"
-                   f"SELECT transaction_id, entity_id, event_ms, is_query, {record}{sums}\n"
+                   f"SELECT transaction_id, entity_id, event_ms, is_query, rt, kafka_partition, "
+                   f"kafka_offset, {sums}\n"
                    f"FROM {prefix}_events\nWINDOW w AS ({window})")
         exprs = {a.name: self._aggregate_expr(a, group_of[a.name]) for a in aggregates}
         return window, tuple(contributions), [events, running], exprs
@@ -698,7 +707,9 @@ class _Compiler:
     def row_view(self) -> tuple[str, str, tuple[str, ...]]:
         source = self.tx_source(0)
         outputs = [f"{self._row_expr(f)} AS {_ident(f.name)}" for f in self.fs.row_features]
-        cols = ", ".join(["transaction_id", "customer_id", "terminal_id", "event_ms", *outputs])
+        cols = ", ".join(["transaction_id", "customer_id", "terminal_id", "event_ms",
+                          "CAST(amount AS DOUBLE) AS rtml_amount", "rt", "kafka_partition",
+                          "kafka_offset", *outputs])
         view = "rtml_row_features"
         sql = (f"CREATE TEMPORARY VIEW {view} AS\nSELECT {cols}\nFROM {source}\n"
                f"WHERE {_TX_VALID}")
@@ -718,8 +729,14 @@ class _Compiler:
         return f"CASE WHEN {condition} THEN {_double(1)} ELSE {_double(0)} END"
 
 
-def compile_feature_set(feature_set: FeatureSet, options: SourceOptions) -> CompiledJob:
-    """The Flink SQL of ``feature_set``; raises :class:`UnsupportedFeature` first if needed."""
+def compile_feature_set(feature_set: FeatureSet, options: SourceOptions,
+                        vectors: bool = False) -> CompiledJob:
+    """The Flink SQL of ``feature_set``; raises :class:`UnsupportedFeature` first if needed.
+
+    ``vectors``: also assemble each transaction's whole feature vector (the
+    ``features`` topic's :class:`~rtml_common.events.FeatureVector`), as rows of kind
+    ``vector`` in the output view (see :func:`vector_view_sql`).
+    """
     check_supported(feature_set)
     compiler = _Compiler(feature_set, options)
     views: list[str] = []
@@ -732,16 +749,95 @@ def compile_feature_set(feature_set: FeatureSet, options: SourceOptions) -> Comp
         views += sqls
     job = CompiledJob(feature_set, tuple(compiler.sources.values()), (), row_view, row_names,
                       tuple(queries))
+    extra = "CAST(NULL AS STRING) AS terminal_id, CAST(NULL AS DOUBLE) AS amount"
     outputs = []
     if row_names:
         outputs.append(f"SELECT transaction_id, 'row' AS kind, customer_id AS entity_id, "
-                       f"event_ms, {_map(row_names)} AS features\nFROM {row_view}")
+                       f"event_ms, {_map(row_names)} AS features, {extra}\nFROM {row_view}")
     for query in queries:
         outputs.append(f"SELECT transaction_id, {_literal(query.entity.name)} AS kind, "
-                       f"entity_id, event_ms, {_map(query.features)} AS features\n"
+                       f"entity_id, event_ms, {_map(query.features)} AS features, {extra}\n"
                        f"FROM {query.view}")
+    if vectors:
+        views.append(vector_view_sql(job))
+        outputs.append(f"SELECT transaction_id, {_literal(VECTOR_KIND)} AS kind, customer_id "
+                       f"AS entity_id, event_ms, features, terminal_id, amount\n"
+                       f"FROM {VECTOR_VIEW}")
+        job = replace(job, vector_view=VECTOR_VIEW)
     views.append(f"CREATE TEMPORARY VIEW {job.output_view} AS\n" + "\nUNION ALL\n".join(outputs))
     return replace(job, views=tuple(views))
+
+
+#: The output rows of whole vectors (``kind``), and their view.
+VECTOR_KIND = "vector"
+VECTOR_VIEW = "rtml_feature_vectors"
+
+
+def vector_view_sql(job: CompiledJob) -> str:
+    """One row per transaction record with every feature of the set, in its order.
+
+    The row features' view and each entity's features view carry the same Kafka
+    record (partition, offset) and rowtime: they are joined on the record with
+    ``e.rt BETWEEN r.rt AND r.rt``, an interval join with a zero-width bound like the
+    min/max views', so Flink drops each pair from its state once the watermark has
+    passed it. Each row is emitted once, when the watermark passes it (the entities'
+    rows only then exist), so a vector is final: there are no revisions (revision 0).
+    The joins are inner: a transaction without an entity's key (no terminal id) has no
+    row for that entity, hence no vector (the Python engine emits the entity's
+    empty-window values).
+    """
+    source = f"{job.row_view} AS r"
+    column: dict[str, str] = {name: f"r.{_ident(name)}" for name in job.row_features}
+    for index, query in enumerate(job.entity_queries):
+        alias = f"e{index}"
+        source += (f"\nJOIN {query.view} AS {alias} ON {alias}.kafka_partition = "
+                   f"r.kafka_partition AND {alias}.kafka_offset = r.kafka_offset "
+                   f"AND {alias}.rt BETWEEN r.rt AND r.rt")
+        column.update({name: f"{alias}.{_ident(name)}" for name in query.features})
+    names = job.feature_set.names
+    entries = ", ".join(f"{_literal(n)}, {column[n]}" for n in names)
+    return (f"CREATE TEMPORARY VIEW {VECTOR_VIEW} AS\n"
+            f"SELECT r.transaction_id, r.customer_id, r.terminal_id, r.event_ms, "
+            f"r.rtml_amount AS amount, MAP[{entries}] AS features\nFROM {source}")
+
+
+#: The headers the Python engine's worker writes on ``features``.
+FEATURE_VECTOR_HEADERS: tuple[tuple[str, bytes], ...] = tuple(headers_for(FeatureVector))
+FEATURES_TOPIC = spec_for_event(FeatureVector).name
+FEATURES_SINK = "rtml_features_sink"
+#: The view the job registers over its DataStream of encoded vectors (record_key, record_value).
+VECTOR_RECORDS_VIEW = "rtml_vector_records"
+
+
+def features_sink_statements(options: SourceOptions, topic: str = FEATURES_TOPIC
+                             ) -> tuple[str, str]:
+    """The Kafka sink table of ``features`` records and the INSERT that fills it.
+
+    The job encodes each vector in Python (the worker's JSON) as ``record_key``
+    (the customer id, as the worker keys it) and ``record_value``; this SQL sink
+    writes them with the worker's headers, which the Python DataStream Kafka sink
+    cannot set. Raw formats: the bytes are the job's, unchanged.
+    """
+    sink_options = {
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": options.bootstrap_servers,
+        "key.format": "raw",
+        "key.fields": "record_key",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": "at-least-once",
+    }
+    for key, value in options.kafka_properties.items():
+        sink_options[f"properties.{key}"] = value
+    ddl = (f"CREATE TEMPORARY TABLE {FEATURES_SINK} (\n  record_key STRING,\n"
+           f"  record_value STRING,\n  headers MAP<STRING, BYTES> METADATA\n) "
+           f"{_with(sink_options)}")
+    headers = ", ".join(f"{_literal(k)}, CAST({_literal(v.decode())} AS BYTES)"
+                        for k, v in FEATURE_VECTOR_HEADERS)
+    insert = (f"INSERT INTO {FEATURES_SINK}\nSELECT record_key, record_value, MAP[{headers}]\n"
+              f"FROM {VECTOR_RECORDS_VIEW}")
+    return ddl, insert
 
 
 def _map(names: Sequence[str]) -> str:

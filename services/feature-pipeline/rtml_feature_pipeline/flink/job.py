@@ -8,10 +8,11 @@ Run inside the Flink virtualenv (``scripts/flink-venv.sh`` creates ``.venv-flink
 That runs the job in a local MiniCluster inside this process. To submit it to
 a Flink cluster instead (docker-compose's job manager)::
 
-    flink run -m flink-jobmanager:8081 -pyexec /opt/rtml-venv/bin/python \\
-        -py rtml_feature_pipeline/flink/job.py -- --bootstrap-servers kafka:9092 ...
+    flink run -m flink-jobmanager:8081 -p 2 -pyclientexec python -pyexec python \\
+        -py rtml_feature_pipeline/flink/job.py --parallelism 2 --bootstrap-servers kafka:9092 ...
 
-(see docs/flink.md). ``--print-sql`` prints the compiled statements and
+(:mod:`.submit` does that once and follows the job: docker-compose's ``flink-job``;
+see docs/flink.md). ``--print-sql`` prints the compiled statements and
 ``--describe`` how each feature is computed; both exit at once and need no
 PyFlink, so they also work in the main virtualenv.
 
@@ -21,7 +22,13 @@ What it builds (one job, parallelism ``--parallelism``):
 2. per entity, its feature view as a DataStream, keyed by entity id, into
    :class:`.sink.RedisEntityWriter` (the same Redis layout as the Python
    engine);
-3. with ``--results-topic``, every transaction's row features and every
+3. every transaction's whole feature vector, joined from its row features and
+   entities' values, published to ``--features-topic`` (default ``features``)
+   as the Python engine's worker publishes it: a
+   :class:`~rtml_common.events.FeatureVector` JSON value keyed by customer id,
+   with the same headers, so the scorer runs behind either engine
+   (``--no-features`` skips it);
+4. with ``--results-topic``, every transaction's row features and every
    entity's values as JSON records ``{transaction_id, kind, entity_id,
    event_ms, features}`` (``kind`` = ``row`` or the entity name), for parity
    checks and audits.
@@ -44,10 +51,14 @@ from datetime import timedelta
 from typing import Any
 
 from rtml_feature_pipeline.flink.compile import (
+    FEATURES_TOPIC,
+    VECTOR_KIND,
+    VECTOR_RECORDS_VIEW,
     CompiledJob,
     SourceOptions,
     compile_feature_set,
     describe_features,
+    features_sink_statements,
     supported_subset,
 )
 from rtml_features.baseline import default_feature_set, get_feature_set
@@ -98,11 +109,12 @@ def embedded_python_path() -> str:
     finds neither site-packages nor editable installs (import hooks, not path
     entries): hand it this interpreter's path plus the rtml source roots.
     """
+    import rtml_common
     import rtml_feature_pipeline
     import rtml_features
 
     roots = [os.path.dirname(os.path.dirname(m.__file__ or ""))
-             for m in (rtml_feature_pipeline, rtml_features)]
+             for m in (rtml_feature_pipeline, rtml_features, rtml_common)]
     return os.pathsep.join(dict.fromkeys([*roots, *(p for p in sys.path if p)]))
 
 
@@ -139,9 +151,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-ttl-s", type=int,
                         default=int(env("RTML_FEATURE_PIPELINE_REDIS_TTL_S", str(DEFAULT_TTL_S))))
     parser.add_argument("--no-redis", action="store_true", help="do not write Redis")
+    parser.add_argument("--features-topic",
+                        default=env("RTML_FEATURE_PIPELINE_FLINK_FEATURES_TOPIC", FEATURES_TOPIC),
+                        help="publish each transaction's FeatureVector here, as the Python "
+                             "engine does (default: %(default)s)")
+    parser.add_argument("--no-features", action="store_true",
+                        help="do not publish feature vectors (Redis and --results-topic only)")
     parser.add_argument("--results-topic", default=None,
                         help="also publish every transaction's values to this topic (JSON)")
-    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--parallelism", type=int,
+                        default=int(env("RTML_FLINK_PARALLELISM", "1")),
+                        help="every operator's parallelism (default RTML_FLINK_PARALLELISM "
+                             "or 1); on a cluster, at most its free task slots")
     parser.add_argument("--checkpoint-interval-s", type=float, default=0.0,
                         help="0: no checkpoints (bounded runs); set it for long-running jobs")
     parser.add_argument("--python-executable", default=None,
@@ -159,8 +180,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "and exit (no Flink needed)")
     args = parser.parse_args(argv)
     args.bounded_offsets = _bounded(args.bounded_offsets)
-    if args.no_redis and not args.results_topic and not (args.print_sql or args.describe):
-        parser.error("--no-redis without --results-topic would compute nothing observable")
+    if (args.no_redis and args.no_features and not args.results_topic
+            and not (args.print_sql or args.describe)):
+        parser.error("--no-redis and --no-features without --results-topic would compute "
+                     "nothing observable")
     return args
 
 
@@ -169,14 +192,15 @@ def compile_from_args(args: argparse.Namespace) -> CompiledJob:
     feature_set = load_feature_set(args.feature_set)
     if args.subset:
         feature_set = supported_subset(feature_set)
-    options = SourceOptions(
-        bootstrap_servers=args.bootstrap_servers,
-        group_id=args.group_id,
-        startup_mode=args.startup_mode,
-        bounded_offsets=args.bounded_offsets,
-        allowed_lateness=timedelta(seconds=args.allowed_lateness_s),
-    )
-    return compile_feature_set(feature_set, options)
+    options = source_options(args)
+    return compile_feature_set(feature_set, options, vectors=not args.no_features)
+
+
+def source_options(args: argparse.Namespace) -> SourceOptions:
+    """The Kafka options of ``args`` (also the features sink's bootstrap servers)."""
+    return SourceOptions(bootstrap_servers=args.bootstrap_servers, group_id=args.group_id,
+                         startup_mode=args.startup_mode, bounded_offsets=args.bounded_offsets,
+                         allowed_lateness=timedelta(seconds=args.allowed_lateness_s))
 
 
 def run(args: argparse.Namespace) -> float:
@@ -193,7 +217,12 @@ def run(args: argparse.Namespace) -> float:
     )
     from pyflink.table import StreamTableEnvironment
 
-    from rtml_feature_pipeline.flink.sink import RedisEntityWriter, result_json
+    from rtml_feature_pipeline.flink.sink import (
+        VECTOR_RECORD_TYPE,
+        RedisEntityWriter,
+        VectorEncoder,
+        result_json,
+    )
 
     job = compile_from_args(args)
     feature_set = job.feature_set
@@ -226,9 +255,9 @@ def run(args: argparse.Namespace) -> float:
     # One conversion of the one output view: Flink plans all views together, so each
     # source table becomes one Kafka reader shared by every entity's query.
     rows: Any = t_env.to_data_stream(t_env.from_path(job.output_view))
+    entities = {q.entity.name: q.features for q in job.entity_queries}
     if not args.no_redis:
-        entities = {q.entity.name: q.features for q in job.entity_queries}
-        (rows.filter(lambda row: row["kind"] != "row")
+        (rows.filter(lambda row: row["kind"] in entities)
              .key_by(lambda row: f"{row['kind']}:{row['entity_id']}", key_type=Types.STRING())
              .process(RedisEntityWriter(feature_set, entities, args.redis_url, args.redis_ttl_s),
                       output_type=Types.INT())
@@ -244,7 +273,21 @@ def run(args: argparse.Namespace) -> float:
                 .set_record_serializer(serializer)
                 .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
                 .build())
-        rows.map(result_json, output_type=Types.STRING()).name("results-json").sink_to(sink)
+        (rows.filter(lambda row: row["kind"] != VECTOR_KIND)
+             .map(result_json, output_type=Types.STRING()).name("results-json").sink_to(sink))
+    if not args.no_features:
+        # Encoded in Python (the worker's JSON), written by a SQL Kafka sink: the Python
+        # DataStream Kafka sink cannot set record headers. The conversion back to a table
+        # reads the DataStream above, so no Kafka source is planned twice.
+        records = (rows.filter(lambda row: row["kind"] == VECTOR_KIND)
+                   .map(VectorEncoder(feature_set), output_type=VECTOR_RECORD_TYPE)
+                   .name("feature-vectors"))
+        t_env.create_temporary_view(VECTOR_RECORDS_VIEW, t_env.from_data_stream(records))
+        ddl, insert = features_sink_statements(source_options(args), args.features_topic)
+        t_env.execute_sql(ddl)
+        statements = t_env.create_statement_set()
+        statements.add_insert_sql(insert)
+        statements.attach_as_datastream()
 
     started = time.monotonic()
     say("submitting the job")

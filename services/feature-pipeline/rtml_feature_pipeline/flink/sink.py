@@ -17,6 +17,10 @@ Writes are one pipelined HSET + EXPIRE round trip per row: buffering across
 rows would need a flush on checkpoint, which PyFlink's Python functions
 cannot hook, and would lose buffered writes on failure.
 
+:class:`VectorEncoder` turns the job's whole vectors into the ``features``
+records the Python engine publishes (see :func:`.compile.features_sink_statements`
+for the Kafka side).
+
 Imported only inside the Flink virtualenv (it needs PyFlink).
 """
 
@@ -24,9 +28,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pyflink.common import Time, Types
+import orjson
+from pyflink.common import Row, Time, Types
 from pyflink.datastream import (
     KeyedProcessFunction,
     RuntimeContext,
@@ -39,6 +45,8 @@ from pyflink.datastream.state import (
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import EntityValues
 from rtml_features.online_store.redis.store import RedisOnlineStore
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RedisEntityWriter(KeyedProcessFunction):
@@ -92,6 +100,43 @@ class RedisEntityWriter(KeyedProcessFunction):
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+class VectorEncoder:
+    """A ``vector`` output row as the Python engine's ``features`` record (key, JSON value).
+
+    The same fields and encoding as the worker's (``rtml_feature_pipeline.worker``:
+    orjson of the :class:`~rtml_common.events.FeatureVector` fields, ``event_time``
+    as a UTC datetime, ``revision`` 0, ``computed_at`` now), keyed by the customer id.
+    Features are written in the set's order. Flink emits a vector once, final, when
+    the watermark passes its transaction: there are no revisions.
+    """
+
+    def __init__(self, feature_set: FeatureSet) -> None:
+        self.name = feature_set.name
+        self.version = feature_set.version
+        self.names = tuple(feature_set.names)
+
+    def __call__(self, row: Any) -> Row:
+        features = row["features"]
+        value = orjson.dumps({
+            "transaction_id": row["transaction_id"],
+            "customer_id": row["entity_id"],
+            "terminal_id": row["terminal_id"],
+            "event_time": EPOCH + timedelta(milliseconds=int(row["event_ms"])),
+            "amount": float(row["amount"]),
+            "feature_set": self.name,
+            "feature_set_version": self.version,
+            "features": {name: float(features[name]) for name in self.names},
+            "revision": 0,
+            "computed_at": datetime.now(UTC),
+        })
+        return Row(record_key=str(row["entity_id"]), record_value=value.decode())
+
+
+#: The encoded vectors' type (the columns the features sink's INSERT reads).
+VECTOR_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value"],
+                                     [Types.STRING(), Types.STRING()])
 
 
 def result_json(row: Any) -> str:
