@@ -310,6 +310,21 @@ def test_every_kind_streamed_out_of_order_equals_the_oracle(seed: int,
     assert sum(folded) > 0
 
 
+@pytest.mark.parametrize("seed", range(100, 108))
+def test_small_streams_of_every_kind_under_varied_settings_equal_the_oracle(seed: int) -> None:
+    """Short streams, each with its own lateness, label lag, time grain (a second to ten
+    minutes: few or many simultaneous events), sweep period and label horizon."""
+    rnd = random.Random(seed)
+    lateness = rnd.choice([timedelta(0), MINUTE, 10 * MINUTE, 45 * MINUTE])
+    scene = scenario(seed, _txn_event, n=70, span=rnd.choice([HOUR, 6 * HOUR]),
+                     lateness=lateness, label_lag=rnd.choice([MINUTE, HOUR, 4 * HOUR]),
+                     grid=rnd.choice([timedelta(seconds=1), MINUTE, 10 * MINUTE]))
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=lateness,
+                                        sweep_every=rnd.choice([MINUTE, HOUR]),
+                                        label_horizon=rnd.choice([None, 5 * HOUR]))
+    assert_matches_oracle(EVERY_KIND, scene, run(computer, scene))
+
+
 def test_every_kind_without_lateness_in_time_order_equals_the_oracle() -> None:
     scene = scenario(4, _txn_event, n=150, span=6 * HOUR, lateness=timedelta(0),
                      label_lag=60 * MINUTE, grid=timedelta(minutes=1))
