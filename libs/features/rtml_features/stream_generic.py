@@ -222,6 +222,9 @@ class GenericStreamingComputer:
     event long before its label comes, so for such sets the events stay known this
     long (default :data:`LIFETIME_LABEL_HORIZON`): a label later than that is dropped.
 
+    ``track_newest``: keep, per entity, the vector of its newest event for
+    :meth:`take_newest_vectors` (what an online store of latest values holds).
+
     Emissions: ``transaction_id`` is the event's id, ``ids`` its entity ids in
     ``feature_set.entities`` order (the handbook's ``(customer, terminal)`` for its
     sets), ``amount`` its ``amount`` field when the schema has one (else 0.0).
@@ -229,7 +232,7 @@ class GenericStreamingComputer:
 
     def __init__(self, feature_set: FeatureSet, allowed_lateness: timedelta = timedelta(0),
                  sweep_every: timedelta = timedelta(days=1),
-                 label_horizon: timedelta | None = None) -> None:
+                 label_horizon: timedelta | None = None, track_newest: bool = False) -> None:
         self.feature_set = feature_set
         schema = feature_set.schema
         self._id_field = schema.id_field
@@ -262,6 +265,9 @@ class GenericStreamingComputer:
         self.watermark_ms: int | None = None
         self.revisions = 0
         self._last_sweep_ms: int | None = None
+        #: With ``track_newest``: (entity name, id) -> the vector last emitted for the
+        #: entity's newest event, since the last :meth:`take_newest_vectors`.
+        self._newest: dict[tuple[str, str], Emission] | None = {} if track_newest else None
 
     # -- compilation -----------------------------------------------------------
 
@@ -395,6 +401,8 @@ class GenericStreamingComputer:
         emission = Emission(tid, self._emission_ids(stored), time_ms, stored.amount,
                             self._vector(stored))
         self.recent[tid] = emission
+        if self._newest is not None:
+            self._track_if_newest(stored, emission)
         heapq.heappush(self._recent_order, (time_ms, tid))
         emitted = [emission]
         emitted += self._revise(stored, range(len(stored.ids)), time_ms, add_delay=True)
@@ -437,6 +445,30 @@ class GenericStreamingComputer:
                                max(min(before, after), event.time_ms))
         self._sweep()
         return revised
+
+    def _track_if_newest(self, event: StoredEvent, emission: Emission) -> None:
+        """Remember ``emission`` for each entity whose newest event ``event`` is."""
+        newest = self._newest
+        assert newest is not None
+        for entity, entity_id in enumerate(event.ids):
+            if entity_id is None:
+                continue
+            state = self.states.get((entity, entity_id))
+            if state is not None and state.events and state.events[-1] is event:
+                newest[(self._entities[entity].name, entity_id)] = emission
+
+    def take_newest_vectors(self) -> dict[tuple[str, str], Emission]:
+        """(entity name, id) -> the latest vector of the entity's newest event, emitted
+        since the last call; then forget them. Always empty without ``track_newest``.
+
+        An older event's vector (a late arrival, or a revision of one) is never among
+        them, so an online store written from these converges to the same state
+        whatever order partitions are read in (as the classic computer's).
+        """
+        if self._newest is None:
+            return {}
+        taken, self._newest = self._newest, {}
+        return taken
 
     def expect_sources(self, sources: list[str]) -> None:
         """Declare input partitions that will deliver (the watermark waits for each)."""
@@ -519,6 +551,8 @@ class GenericStreamingComputer:
                 revision = Emission(tid, emitted.ids, emitted.time_ms, emitted.amount, vector,
                                     emitted.revision + 1)
                 recent[tid] = revision
+                if self._newest is not None:
+                    self._track_if_newest(stored, revision)
                 revised.append(revision)
         self.revisions += len(revised)
         return revised

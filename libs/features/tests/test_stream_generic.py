@@ -624,3 +624,36 @@ def test_a_label_whose_event_never_comes_is_forgotten_once_the_event_would_be_la
     assert set(computer.pending_labels) == {"later"}
     with pytest.raises(LateEvent):  # the ghost's event would be refused anyway
         computer.on_event(_event("ghost", ORIGIN_MS))
+
+
+def test_the_newest_vector_of_each_entity_is_tracked_for_an_online_store() -> None:
+    """Whatever the arrival order, the tracked vectors end as each entity's newest
+    event's last vector (what a latest-values store must hold)."""
+    scene = scenario(21, _txn_event, n=120, span=4 * HOUR, lateness=10 * MINUTE,
+                     label_lag=HOUR, grid=MINUTE)
+    computer = GenericStreamingComputer(EVERY_KIND, allowed_lateness=scene.lateness,
+                                        track_newest=True)
+    store: dict[tuple[str, str], Emission] = {}
+    last: dict[str, Emission] = {}
+    for kind, item, source in scene.deliveries:
+        emitted = (computer.on_event(item, source=source) if kind == "event" else
+                   computer.on_label(item["transaction_id"], item["labeled_at"],
+                                     item["is_fraud"], source=source))
+        last.update((e.transaction_id, e) for e in emitted)
+        store.update(computer.take_newest_vectors())
+    assert computer.take_newest_vectors() == {}
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in scene.events:
+        for entity in EVERY_KIND.entities:
+            entity_id = entity.id_of(event)
+            if entity_id is None:
+                continue
+            key = (entity.name, entity_id)
+            held = newest.get(key)
+            if held is None or (event["event_time"], event["transaction_id"]) > (
+                    held["event_time"], held["transaction_id"]):
+                newest[key] = event
+    assert set(store) == set(newest)
+    for key, event in newest.items():
+        assert store[key] == last[event["transaction_id"]]
+    assert GenericStreamingComputer(EVERY_KIND).take_newest_vectors() == {}
