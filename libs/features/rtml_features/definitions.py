@@ -66,6 +66,19 @@ Semantics of the aggregations beyond count/sum/mean/min/max, one rule each
 * ``time_since_first`` — ``t`` minus the oldest event's time in the window, in
   seconds, the current event included (an entity's first event gives 0): with
   :data:`LIFETIME`, the entity's age.
+
+Missing values (optional fields), the same in every engine
+(:mod:`rtml_features.oracle` is the literal reference):
+
+* an event lacking a key field of an entity belongs to no entity of that kind:
+  its aggregates over that entity are their ``empty`` value;
+* ``count_distinct`` over a window whose events all lack the field is ``empty``;
+* a numeric field read by an aggregate or a row feature is required or has a
+  declared default (checked by :class:`FeatureSet`), which an event without it
+  contributes;
+* ``category_code`` is -1 when the field is absent (or holds an undeclared
+  value), ``equals`` 0.
+* a transaction labelled twice keeps its earliest known label.
 """
 
 from __future__ import annotations
