@@ -26,9 +26,10 @@ module: a window's standard deviation from a block tree of stable moments
 summed like the label-delayed ones (:mod:`~rtml_features.batch_distinct`), the
 previous event through a tie order by event id (:mod:`~rtml_features.batch_previous`).
 Compound entity keys are coded field by field (:mod:`~rtml_features.batch_keys`).
-A :data:`~rtml_features.definitions.LIFETIME` window (or any window or delay
-longer than the data) is cut to the data's span plus one millisecond, which
-selects the same events and keeps every key inside its entity's range.
+A :data:`~rtml_features.definitions.LIFETIME` window (or any window and delay
+reaching back further than the data) is cut to the data's span plus one
+millisecond, which selects the same events and keeps every key inside its
+entity's range (so data spanning up to ~2.9 years fits the key with LIFETIME).
 
 Times are resolved to milliseconds (the streaming engine uses the same unit).
 
@@ -129,8 +130,7 @@ class _Engine:
         all_ms = np.concatenate((self.time_ms, spine_ms))
         first = int(all_ms.min()) if len(all_ms) else 0
         last = int(all_ms.max()) if len(all_ms) else 0
-        # A window or delay longer than the data selects what one of span + 1 ms selects.
-        self.longest_ms = last - first + 1
+        self.longest_ms = last - first + 1  # a window this long reaches every event
         # Keys stay inside their entity's range only if every offset, minus or plus the
         # longest horizon, stays within [0, 2**TIME_BITS): put the origin a horizon early.
         horizon_ms = max((sum(self.window_and_delay(a)) for a in feature_set.window_aggregates),
@@ -138,7 +138,8 @@ class _Engine:
         self.origin = first - horizon_ms - 1
         span = last - self.origin + horizon_ms
         if span >= 2**TIME_BITS:
-            raise SpineError("history, spine and windows span more than ~8 years; split the job")
+            raise SpineError("history, spine and windows span more than ~8 years (~2.9 with a "
+                             "LIFETIME window); split the job")
         self.labeled_at, self.is_fraud = self._join_labels(labels)
         self.indexes: dict[str, _EntityIndex] = {}
         self.spine_indexes: dict[str, _SpineIndex] = {}
@@ -146,10 +147,15 @@ class _Engine:
         self.bounds: dict[tuple[str, int, int], tuple[I64, I64]] = {}
 
     def window_and_delay(self, aggregate: WindowAggregate) -> tuple[int, int]:
-        """(window, delay) in ms, each cut to the data's span + 1 ms (same events selected)."""
+        """(window, delay) in ms, their sum cut to the data's span + 1 ms.
+
+        A window reaching back further than the data, ``t - (n + d) < first``,
+        selects what one reaching exactly there selects, so LIFETIME costs no more
+        of the key's 2**TIME_BITS ms than the data's own span.
+        """
         window_ms = int(aggregate.window.total_seconds() * 1000)
-        delay_ms = int(aggregate.delay.total_seconds() * 1000)
-        return min(window_ms, self.longest_ms), min(delay_ms, self.longest_ms)
+        delay_ms = min(int(aggregate.delay.total_seconds() * 1000), self.longest_ms)
+        return min(window_ms, max(self.longest_ms - delay_ms, 1)), delay_ms
 
     def _join_labels(self, labels: pd.DataFrame | None) -> tuple[I64, F64]:
         n = len(self.history)
@@ -274,7 +280,7 @@ def _row_feature(feature: RowFeature, spine: pd.DataFrame, spine_ms: I64,
         assert feature.field is not None
         categories = ([feature.value] if feature.kind is RowKind.EQUALS
                       else list(feature_set.schema.field(feature.field).categories or ()))
-        codes = pd.Categorical(spine[feature.field], categories=categories).codes
+        codes = np.asarray(pd.Index(categories).get_indexer(spine[feature.field]))
         if feature.kind is RowKind.EQUALS:
             return (codes == 0).astype(np.float64)
         return codes.astype(np.float64)  # -1: absent or not a declared category

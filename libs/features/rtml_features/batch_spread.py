@@ -25,32 +25,53 @@ I64 = npt.NDArray[np.int64]
 
 
 class _Moments:
-    """Count, mean and M2 of a group of values per query (all zero: the empty group)."""
+    """Count, mean (as a float and its rounding error) and M2 per query; zeros: empty."""
 
     def __init__(self, size: int) -> None:
         self.count = np.zeros(size, dtype=np.float64)
         self.mean = np.zeros(size, dtype=np.float64)
+        self.mean_error = np.zeros(size, dtype=np.float64)
         self.m2 = np.zeros(size, dtype=np.float64)
 
-    def merge(self, rows: I64, count: F64, mean: F64, m2: F64, before: bool) -> None:
+    def merge(self, rows: I64, block: Moments, before: bool) -> None:
         """Merge a group into ``rows`` (placed ``before`` or after the accumulated one)."""
-        a_count, a_mean, a_m2 = self.count[rows], self.mean[rows], self.m2[rows]
-        if before:
-            merged = _chan(count, mean, m2, a_count, a_mean, a_m2)
-        else:
-            merged = _chan(a_count, a_mean, a_m2, count, mean, m2)
-        self.count[rows], self.mean[rows], self.m2[rows] = merged
+        mine = (self.count[rows], self.mean[rows], self.mean_error[rows], self.m2[rows])
+        merged = _chan(block, mine) if before else _chan(mine, block)
+        self.count[rows], self.mean[rows], self.mean_error[rows], self.m2[rows] = merged
+
+    @property
+    def moments(self) -> Moments:
+        return self.count, self.mean, self.mean_error, self.m2
 
 
-def _chan(n_a: F64, mean_a: F64, m2_a: F64, n_b: F64, mean_b: F64,
-          m2_b: F64) -> tuple[F64, F64, F64]:
-    """Moments of group a followed by group b (either may be empty)."""
+#: (count, mean, mean's rounding error, M2) of groups of values.
+Moments = tuple[F64, F64, F64, F64]
+
+
+def _chan(a: Moments, b: Moments) -> Moments:
+    """Moments of group ``a`` followed by group ``b`` (either may be empty).
+
+    The mean is kept as a double-double (``mean + mean_error``): the difference of
+    two block means (``delta``) must be exact to the spread's digits even when the
+    means are a million times the spread (amounts of 1e6 differing by cents).
+    """
+    n_a, mean_a, error_a, m2_a = a
+    n_b, mean_b, error_b, m2_b = b
     n = n_a + n_b
     safe_n = np.where(n > 0, n, 1.0)
-    delta = mean_b - mean_a
-    mean = np.where(n_a == 0, mean_b, np.where(n_b == 0, mean_a, mean_a + delta * (n_b / safe_n)))
-    m2 = m2_a + m2_b + np.where((n_a > 0) & (n_b > 0), delta * delta * (n_a * n_b / safe_n), 0.0)
-    return n, mean, m2
+    delta = (mean_b - mean_a) + (error_b - error_a)
+    step = delta * (n_b / safe_n)
+    total = mean_a + step  # two-sum: total + rounding == mean_a + step exactly
+    back = total - mean_a
+    rounding = (mean_a - (total - back)) + (step - back)
+    error = error_a + rounding
+    mean = total + error  # renormalised: |error| stays below half an ulp of mean
+    error = error - (mean - total)
+    both = (n_a > 0) & (n_b > 0)
+    mean = np.where(both, mean, np.where(n_a > 0, mean_a, mean_b))
+    error = np.where(both, error, np.where(n_a > 0, error_a, error_b))
+    m2 = m2_a + m2_b + np.where(both, delta * delta * (n_a * n_b / safe_n), 0.0)
+    return n, mean, error, m2
 
 
 def range_stddev(values: F64, lower: I64, upper: I64) -> F64:
@@ -61,26 +82,30 @@ def range_stddev(values: F64, lower: I64, upper: I64) -> F64:
     if longest < 2:
         return result
     # levels[k]: the moments of blocks [j * 2**k, (j + 1) * 2**k), whole blocks only
-    levels = [(np.ones(len(values)), values.astype(np.float64), np.zeros(len(values)))]
+    zeros = np.zeros(len(values))
+    levels: list[Moments] = [(np.ones(len(values)), values.astype(np.float64), zeros, zeros)]
     while 2 ** len(levels) <= longest:
-        count, mean, m2 = levels[-1]
-        pairs = len(count) // 2
-        levels.append(_chan(count[0:2 * pairs:2], mean[0:2 * pairs:2], m2[0:2 * pairs:2],
-                            count[1:2 * pairs:2], mean[1:2 * pairs:2], m2[1:2 * pairs:2]))
+        pairs = np.arange(len(levels[-1][0]) // 2) * 2
+        levels.append(_chan(_take(levels[-1], pairs), _take(levels[-1], pairs + 1)))
     left, right = _Moments(len(lower)), _Moments(len(lower))
     low, high = lower.astype(np.int64), upper.astype(np.int64)
-    for k, (count, mean, m2) in enumerate(levels):
+    for k, level in enumerate(levels):
         size = 1 << k
         rows = np.flatnonzero(((low >> k) & 1).astype(bool) & (low + size <= high))
         block = low[rows] >> k
-        left.merge(rows, count[block], mean[block], m2[block], before=False)
+        left.merge(rows, _take(level, block), before=False)
         low[rows] += size
         rows = np.flatnonzero(((high >> k) & 1).astype(bool) & (high - size >= low))
         block = (high[rows] >> k) - 1
-        right.merge(rows, count[block], mean[block], m2[block], before=True)
+        right.merge(rows, _take(level, block), before=True)
         high[rows] -= size
     assert bool(np.all(low == high)), "block decomposition did not cover every range"
-    n, _, m2 = _chan(left.count, left.mean, left.m2, right.count, right.mean, right.m2)
+    n, _, _, m2 = _chan(left.moments, right.moments)
     many = n >= 2
     result[many] = np.sqrt(m2[many] / n[many])
     return result
+
+
+def _take(level: Moments, blocks: I64) -> Moments:
+    count, mean, error, m2 = level
+    return count[blocks], mean[blocks], error[blocks], m2[blocks]

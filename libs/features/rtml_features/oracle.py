@@ -87,6 +87,14 @@ class _Reference:
         self.time = self.schema.event_time
         self.id = self.schema.id_field
         self.labels = first_labels(labels)
+        self._ids: dict[str, list[str | None]] = {}
+
+    def entity_ids(self, aggregate: WindowAggregate) -> list[str | None]:
+        """Every event's id for the aggregate's entity (``Entity.id_of``, computed once)."""
+        entity = aggregate.entity
+        if entity.name not in self._ids:
+            self._ids[entity.name] = [entity.id_of(event) for event in self.events]
+        return self._ids[entity.name]
 
     def numeric(self, event: Event, name: str) -> float:
         """A numeric field's value as float (booleans 1/0; absent: the declared default)."""
@@ -128,15 +136,15 @@ class _Reference:
     def aggregate(self, aggregate: WindowAggregate, position: int) -> float:
         """Literally: the entity's events in the window, then the aggregation."""
         current = self.events[position]
-        entity_id = aggregate.entity.id_of(current)
+        ids = self.entity_ids(aggregate)
+        entity_id = ids[position]
         if entity_id is None:
             return aggregate.empty
         t = int(current[self.time])
         delay = _ms(aggregate.delay)
         lower, upper = t - _ms(aggregate.window) - delay, t - delay  # (lower, upper]
         window = [i for i, event in enumerate(self.events)
-                  if aggregate.entity.id_of(event) == entity_id
-                  and lower < int(event[self.time]) <= upper]
+                  if ids[i] == entity_id and lower < int(event[self.time]) <= upper]
         if not window:
             return aggregate.empty
         agg = aggregate.agg
