@@ -1,16 +1,17 @@
 """A request's feature vector at its event time, for any feature set, from what one read fetched.
 
 The arithmetic half of request-time computation over the generic layout
-(:mod:`rtml_features.online_store.redis.generic_layout`): per entity,
-:class:`EntityRead` holds what
-:class:`~rtml_features.online_store.redis.generic_reader.GenericReader` fetched —
+(:mod:`rtml_features.online_store.redis.generic_layout`). Per entity,
+:class:`EntityRead` holds what one read fetched
+(:class:`~rtml_features.online_store.redis.generic_reader.GenericReader`):
 the floor entries of every window boundary (running sums, sums of squares,
-running LIFETIME extremes), sparse-table levels for finite min / max, the newest entries at or before each window's end (last,
-time_since_previous), the oldest entry of each window (time_since_first), the
-exact distinct counts the script computed, the label log's floors and the
-labels known only after the request — and :class:`GenericRequestVectors`
-turns them into the definitions' values, the request's own event included in
-every window without delay unless the store already holds it.
+running LIFETIME extremes), sparse-table levels for finite min / max, the
+newest entries at or before each window's end (last, time_since_previous),
+the oldest entry of each window (time_since_first), the exact distinct
+counts the script computed, the label log's floors and the labels known only
+after the request. :class:`GenericRequestVectors` turns them into the
+definitions' values, the request's own event included in every window
+without delay unless the store already holds it.
 
 Standard deviations come from double-double window sums of ``x`` and ``x**2``
 (squares added as exact two-products): ``M2 = S2 - S1 * (S1 / n)`` in
