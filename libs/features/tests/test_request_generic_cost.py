@@ -10,8 +10,8 @@ import random
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +22,6 @@ from rtml_features.online_store.redis.generic_reader import READ_SCRIPT, Generic
 from rtml_features.online_store.redis.generic_writer import GenericOnlineWriter
 from rtml_features.oracle import _Reference
 from rtml_features.request_generic import GenericRequestVectors
-
 
 
 def _streaming_tests() -> Any:
