@@ -5,6 +5,11 @@ The lean engine: librdkafka batches, msgspec decoding straight to the worker's i
 consumer group member that owns every partition (terminal windows need all
 of a terminal's transactions, which are keyed by customer), resuming each
 partition from the worker's checkpoint.
+
+A feature set the classic computer cannot compute (:mod:`.generic_path`) has its
+``transactions`` records decoded with its own schema (:mod:`.generic_inputs`);
+it is served with the ``latest`` online layout only (the prefix layout is
+refused at start, naming the setting).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from rtml_feature_pipeline.alignment import EventTimeAlignment
 from rtml_feature_pipeline.checkpoint import CheckpointStore, checkpoint_key
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.event_time_guard import EventTimeBounds
+from rtml_feature_pipeline.generic_inputs import generic_decoder
+from rtml_feature_pipeline.generic_path import uses_classic_path
 from rtml_feature_pipeline.inputs import INPUT_DECODERS
 from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_feature_pipeline.worker import FeatureWorker
@@ -55,6 +62,17 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
                  producer: EventProducer) -> FeatureWorker:
     """The worker with its Redis online store and checkpoint store."""
     feature_set = get_feature_set(settings.feature_set)
+    if not uses_classic_path(feature_set):
+        if settings.engine != "kafka":
+            raise ValueError(f"feature set {feature_set.name!r} needs the generic streaming "
+                             f"computer, which the {settings.engine} engine does not run: set "
+                             "RTML_FEATURE_PIPELINE_ENGINE=kafka")
+        if "prefix" in settings.online_layout:
+            raise ValueError(
+                f"feature set {feature_set.name!r} (schema {feature_set.schema.name!r}) is not "
+                "computed by the classic streaming computer, and the prefix online layout "
+                "holds only its aggregations: set RTML_FEATURE_PIPELINE_ONLINE_LAYOUT=latest "
+                f"(not {settings.online_layout!r}) until the generic layout's writer is served")
     store = RedisOnlineStore(redis_settings.url, settings.redis_ttl_s,
                              redis_settings.socket_timeout_s)
     checkpoints = CheckpointStore(
@@ -76,6 +94,18 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
                                                       settings.redis_ttl_s)
                                       if "prefix" in settings.online_layout else None),
                          write_latest="latest" in settings.online_layout)
+
+
+def input_decoders(worker: FeatureWorker, topics: dict[str, type[Event]]
+                   ) -> dict[str, Callable[..., Any]]:
+    """Per topic, the decoder of its records into the worker's inputs: the handbook's,
+    or for a non-classic set its own schema's on ``transactions`` (labels stay the
+    handbook's)."""
+    decoders: dict[str, Callable[..., Any]] = {
+        name: INPUT_DECODERS[event_type] for name, event_type in topics.items()}
+    if not worker.classic:
+        decoders[spec_for_event(Transaction).name] = generic_decoder(worker.feature_set.schema)
+    return decoders
 
 
 def event_time_bounds(settings: Settings) -> EventTimeBounds:
@@ -123,8 +153,7 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
         loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka, producer,
                             start_offsets=worker.start_offset, on_batch_consumed=after_batch,
                             on_idle=on_idle,
-                            decoders={name: INPUT_DECODERS[event_type]
-                                      for name, event_type in topics.items()},
+                            decoders=input_decoders(worker, topics),
                             **client_overrides)
         worker.watch_assignments(loop)
         alignment = EventTimeAlignment(loop, worker.computer,

@@ -38,6 +38,14 @@ partition's or the wall clock's is quarantined (:mod:`.event_time_guard`):
 dead-lettered to ``<topic>.dlq`` with the reason, it changes no window,
 watermark or online-store hash.
 
+Any feature set: the handbook's sets over handbook transactions run on the
+classic :class:`StreamingFeatureComputer`; any other set (another schema, the
+generic API's aggregations, compound entities) on the generic computer
+(:mod:`.generic_path`), its records decoded with the set's own schema
+(:mod:`.generic_inputs`), with the same outputs, guarantees and checkpoints;
+such a set writes no prefix logs (the classic layout cannot hold its
+aggregations), only the ``latest`` hashes.
+
 Traces: a record carrying a W3C ``traceparent`` (a transaction the decision
 API published inside its request's trace) is applied inside a ``features``
 span, child of the producer's span, and the vectors it emits carry that
@@ -59,7 +67,7 @@ from opentelemetry import metrics, trace
 
 from rtml_common.batch_histogram import BatchHistogram
 from rtml_common.dependency import OUTAGE_ERRORS
-from rtml_common.events import FeatureVector, Label, Transaction
+from rtml_common.events import Event, FeatureVector, Label, Transaction
 from rtml_common.gc_policy import SurvivorFreezer, automatic_collection_paused
 from rtml_common.kafka.consumer import ConsumerLoop, Record
 from rtml_common.kafka.producer import EventProducer
@@ -72,6 +80,14 @@ from rtml_feature_pipeline.event_time_guard import (
     EventTimeBounds,
     EventTimeGuard,
     Refusal,
+)
+from rtml_feature_pipeline.generic_inputs import GenericInput, generic_input
+from rtml_feature_pipeline.generic_path import (
+    GenericStoreWriter,
+    WorkerGenericComputer,
+    restore_state,
+    snapshot_state,
+    uses_classic_path,
 )
 from rtml_feature_pipeline.inputs import LabelInput, TransactionInput, as_input
 from rtml_feature_pipeline.quarantine import dead_letter
@@ -94,6 +110,7 @@ from rtml_features.stream import (
     restore,
     snapshot,
 )
+from rtml_features.stream_generic import DuplicateEventId, InvalidEvent
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +137,7 @@ def _applied_at(record: Record[Any]) -> int:
     """When a record takes effect, epoch ms: a transaction's event time, a label's labeled_at."""
     value = record.value
     kind = type(value)
-    if kind is TransactionInput:
+    if kind is TransactionInput or kind is GenericInput:
         return value.time_ms
     if kind is LabelInput:
         return value.labeled_at_ms
@@ -146,8 +163,24 @@ class FeatureWorker:
         clock: Callable[[], float] = time.time,
         prefix_logs: PrefixLogWriter | None = None,
         write_latest: bool = True,
+        generic_writer: GenericStoreWriter | None = None,
     ) -> None:
         self.feature_set = feature_set
+        #: Whether the classic computer serves the set (else the generic one, see
+        #: :mod:`.generic_path`).
+        self.classic = uses_classic_path(feature_set)
+        if not self.classic and prefix_logs is not None:
+            raise ValueError(
+                f"feature set {feature_set.name!r} is not computed by the classic streaming "
+                "computer (another schema, or aggregations / row kinds / compound entities "
+                "of the generic API), so its prefix logs cannot be written: set "
+                "RTML_FEATURE_PIPELINE_ONLINE_LAYOUT=latest (the generic online layout "
+                "is not served by this worker yet)")
+        if self.classic and generic_writer is not None:
+            raise ValueError("a generic online-store writer serves non-classic sets only")
+        #: Writes the generic layout of a non-classic set (None: not written). Called per
+        #: applied event / label (:meth:`_apply`) and once per delivery (:meth:`_deliver_once`).
+        self.generic_writer = generic_writer
         self.store = store
         self.producer = producer
         #: Writes each touched entity's prefix logs (what the decision API computes its
@@ -156,9 +189,16 @@ class FeatureWorker:
         #: Whether each touched entity's hash of values at its newest event is written
         #: (the ``latest`` layout); without it the computer does not track them.
         self.write_latest = write_latest
-        self.computer = StreamingFeatureComputer(feature_set, allowed_lateness,
-                                                 track_newest=write_latest,
-                                                 prefix_logs=prefix_logs is not None)
+        self.computer: StreamingFeatureComputer | WorkerGenericComputer
+        if self.classic:
+            self.computer = StreamingFeatureComputer(feature_set, allowed_lateness,
+                                                     track_newest=write_latest,
+                                                     prefix_logs=prefix_logs is not None)
+            self._generic: WorkerGenericComputer | None = None
+        else:
+            self.computer = self._generic = WorkerGenericComputer(
+                feature_set, allowed_lateness, track_newest=write_latest)
+        self._schema = feature_set.schema
         #: Refuses implausible event times; its per-partition state lives on the computer
         #: (``source_leads_ms``), so checkpoints and restores carry it.
         self.guard = EventTimeGuard(event_time_bounds or EventTimeBounds(),
@@ -255,7 +295,11 @@ class FeatureWorker:
                 # before the first periodic checkpoint then knows what it sent.
                 self.checkpoint()
             return None
-        restore(self.computer, checkpoint.state)
+        if self._generic is not None:
+            restore_state(self._generic, checkpoint.state)
+        else:
+            assert isinstance(self.computer, StreamingFeatureComputer)
+            restore(self.computer, checkpoint.state)
         if self.gc_freezer is not None:
             self.gc_freezer.freeze()  # the restored state: never walked by full collections
         self.offsets = dict(checkpoint.offsets)
@@ -320,7 +364,9 @@ class FeatureWorker:
         if self.published is not None:
             positions = self.published.checkpoint_positions(self.offsets, self._output_ends)
             self._output_ends = positions
-        size = self.checkpoints.save(Checkpoint(snapshot(self.computer), dict(self.offsets),
+        state = (snapshot_state(self._generic) if self._generic is not None
+                 else snapshot(self.computer))
+        size = self.checkpoints.save(Checkpoint(state, dict(self.offsets),
                                                 self.events_applied, positions))
         self._checkpointed_at = (self.events_applied, dict(self.offsets))
         self._last_checkpoint = time.monotonic()
@@ -445,6 +491,9 @@ class FeatureWorker:
                 EntityValues(entity, entity_id, projections[entity](emission.vector),
                              emission.time_ms, emission.transaction_id)
                 for (entity, entity_id), emission in unwritten.items()])
+            if self.generic_writer is not None:
+                # The generic layout's changes since the last delivery (synchronous).
+                self.generic_writer.flush(self.store.client)
             try:
                 logged = self._begin_logs(logs)
                 try:
@@ -538,15 +587,49 @@ class FeatureWorker:
         """
         value = record.value
         kind = type(value)
-        if kind is not TransactionInput and kind is not LabelInput:
-            value = as_input(value)
+        if kind is not TransactionInput and kind is not LabelInput and kind is not GenericInput:
+            value = self._as_input(value)
             kind = type(value)
         key = (record.topic, record.partition)
         source = self._sources.get(key)
         if source is None:
             source = self._source(*key)
         guard = self.guard
-        if kind is TransactionInput:
+        generic = self._generic
+        if generic is not None:
+            if kind is LabelInput:
+                refusal = guard.check_label(source, value.labeled_at_ms,
+                                            value.transaction_time_ms)
+                if refusal is not None:
+                    return self._quarantine(record, value, refusal)
+                emissions = generic.on_label(value.transaction_id, value.labeled_at_ms,
+                                             value.is_fraud, value.transaction_time_ms, source)
+                guard.advanced(source, value.labeled_at_ms)
+                if self.generic_writer is not None:
+                    self.generic_writer.apply_label(value.transaction_id, value.labeled_at_ms,
+                                                    {"is_fraud": value.is_fraud})
+            elif kind is GenericInput:
+                refusal = guard.check(source, value.time_ms)
+                if refusal is not None:
+                    return self._quarantine(record, value, refusal)
+                try:
+                    emissions = generic.on_event(value.fields, source)
+                except LateEvent as exc:
+                    self._send_late(record, value, str(exc))
+                    emissions = []
+                except (InvalidEvent, DuplicateEventId) as exc:  # refused before any change
+                    return self._quarantine(record, value, Refusal("event", str(exc)),
+                                            type(exc).__name__)
+                else:
+                    produced_ms.append(record.timestamp_ms)
+                    guard.advanced(source, value.time_ms)
+                    if self.generic_writer is not None:
+                        self.generic_writer.apply_event(
+                            {**value.fields, self._schema.event_time: value.time_ms})
+            else:
+                raise TypeError(f"feature set {self.feature_set.name!r} reads events of schema "
+                                f"{self._schema.name!r}, not handbook transaction inputs")
+        elif kind is TransactionInput:
             refusal = guard.check(source, value.time_ms)
             if refusal is not None:
                 return self._quarantine(record, value, refusal)
@@ -577,7 +660,14 @@ class FeatureWorker:
             self.offsets[key] = next_offset
         self.events_applied += 1
 
-    def _quarantine(self, record: Record[Any], value: TransactionInput | LabelInput,
+    def _as_input(self, value: object) -> TransactionInput | LabelInput | GenericInput:
+        """The input of a decoded event handed over directly (tests, other engines)."""
+        if self._generic is not None and isinstance(value, Event) and not isinstance(value, Label):
+            return generic_input(self._schema, value)
+        return as_input(value)
+
+    def _quarantine(self, record: Record[Any],
+                    value: TransactionInput | LabelInput | GenericInput,
                     refusal: Refusal, error_type: str = ERROR_TYPE) -> None:
         """Dead-letter a record refused by the guard, as it was read, before it touched
         any state; its offset counts as covered (a restart does not send it again)."""
@@ -652,7 +742,8 @@ class FeatureWorker:
                 kept.append(item)
         return kept
 
-    def _send_late(self, record: Record[Any], transaction: TransactionInput, reason: str) -> None:
+    def _send_late(self, record: Record[Any], transaction: TransactionInput | GenericInput,
+                   reason: str) -> None:
         """Forward a too-late transaction, as it was read, with the reason in a header."""
         self.late_events += 1
         self._late.add(1)
