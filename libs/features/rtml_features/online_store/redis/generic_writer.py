@@ -447,6 +447,11 @@ class GenericOnlineWriter:
         for tid in [t for t, (time_ms, _) in self._events.items() if time_ms < cutoff]:
             del self._events[tid]
             self._labels.pop(tid, None)
+        # a label still waiting for its event: that event (no later than the label) could
+        # not be applied any more
+        for tid in [t for t, (at, _) in self._labels.items()
+                    if at < cutoff and t not in self._events]:
+            del self._labels[tid]
         self._pruned_at = len(self._events)
 
     def commands(self, tagged: bool = False) -> list[list[Any]]:
