@@ -7,10 +7,11 @@ standalone with ``python -m rtml_simulator.cli simulate ...``.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,8 +23,11 @@ from rtml_common.kafka.producer import DeliveryError
 from rtml_simulator.config import CardTesting, DistributionShift, RichMode, SimulationConfig
 from rtml_simulator.io import write_dataset
 from rtml_simulator.pacing import Pace
-from rtml_simulator.replay import ReplayOptions, ReplayReport, replay
+from rtml_simulator.replay import ReplayOptions, ReplayReport, ReplaySchemaError, replay
 from rtml_simulator.simulate import STAGES, Summary, simulate
+
+if TYPE_CHECKING:
+    from rtml_features.definitions import FeatureSet
 
 app = typer.Typer(help="Simulate card transactions and replay them to Kafka.",
                   no_args_is_help=True, add_completion=False)
@@ -142,6 +146,24 @@ def simulate_command(
     console.print(f"wrote [bold]{out}[/bold]")
 
 
+def _served_feature_set(name: str | None, repo: Path | None) -> FeatureSet:
+    """The feature set whose events the replay publishes, as the services resolve it.
+
+    ``--feature-repo`` sets ``RTML_FEATURE_REPO`` for this process; a repo that does not
+    load or an unknown name is printed and exits with status 2.
+    """
+    from rtml_features.baseline import default_feature_set, get_feature_set
+    from rtml_features.repo import FEATURE_REPO_ENV, RepoError
+
+    if repo is not None:
+        os.environ[FEATURE_REPO_ENV] = str(repo)
+    try:
+        return get_feature_set(name or default_feature_set())
+    except (RepoError, KeyError) as exc:
+        console.print(f"[red]{exc.args[0] if exc.args else exc}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("replay")
 def replay_command(
     data: Annotated[Path, typer.Option(help="Data set directory (from `simulate`).")] = (
@@ -164,8 +186,20 @@ def replay_command(
         help="Publish, at the end, labels due after the slice end.")] = False,
     earlier_labels: Annotated[bool, typer.Option(
         help="Publish labels of transactions before the slice that fall due in it.")] = True,
-    transactions_topic: Annotated[str, typer.Option()] = ReplayOptions.transactions_topic,
-    labels_topic: Annotated[str, typer.Option()] = ReplayOptions.labels_topic,
+    feature_set: Annotated[str | None, typer.Option(
+        help="Feature set whose event schema the payments follow (its fields, topic and "
+             "partition key) [default: $RTML_FEATURE_SET, else extended].",
+        show_default=False)] = None,
+    feature_repo: Annotated[Path | None, typer.Option(
+        help="Feature repo folder declaring --feature-set (sets RTML_FEATURE_REPO for this "
+             "command) [default: $RTML_FEATURE_REPO, else the handbook's].",
+        show_default=False)] = None,
+    transactions_topic: Annotated[str, typer.Option(
+        help="Topic of the payments [default: the feature set's event topic].",
+        show_default=False)] = "",
+    labels_topic: Annotated[str | None, typer.Option(
+        help="Topic of the labels [default: the feature set's label topic].",
+        show_default=False)] = None,
     create_topics: Annotated[bool, typer.Option(help="Create missing topics first.")] = True,
     replication_factor: Annotated[int, typer.Option(
         help="For created topics; -1 = broker default.")] = -1,
@@ -183,14 +217,16 @@ def replay_command(
     chosen = [name for name, on in modes if on]
     if len(chosen) > 1:
         raise typer.BadParameter(f"choose one of {', '.join(chosen)}")
+    served = _served_feature_set(feature_set, feature_repo)
     try:
         pace = (Pace.rate(rate) if rate is not None
                 else Pace.speedup(speedup) if speedup is not None else Pace.max_speed())
         options = ReplayOptions(
             start_day=start_day, days=days, limit=limit,
             label_delay=timedelta(days=label_delay_days), pending_labels=pending_labels,
-            earlier_labels=earlier_labels, pace=pace, transactions_topic=transactions_topic,
-            labels_topic=labels_topic, create_topics=create_topics,
+            earlier_labels=earlier_labels, pace=pace, schema=served.schema,
+            transactions_topic=transactions_topic or served.source_topic,
+            labels_topic=labels_topic or served.label_topic, create_topics=create_topics,
             replication_factor=replication_factor, out_of_order_fraction=out_of_order,
             out_of_order_max=timedelta(seconds=out_of_order_max_s),
         )
@@ -199,11 +235,12 @@ def replay_command(
     settings = (KafkaSettings(bootstrap_servers=bootstrap_servers) if bootstrap_servers
                 else KafkaSettings())
     console.print(f"replaying [bold]{data}[/bold] to {settings.bootstrap_servers} "
-                  f"({pace.describe()}), started {datetime.now():%H:%M:%S}")
+                  f"({pace.describe()}) as {served.schema.name!r} events of feature set "
+                  f"{served.name!r}, started {datetime.now():%H:%M:%S}")
     try:
         report = replay(data, options, settings, progress=progress, console=console)
-    except FileNotFoundError as exc:
-        console.print(f"[red]{exc}[/red]")
+    except (FileNotFoundError, ReplaySchemaError) as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     except DeliveryError as exc:
         console.print(f"[red]delivery failed, events may be missing: {exc}[/red]")

@@ -22,10 +22,26 @@ The replay covers a *slice* of event time ``[slice_start, slice_end)``:
   (unpaced). Publishing them and then replaying the next slice duplicates
   them; consumers dedupe by transaction id anyway (at-least-once).
 
+**Events of a schema.** The payments go out as events of
+``options.schema`` (an :class:`~rtml_common.schema.EventSchema`, the served
+feature set's: the handbook's ``transaction`` by default), built and validated
+by its generated model (:func:`rtml_common.schema_models.event_model`) on the
+schema's topic, keyed by its partition key. The file's columns fill the
+schema's fields (:func:`field_columns`): the id field from ``transaction_id``,
+the event-time field from ``tx_datetime``, ``amount`` from ``tx_amount``, and
+any other field from the column of its name (rich mode's ``device_id``,
+``ip_address``, ``merchant_category``, ``country``, ``channel``). An optional
+field the file lacks is left out (its default), a null of an optional one too;
+a required field the file lacks, one with nulls or a category the schema does
+not declare is refused (:class:`ReplaySchemaError`, naming the field) before
+anything is sent. Labels are the handbook's ``Label`` on the labels topic.
+
 Ties in event time: a transaction goes before a label, then rows in
 transaction-id order, so with ``label_delay = 0`` a label never precedes its
-transaction. Each record is keyed by customer id (:mod:`rtml_common.topics`),
-so a customer's events keep their order within their partition.
+transaction. Each payment is keyed by the schema's partition key (customer id
+for the handbook's and the payments example's) and each label by customer id
+(:mod:`rtml_common.topics`), so a customer's events keep their order within
+their partition.
 
 Nothing is lost silently: delivery failures are checked after every batch
 and the final ``flush`` raises :class:`rtml_common.kafka.producer.DeliveryError`
@@ -44,6 +60,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -55,12 +73,15 @@ from rich.progress import (
 )
 
 from rtml_common.config import KafkaSettings
-from rtml_common.events import Label, Transaction
+from rtml_common.events import Event, Label
+from rtml_common.handbook import TRANSACTION_SCHEMA
 from rtml_common.kafka.admin import ensure_topics
 from rtml_common.kafka.producer import EventProducer, FailedDelivery
+from rtml_common.schema import EventSchema, Field, FieldType
+from rtml_common.schema_models import event_model
 from rtml_common.serde import encode, headers_for
 from rtml_common.topics import spec_for_event
-from rtml_simulator.io import read_transactions
+from rtml_simulator.io import TRANSACTIONS_FILE, read_transactions
 from rtml_simulator.pacing import Pace, Pacer
 
 US_PER_SECOND = 1_000_000
@@ -68,9 +89,15 @@ US_PER_DAY = 86_400 * US_PER_SECOND
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TRANSACTION, LABEL = 0, 1
 
-#: Columns the replay reads.
+#: Columns the replay reads whatever the schema (plan, labels).
 COLUMNS = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount",
            "tx_time_seconds", "tx_time_days", "tx_fraud", "tx_fraud_scenario")
+#: The file's columns of the fields the handbook names differently.
+RENAMED = {"amount": "tx_amount"}
+
+
+class ReplaySchemaError(ValueError):
+    """The data set cannot give the schema's events; the message names the field and why."""
 
 IntArray = npt.NDArray[np.int64]
 
@@ -88,7 +115,10 @@ class ReplayOptions:
     pending_labels: bool = False
     earlier_labels: bool = True
     pace: Pace = field(default_factory=Pace.max_speed)
-    transactions_topic: str = spec_for_event(Transaction).name
+    #: The payments' event schema (the served feature set's); the handbook's by default.
+    schema: EventSchema = TRANSACTION_SCHEMA
+    #: Topic of the payments; ``""``: the schema's topic.
+    transactions_topic: str = ""
     labels_topic: str = spec_for_event(Label).name
     create_topics: bool = True
     #: For ``create_topics``: -1 = broker default; 1 for a one-broker stack.
@@ -101,6 +131,8 @@ class ReplayOptions:
     out_of_order_seed: int = 0
 
     def __post_init__(self) -> None:
+        if not self.transactions_topic:
+            object.__setattr__(self, "transactions_topic", self.schema.topic)
         if self.start_day < 0:
             raise ValueError("start_day must be >= 0")
         if self.days is not None and self.days < 1:
@@ -248,45 +280,192 @@ class RecordSink(Protocol):
     def flush(self, timeout_s: float | None = None) -> None: ...
 
 
-class _EventFactory:
-    """Builds validated events for plan rows, one batch of rows at a time."""
+def field_columns(schema: EventSchema) -> dict[str, str]:
+    """Each field of ``schema`` -> the transactions file's column that fills it.
 
-    def __init__(self, table: pa.Table, delay_us: int) -> None:
+    The id field reads ``transaction_id``, the event-time field ``tx_datetime``,
+    ``amount`` reads ``tx_amount``; any other field the column of its own name.
+    """
+    columns = {}
+    for declared in schema.fields:
+        if declared.name == schema.id_field:
+            columns[declared.name] = "transaction_id"
+        elif declared.name == schema.event_time:
+            columns[declared.name] = "tx_datetime"
+        else:
+            columns[declared.name] = RENAMED.get(declared.name, declared.name)
+    return columns
+
+
+def _fits(kind: FieldType, column: pa.DataType) -> bool:
+    """Whether a column of Arrow type ``column`` can fill a field of type ``kind``."""
+    if kind is FieldType.STRING:  # ids are int64 in the file, strings on the wire
+        return bool(pa.types.is_string(column) or pa.types.is_large_string(column)
+                    or pa.types.is_integer(column))
+    if kind is FieldType.NUMBER:
+        return bool(pa.types.is_floating(column) or pa.types.is_integer(column))
+    if kind is FieldType.INTEGER:
+        return bool(pa.types.is_integer(column))
+    if kind is FieldType.BOOLEAN:
+        return bool(pa.types.is_boolean(column))
+    return bool(pa.types.is_timestamp(column)) and column.tz is not None
+
+
+def check_table(table: pa.Table, schema: EventSchema, source: str = "the data set") -> None:
+    """Refuse (:class:`ReplaySchemaError`) a table that cannot give ``schema``'s events.
+
+    Checked before anything is sent: every required field has its column, without nulls;
+    each present column has a type the field takes, only declared categories and values
+    within the field's bounds. The message names the field and the column.
+    """
+    for declared, column in ((schema.field(n), c) for n, c in field_columns(schema).items()):
+        where = f"schema {schema.name!r}: field {declared.name!r}"
+        if column not in table.column_names:
+            if declared.required:
+                hint = (" (a rich-mode column: simulate with `rtml simulate --rich`)"
+                        if column in _RICH_COLUMNS else "")
+                raise ReplaySchemaError(f"{where} is required but {source} has no column "
+                                        f"{column!r}{hint}")
+            continue
+        values = table.column(column)
+        if not _fits(declared.type, values.type):
+            raise ReplaySchemaError(f"{where} ({declared.type}) cannot be read from column "
+                                    f"{column!r} of type {values.type}")
+        if declared.required and values.null_count:
+            raise ReplaySchemaError(f"{where} is required but column {column!r} has "
+                                    f"{values.null_count} null values")
+        _check_values(declared, column, values, where)
+
+
+def _check_values(declared: Field, column: str, values: pa.ChunkedArray, where: str) -> None:
+    if declared.categories is not None:
+        unknown = sorted(set(pc.unique(values).drop_null().to_pylist())
+                         - set(declared.categories))
+        if unknown:
+            raise ReplaySchemaError(f"{where}: column {column!r} holds {unknown[:5]}, not "
+                                    f"among the declared categories {list(declared.categories)}")
+    if declared.type is FieldType.STRING and declared.categories is None and len(values):
+        lengths = pc.min_max(pc.utf8_length(values.cast(pa.string())))
+        low, high = lengths["min"].as_py(), lengths["max"].as_py()
+        if low is not None and (low < declared.min_length or (
+                declared.max_length is not None and high > declared.max_length)):
+            raise ReplaySchemaError(f"{where}: column {column!r} holds values of {low} to "
+                                    f"{high} characters, the field takes {declared.min_length} "
+                                    f"to {declared.max_length}")
+    if declared.type in (FieldType.NUMBER, FieldType.INTEGER) and len(values):
+        bounds = pc.min_max(values)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is not None and ((declared.minimum is not None and low < declared.minimum) or
+                                (declared.maximum is not None and high > declared.maximum)):
+            raise ReplaySchemaError(f"{where}: column {column!r} ranges over [{low}, {high}], "
+                                    f"outside the field's bounds [{declared.minimum}, "
+                                    f"{declared.maximum}]")
+
+
+#: Rich mode's columns (named in the error when a schema needs one a plain data set lacks).
+_RICH_COLUMNS = ("device_id", "ip_address", "merchant_category", "country", "channel")
+
+
+def columns_to_read(data_dir: Path | str, schema: EventSchema) -> list[str]:
+    """:data:`COLUMNS` and the columns of ``schema``'s fields the file has."""
+    path = Path(data_dir) / TRANSACTIONS_FILE
+    present = set(pq.read_schema(path).names) if path.exists() else set()
+    wanted = [c for c in field_columns(schema).values() if c in present and c not in COLUMNS]
+    return [*COLUMNS, *dict.fromkeys(wanted)]
+
+
+class _Converter:
+    """One field's values for a batch of rows, as the Python values its model takes."""
+
+    def __init__(self, declared: Field, column: pa.ChunkedArray) -> None:
+        self.kind = declared.type
+        if self.kind is FieldType.TIMESTAMP:
+            self.values: npt.NDArray[Any] = _int64(column)
+        elif pa.types.is_integer(column.type) and self.kind is FieldType.STRING:
+            self.values = column.to_numpy()
+        else:
+            self.values = column.to_numpy(zero_copy_only=False)
+        self.stringify = pa.types.is_integer(column.type) and self.kind is FieldType.STRING
+        self.floats = pa.types.is_integer(column.type) and self.kind is FieldType.NUMBER
+
+    def take(self, rows: IntArray) -> list[Any]:
+        values = self.values[rows].tolist()
+        if self.kind is FieldType.TIMESTAMP:
+            return [to_datetime(v) for v in values]
+        if self.stringify:
+            return [str(v) for v in values]
+        if self.floats:
+            return [float(v) for v in values]
+        return values
+
+
+class _EventFactory:
+    """Builds validated events for plan rows, one batch of rows at a time.
+
+    Payments are events of the schema's generated model, every field the table has
+    filled; labels the handbook's ``Label``.
+    """
+
+    def __init__(self, table: pa.Table, delay_us: int,
+                 schema: EventSchema = TRANSACTION_SCHEMA) -> None:
+        check_table(table, schema)
+        self.model: type[Event] = event_model(schema)
         self.delay_us = delay_us
+        present = {n: c for n, c in field_columns(schema).items() if c in table.column_names}
+        self.names = list(present)
+        self.converters = [_Converter(schema.field(n), table.column(c))
+                           for n, c in present.items()]
+        # An optional field with a default may be absent, never null: a null leaves it out.
+        self.omit_null = [n for n in self.names
+                          if schema.field(n).default is not None
+                          and table.column(present[n]).null_count]
         self.ids = table.column("transaction_id").to_numpy()
         self.times = _int64(table.column("tx_datetime"))
         self.customers = table.column("customer_id").to_numpy()
         self.terminals = table.column("terminal_id").to_numpy()
-        self.amounts = table.column("tx_amount").to_numpy()
         self.fraud = table.column("tx_fraud").to_numpy()
         self.scenarios = table.column("tx_fraud_scenario").to_numpy()
 
-    def build(self, kinds: Sequence[int], rows: IntArray) -> list[Transaction | Label]:
+    def payments(self, rows: IntArray) -> list[Event]:
+        model, names, omit = self.model, self.names, self.omit_null
+        columns = [converter.take(rows) for converter in self.converters]
+        if not omit:
+            return [model(**dict(zip(names, values, strict=True)))
+                    for values in zip(*columns, strict=True)]
+        events = []
+        for values in zip(*columns, strict=True):
+            kwargs = dict(zip(names, values, strict=True))
+            for name in omit:
+                if kwargs[name] is None:
+                    del kwargs[name]
+            events.append(model(**kwargs))
+        return events
+
+    def labels(self, rows: IntArray) -> list[Label]:
         ids = self.ids[rows].tolist()
         times = self.times[rows].tolist()
         customers = self.customers[rows].tolist()
         terminals = self.terminals[rows].tolist()
-        amounts = self.amounts[rows].tolist()
         fraud = self.fraud[rows].tolist()
         scenarios = self.scenarios[rows].tolist()
         delay = timedelta(microseconds=self.delay_us)
-        events: list[Transaction | Label] = []
-        for i, kind in enumerate(kinds):
+        events = []
+        for i in range(len(ids)):
             event_time = to_datetime(times[i])
-            if kind == TRANSACTION:
-                events.append(Transaction(
-                    transaction_id=str(ids[i]), event_time=event_time,
-                    customer_id=str(customers[i]), terminal_id=str(terminals[i]),
-                    amount=amounts[i],
-                ))
-            else:
-                events.append(Label(
-                    transaction_id=str(ids[i]), customer_id=str(customers[i]),
-                    terminal_id=str(terminals[i]), transaction_time=event_time,
-                    labeled_at=event_time + delay, is_fraud=bool(fraud[i]),
-                    fraud_scenario=scenarios[i],
-                ))
+            events.append(Label(
+                transaction_id=str(ids[i]), customer_id=str(customers[i]),
+                terminal_id=str(terminals[i]), transaction_time=event_time,
+                labeled_at=event_time + delay, is_fraud=bool(fraud[i]),
+                fraud_scenario=scenarios[i],
+            ))
         return events
+
+    def build(self, kinds: npt.NDArray[np.int8], rows: IntArray) -> list[Event]:
+        """The events of plan rows ``rows`` (of kinds ``kinds``), in that order."""
+        is_label = kinds == LABEL
+        payments = iter(self.payments(rows[~is_label]))
+        labels = iter(self.labels(rows[is_label]))
+        return [next(labels) if flag else next(payments) for flag in is_label.tolist()]
 
 
 class _ProgressDisplay:
@@ -344,32 +523,37 @@ def replay(
     """
     options = options or ReplayOptions()
     settings = settings or KafkaSettings()
-    table = read_transactions(data_dir, COLUMNS)
+    table = read_transactions(data_dir, columns_to_read(data_dir, options.schema))
+    try:
+        factory = _EventFactory(table, options.label_delay_us, options.schema)
+    except ReplaySchemaError as exc:  # before anything is sent
+        raise ReplaySchemaError(f"{Path(data_dir) / TRANSACTIONS_FILE}: {exc}") from None
     plan = plan_replay(table, options)
     if producer is not None:
-        return _send(plan, table, options, producer, progress, console)
+        return _send(plan, factory, options, producer, progress, console)
     if options.create_topics:
-        tx_spec, label_spec = spec_for_event(Transaction), spec_for_event(Label)
+        label_spec = spec_for_event(Label)
+        # The payments topic gets the labels' partition count, so the two stay co-partitioned.
         ensure_topics(
             settings.bootstrap_servers,
             [options.transactions_topic, options.labels_topic],
-            partitions={options.transactions_topic: tx_spec.default_partitions,
+            partitions={options.transactions_topic: label_spec.default_partitions,
                         options.labels_topic: label_spec.default_partitions},
             replication_factor=options.replication_factor,
         )
     with EventProducer(settings, **producer_overrides) as own:
-        return _send(plan, table, options, own, progress, console)
+        return _send(plan, factory, options, own, progress, console)
 
 
 def _send(
-    plan: ReplayPlan, table: pa.Table, options: ReplayOptions, producer: RecordSink,
+    plan: ReplayPlan, factory: _EventFactory, options: ReplayOptions, producer: RecordSink,
     progress: bool, console: Console | None,
 ) -> ReplayReport:
-    factory = _EventFactory(table, options.label_delay_us)
-    tx_spec, label_spec = spec_for_event(Transaction), spec_for_event(Label)
+    key_field = options.schema.partition_key
+    label_key = spec_for_event(Label).key_field
     topics = {TRANSACTION: options.transactions_topic, LABEL: options.labels_topic}
-    specs = {TRANSACTION: tx_spec, LABEL: label_spec}
-    headers = {TRANSACTION: headers_for(Transaction), LABEL: headers_for(Label)}
+    keys = {TRANSACTION: key_field, LABEL: label_key}
+    headers = {TRANSACTION: headers_for(factory.model), LABEL: headers_for(Label)}
     counts = {TRANSACTION: 0, LABEL: 0}
     n_paced = plan.n_paced
 
@@ -378,15 +562,15 @@ def _send(
     with _ProgressDisplay(len(plan), console, progress) as display:
         for batch_start in range(0, len(plan), BATCH):
             stop = min(batch_start + BATCH, len(plan))
-            kinds = plan.kinds[batch_start:stop].tolist()
+            kinds = plan.kinds[batch_start:stop]
             times = plan.times_us[batch_start:stop].tolist()
             events = factory.build(kinds, plan.rows[batch_start:stop])
-            for offset, (kind, event) in enumerate(zip(kinds, events, strict=True)):
+            for offset, (kind, event) in enumerate(zip(kinds.tolist(), events, strict=True)):
                 index = batch_start + offset
                 if index < n_paced and pacer.wait(index, times[offset] / US_PER_SECOND):
                     display.update(index, started, times[offset])
-                producer.send_raw(topics[kind], specs[kind].key_of(event), encode(event),
-                                  headers[kind])
+                producer.send_raw(topics[kind], str(getattr(event, keys[kind])).encode(),
+                                  encode(event), headers[kind])
                 counts[kind] += 1
             if producer.failures():
                 producer.flush()  # raises DeliveryError listing them: stop early, loudly
