@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rtml_common.events import utcnow
-from rtml_decision.rules import DEFAULT_RULES, FALLBACK_RULES, RuleSet, load_rule_set
+from rtml_decision.rules import DEFAULT_RULES, FALLBACK_RULES, RuleInputs, RuleSet, load_rule_set
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,13 @@ class ActiveRules:
         self.on_change: Callable[[RuleSets], None] | None = None
 
     @classmethod
-    def from_paths(cls, rules_path: Path | None, fallback_path: Path | None) -> ActiveRules:
-        """Load (and validate) the configured files, or the built-in ones."""
+    def from_paths(cls, rules_path: Path | None, fallback_path: Path | None,
+                   inputs: RuleInputs | None = None) -> ActiveRules:
+        """Load (and validate) the configured files, or the built-in ones, against
+        ``inputs``: the served schema's and feature set's (:mod:`rtml_decision.rules.inputs`)."""
         primary_path = rules_path or DEFAULT_RULES
-        return cls(load_rule_set(primary_path), load_rule_set(fallback_path or FALLBACK_RULES),
+        return cls(load_rule_set(primary_path, inputs=inputs),
+                   load_rule_set(fallback_path or FALLBACK_RULES, inputs=inputs),
                    str(primary_path))
 
     def activate(self, rule_set: RuleSet, source: str, revision: int | None = None,

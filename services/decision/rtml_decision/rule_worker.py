@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from rtml_decision.rules import RuleSet, RuleSetError, backtest
+from rtml_decision.rules import RuleInputs, RuleSet, RuleSetError, backtest
 from rtml_decision.rules.ruleset import rule_set_document, rule_set_from_document
 
 #: Modules the fork server imports once, so each job starts in milliseconds.
@@ -36,19 +36,19 @@ class JobTimeout(RuleSetError):
     """The job ran past its time limit and its process was killed."""
 
 
-def _validate(text: str, source: str) -> dict[str, Any]:
+def _validate(text: str, source: str, inputs: RuleInputs | None = None) -> dict[str, Any]:
     """Everything :func:`parse_rule_set` checks, embedded tests included; the document."""
     document = rule_set_document(text, source)
-    rule_set_from_document(document, source)  # raises RuleSetError with the reason
+    rule_set_from_document(document, source, inputs=inputs)  # raises RuleSetError: why
     result: dict[str, Any] = document
     return result
 
 
 def _backtest(text: str, source: str, current: dict[str, Any] | None,
-              frame: pd.DataFrame) -> dict[str, Any]:
-    candidate = rule_set_from_document(rule_set_document(text, source), source)
-    baseline = None if current is None else rule_set_from_document(current, "<active>",
-                                                                    run_tests=False)
+              frame: pd.DataFrame, inputs: RuleInputs | None = None) -> dict[str, Any]:
+    candidate = rule_set_from_document(rule_set_document(text, source), source, inputs=inputs)
+    baseline = None if current is None else rule_set_from_document(
+        current, "<active>", run_tests=False, inputs=inputs)
     try:
         report: dict[str, Any] = backtest(candidate, frame, current=baseline).to_dict()
     except ValueError as error:  # the log lacks an input the rules require
@@ -75,11 +75,18 @@ def _run(job: str, args: tuple[Any, ...], source: str, conn: Connection) -> None
 
 
 class RuleWorker:
-    """Runs validation and backtest jobs in killed-on-timeout child processes."""
+    """Runs validation and backtest jobs in killed-on-timeout child processes.
 
-    def __init__(self, validation_timeout_s: float, backtest_timeout_s: float) -> None:
+    ``inputs``: what rule sets may read (the served schema's fields and feature
+    set, :func:`rtml_decision.rules.request_inputs`); the legacy standard
+    inputs when not given. It crosses to the child with each job.
+    """
+
+    def __init__(self, validation_timeout_s: float, backtest_timeout_s: float,
+                 inputs: RuleInputs | None = None) -> None:
         self.validation_timeout_s = validation_timeout_s
         self.backtest_timeout_s = backtest_timeout_s
+        self.inputs = inputs
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
         self._one_at_a_time: asyncio.Lock | None = None
@@ -91,11 +98,11 @@ class RuleWorker:
 
     async def validate(self, text: str, source: str = "<upload>") -> RuleSet:
         """The validated, compiled rule set; :class:`RuleSetError` with the reason otherwise."""
-        document = await self._job("validate", (text, source), source,
+        document = await self._job("validate", (text, source, self.inputs), source,
                                    self.validation_timeout_s,
                                    "RTML_DECISION_RULES_VALIDATION_TIMEOUT_S")
         return await asyncio.to_thread(rule_set_from_document, document, source,
-                                       None, False)
+                                       None, False, self.inputs)
 
     def validate_blocking(self, text: str, source: str) -> RuleSet:
         """:meth:`validate` for a thread that may block (the shared-rules sync).
@@ -103,17 +110,18 @@ class RuleWorker:
         The same child process and time limit; it does not queue behind the
         API's jobs (a second child at most, for a moment).
         """
-        document = self._run_child("validate", (text, source), source,
+        document = self._run_child("validate", (text, source, self.inputs), source,
                                    self.validation_timeout_s,
                                    "RTML_DECISION_RULES_VALIDATION_TIMEOUT_S")
-        return rule_set_from_document(document, source, None, False)
+        return rule_set_from_document(document, source, None, False, self.inputs)
 
     async def backtest(self, text: str, current: RuleSet | None, frame: pd.DataFrame,
                        source: str = "<upload>") -> dict[str, Any]:
         """The backtest report of candidate ``text`` (validated too) over ``frame``."""
         document = None if current is None else dict(current.document)
         report: dict[str, Any] = await self._job(
-            "backtest", (text, source, document, frame), source, self.backtest_timeout_s,
+            "backtest", (text, source, document, frame, self.inputs), source,
+            self.backtest_timeout_s,
             "RTML_DECISION_BACKTEST_TIMEOUT_S")
         return report
 

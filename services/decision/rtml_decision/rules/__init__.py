@@ -17,6 +17,7 @@ sets are in ``services/decision/rtml_decision/rule_sets/`` (:data:`DEFAULT_RULES
 from pathlib import Path
 
 from rtml_decision.rules.backtest import Backtest, backtest
+from rtml_decision.rules.inputs import InputsError, RuleInputs, request_inputs
 from rtml_decision.rules.ruleset import (
     Rule,
     RuleError,
@@ -48,9 +49,11 @@ __all__ = [
     "FALLBACK_RULES",
     "RULES_DIR",
     "Backtest",
+    "InputsError",
     "MissingInputError",
     "Rule",
     "RuleError",
+    "RuleInputs",
     "RuleResult",
     "RuleSet",
     "RuleSetError",
@@ -62,5 +65,6 @@ __all__ = [
     "default_udfs",
     "load_rule_set",
     "parse_rule_set",
+    "request_inputs",
     "standard_inputs",
 ]

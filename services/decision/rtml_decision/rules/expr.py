@@ -154,13 +154,19 @@ class ExpressionCompiler:
     """Checks and compiles expressions over known names, UDFs and named lists.
 
     ``names`` maps every readable name (inputs and rule names) to its type;
-    ``lists`` maps list names to their values (file lists over registry ones).
+    ``lists`` maps list names to their values (file lists over registry ones);
+    ``unreadable`` names the request's values a rule may not read, with why
+    (timestamps); ``scope`` says where the names come from, for an unknown one.
     """
 
     def __init__(self, names: Mapping[str, Type], udfs: UdfRegistry,
-                 lists: Mapping[str, frozenset[object]] | None = None) -> None:
+                 lists: Mapping[str, frozenset[object]] | None = None,
+                 unreadable: Mapping[str, str] | None = None,
+                 scope: str | None = None) -> None:
         self.names = names
         self.udfs = udfs
+        self.unreadable = dict(unreadable or {})
+        self.scope = scope
         self.lists = dict(udfs.lists) if lists is None else dict(lists)
         self._list_types = {name: _element_type(values) for name, values in self.lists.items()}
         self._refs: set[str] = set()
@@ -230,13 +236,16 @@ class ExpressionCompiler:
             raise self._error(node, f"names starting with _ are not allowed ({name!r})")
         type_ = self.names.get(name)
         if type_ is None:
+            if name in self.unreadable:
+                raise self._error(node, self.unreadable[name])
             if self.udfs.get(name) is not None:
                 raise self._error(node, f"{name!r} is a function; call it: {name}(...)")
             if name in self.lists:
                 raise self._error(node, f'{name!r} is a list; use in_list("{name}", x)')
             close = difflib.get_close_matches(name, list(self.names), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise self._error(node, f"unknown name {name!r}{hint}")
+            scope = f" (neither an input of {self.scope} nor a rule)" if self.scope else ""
+            raise self._error(node, f"unknown name {name!r}{hint}{scope}")
         self._refs.add(name)
         return Node(operator.itemgetter(name), type_, name=name)
 
@@ -323,10 +332,10 @@ class ExpressionCompiler:
                 raise self._error(node, f"`{symbol}` is not allowed; use == or has(x)")
             left = operands[-1]
             if isinstance(op, ast.In | ast.NotIn):
-                right = self._literal_set(comparator, left.type, symbol)
+                right = self._literal_set(comparator, left, symbol)
             else:
                 right = self._visit(comparator, depth)
-                self._check_comparable(comparator, left.type, right.type, symbol)
+                self._check_comparable(comparator, left, right, symbol)
             operands.append(right)
         if len(node.ops) == 1:
             fn = self._compare_one(type(node.ops[0]), operands[0], operands[1])
@@ -334,13 +343,31 @@ class ExpressionCompiler:
             fn = self._compare_chain([type(op) for op in node.ops], operands)
         return self._fold(Node(fn, BOOL), operands)
 
-    def _check_comparable(self, node: ast.AST, left: Type, right: Type, symbol: str) -> None:
+    def _check_comparable(self, node: ast.AST, left_node: Node, right_node: Node,
+                          symbol: str) -> None:
+        left, right = left_node.type, right_node.type
         if left.kind != right.kind:
-            raise self._error(node, f"cannot compare {left} {symbol} {right}")
+            raise self._error(node, f"cannot compare {left} {symbol} {right}"
+                                    f"{_naming(left_node, right_node)}")
         if symbol not in ("==", "!=") and left.kind != "number":
-            raise self._error(node, f"`{symbol}` needs numbers, got {left}")
+            raise self._error(node, f"`{symbol}` needs numbers, got {left}"
+                                    f"{_naming(left_node, right_node)}")
+        for value, other in ((left_node, right_node), (right_node, left_node)):
+            if value.type.categories is not None and other.const:
+                self._check_category(node, value, other.value)
 
-    def _literal_set(self, node: ast.expr, left: Type, symbol: str) -> Node:
+    def _check_category(self, node: ast.AST, value: Node, literal: object,
+                        where: str = "") -> None:
+        """A literal compared with a categorical field must be one of its categories."""
+        categories = value.type.categories
+        if categories is not None and literal not in categories:
+            what = value.name or "the value"
+            verb = ", which is" if where else " is"
+            raise self._error(node, f"{where}{literal!r}{verb} not a category of {what}; "
+                                    f"allowed: {', '.join(categories)}")
+
+    def _literal_set(self, node: ast.expr, left_node: Node, symbol: str) -> Node:
+        left = left_node.type
         if not isinstance(node, ast.List | ast.Tuple | ast.Set):
             raise self._error(node, f"`{symbol}` needs a list literal like [1, 2] on its right;"
                                     ' for named lists use in_list("name", x)')
@@ -352,6 +379,7 @@ class ExpressionCompiler:
             if item.type.kind != left.kind:
                 raise self._error(element, f"`{symbol}` list holds {item.type}, "
                                            f"the value is {left}")
+            self._check_category(element, left_node, item.value)
             values.append(item.value)
         return _const(frozenset(values), Type("list"))
 
@@ -424,6 +452,7 @@ class ExpressionCompiler:
         params = [udf.arg_types[min(i, udf.arity - 1)] for i in range(n)]
         args: list[Node] = []
         elem_type: Type | None = None
+        list_values: frozenset[object] = frozenset()
         for i, (param, arg) in enumerate(zip(params, node.args, strict=True)):
             where = f"argument {i + 1} of {name}()"
             if param.kind == "list":
@@ -434,6 +463,7 @@ class ExpressionCompiler:
                     known = ", ".join(sorted(self.lists)) or "none"
                     raise self._error(arg, f"{where}: unknown list {list_name!r}; known: {known}")
                 elem_type = self._list_types[list_name]
+                list_values = self.lists[list_name]
                 args.append(_const(self.lists[list_name], param))
                 continue
             value = self._visit(arg, depth)
@@ -442,6 +472,8 @@ class ExpressionCompiler:
                 if value.type.kind != want_kind:
                     raise self._error(arg, f"{where} is {value.type} but the list holds "
                                            f"{want_kind} values (quote ids in lists: '123')")
+                for item in sorted(list_values, key=str):
+                    self._check_category(arg, value, item, f"{where}: the list holds ")
             elif param.kind == "any":
                 if value.type.kind == "list":
                     raise self._error(arg, f"{where} cannot be a list")
@@ -493,6 +525,12 @@ class ExpressionCompiler:
             raise ExpressionError(f"constant expression fails: {exc}") from None
         type_ = node.type.as_optional(value is None)
         return _const(value, type_)
+
+
+def _naming(*nodes: Node) -> str:
+    """`` (channel is str)``: the names among the operands, with their types."""
+    named = [f"{n.name} is {n.type}" for n in nodes if n.name is not None]
+    return f" ({', '.join(named)})" if named else ""
 
 
 def _keyword(node: ast.BoolOp) -> str:

@@ -32,6 +32,7 @@ from rtml_common import strict_yaml
 from rtml_common.events import FiredRule, Outcome
 from rtml_common.strict_yaml import line_of
 from rtml_decision.rules.expr import Compiled, ExpressionCompiler, Fn, _element_type
+from rtml_decision.rules.inputs import RuleInputs, standard
 from rtml_decision.rules.types import (
     BOOL,
     ExpressionError,
@@ -39,7 +40,6 @@ from rtml_decision.rules.types import (
     RuleSetError,
     Type,
     parse_type,
-    standard_inputs,
 )
 from rtml_decision.rules.udfs import UdfRegistry, default_udfs
 
@@ -268,20 +268,26 @@ class RuleSet:
 # -- loading --------------------------------------------------------------------------------
 
 
-def load_rule_set(path: Path | str, udfs: UdfRegistry | None = None) -> RuleSet:
-    """Load, validate and test a rule file; :class:`RuleSetError` names what is wrong."""
+def load_rule_set(path: Path | str, udfs: UdfRegistry | None = None,
+                  inputs: RuleInputs | None = None) -> RuleSet:
+    """Load, validate and test a rule file; :class:`RuleSetError` names what is wrong.
+
+    ``inputs``: what the rules may read (:func:`rtml_decision.rules.inputs.request_inputs`
+    of the served schema and feature set); the legacy standard inputs when not given.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleSetError(f"{path}: cannot read rule file: {exc}") from None
-    return parse_rule_set(text, source=str(path), udfs=udfs)
+    return parse_rule_set(text, source=str(path), udfs=udfs, inputs=inputs)
 
 
 def parse_rule_set(text: str, source: str = "<upload>",
-                   udfs: UdfRegistry | None = None) -> RuleSet:
+                   udfs: UdfRegistry | None = None,
+                   inputs: RuleInputs | None = None) -> RuleSet:
     """Like :func:`load_rule_set`, from the file's text (e.g. an uploaded body)."""
-    builder = _Builder(source, udfs if udfs is not None else default_udfs())
+    builder = _Builder(source, udfs if udfs is not None else default_udfs(), inputs)
     return builder.build(builder.document(text))
 
 
@@ -291,21 +297,23 @@ def rule_set_document(text: str, source: str = "<upload>") -> dict[str, Any]:
 
 
 def rule_set_from_document(document: dict[str, Any], source: str = "<upload>",
-                           udfs: UdfRegistry | None = None, run_tests: bool = True) -> RuleSet:
+                           udfs: UdfRegistry | None = None, run_tests: bool = True,
+                           inputs: RuleInputs | None = None) -> RuleSet:
     """The rule set of a document from :func:`rule_set_document`.
 
     ``run_tests=False`` is for a document already fully validated elsewhere
     (the upload's worker process ran its tests): compiling costs ~0.2 ms a
     rule, the embedded tests can cost minutes.
     """
-    builder = _Builder(source, udfs if udfs is not None else default_udfs())
+    builder = _Builder(source, udfs if udfs is not None else default_udfs(), inputs)
     return builder.build(document, run_tests=run_tests)
 
 
 class _Builder:
-    def __init__(self, source: str, udfs: UdfRegistry) -> None:
+    def __init__(self, source: str, udfs: UdfRegistry, inputs: RuleInputs | None = None) -> None:
         self.source = source
         self.udfs = udfs
+        self.env = inputs if inputs is not None else standard()
 
     def error(self, message: str, line: int = 0) -> RuleSetError:
         where = f"{self.source}:{line}" if line else self.source
@@ -378,18 +386,29 @@ class _Builder:
     def inputs(self, section: object) -> dict[str, Type]:
         if not isinstance(section, dict):
             raise self.error("inputs must be a mapping name -> type (e.g. mcc: str)")
-        types = standard_inputs()
+        types = dict(self.env.types)
         for name, spec in section.items():
             if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") \
                     or keyword.iskeyword(name):
                 raise self.error(f"input name {name!r} must be an identifier", line_of(section))
+            if name in self.env.unreadable:
+                raise self.error(f"input {name!r}: {self.env.unreadable[name]}",
+                                 line_of(section))
             try:
-                types[name] = parse_type(str(spec))
+                declared = parse_type(str(spec))
             except ValueError as exc:
                 raise self.error(f"input {name!r}: {exc}", line_of(section)) from None
-            if types[name].kind not in ("number", "bool", "str"):
+            if declared.kind not in ("number", "bool", "str"):
                 raise self.error(f"input {name!r}: type must be number, bool or str",
                                  line_of(section))
+            fixed = types.get(name) if name in self.env.declared else None
+            if fixed is not None:
+                if declared.kind != fixed.kind:
+                    raise self.error(f"input {name!r}: declared {declared} here but it is "
+                                     f"{fixed} in {self.env.scope} (leave it out: it needs "
+                                     "no declaration)", line_of(section))
+                continue  # the declaration's own type (optionality, categories) stands
+            types[name] = declared
         return types
 
     def lists(self, section: object) -> dict[str, frozenset[object]]:
@@ -437,7 +456,8 @@ class _Builder:
             raw[rule_name] = item
         names: dict[str, Type] = dict(input_types)
         names.update({rule_name: BOOL for rule_name in raw})
-        compiler = ExpressionCompiler(names, self.udfs, lists)
+        compiler = ExpressionCompiler(names, self.udfs, lists, self.env.unreadable,
+                                      self.env.scope if self.env.declared else None)
         rules = [self.rule(item, compiler, set(raw)) for item in raw.values()]
         return rules, self.topological(rules)
 
@@ -545,6 +565,11 @@ class _Builder:
         if unknown:
             raise self.error(f"{where}: unknown input(s) {', '.join(map(str, unknown))}",
                              line_of(given))
+        for name, value in given.items():
+            categories = input_types[name].categories
+            if categories is not None and value is not None and value not in categories:
+                raise self.error(f"{where}: input {name}: {value!r} is not a category of "
+                                 f"{name}; allowed: {', '.join(categories)}", line_of(given))
 
     def rule_list(self, value: object, rule_names: set[str], where: str,
                   line: int) -> frozenset[str]:

@@ -57,16 +57,23 @@ class MissingInputError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Type:
-    """A static type: a kind and whether the value may be ``None``."""
+    """A static type: a kind and whether the value may be ``None``.
+
+    ``categories``: a ``str`` value from a categorical request field (its declared
+    values): comparing it with a string literal outside them is refused at load.
+    """
 
     kind: str
     optional: bool = False
+    categories: tuple[str, ...] | None = None
 
     def __str__(self) -> str:
         return self.kind + ("?" if self.optional else "")
 
     def as_optional(self, optional: bool = True) -> Type:
-        return Type(self.kind, optional) if optional != self.optional else self
+        if optional == self.optional:
+            return self
+        return Type(self.kind, optional, self.categories)
 
 
 NUMBER = Type("number")
