@@ -63,7 +63,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 from rtml_features.definitions import Agg, Entity, FeatureSet, WindowAggregate
@@ -108,7 +108,7 @@ class GenericSpec:
     #: How far behind the entity's newest event a request window can reach (ms).
     horizon_ms: int
 
-    @property
+    @cached_property
     def numeric_fields(self) -> tuple[str, ...]:
         """Event fields read as numbers, each once."""
         names = [*self.sum_fields, *(f for f, _ in self.lifetime_extremes),
