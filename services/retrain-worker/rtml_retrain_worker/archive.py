@@ -1,5 +1,14 @@
 """The worker's offline store: ``transactions`` and ``labels`` as Parquet segments.
 
+**What a transaction row holds.** Every field of the served feature set's event
+schema (:class:`~rtml_common.schema.EventSchema`, the handbook's ``transaction``
+by default), one column per field in schema order (:func:`transactions_schema`:
+strings, float64 numbers, int64 integers, booleans, UTC timestamps), so a
+payments example's device, IP address, merchant category, country and channel
+reach training. Segments written under another schema still read: a column a
+segment lacks reads as nulls, a column the schema does not declare is not read.
+Labels are the handbook's ``Label``.
+
 Why the worker keeps one: a retrain needs weeks of history (30-day feature
 windows plus the training and test periods) with each label's real
 ``labeled_at``, and nothing else in the platform keeps the raw streams.
@@ -32,6 +41,7 @@ not make labels of a lagging one look final.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -46,8 +56,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rtml_common.events import Label, Transaction
+from rtml_common.events import Event, Label
 from rtml_common.files import remove_temp_files, write_atomically, write_bytes_atomically
+from rtml_common.handbook import TRANSACTION_SCHEMA
+from rtml_common.schema import EventSchema, FieldType
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +70,24 @@ KINDS = (TRANSACTIONS, LABELS)
 OFFSET_BEGINNING = -2
 
 _TS = pa.timestamp("us", tz="UTC")
+#: A field type's Parquet column type.
+ARROW_TYPES: dict[FieldType, pa.DataType] = {
+    FieldType.STRING: pa.string(), FieldType.NUMBER: pa.float64(),
+    FieldType.INTEGER: pa.int64(), FieldType.BOOLEAN: pa.bool_(), FieldType.TIMESTAMP: _TS,
+}
+
+
+def transactions_schema(event_schema: EventSchema) -> pa.Schema:
+    """The transactions segments' columns for ``event_schema``: one per field, in order.
+
+    The handbook's schema gives exactly :data:`SCHEMAS` ``[TRANSACTIONS]``, the columns
+    segments always had.
+    """
+    return pa.schema([(f.name, ARROW_TYPES[f.type]) for f in event_schema.fields])
+
+
+#: The handbook's segment columns (the transactions' are ``transactions_schema`` of its
+#: transaction schema).
 SCHEMAS: dict[str, pa.Schema] = {
     TRANSACTIONS: pa.schema([
         ("transaction_id", pa.string()), ("event_time", _TS), ("customer_id", pa.string()),
@@ -69,13 +99,16 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("is_fraud", pa.bool_()), ("fraud_scenario", pa.int16()),
     ]),
 }
-#: Column whose range a segment records (and reads prune by).
+#: Column whose range a segment records (and reads prune by), for the handbook's schema;
+#: an archive's transactions use its schema's event-time field.
 TIME_COLUMN = {TRANSACTIONS: "event_time", LABELS: "transaction_time"}
 
 _META_OFFSETS = b"rtml.offsets"
 _META_MIN = b"rtml.min_time_us"
 _META_MAX = b"rtml.max_time_us"
 _META_LABEL_TIME = b"rtml.label_time_us"
+#: ``name@version`` of the event schema a transactions segment was written under.
+_META_SCHEMA = b"rtml.event_schema"
 #: Offsets of segments deleted by retention (so their partitions still resume correctly).
 RETIRED_OFFSETS_FILE = "retired-offsets.json"
 
@@ -134,17 +167,19 @@ class Segment:
 class _Buffer:
     """Events consumed since the last segment, column-wise, with their offsets."""
 
-    columns: dict[str, dict[str, list[Any]]] = field(
-        default_factory=lambda: {kind: {name: [] for name in SCHEMAS[kind].names}
-                                 for kind in KINDS})
+    columns: dict[str, dict[str, list[Any]]]
     offsets: dict[str, dict[TopicPartition, int]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS})
     label_time_us: dict[TopicPartition, int] = field(default_factory=dict)
     events: int = 0
     since: float | None = None
 
+    @classmethod
+    def of(cls, schemas: dict[str, pa.Schema]) -> _Buffer:
+        return cls({kind: {name: [] for name in schemas[kind].names} for kind in KINDS})
+
     def rows(self, kind: str) -> int:
-        return len(self.columns[kind]["transaction_id"])
+        return len(next(iter(self.columns[kind].values())))
 
 
 @dataclass(frozen=True)
@@ -154,7 +189,8 @@ class ArchivedRecord:
     topic: str
     partition: int
     offset: int
-    value: Transaction | Label
+    #: A label, or an event of the archive's schema (a ``Transaction`` for the handbook's).
+    value: Event
 
 
 @dataclass(frozen=True)
@@ -171,13 +207,25 @@ class ArchiveState:
 
 
 class Archive:
-    """Thread-safe: the consumer thread adds, a timer flushes, the trainer reads."""
+    """Thread-safe: the consumer thread adds, a timer flushes, the trainer reads.
+
+    ``event_schema`` is the schema of the archived transactions (the served feature
+    set's; the handbook's by default): every one of its fields is a column.
+    """
 
     def __init__(self, root: Path, max_events: int = 100_000, max_age_s: float = 60.0,
                  retention: timedelta | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 on_segment: Callable[[Segment], None] | None = None) -> None:
+                 on_segment: Callable[[Segment], None] | None = None,
+                 event_schema: EventSchema = TRANSACTION_SCHEMA) -> None:
         self.root = root
+        self.event_schema = event_schema
+        self.schemas = {TRANSACTIONS: transactions_schema(event_schema),
+                        LABELS: SCHEMAS[LABELS]}
+        self.time_column = {TRANSACTIONS: event_schema.event_time,
+                            LABELS: TIME_COLUMN[LABELS]}
+        self.id_column = {TRANSACTIONS: event_schema.id_field, LABELS: "transaction_id"}
+        self._fields_of = operator.attrgetter(*event_schema.names)
         self.directory = root / "segments"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
@@ -197,7 +245,7 @@ class Archive:
             {_tp_of(k): int(v) for k, v in orjson.loads(retired.read_bytes()).items()}
             if retired.exists() else {})
         self._next_seq = max((s.seq for s in self._segments), default=0) + 1
-        self._buffer = _Buffer()
+        self._buffer = _Buffer.of(self.schemas)
 
     # -- the consumer side -------------------------------------------------
 
@@ -218,11 +266,9 @@ class Archive:
             for record in records:
                 event = record.value
                 tp = (record.topic, record.partition)
-                if isinstance(event, Transaction):
+                if not isinstance(event, Label):
                     kind = TRANSACTIONS
-                    row: tuple[Any, ...] = (event.transaction_id, event.event_time,
-                                            event.customer_id, event.terminal_id, event.amount,
-                                            event.currency)
+                    row: tuple[Any, ...] = self._fields_of(event)
                 else:
                     kind = LABELS
                     row = (event.transaction_id, event.customer_id, event.terminal_id,
@@ -261,7 +307,7 @@ class Archive:
                 if buffer.rows(kind):
                     written.append(self._write(seq, kind, buffer))
             self._next_seq += 1
-            self._buffer = _Buffer()
+            self._buffer = _Buffer.of(self.schemas)
             self._segments.extend(written)
             self._apply_retention()
         for segment in written:
@@ -271,9 +317,9 @@ class Archive:
         return written
 
     def _write(self, seq: int, kind: str, buffer: _Buffer) -> Segment:
-        schema = SCHEMAS[kind]
+        schema = self.schemas[kind]
         table = pa.Table.from_pydict(buffer.columns[kind], schema=schema)
-        times = table.column(TIME_COLUMN[kind])
+        times = table.column(self.time_column[kind])
         min_us = _us(pc.min(times).as_py())
         max_us = _us(pc.max(times).as_py())
         offsets = buffer.offsets[kind]
@@ -283,6 +329,9 @@ class Archive:
             _META_MIN: str(min_us).encode(), _META_MAX: str(max_us).encode(),
             _META_LABEL_TIME: orjson.dumps({_tp_key(tp): t for tp, t in label_time.items()}),
         }
+        if kind == TRANSACTIONS:
+            metadata[_META_SCHEMA] = (f"{self.event_schema.name}@"
+                                      f"{self.event_schema.version}").encode()
         table = table.replace_schema_metadata(metadata)
         path = self.directory / f"{seq:010d}-{kind}.parquet"
         write_atomically(path, lambda temp: pq.write_table(table, temp))
@@ -348,24 +397,25 @@ class Archive:
 
         Transactions keep their first archived copy; labels their first known
         label (earliest ``labeled_at``, then first archived). Rows come in
-        archive order for transactions, ``labeled_at`` order for labels.
+        archive order for transactions, ``labeled_at`` order for labels. The columns
+        are the archive's schema's: a segment written without one reads it as nulls.
         """
         start_us = _us(start) if start is not None else -(2**62)
         end_us = _us(end) if end is not None else 2**62
         files = [s.path for s in self.segments
                  if s.kind == kind and s.overlaps(start_us, end_us)]
-        schema = SCHEMAS[kind]
+        schema = self.schemas[kind]
         tables = [pq.read_table(path, schema=schema) for path in files]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
         frame = table.to_pandas()
-        column = TIME_COLUMN[kind]
+        column = self.time_column[kind]
         if start is not None:
             frame = frame[frame[column] >= pd.Timestamp(start)]
         if end is not None:
             frame = frame[frame[column] < pd.Timestamp(end)]
         if kind == LABELS:
             frame = frame.sort_values("labeled_at", kind="stable")
-        return frame.drop_duplicates("transaction_id", keep="first").reset_index(drop=True)
+        return frame.drop_duplicates(self.id_column[kind], keep="first").reset_index(drop=True)
 
 
 def records_of(records: Sequence[Any]) -> list[ArchivedRecord]:

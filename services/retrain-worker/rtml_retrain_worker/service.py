@@ -4,7 +4,12 @@
 call in-process.
 
 * The **consumer loop** (:class:`rtml_common.kafka.consumer.ConsumerLoop`)
-  reads ``transactions``, ``labels`` and ``retrain-requests`` in one group.
+  reads the feature set's event and label topics (``transactions`` and
+  ``labels`` for the handbook's and the payments example's sets) and
+  ``retrain-requests`` in one group. Events are decoded as the set's schema's
+  generated events by its lean decoder
+  (:func:`rtml_common.schema_models.lean_decoder`) and archived with all their
+  fields.
   Stream events go to the :class:`~.archive.Archive` buffer; the archive's
   partitions start where its durable segments end (``start_offsets``), not
   at the group's commits. A request is written to the
@@ -30,9 +35,11 @@ from typing import Any
 
 from rtml_common.config import KafkaSettings, MlflowSettings
 from rtml_common.events import Event, Label, RetrainRequest, Transaction
-from rtml_common.kafka.consumer import ConsumerLoop, LoopStats, Record
+from rtml_common.kafka.consumer import ConsumerLoop, Decoder, LoopStats, Record
+from rtml_common.schema_models import event_model, lean_decoder
 from rtml_common.service_config import stop_on_signals
 from rtml_common.topics import spec_for_event
+from rtml_features.baseline import get_feature_set
 from rtml_retrain_worker.archive import Archive, Segment, records_of
 from rtml_retrain_worker.challenger import RegistryClient
 from rtml_retrain_worker.config import Settings
@@ -44,6 +51,7 @@ from rtml_training.selection.search import SelectionConfig
 
 logger = logging.getLogger(__name__)
 
+#: The handbook's archived topics (a worker archives its feature set's, see ``RetrainWorker``).
 TRANSACTIONS_TOPIC = spec_for_event(Transaction).name
 LABELS_TOPIC = spec_for_event(Label).name
 REQUESTS_TOPIC = spec_for_event(RetrainRequest).name
@@ -96,10 +104,16 @@ class RetrainWorker:
         self.registry = registry
         self.metrics = WorkerMetrics()
         self.policy = policy_of(settings)
+        #: The served feature set: its schema's events are archived, from its topics.
+        self.feature_set = get_feature_set(settings.feature_set)
+        self.event_schema = self.feature_set.schema
+        self.events_topic = self.feature_set.source_topic
+        self.labels_topic = self.feature_set.label_topic
+        self.archived_topics = (self.events_topic, self.labels_topic)
         retention = timedelta(days=settings.retention_days) if settings.retention_days else None
         self.archive = Archive(settings.archive_dir, settings.segment_max_events,
                                settings.segment_max_age_s, retention,
-                               on_segment=self._on_segment)
+                               on_segment=self._on_segment, event_schema=self.event_schema)
         self.book = RequestBook.open(settings.archive_dir, settings.model_name)
         self.trainings: list[TrainingRecord] = []
         self.segments_written = 0
@@ -118,7 +132,7 @@ class RetrainWorker:
 
     def start_offset(self, topic: str, partition: int) -> int | None:
         """Archived topics resume after their newest segment; requests at the group's commit."""
-        if topic in ARCHIVED_TOPICS:
+        if topic in self.archived_topics:
             return self.archive.resume_offset(topic, partition)
         return None
 
@@ -136,7 +150,8 @@ class RetrainWorker:
                 else:
                     logger.info("retrain request %s %s", request.request_id, outcome.value)
             self.metrics.pending.set(len(self.book.pending()))
-        self.archive.add(records_of([r for r in records if r.topic in ARCHIVED_TOPICS]))
+        archived = self.archived_topics
+        self.archive.add(records_of([r for r in records if r.topic in archived]))
 
     def _on_segment(self, segment: Segment) -> None:
         self.segments_written += 1
@@ -281,10 +296,13 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     registry = registry or RegistryClient(settings.registry_url, settings.registry_api_key,
                                           settings.registry_timeout_s, settings.registry_attempts)
     worker = RetrainWorker(settings, mlflow, registry)
-    topics: dict[str, type[Event]] = {TRANSACTIONS_TOPIC: Transaction, LABELS_TOPIC: Label,
+    schema = worker.event_schema
+    topics: dict[str, type[Event]] = {worker.events_topic: event_model(schema),
+                                      worker.labels_topic: Label,
                                       REQUESTS_TOPIC: RetrainRequest}
+    decoders: dict[str, Decoder] = {worker.events_topic: lean_decoder(schema)}
     loop = ConsumerLoop(topics, settings.consumer_group, worker.handle, kafka,
-                        start_offsets=worker.start_offset)
+                        start_offsets=worker.start_offset, decoders=decoders)
 
     if install_signal_handlers:
         def stop_all() -> None:
