@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import random
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ def _streaming_tests() -> Any:
 
 
 STREAMING = _streaming_tests()
+MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 
 
 def fresh(feature_set: FeatureSet) -> FeatureSet:
@@ -67,14 +70,15 @@ def close(actual: dict[str, float], expected: dict[str, float]) -> list[str]:
 
 
 def replay(client: Client, feature_set: FeatureSet, scene: Any,
-           lateness_ms: int = 3_600_000, trim_slack: int = 32) -> int:
+           lateness_ms: int = 3_600_000, trim_slack: int = 32,
+           label_horizon_ms: int = 60 * 86_400_000) -> int:
     """Deliver the scenario; check every event's request vector before it is applied.
 
     Returns how many requests saw events stored after their time (the corrections ran).
     """
     schema = feature_set.schema
     writer = GenericOnlineWriter(feature_set, ttl_s=3_600, lateness_ms=lateness_ms,
-                                 trim_slack=trim_slack)
+                                 trim_slack=trim_slack, label_horizon_ms=label_horizon_ms)
     reader = GenericReader(client, feature_set)
     vectors = GenericRequestVectors(feature_set)
     applied: dict[str, dict[str, Any]] = {}
@@ -144,3 +148,21 @@ def test_every_kind_on_a_redis_cluster_equals_the_oracle(redis_cluster: Any) -> 
         assert replay(client, fresh(STREAMING.EVERY_KIND), scene) > 5
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("seed", range(200, 206))
+def test_small_streams_under_varied_settings_equal_the_oracle(client: redis.Redis,
+                                                              seed: int) -> None:
+    """Short streams, each with its own lateness, label lag and time grain (a second to ten
+    minutes: few or many simultaneous events); logs trimmed as tightly as the lateness
+    allows (no slack)."""
+    rnd = random.Random(seed)
+    lateness = rnd.choice([timedelta(0), MINUTE, 10 * MINUTE, 45 * MINUTE])
+    label_lag = rnd.choice([MINUTE, HOUR, 4 * HOUR])
+    scene = STREAMING.scenario(seed, STREAMING._txn_event, n=70,
+                               span=rnd.choice([HOUR, 6 * HOUR]), lateness=lateness,
+                               label_lag=label_lag,
+                               grid=rnd.choice([timedelta(seconds=1), MINUTE, 10 * MINUTE]))
+    ms = timedelta(milliseconds=1)
+    replay(client, fresh(STREAMING.EVERY_KIND), scene, lateness_ms=lateness // ms,
+           trim_slack=0, label_horizon_ms=(label_lag + lateness) // ms)

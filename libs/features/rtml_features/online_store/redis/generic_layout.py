@@ -107,6 +107,9 @@ class GenericSpec:
     label_fields: tuple[str, ...]
     #: How far behind the entity's newest event a request window can reach (ms).
     horizon_ms: int
+    #: A LIFETIME window sums label fields: a label may arrive long after its event was
+    #: trimmed from the event log, and must still reach the label log.
+    lifetime_labels: bool = False
 
     @cached_property
     def numeric_fields(self) -> tuple[str, ...]:
@@ -132,9 +135,11 @@ def generic_spec(feature_set: FeatureSet, entity: Entity) -> GenericSpec:
     distinct: dict[str, None] = {}
     labels: dict[str, None] = {}
     horizon = 0
+    lifetime_labels = False
     for aggregate in feature_set.window_aggregates:
         if aggregate.entity != entity:
             continue
+        lifetime_labels = lifetime_labels or (aggregate.uses_labels and aggregate.is_lifetime)
         window, delay = window_ms(aggregate)
         horizon = max(horizon, delay if aggregate.is_lifetime else window + delay)
         name, agg = aggregate.field, aggregate.agg
@@ -155,7 +160,7 @@ def generic_spec(feature_set: FeatureSet, entity: Entity) -> GenericSpec:
         elif agg is Agg.COUNT_DISTINCT:
             distinct[name] = None
     return GenericSpec(entity, tuple(sums), tuple(squares), tuple(life), tuple(extremes),
-                       tuple(last), tuple(distinct), tuple(labels), horizon)
+                       tuple(last), tuple(distinct), tuple(labels), horizon, lifetime_labels)
 
 
 def entity_keys(feature_set: FeatureSet, spec: GenericSpec, entity_id: str,

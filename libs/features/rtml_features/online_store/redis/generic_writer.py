@@ -51,6 +51,9 @@ from rtml_features.prefix_log import dd_add
 from rtml_features.request_generic import two_prod
 
 _PICK = {"min": min, "max": max}
+#: How long after its event a label still reaches a LIFETIME label window (the
+#: streaming computer's default label horizon, 60 days).
+LABEL_HORIZON_MS = 60 * 86_400_000
 _SLICE = 4_000
 
 #: KEYS: an entity's keys (:func:`~.generic_layout.entity_keys`); ARGV[1] the TTL (s),
@@ -293,7 +296,8 @@ class _EntityState:
         self.dirty = False
 
     def add_event(self, tid: str, time_ms: int, values: tuple[float, ...],
-                  distinct: tuple[str | None, ...], lateness_ms: int, slack: int) -> bool:
+                  distinct: tuple[str | None, ...], lateness_ms: int, slack: int,
+                  label_horizon_ms: int) -> bool:
         if not self.events.insert(tid, time_ms, values, distinct):
             return False
         self.dirty = True
@@ -323,7 +327,8 @@ class _EntityState:
                     del self.occurrences[f][value]
                     self.latest_diffs[f].remove(value.encode())
         if self.spec.label_fields:
-            self.labels.trim(cutoff, slack)
+            self.labels.trim(cutoff - label_horizon_ms if self.spec.lifetime_labels else cutoff,
+                             slack)
         return True
 
     def set_label(self, tid: str, time_ms: int, labeled_at_ms: int, values: tuple[float, ...],
@@ -358,23 +363,30 @@ class GenericOnlineWriter:
     """Keeps a feature set's generic layout in Redis from applied events and labels.
 
     ``lateness_ms``: how far behind an entity's newest event an event may still be
-    applied (history kept beyond the windows). ``tagged``: Redis Cluster keys (the
-    client passed to :meth:`flush` decides it when None).
+    applied (history kept beyond the windows). ``label_horizon_ms``: how long after its
+    event a label still reaches a LIFETIME label window (the label logs of such entities,
+    and the ids of events, are kept that much longer; labels later than that are lost
+    to those windows). ``tagged``: Redis Cluster keys (the client passed to
+    :meth:`flush` decides it when None).
     """
 
     def __init__(self, feature_set: FeatureSet, ttl_s: int, lateness_ms: int = 3_600_000,
-                 tagged: bool | None = None, trim_slack: int = 32) -> None:
+                 tagged: bool | None = None, trim_slack: int = 32,
+                 label_horizon_ms: int = LABEL_HORIZON_MS) -> None:
         self.feature_set = feature_set
         self.schema = feature_set.schema
         self.ttl_s = ttl_s
         self.lateness_ms = lateness_ms
         self.tagged = tagged
         self.trim_slack = trim_slack
+        self.label_horizon_ms = label_horizon_ms
         self.specs = {e.name: generic_spec(feature_set, e) for e in feature_set.entities}
         self._defaults = {name: (self.schema.field(name).default if self.schema.has(name)
                                  else None)
                           for spec in self.specs.values() for name in spec.numeric_fields}
         self._keep_ms = max((s.horizon_ms for s in self.specs.values()), default=0) + lateness_ms
+        if any(s.lifetime_labels for s in self.specs.values()):
+            self._keep_ms += label_horizon_ms
         self.states: dict[tuple[str, str], _EntityState] = {}
         #: id -> (event time, entity ids) of the events held (labels join them).
         self._events: dict[str, tuple[int, dict[str, str]]] = {}
@@ -407,7 +419,7 @@ class GenericOnlineWriter:
             distinct = tuple(distinct_text(event.get(f)) for f in spec.distinct_fields)
             state = self._state(name, entity_id)
             if state.add_event(tid, time_ms, values, distinct, self.lateness_ms,
-                               self.trim_slack):
+                               self.trim_slack, self.label_horizon_ms):
                 changed = True
                 label = self._labels.get(tid)
                 if label is not None:
