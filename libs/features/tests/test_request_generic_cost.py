@@ -18,8 +18,9 @@ import pytest
 import redis
 
 from rtml_features.definitions import LIFETIME, Agg, FeatureSet, WindowAggregate
+from rtml_features.generic_rows import InvalidEvent
 from rtml_features.online_store.redis.generic_reader import READ_SCRIPT, GenericReader
-from rtml_features.online_store.redis.generic_writer import GenericOnlineWriter
+from rtml_features.online_store.redis.generic_writer import ConflictingEvent, GenericOnlineWriter
 from rtml_features.oracle import _Reference
 from rtml_features.request_generic import GenericRequestVectors
 
@@ -246,3 +247,17 @@ def test_a_request_already_applied_counts_once(client: redis.Redis) -> None:
         bad = {n: (vector[n], v) for n, v in expected.items()
                if not math.isclose(vector[n], v, rel_tol=1e-9, abs_tol=1e-9)}
         assert not bad, bad
+
+
+def test_invalid_and_conflicting_events_are_refused_before_any_change() -> None:
+    feature_set = fresh(STREAMING.EVERY_KIND)
+    writer = GenericOnlineWriter(feature_set, ttl_s=60)
+    event = {"transaction_id": "a", "event_time": ORIGIN_MS, "customer_id": "c",
+             "terminal_id": "m", "country": "FR", "amount": 5.0}
+    assert writer.apply_event(event)
+    with pytest.raises(ConflictingEvent):
+        writer.apply_event(dict(event, event_time=ORIGIN_MS + 1))
+    with pytest.raises(InvalidEvent):
+        writer.apply_event(dict(event, transaction_id="b", amount="lots"))
+    assert [len(s.events.times) for s in writer.states.values()] == [1] * len(writer.states)
+    assert not writer.apply_event(event)

@@ -84,6 +84,10 @@ return #KEYS
 """
 
 
+class ConflictingEvent(ValueError):
+    """An event id the writer holds at another event time (not a redelivery)."""
+
+
 class _Diff:
     """Members to remove from and add to one sorted set (applied: removes, then adds)."""
 
@@ -404,19 +408,33 @@ class GenericOnlineWriter:
         return state
 
     def apply_event(self, event: Mapping[str, Any]) -> bool:
-        """Apply one event of the set's schema (time as epoch ms); False if nothing changed."""
+        """Apply one event of the set's schema (time as epoch ms); False if nothing changed
+        (a redelivery, or an event older than what its entities keep).
+
+        Raises :class:`~rtml_features.generic_rows.InvalidEvent` for a numeric field it
+        cannot read, and :class:`ConflictingEvent` for an id already held at another
+        time, both before any change.
+        """
         tid = str(event[self.schema.id_field])
         time_ms = int(event[self.schema.event_time])
-        changed = False
-        ids: dict[str, str] = {}
+        held = self._events.get(tid)
+        if held is not None:
+            if held[0] != time_ms:
+                raise ConflictingEvent(f"event {tid!r} at {time_ms} is held at {held[0]}")
+            return False
+        parts: list[tuple[str, GenericSpec, str, tuple[float, ...], tuple[str | None, ...]]] = []
         for name, spec in self.specs.items():
             entity_id = spec.entity.id_of(event)
             if entity_id is None:
                 continue
-            ids[name] = entity_id
             values = tuple(number(event.get(f), f, self._defaults[f])
                            for f in spec.numeric_fields)
             distinct = tuple(distinct_text(event.get(f)) for f in spec.distinct_fields)
+            parts.append((name, spec, entity_id, values, distinct))
+        changed = False
+        ids: dict[str, str] = {}
+        for name, spec, entity_id, values, distinct in parts:
+            ids[name] = entity_id
             state = self._state(name, entity_id)
             if state.add_event(tid, time_ms, values, distinct, self.lateness_ms,
                                self.trim_slack, self.label_horizon_ms):
@@ -502,4 +520,4 @@ class GenericOnlineWriter:
         return len(calls)
 
 
-__all__ = ["WRITE_SCRIPT", "GenericOnlineWriter"]
+__all__ = ["WRITE_SCRIPT", "ConflictingEvent", "GenericOnlineWriter"]
