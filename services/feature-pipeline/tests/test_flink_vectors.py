@@ -111,7 +111,10 @@ def test_submit_command_runs_the_job_detached_with_the_configured_parallelism(
     assert command[:8] == ["/opt/flink/bin/flink", "run", "-d", "-m", "jm:8081", "-p", "3",
                            "-pyclientexec"]
     assert command[command.index("-py") + 1] == flink_job.__file__
-    assert command[-3:] == ["--parallelism", "3", "--checkpoint-interval-s=60"]
+    # The job's parallelism comes from the environment: the flink CLI would take a
+    # --parallelism right after -py FILE for its own.
+    assert command[command.index("-py") + 2:] == ["--checkpoint-interval-s=60"]
+    assert submit.submit_env(args)["RTML_FLINK_PARALLELISM"] == "3"
     assert submit.job_name(job_args) == f"rtml-features-baseline-{BASELINE.version}"
     assert submit.job_name(["--feature-set", "extended"]) == (
         f"rtml-features-extended-{EXTENDED.version}")

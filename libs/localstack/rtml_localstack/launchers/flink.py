@@ -228,6 +228,8 @@ class FlinkSessionCluster:
         """``flink run -py script`` against this cluster; waits for the job unless detached.
 
         The client and the task managers' Python workers both use :attr:`python`.
+        The CLI takes an option of its own (``-p``/``--parallelism``, ``-d``, ...) that
+        directly follows the script: start ``arguments`` with one it does not know.
         """
         assert self.home is not None
         command = [str(self.home / "bin" / "flink"), "run", "-m", self.rest_address,

@@ -132,10 +132,21 @@ def flink_cli(given: str | None) -> str:
 
 
 def submit_command(args: argparse.Namespace, job_args: Sequence[str]) -> list[str]:
-    """``flink run -d`` of :mod:`.job` with the submitter's parallelism."""
+    """``flink run -d -p N`` of :mod:`.job` (run it with :func:`submit_env`).
+
+    The job learns N from ``RTML_FLINK_PARALLELISM`` (:func:`submit_env`), not from a
+    ``--parallelism`` argument: the flink CLI takes an option it knows that directly
+    follows ``-py FILE`` for its own (``--parallelism`` is ``-p``), and the job would
+    then set its default, 1.
+    """
     return [flink_cli(args.flink), "run", "-d", "-m", args.jobmanager,
             "-p", str(args.parallelism), "-pyclientexec", args.python, "-pyexec", args.python,
-            "-py", flink_job.__file__, "--parallelism", str(args.parallelism), *job_args]
+            "-py", flink_job.__file__, *job_args]
+
+
+def submit_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of ``flink run``: the job's client inherits it."""
+    return {**os.environ, "RTML_FLINK_PARALLELISM": str(args.parallelism)}
 
 
 def follow(args: argparse.Namespace, name: str) -> int:
@@ -172,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         command = submit_command(args, job_args)
         print("submitting: " + " ".join(command), flush=True)
-        run = subprocess.run(command, text=True, capture_output=True)
+        run = subprocess.run(command, text=True, capture_output=True, env=submit_env(args))
         sys.stdout.write(run.stdout[-5000:])
         if run.returncode != 0:
             sys.stderr.write(run.stderr[-5000:])
