@@ -32,11 +32,11 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
@@ -51,6 +51,7 @@ from rtml_common.http_api import (
     key_first_routes,
     key_guard,
 )
+from rtml_common.schema import EventSchema
 from rtml_common.service_config import API_KEY_HEADER
 from rtml_decision import ISSUE, SERVICE_NAME
 from rtml_decision.active_rules import ActiveRules, RuleSets
@@ -60,13 +61,13 @@ from rtml_decision.engine import DecisionEngine
 from rtml_decision.fast_path import REPLAY_HEADER, DecisionFastPath
 from rtml_decision.limits import Limits
 from rtml_decision.metrics import DecisionMetrics
+from rtml_decision.request_model import check_servable, request_body
 from rtml_decision.request_store import REDIS_FAILURES
 from rtml_decision.rule_store import RuleStore
 from rtml_decision.rule_worker import RuleWorker
 from rtml_decision.rules import RuleSetError
 from rtml_decision.schemas import (
     RULES_YAML_EXAMPLE,
-    TRANSACTION_EXAMPLES,
     BacktestReport,
     DecisionOut,
     Health,
@@ -158,6 +159,36 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+_DECISION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": (
+        "A concurrent request with the same transaction_id is still deciding "
+        "(beyond this request's budget; header Retry-After: retry), or the "
+        "transaction_id was decided for a request with other fields.")},
+    413: _TOO_LARGE,
+    415: {"model": ErrorBody, "description": "The body is not JSON."},
+    422: {"model": ValidationFailure, "description": (
+        "Malformed request (`detail` names each invalid field: unknown, missing, of the wrong "
+        "type, out of its bounds or outside its declared categories; `errors` lists them; "
+        "the input is never echoed), or event_time further ahead of the service clock than "
+        "RTML_DECISION_MAX_FUTURE_SKEW_S (or behind it than RTML_DECISION_MAX_EVENT_AGE_S, "
+        "when set).")}}
+
+
+def add_decision_route(app: FastAPI, schema: EventSchema,
+                       endpoint: Callable[[Any], Awaitable[Response]]) -> None:
+    """Declare ``POST /v1/decisions`` on ``app`` with the body model of ``schema``.
+
+    The model is generated when the app is built (:func:`request_body`), so the
+    endpoint's signature is given to FastAPI here rather than written in code.
+    """
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("transaction", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           annotation=request_body(schema))],
+        return_annotation=Response)
+    app.post("/v1/decisions", tags=["decisions"], response_model=DecisionOut,
+             responses=_DECISION_RESPONSES)(endpoint)
+
+
 def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: SecretStr | None,
                decision_log: Callable[[], DecisionLog | None] = lambda: None,
                metrics: DecisionMetrics | None = None, limits: Limits | None = None,
@@ -166,13 +197,19 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
     """The decision API over ``engine``; admin endpoints check ``admin_api_key``.
 
     ``worker`` validates uploads and runs backtests (a default one with
-    ``limits``' time limits when not given). An upload is stored in
-    ``rule_store`` (every worker and replica follows it) before this process
-    activates it; without one it reaches this process only.
+    ``limits``' time limits when not given), against the inputs of the
+    engine's feature set and its schema (``engine.rule_inputs``). The
+    decision route's body is the request model generated from that schema
+    (:mod:`rtml_decision.request_model`); a set the request path cannot
+    compute yet is refused here (:class:`~rtml_decision.request_model.UnservableFeatureSet`).
+    An upload is stored in ``rule_store`` (every worker and replica follows
+    it) before this process activates it; without one it reaches this
+    process only.
     """
+    check_servable(engine.feature_set)
     limits = limits or Limits()
     worker = worker or RuleWorker(limits.rules_validation_timeout_s,
-                                  limits.backtest_timeout_s)
+                                  limits.backtest_timeout_s, engine.rule_inputs)
     options: dict[str, Any] = {}
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
         options["telemetry"] = FASTAPI_TELEMETRY
@@ -220,22 +257,9 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
                       rule_set_revision=state.revision,
                       admin_enabled=admin_api_key is not None)
 
-    @app.post("/v1/decisions", tags=["decisions"], response_model=DecisionOut,
-              responses={
-                  409: {"model": ErrorBody, "description": (
-                      "A concurrent request with the same transaction_id is still deciding "
-                      "(beyond this request's budget; header Retry-After: retry), or the "
-                      "transaction_id was decided for a request with other fields.")},
-                  413: _TOO_LARGE,
-                  415: {"model": ErrorBody, "description": "The body is not JSON."},
-                  422: {"model": ValidationFailure, "description": (
-                      "Malformed transaction (`detail` names each invalid field, `errors` "
-                      "lists them; the input is never echoed), or event_time further ahead "
-                      "of the service clock than RTML_DECISION_MAX_FUTURE_SKEW_S (or behind "
-                      "it than RTML_DECISION_MAX_EVENT_AGE_S, when set).")}})
-    async def decide(transaction: Annotated[Transaction, Body(
-            openapi_examples=TRANSACTION_EXAMPLES)]) -> Response:
-        """Decide one transaction (see the API description).
+    async def decide(transaction: Transaction) -> Response:
+        """Decide one request: an event of the served feature set's schema (see the API
+        description).
 
         Declared for OpenAPI: :class:`DecisionFastPath` answers every such request.
         """
@@ -244,6 +268,8 @@ def create_app(engine: DecisionEngine, rules: ActiveRules, admin_api_key: Secret
             answer = await engine.decide(transaction, started)
         headers = {REPLAY_HEADER: "true"} if answer.replayed else None
         return Response(answer.body, media_type="application/json", headers=headers)
+
+    add_decision_route(app, engine.feature_set.schema, decide)
 
     @app.get("/v1/rules", tags=["rules"])
     def active_rules() -> RuleSetOut:

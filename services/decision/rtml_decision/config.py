@@ -57,10 +57,12 @@ class Settings(ServiceSettings):
         default_factory=default_feature_set,
         min_length=1,
         description=(
-            "Registered feature set (rtml_features.baseline.REGISTRY: baseline, extended) a "
-            "request's features are computed with, from the prefix logs the feature pipeline "
-            "writes for the same set (RTML_FEATURE_PIPELINE_FEATURE_SET); the models served "
-            "must have been trained on it."
+            "Feature set (the configured feature repo's or the handbook's: baseline, "
+            "extended) a request's features are computed with, from the prefix logs the "
+            "feature pipeline writes for the same set (RTML_FEATURE_PIPELINE_FEATURE_SET); "
+            "the models served must have been trained on it. Its event schema is the "
+            "request body and what rules read; for now it must be a classic set over the "
+            "handbook's transaction schema (refused at start-up otherwise, with the reason)."
         ),
     )
     rules_path: Path | None = Field(
@@ -205,11 +207,14 @@ class Settings(ServiceSettings):
     @field_validator("feature_set")
     @classmethod
     def _known_feature_set(cls, name: str) -> str:
-        """An unknown set would fail every request's features; say so at start-up."""
+        """An unknown set would fail every request's features, and one the request path
+        cannot compute yet (:func:`~rtml_decision.request_model.check_servable`) every
+        decision: say so at start-up."""
+        from rtml_decision.request_model import check_servable
         from rtml_features.baseline import get_feature_set
 
         try:
-            get_feature_set(name)
+            check_servable(get_feature_set(name))
         except KeyError as error:
             raise ValueError(str(error)) from None
         return name

@@ -57,6 +57,7 @@ from rtml_decision.decision_events import Inputs, build_decision
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
 from rtml_decision.request_features import RequestFeatures
+from rtml_decision.request_model import request_model
 from rtml_decision.request_store import (
     REDIS_FAILURES,
     DecisionInProgress,
@@ -66,7 +67,7 @@ from rtml_decision.request_store import (
     Stored,
     fingerprint,
 )
-from rtml_decision.rules import RuleResult, RuleSet
+from rtml_decision.rules import RuleInputs, RuleResult, RuleSet, request_inputs
 from rtml_decision.scoring import Scored, explain, pick_model, score
 from rtml_features.definitions import FeatureSet
 from rtml_features.prefix_log import OutOfRange
@@ -74,6 +75,10 @@ from rtml_features.rows import RowFeatures, epoch_ms, weekend_and_hour
 from rtml_models.serving import ServingModels
 
 logger = logging.getLogger(__name__)
+
+
+#: Request fields the context always holds (read by name below).
+_CONTEXT_FIELDS = frozenset({"amount", "customer_id", "terminal_id"})
 
 
 class DegradedReason(StrEnum):
@@ -112,6 +117,13 @@ class DecisionEngine:
         self.feature_set = feature_set
         self.row_features = RowFeatures(feature_set)
         self.request_features = RequestFeatures(feature_set)
+        #: The request body (generated from the set's schema) and what rules may read.
+        self.request_model = request_model(feature_set.schema)
+        self.rule_inputs: RuleInputs = request_inputs(feature_set.schema, feature_set.names,
+                                                      feature_set.name)
+        #: Declared request fields put in the context besides those read below.
+        self.extra_fields = tuple(name for name in self.rule_inputs.fields
+                                  if name not in _CONTEXT_FIELDS)
         self.publisher = publisher
         self.metrics = metrics
         self.timeout_s = timeout_ms / 1000
@@ -131,6 +143,8 @@ class DecisionEngine:
             "customer_id": tx.customer_id, "terminal_id": tx.terminal_id,
             **self.row_features.values(time_ms, {"amount": tx.amount}),
         }
+        for name in self.extra_fields:
+            context[name] = getattr(tx, name)
         reason: DegradedReason | None = None
         scored: Scored | None = None
         lookup: Lookup | None = None

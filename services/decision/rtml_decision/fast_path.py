@@ -12,8 +12,10 @@ declared for OpenAPI only):
 * 415 a ``Content-Type`` other than JSON (none at all is read as JSON);
 * 413 a body longer than ``max_request_bytes`` — refused from its
   ``Content-Length`` before reading, or at the first chunk past the limit;
-* 422 a body that is not a valid :class:`~rtml_common.events.Transaction`
-  (:func:`rtml_common.http_api.validation_failure`: ``detail`` a string
+* 422 a body that is not a valid request — an event of the served feature
+  set's schema (:attr:`DecisionEngine.request_model`, for the handbook
+  :class:`~rtml_common.events.Transaction`;
+  :func:`rtml_common.http_api.validation_failure`: ``detail`` a string
   naming each field, ``errors`` per field, never the input echoed back —
   ``NaN`` or a megabyte id cannot break or bloat the answer), or whose
   ``event_time`` is implausibly far from the clock (:class:`~rtml_decision.limits.Limits`);
@@ -30,14 +32,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from opentelemetry import trace
 from pydantic import ValidationError
 
 from rtml_common.asgi import RecordRequest
-from rtml_common.events import Transaction
+from rtml_common.events import Event, Transaction
 from rtml_common.http_api import validation_failure
 from rtml_decision.body_limit import BodyTooLarge, ClientGone, read_body
 from rtml_decision.engine import DecisionEngine
@@ -123,10 +125,10 @@ class DecisionFastPath:
             body = await read_body(receive, limit, MAX_REQUEST_SETTING)
         except BodyTooLarge as error:
             return _error(413, str(error))
-        try:
-            transaction = Transaction.model_validate_json(body)
-        except ValidationError as error:
-            return _invalid(error.errors(include_url=False, include_input=False))
+        transaction, refusal = decode_request(self.engine.request_model, body)
+        if refusal is not None:
+            return refusal
+        transaction = cast(Transaction, transaction)  # check_servable: the handbook's schema
         problem = self.limits.event_time_error(transaction.event_time.timestamp(), time.time())
         if problem is not None:
             return _invalid([{"loc": ("event_time",), "msg": problem,
@@ -139,6 +141,16 @@ class DecisionFastPath:
         except IdempotencyConflict:
             return _error(409, conflict_detail(transaction.transaction_id))
         return 200, answer.body, [_JSON, *([_REPLAYED] if answer.replayed else [])]
+
+
+def decode_request(model: type[Event], body: bytes
+                   ) -> tuple[Event | None, tuple[int, bytes, Headers] | None]:
+    """The request ``body`` as ``model``, or the 422 answering it (``detail`` naming each
+    invalid field; the input never echoed)."""
+    try:
+        return model.model_validate_json(body), None
+    except ValidationError as error:
+        return None, _invalid(error.errors(include_url=False, include_input=False))
 
 
 def _error(status: int, detail: str, extra: Headers | None = None

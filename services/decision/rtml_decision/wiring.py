@@ -31,10 +31,12 @@ from rtml_decision.limits import Limits
 from rtml_decision.log_writer import GROUP_ID, DecisionLogWriter
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
+from rtml_decision.request_model import check_servable
 from rtml_decision.request_store import RequestStore
 from rtml_decision.rule_store import RuleStore
 from rtml_decision.rule_sync import RuleSync
 from rtml_decision.rule_worker import RuleWorker
+from rtml_decision.rules import request_inputs
 from rtml_decision.watcher import ModelWatcher
 from rtml_features.baseline import get_feature_set
 from rtml_models.aliases import CHAMPION
@@ -84,7 +86,8 @@ class Service:
     def rule_worker(self) -> RuleWorker:
         if self._rule_worker is None:
             self._rule_worker = RuleWorker(self.settings.rules_validation_timeout_s,
-                                           self.settings.backtest_timeout_s)
+                                           self.settings.backtest_timeout_s,
+                                           self.engine.rule_inputs)
         return self._rule_worker
 
     _rule_worker: RuleWorker | None = None
@@ -180,8 +183,11 @@ def build_service(settings: Settings, kafka: KafkaSettings, redis: RedisSettings
     else the configured file; Redis unreachable at start-up leaves the file's
     rules until the sync reaches it.
     """
+    feature_set = get_feature_set(settings.feature_set)
+    check_servable(feature_set)  # before anything connects: the reason, at start-up
+    inputs = request_inputs(feature_set.schema, feature_set.names, feature_set.name)
     metrics = DecisionMetrics()
-    rules = ActiveRules.from_paths(settings.rules_path, settings.fallback_rules_path)
+    rules = ActiveRules.from_paths(settings.rules_path, settings.fallback_rules_path, inputs)
     rules.on_change = lambda state: metrics.rules_revision(state.revision)
     metrics.rules_revision(0)
     router = CanaryRouter(settings.canary_weights)
@@ -193,7 +199,6 @@ def build_service(settings: Settings, kafka: KafkaSettings, redis: RedisSettings
     except Exception as error:  # registry down: answer degraded until the watcher loads one
         logger.warning("no model loaded yet (%r): answering degraded meanwhile", error)
     budget_s = settings.request_timeout_ms / 1000
-    feature_set = get_feature_set(settings.feature_set)
     store = RequestStore.from_url(redis.url, feature_set, settings.idempotency_ttl_s,
                                   timeout_s=min(redis.socket_timeout_s, budget_s))
     publisher = DecisionPublisher(EventProducer(kafka, **PRODUCER_OVERRIDES), metrics,

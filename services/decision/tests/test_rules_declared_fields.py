@@ -10,6 +10,7 @@ fields (categorical ones with their categories) and its 32 features.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import types
 from pathlib import Path
@@ -202,3 +203,23 @@ def test_the_rule_worker_validates_uploads_against_its_inputs(payments: RuleInpu
                                                   handbook.name))
     with pytest.raises(RuleSetError, match="unknown name 'channel'"):
         asyncio.run(plain.validate(rules_text('channel == "app"')))
+
+
+def test_the_offline_backtest_checks_against_a_served_set(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    import pandas as pd
+
+    from rtml_decision.backtest import main
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(rules_text('currency == "EUR" and amount > 100'))
+    decisions = tmp_path / "decisions.parquet"
+    pd.DataFrame({"transaction_id": ["a", "b"], "outcome": ["approve", "approve"],
+                  "currency": ["EUR", "USD"], "amount": [500.0, 500.0]}).to_parquet(decisions)
+    assert main(["--rules", str(rules), "--decisions", str(decisions)]) == 2
+    assert "unknown name 'currency'" in capsys.readouterr().err  # the standard inputs
+    assert main(["--rules", str(rules), "--decisions", str(decisions), "--json",
+                 "--feature-set", "baseline"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["changed"] == 1 and report["evaluated"] == 2
