@@ -5,6 +5,12 @@ into the ``rtml-schema-version`` Kafka header (see :mod:`rtml_common.serde`).
 A consumer that sees a major version it does not know refuses the record to
 the dead-letter topic instead of guessing at its meaning.
 
+The handbook's :class:`Transaction` and :class:`Label` are not written here:
+they are generated (:func:`rtml_common.schema_models.event_model`) from their
+declarations in :mod:`rtml_common.handbook`, like any user's event, and so are
+their lean decoders and JSON Schemas. The end of this module spells their
+fields out for type checkers.
+
 Events are immutable (``frozen``) and strict about unknown fields
 (``extra="forbid"``): a typo in a non-Python producer's field name must be a
 dead-lettered record with a precise reason, not a silently dropped value.
@@ -40,7 +46,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -134,38 +140,6 @@ class Event(BaseModel):
 
     #: Semantic version of the event's schema: major bumps break consumers.
     schema_version: ClassVar[str] = "1.0"
-
-
-class Transaction(Event):
-    """A card payment at a terminal, as it happens (no fraud label)."""
-
-    transaction_id: EntityId = Field(description="Globally unique transaction id; the dedupe key.")
-    event_time: UtcDatetime = Field(description="When the payment happened (event time).")
-    customer_id: EntityId = Field(description="Card / customer id; the partition key.")
-    terminal_id: EntityId | None = Field(
-        default=None, description="Terminal (merchant) id, absent when unknown."
-    )
-    amount: Amount = Field(description="Amount in major currency units, at most "
-                                       "RTML_CONTRACT_MAX_AMOUNT (default 1e9).")
-    currency: str = Field(default="EUR", min_length=3, max_length=3)
-
-
-class Label(Event):
-    """The fraud tag of a past transaction, known only later (chargeback, investigation).
-
-    Carries the transaction's entities and event time so label-delayed features
-    (e.g. terminal risk) can be joined in event time without a lookup.
-    """
-
-    transaction_id: EntityId
-    customer_id: EntityId
-    terminal_id: EntityId | None = None
-    transaction_time: UtcDatetime = Field(description="Event time of the labelled transaction.")
-    labeled_at: UtcDatetime = Field(description="When the label became known (event time).")
-    is_fraud: Annotated[bool, Strict()]
-    fraud_scenario: Annotated[int, Strict()] | None = Field(
-        default=None, ge=0, description="Simulator scenario id (0 = genuine), when known."
-    )
 
 
 class FeatureVector(Event):
@@ -324,6 +298,61 @@ class ModelEvent(Event):
     actor: str = Field(min_length=1)
     reason: str = ""
     occurred_at: UtcDatetime
+
+
+# -- the handbook's transaction and label: generated from their one declaration ------------
+# rtml_common.handbook declares them (TRANSACTION_SCHEMA, LABEL_SCHEMA); the models, the lean
+# decoders and the JSON Schemas are generated from that (rtml_common.schema_models). The
+# classes below are what type checkers read: the generated models' fields, written out
+# (tests/test_schema_models.py builds them and holds them equal, field by field, in every
+# accepted and refused record, to the generated ones).
+# Imported here, at the end: schema_models builds on Event and UtcDatetime.
+from rtml_common.handbook import LABEL_SCHEMA, TRANSACTION_SCHEMA  # noqa: E402
+from rtml_common.schema_models import event_model  # noqa: E402
+
+if TYPE_CHECKING:
+
+    class Transaction(Event):
+        """A card payment at a terminal, as it happens (no fraud label)."""
+
+        transaction_id: EntityId = Field(
+            description="Globally unique transaction id; the dedupe key.")
+        event_time: UtcDatetime = Field(description="When the payment happened (event time).")
+        customer_id: EntityId = Field(description="Card / customer id; the partition key.")
+        terminal_id: EntityId | None = Field(
+            default=None, description="Terminal (merchant) id, absent when unknown.")
+        amount: Amount = Field(description="Amount in major currency units, at most "
+                                           "RTML_CONTRACT_MAX_AMOUNT (default 1e9).")
+        currency: str = Field(default="EUR", min_length=3, max_length=3)
+
+    class Label(Event):
+        """The fraud tag of a past transaction, known only later (chargeback, investigation).
+
+        Carries the transaction's entities and event time so label-delayed features
+        (e.g. terminal risk) can be joined in event time without a lookup.
+        """
+
+        transaction_id: EntityId
+        customer_id: EntityId
+        terminal_id: EntityId | None = None
+        transaction_time: UtcDatetime = Field(
+            description="Event time of the labelled transaction.")
+        labeled_at: UtcDatetime = Field(
+            description="When the label became known (event time).")
+        is_fraud: Annotated[bool, Strict()]
+        fraud_scenario: Annotated[int, Strict(), Field(ge=0)] | None = Field(
+            default=None, description="Simulator scenario id (0 = genuine), when known.")
+
+else:
+    Transaction = event_model(TRANSACTION_SCHEMA, module=__name__)
+    Label = event_model(LABEL_SCHEMA, module=__name__)
+    # The published contract (schemas/labels.schema.json) describes labels in two paragraphs
+    # and LABEL_SCHEMA in one: kept as published until the handbook's description says this
+    # (then this line goes).
+    Label.__doc__ = (
+        "The fraud tag of a past transaction, known only later (chargeback, investigation)."
+        "\n\nCarries the transaction's entities and event time so label-delayed features\n"
+        "(e.g. terminal risk) can be joined in event time without a lookup.")
 
 
 def utcnow() -> datetime:

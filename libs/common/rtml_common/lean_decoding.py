@@ -29,6 +29,12 @@ with its precise reason, so the consumer loop dead-letters it. Records are thus
 accepted exactly when the event type accepts them, and refused with the same
 reason (``tests/test_lean_decoding.py`` pins both).
 
+The decoders and their structs are generated from the handbook's schemas
+(:func:`rtml_common.schema_lean.lean_decoder`, as for any user's schema); this
+module keeps their shared pieces (:func:`parse_utc`, :func:`version_gate`,
+:func:`_event`) and the wire readers consumers use without building the event
+(:func:`transaction_wire`, :func:`label_wire`).
+
 >>> raw = (b'{"transaction_id":"t1","event_time":"2018-04-01T14:00:00.5+02:00",'
 ...        b'"customer_id":"c1","amount":2.5}')
 >>> tx = decode_transaction(raw, [])
@@ -47,13 +53,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
 from pydantic import BaseModel
 
 from rtml_common.events import MAX_AMOUNT, Event, Label, Transaction
+from rtml_common.handbook import LABEL_SCHEMA, TRANSACTION_SCHEMA
+from rtml_common.schema_lean import lean_decoder
 from rtml_common.serde import SCHEMA_VERSION_HEADER, check_schema_version, decode
 from rtml_common.tracing import TRACEPARENT
 
@@ -173,38 +181,51 @@ EntityId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class _WireTransaction(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``Transaction``'s constraints in msgspec's terms; UNSET = absent (not in fields set)."""
-
-    transaction_id: EntityId
-    event_time: str  # see parse_utc
-    customer_id: EntityId
-    terminal_id: EntityId | UnsetType | None = UNSET
-    #: Finite (msgspec refuses 1e999: no inf), a JSON number (not a string, not a bool).
-    amount: Annotated[float, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
-    currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)] | UnsetType = UNSET
+def _pydantic(value: bytes | None, event_type: type[E]) -> E:
+    """What decides a record msgspec did not take (``decode`` looked up at each call)."""
+    return decode(value, event_type)
 
 
-class _WireLabel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``Label``'s constraints in msgspec's terms; UNSET = absent (not in fields set)."""
+#: The handbook's decoders, generated from its schemas (rtml_common.schema_lean).
+_TRANSACTIONS = lean_decoder(TRANSACTION_SCHEMA, Transaction, _pydantic)
+_LABELS = lean_decoder(LABEL_SCHEMA, Label, _pydantic)
 
-    transaction_id: EntityId
-    customer_id: EntityId
-    terminal_id: EntityId | UnsetType | None = UNSET
-    transaction_time: str  # see parse_utc
-    labeled_at: str
-    is_fraud: bool
-    fraud_scenario: NonNegativeInt | UnsetType | None = UNSET
+if TYPE_CHECKING:
 
+    class _WireTransaction(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+        """``Transaction``'s constraints in msgspec's terms; UNSET = absent (not in fields set).
 
-_require_plain(Transaction, _WireTransaction)
-_require_plain(Label, _WireLabel)
-_decode_transaction = msgspec.json.Decoder(_WireTransaction).decode
-_decode_label = msgspec.json.Decoder(_WireLabel).decode
-_check_transaction_version = version_gate(Transaction)
-_check_label_version = version_gate(Label)
-_ALL_TRANSACTION_FIELDS = set(Transaction.model_fields)
-_ALL_LABEL_FIELDS = set(Label.model_fields)
+        What type checkers read; the generated struct (``schema_lean.wire_struct``) is held
+        equal to it by ``tests/test_schema_models.py``.
+        """
+
+        transaction_id: EntityId
+        event_time: str  # see parse_utc
+        customer_id: EntityId
+        terminal_id: EntityId | UnsetType | None = UNSET
+        #: Finite (msgspec refuses 1e999: no inf), a JSON number (not a string, not a bool).
+        amount: Annotated[float, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+        currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)] | UnsetType = UNSET
+
+    class _WireLabel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+        """``Label``'s constraints in msgspec's terms; UNSET = absent (not in fields set)."""
+
+        transaction_id: EntityId
+        customer_id: EntityId
+        terminal_id: EntityId | UnsetType | None = UNSET
+        transaction_time: str  # see parse_utc
+        labeled_at: str
+        is_fraud: bool
+        fraud_scenario: NonNegativeInt | UnsetType | None = UNSET
+
+else:
+    _WireTransaction = _TRANSACTIONS.wire
+    _WireLabel = _LABELS.wire
+
+_decode_transaction = _TRANSACTIONS.decode_wire
+_decode_label = _LABELS.decode_wire
+_check_transaction_version = _TRANSACTIONS.check_version
+_check_label_version = _LABELS.check_version
 
 
 W = TypeVar("W", bound=msgspec.Struct)
@@ -266,34 +287,7 @@ def label_wire(value: bytes | None,
     return wire, transaction_time, labeled_at, traced
 
 
-def decode_transaction(value: bytes | None, headers: RecordHeaders) -> Transaction:
-    """A ``transactions`` record as a :class:`Transaction`; :class:`DecodeError` if invalid."""
-    read = transaction_wire(value, headers)
-    if read is None:
-        return decode(value, Transaction)  # pydantic decides, and names the problem
-    wire, event_time, _ = read
-    terminal_id = wire.terminal_id
-    currency = wire.currency
-    values = {"transaction_id": wire.transaction_id, "event_time": event_time,
-              "customer_id": wire.customer_id, "terminal_id": terminal_id,
-              "amount": wire.amount, "currency": currency}
-    if terminal_id is UNSET or currency is UNSET:
-        return _event(Transaction, values, _fill_defaults(Transaction, values))
-    return _event(Transaction, values, _ALL_TRANSACTION_FIELDS.copy())
-
-
-def decode_label(value: bytes | None, headers: RecordHeaders) -> Label:
-    """A ``labels`` record as a :class:`Label`; :class:`DecodeError` if invalid."""
-    read = label_wire(value, headers)
-    if read is None:
-        return decode(value, Label)  # pydantic decides, and names the problem
-    wire, transaction_time, labeled_at, _ = read
-    terminal_id = wire.terminal_id
-    fraud_scenario = wire.fraud_scenario
-    values = {"transaction_id": wire.transaction_id, "customer_id": wire.customer_id,
-              "terminal_id": terminal_id, "transaction_time": transaction_time,
-              "labeled_at": labeled_at, "is_fraud": wire.is_fraud,
-              "fraud_scenario": fraud_scenario}
-    if terminal_id is UNSET or fraud_scenario is UNSET:
-        return _event(Label, values, _fill_defaults(Label, values))
-    return _event(Label, values, _ALL_LABEL_FIELDS.copy())
+#: A ``transactions`` record as a :class:`Transaction`; :class:`DecodeError` if invalid.
+decode_transaction: Callable[[bytes | None, RecordHeaders], Transaction] = _TRANSACTIONS.decode
+#: A ``labels`` record as a :class:`Label`; :class:`DecodeError` if invalid.
+decode_label: Callable[[bytes | None, RecordHeaders], Label] = _LABELS.decode

@@ -37,10 +37,12 @@ rtml_common.serde.DecodeError: Transaction: amount: Input should be greater than
 
 from __future__ import annotations
 
+import functools
+import keyword
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, overload
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -86,8 +88,12 @@ def _wire_type(field: Field) -> Any:
     return str  # a timestamp: see parse_utc
 
 
+@functools.cache
 def wire_struct(schema: EventSchema) -> type[msgspec.Struct]:
-    """A msgspec ``Struct`` stating ``schema``'s constraints; ``UNSET`` = an absent optional."""
+    """A msgspec ``Struct`` stating ``schema``'s constraints; ``UNSET`` = an absent optional.
+
+    One per schema (cached), whichever decoder reads it.
+    """
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for field in schema.fields:
         kind = _wire_type(field)
@@ -99,6 +105,11 @@ def wire_struct(schema: EventSchema) -> type[msgspec.Struct]:
             fields.append((field.name, kind | UnsetType, UNSET))
     return msgspec.defstruct(f"Wire{model_name(schema)}", fields,
                              forbid_unknown_fields=True, kw_only=True)
+
+
+def _read(name: str) -> str:
+    """The expression reading field ``name`` off the wire struct (a keyword is no attribute)."""
+    return f"getattr(wire, {name!r})" if keyword.iskeyword(name) else f"wire.{name}"
 
 
 def _source(schema: EventSchema) -> str:
@@ -115,7 +126,7 @@ def _source(schema: EventSchema) -> str:
     for field in schema.fields:
         local = f"f_{field.name}"
         if field.type is FieldType.TIMESTAMP:
-            indent, read = "    ", f"wire.{field.name}"
+            indent, read = "    ", _read(field.name)
             if not field.required:  # parsed only when present and not null
                 lines += [f"    {local} = {read}",
                           f"    if {local} is not None and {local} is not _UNSET:"]
@@ -124,13 +135,13 @@ def _source(schema: EventSchema) -> str:
                       f"{indent}if {local} is None:",
                       f"{indent}    return _fallback(value, _model)"]
         elif not field.required:
-            lines.append(f"    {local} = wire.{field.name}")
+            lines.append(f"    {local} = {_read(field.name)}")
         if not field.required:
             optional.append(local)
     entries = ", ".join(
         f"{field.name!r}: "
         + (f"f_{field.name}" if field.type is FieldType.TIMESTAMP or not field.required
-           else f"wire.{field.name}")
+           else _read(field.name))
         for field in schema.fields)
     lines.append(f"    values = {{{entries}}}")
     if optional:
@@ -160,21 +171,30 @@ class LeanDecoder(Generic[E]):
         return self.decode(value, headers)
 
 
-_decoders: dict[tuple[EventSchema, int, Any], LeanDecoder[Any]] = {}
-_lock = threading.Lock()
+_decoders: dict[tuple[EventSchema, Any, Any], LeanDecoder[Any]] = {}
+_lock = threading.RLock()
 
 
+@overload
+def lean_decoder(schema: EventSchema, model: None = None,
+                 fallback: Fallback | None = None) -> LeanDecoder[Event]: ...
+@overload
+def lean_decoder(schema: EventSchema, model: type[E],
+                 fallback: Fallback | None = None) -> LeanDecoder[E]: ...
 def lean_decoder(schema: EventSchema, model: type[E] | None = None,
-                 fallback: Fallback | None = None) -> LeanDecoder[E]:
+                 fallback: Fallback | None = None) -> LeanDecoder[Any]:
     """The lean decoder of ``schema``'s records, building ``model`` (its generated event).
 
     ``model`` must state exactly the schema's fields (default:
     ``event_model(schema)``); ``fallback(value, model)`` decides what msgspec
     did not take (default: :func:`rtml_common.serde.decode`).
     """
-    key = (schema, id(model), fallback)
+    key = (schema, model, fallback)
     decoder = _decoders.get(key)
     if decoder is None:
+        # lean_decoding first: it builds the handbook's decoders with this when imported.
+        import rtml_common.lean_decoding  # noqa: F401
+
         with _lock:
             decoder = _decoders.get(key)
             if decoder is None:

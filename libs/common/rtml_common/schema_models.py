@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import Field as ModelField
 from pydantic import Strict
@@ -71,7 +71,7 @@ E = TypeVar("E", bound="Event")
 __all__ = ["event_model", "json_schema", "lean_decoder", "model_name"]
 
 _models: dict[EventSchema, type[Event]] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def model_name(schema: EventSchema) -> str:
@@ -145,6 +145,9 @@ def _build(schema: EventSchema, module: str) -> type[Event]:
                                  "__annotations__": annotations,
                                  "schema_version": schema.schema_version}
     for field in schema.fields:
+        if hasattr(Event, field.name):  # pydantic would only warn, and the field would shadow it
+            raise ValueError(f"schema {schema.name!r}: field {field.name!r} is a name events "
+                             "already use (a pydantic model attribute); rename the field")
         annotations[field.name], namespace[field.name] = model_field(field)
     metaclass: Any = type(Event)  # pydantic's ModelMetaclass: builds the validators
     model: type[Event] = metaclass(name, (Event,), namespace)
@@ -160,6 +163,9 @@ def event_model(schema: EventSchema, *, module: str = __name__) -> type[Event]:
     """
     model = _models.get(schema)
     if model is None:
+        # events first: it builds the handbook's models (in its module) when imported.
+        import rtml_common.events  # noqa: F401
+
         with _lock:
             model = _models.get(schema)
             if model is None:
@@ -174,8 +180,14 @@ def json_schema(schema: EventSchema) -> dict[str, Any]:
 
 
 
+@overload
+def lean_decoder(schema: EventSchema, model: None = None,
+                 fallback: Fallback | None = None) -> LeanDecoder[Event]: ...
+@overload
+def lean_decoder(schema: EventSchema, model: type[E],
+                 fallback: Fallback | None = None) -> LeanDecoder[E]: ...
 def lean_decoder(schema: EventSchema, model: type[E] | None = None,
-                 fallback: Fallback | None = None) -> LeanDecoder[E]:
+                 fallback: Fallback | None = None) -> LeanDecoder[Any]:
     """The hot-path msgspec decoder of ``schema``'s records: see :mod:`rtml_common.schema_lean`."""
     from rtml_common import schema_lean  # it builds on this module
 

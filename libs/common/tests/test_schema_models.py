@@ -1,9 +1,13 @@
 """Events, lean decoders and JSON Schemas generated from an EventSchema.
 
-The generated handbook events must be the hand-written ones in all but their
-class: the same records accepted (with equal field values, types and set
-fields) and refused (with the same messages), in JSON and Python modes, and the
-same JSON Schema. The corpus is the one the hand-written events are held to
+``events.Transaction`` and ``events.Label`` are generated from the handbook's
+schemas; the hand-written classes they replaced stay in ``events.py`` as what
+type checkers read (its ``if TYPE_CHECKING:`` block), and this module builds
+them from that source, so they remain the reference: the generated events must
+accept the same records (with equal field values, types and set fields) and
+refuse them (with the same messages), in JSON and Python modes, have the same
+fields and the same JSON Schema. Likewise lean_decoding's typed wire structs
+and the generated ones. The corpus is the one the events are held to
 (``test_lean_decoding.py``, ``test_events.py``), read from those modules so a
 case added there is checked here too. A non-handbook schema (the payments
 example: categories, an optional IP address) is decoded end to end.
@@ -11,11 +15,13 @@ example: categories, an optional IP address) is decoded end to end.
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib.util
 import json
 import math
 import random
+import subprocess
 import sys
 import types
 from collections.abc import Callable
@@ -27,7 +33,7 @@ import msgspec
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from rtml_common import events, schema_lean, schema_models
+from rtml_common import events, lean_decoding, schema_lean, schema_models
 from rtml_common.handbook import LABEL_SCHEMA, TRANSACTION_SCHEMA
 from rtml_common.schema import EventSchema, Field, FieldType
 from rtml_common.schema_models import event_model, json_schema, lean_decoder
@@ -72,7 +78,25 @@ def cases(test: Callable[..., Any]) -> list[Any]:
     return list(marks[0].args[1])
 
 
-#: Hand-written event -> its generated twin.
+def type_checking_classes(module: types.ModuleType) -> dict[str, type]:
+    """The classes ``module`` declares under ``if TYPE_CHECKING:``, built in its namespace."""
+    tree = ast.parse(Path(module.__file__ or "").read_text())
+    blocks = [node.body for node in tree.body
+              if isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+              and node.test.id == "TYPE_CHECKING"]
+    namespace = dict(vars(module))
+    for body in blocks:
+        exec(compile(ast.Module(body=body, type_ignores=[]), module.__file__ or "", "exec"),
+             namespace)
+    return {node.name: namespace[node.name] for body in blocks for node in body
+            if isinstance(node, ast.ClassDef)}
+
+
+_DECLARED = type_checking_classes(events)
+#: The corpus's event type (the generated class) -> the hand-written class it replaced.
+HAND: dict[type[events.Event], type[events.Event]] = {
+    events.Transaction: _DECLARED["Transaction"], events.Label: _DECLARED["Label"]}
+#: The corpus's event type -> the model generated from its schema.
 TWINS: dict[type[events.Event], type[events.Event]] = {
     events.Transaction: event_model(TRANSACTION_SCHEMA),
     events.Label: event_model(LABEL_SCHEMA),
@@ -99,7 +123,7 @@ def hand_vs_generated(event_type: type[events.Event], value: bytes | None) -> tu
     generated lean decoder's (which must build what the generated model builds)."""
     twin = TWINS[event_type]
     headers = headers_for(event_type)
-    hand = outcome(lambda: decode(value, event_type, headers))
+    hand = outcome(lambda: decode(value, HAND[event_type], headers))
     assert outcome(lambda: decode(value, twin, headers)) == hand, value
     assert outcome(lambda: lean_decoder(SCHEMAS[event_type])(value, headers)) == hand, value
     if hand[0] == "accepted":
@@ -151,39 +175,85 @@ class Counting:
 # -- the generated handbook events are the hand-written ones -----------------------------
 
 
+def test_the_events_are_the_generated_classes() -> None:
+    assert events.Transaction is event_model(TRANSACTION_SCHEMA)  # one class per schema
+    assert events.Label is event_model(LABEL_SCHEMA)
+    assert lean_decoding.decode_transaction is lean_decoder(
+        TRANSACTION_SCHEMA, events.Transaction, lean_decoding._pydantic).decode
+    assert (events.Transaction.__module__, events.Transaction.__qualname__) == (
+        "rtml_common.events", "Transaction")
+
+
 def test_generated_classes_are_named_versioned_and_strict_like_the_handbook() -> None:
     transaction, label = TWINS[events.Transaction], TWINS[events.Label]
     assert (transaction.__name__, label.__name__) == ("Transaction", "Label")
     assert issubclass(transaction, events.Event) and issubclass(label, events.Event)
-    assert transaction.schema_version == events.Transaction.schema_version == "1.0"
-    assert transaction.model_config == events.Transaction.model_config
-    assert event_model(TRANSACTION_SCHEMA) is transaction  # one class per schema
-    for hand, twin in TWINS.items():
-        assert list(twin.model_fields) == list(hand.model_fields)
-        for name, field in hand.model_fields.items():
-            generated = twin.model_fields[name]
-            assert generated.is_required() == field.is_required(), name
-            assert generated.get_default() == field.get_default(), name
-            assert generated.description == field.description, name
+    assert transaction.schema_version == HAND[events.Transaction].schema_version == "1.0"
+    assert transaction.model_config == HAND[events.Transaction].model_config
+
+
+@pytest.mark.parametrize("event_type", [events.Transaction, events.Label])
+def test_the_typed_declarations_state_the_generated_fields(
+        event_type: type[events.Event]) -> None:
+    """events.py's typed classes (what mypy reads) hold the generated models' fields, one by one:
+    the same names in the same order, types, constraints, defaults and descriptions."""
+    hand, twin = HAND[event_type], TWINS[event_type]
+    assert list(twin.model_fields) == list(hand.model_fields)
+    for name, field in hand.model_fields.items():
+        generated = twin.model_fields[name]
+        assert repr(generated.annotation) == repr(field.annotation), name  # FieldInfo: no ==
+        assert [repr(m) for m in generated.metadata] == [repr(m) for m in field.metadata], name
+        assert generated.is_required() == field.is_required(), name
+        assert generated.get_default() == field.get_default(), name
+        assert generated.description == field.description, name
+
+
+@pytest.mark.parametrize("name", ["_WireTransaction", "_WireLabel"])
+def test_the_typed_wire_structs_are_the_generated_ones(name: str) -> None:
+    declared = type_checking_classes(lean_decoding)[name]
+    generated = getattr(lean_decoding, name)
+    assert generated is lean_decoder(SCHEMAS[getattr(events, name[5:])]).wire
+    described = [msgspec.inspect.type_info(struct) for struct in (declared, generated)]
+    assert [(f.name, f.type, f.required, f.default) for f in described[0].fields] == [
+        (f.name, f.type, f.required, f.default) for f in described[1].fields]
+    assert (described[0].forbid_unknown_fields, described[0].array_like) == (
+        described[1].forbid_unknown_fields, described[1].array_like)
 
 
 def test_json_schemas_equal_the_hand_written_ones() -> None:
-    assert json_schema(TRANSACTION_SCHEMA) == events.Transaction.model_json_schema()
-    label, hand = json_schema(LABEL_SCHEMA), events.Label.model_json_schema()
-    # The description is the handbook's one-paragraph text, the docstring has two.
-    assert label.pop("description") == LABEL_SCHEMA.description
-    hand.pop("description")
-    assert label == hand
+    assert json_schema(TRANSACTION_SCHEMA) == HAND[events.Transaction].model_json_schema()
+    assert json_schema(LABEL_SCHEMA) == HAND[events.Label].model_json_schema()
+
+
+@pytest.mark.parametrize("code", [
+    "from rtml_common.schema_models import event_model\n"
+    "from rtml_common.handbook import LABEL_SCHEMA\n"
+    "model = event_model(LABEL_SCHEMA)\n"
+    "from rtml_common.events import Label\n"
+    "assert model is Label, model",
+    "from rtml_common.schema_lean import lean_decoder\n"
+    "from rtml_common.handbook import TRANSACTION_SCHEMA\n"
+    "decoder = lean_decoder(TRANSACTION_SCHEMA)\n"
+    "from rtml_common.lean_decoding import Transaction\n"
+    "assert decoder.model is Transaction",
+    "import rtml_common.lean_decoding",
+])
+def test_any_import_order_gives_one_class_per_schema(code: str) -> None:
+    """events and lean_decoding build the handbook's classes with the generators when imported:
+    asking the generators first must neither deadlock nor build a second class."""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_realistic_events_round_trip() -> None:
-    tx = events.Transaction(transaction_id="1754", event_time=datetime(2018, 4, 1, tzinfo=UTC),
-                            customer_id="2690", terminal_id="9103", amount=55.45)
-    label = events.Label(transaction_id="1754", customer_id="2690", transaction_time=LEAN.T0,
-                         labeled_at=LEAN.T0, is_fraud=False, fraud_scenario=0)
-    for event in (tx, label):
-        assert hand_vs_generated(type(event), encode(event))[0] == "accepted"
-        twin = TWINS[type(event)](**event.model_dump())
+    tx = HAND[events.Transaction](
+        transaction_id="1754", event_time=datetime(2018, 4, 1, tzinfo=UTC), customer_id="2690",
+        terminal_id="9103", amount=55.45)
+    label = HAND[events.Label](
+        transaction_id="1754", customer_id="2690", transaction_time=LEAN.T0,
+        labeled_at=LEAN.T0, is_fraud=False, fraud_scenario=0)
+    for kind, event in ((events.Transaction, tx), (events.Label, label)):
+        assert hand_vs_generated(kind, encode(event))[0] == "accepted"
+        twin = TWINS[kind](**event.model_dump())
         assert twin.model_dump() == event.model_dump() and encode(twin) == encode(event)
 
 
@@ -253,9 +323,9 @@ def test_python_and_json_modes_refuse_alike(field: str, value: object, reason: s
     fields = {**EVENTS.TX_JSON, field: value}
     twin = TWINS[events.Transaction]
     for hand, generated in (
-            (lambda: events.Transaction.model_validate(fields),
+            (lambda: HAND[events.Transaction].model_validate(fields),
              lambda: twin.model_validate(fields)),
-            (lambda: events.Transaction.model_validate_json(json.dumps(fields)),
+            (lambda: HAND[events.Transaction].model_validate_json(json.dumps(fields)),
              lambda: twin.model_validate_json(json.dumps(fields)))):
         refused = outcome(hand)
         assert outcome(generated) == refused
@@ -280,7 +350,7 @@ def test_python_and_json_modes_refuse_alike(field: str, value: object, reason: s
 def test_python_values_are_validated_alike(event_type: type[events.Event],
                                            fields: dict[str, Any]) -> None:
     """FastAPI and Python producers validate dicts of Python values (``model_validate``)."""
-    hand = outcome(lambda: event_type.model_validate(fields))
+    hand = outcome(lambda: HAND[event_type].model_validate(fields))
     assert outcome(lambda: TWINS[event_type].model_validate(fields)) == hand
 
 
@@ -300,10 +370,11 @@ def test_schema_version_header_is_checked() -> None:
 
 
 def test_the_decoder_builds_a_given_model_of_the_same_fields_only() -> None:
-    hand = lean_decoder(TRANSACTION_SCHEMA, events.Transaction)
-    assert type(hand(LEAN.raw(events.Transaction), [])) is events.Transaction
+    declared = HAND[events.Transaction]
+    hand = lean_decoder(TRANSACTION_SCHEMA, declared)
+    assert type(hand(LEAN.raw(events.Transaction), [])) is declared
     assert hand(LEAN.raw(events.Transaction), []) == decode(LEAN.raw(events.Transaction),
-                                                            events.Transaction)
+                                                            declared)
     with pytest.raises(TypeError, match="exactly Label's fields"):
         lean_decoder(TRANSACTION_SCHEMA, events.Label)
 
@@ -453,6 +524,21 @@ def test_every_field_kind_is_generated() -> None:
 ])
 def test_every_field_kind_is_decoded_like_the_model(changes: dict[str, object]) -> None:
     model_vs_lean(ODD, odd(**changes))
+
+
+def test_a_keyword_field_is_read_and_a_model_attribute_refused() -> None:
+    def schema(name: str) -> EventSchema:
+        return EventSchema(name=f"transfer_{name}", topic="transfers", id_field="id",
+                           event_time="at", partition_key="id",
+                           fields=[Field("id", FieldType.STRING), Field("at", FieldType.TIMESTAMP),
+                                   Field(name, FieldType.STRING, required=False)])
+
+    transfer = schema("from")
+    event = model_vs_lean(transfer, b'{"id":"a","at":"2018-04-01T12:00:00Z","from":"acc-1"}')
+    assert event[1][0][2] == ("from", "acc-1")
+    for taken in ("schema_version", "json", "model_config"):
+        with pytest.raises(ValueError, match=f"field '{taken}' is a name events already use"):
+            event_model(schema(taken))
 
 
 def test_wire_struct_states_the_schema() -> None:
