@@ -38,14 +38,15 @@ from rtml_features.generic_rows import number
 from rtml_features.online_store.redis.connection import Client, cluster_evalsha, is_cluster
 from rtml_features.online_store.redis.generic_layout import (
     FIXED_KEYS,
+    SEQ_DIGITS,
     GenericSpec,
     distinct_text,
     entity_keys,
-    event_member,
     generic_spec,
     known_member,
     label_member,
     occurrence_member,
+    payload_text,
 )
 from rtml_features.prefix_log import dd_add
 from rtml_features.request_generic import two_prod
@@ -125,17 +126,28 @@ def _position(times: Sequence[int], tids: Sequence[str], time_ms: int,
 
 
 class _EventLog:
-    """One entity's event log as the writer holds it: entries since the anchor."""
+    """One entity's event log as the writer holds it: entries since the anchor.
+
+    Per entry: time, id, the numeric and count_distinct values the spec reads, the
+    payload (running sums, squares, extremes, own last values), the sparse-table
+    levels with their texts (a level is an earlier entry's value: its text is reused,
+    not formatted again) and the member last sent.
+    """
 
     def __init__(self, spec: GenericSpec) -> None:
         self.spec = spec
-        self.index = {name: i for i, name in enumerate(spec.numeric_fields)}
+        index = {name: i for i, name in enumerate(spec.numeric_fields)}
+        self._sums = [index[name] for name in spec.sum_fields]
+        self._squares = [index[name] for name in spec.square_fields]
+        self._lifetime = [(index[name], kind == "min") for name, kind in spec.lifetime_extremes]
+        self._last = [index[name] for name in spec.last_fields]
+        self._extremes = [(index[name], kind == "min") for name, kind in spec.extremes]
         self.times: list[int] = []
         self.tids: list[str] = []
         self.values: list[tuple[float, ...]] = []
         self.distinct: list[tuple[str | None, ...]] = []
         self.payloads: list[tuple[float, ...]] = []
-        self.levels: list[list[list[float]]] = []
+        self.levels: list[list[tuple[list[float], list[str]]]] = []
         self.members: list[bytes] = []
         self.first_seq = 1
         self.diff = _Diff()
@@ -158,37 +170,51 @@ class _EventLog:
         return True
 
     def _compute(self, i: int, rewrite: bool) -> None:
-        spec, index, own = self.spec, self.index, self.values[i]
+        own = self.values[i]
         previous = self.payloads[i - 1] if i else None
         out: list[float] = []
         at = 0
-        for name in spec.sum_fields:
-            hi, lo = (previous[at], previous[at + 1]) if previous else (0.0, 0.0)
-            out += dd_add(hi, lo, own[index[name]])
+        for j in self._sums:
+            out += dd_add(previous[at], previous[at + 1], own[j]) if previous else dd_add(
+                0.0, 0.0, own[j])
             at += 2
-        for name in spec.square_fields:
+        for j in self._squares:
+            product, error = two_prod(own[j], own[j])
             hi, lo = (previous[at], previous[at + 1]) if previous else (0.0, 0.0)
-            product, error = two_prod(own[index[name]], own[index[name]])
             hi, lo = dd_add(hi, lo, product)
             out += dd_add(hi, lo, error)
             at += 2
-        for name, kind in spec.lifetime_extremes:
-            value = own[index[name]]
-            out.append(_PICK[kind](previous[at], value) if previous else value)
+        for j, is_min in self._lifetime:
+            value = own[j]
+            if previous:
+                before = previous[at]
+                value = (before if before <= value else value) if is_min else (
+                    before if before >= value else value)
+            out.append(value)
             at += 1
-        out += [own[index[name]] for name in spec.last_fields]
-        levels: list[list[float]] = []
-        for f, (name, kind) in enumerate(spec.extremes):
-            pick, field_levels = _PICK[kind], [own[index[name]]]
+        out += [own[j] for j in self._last]
+        levels: list[tuple[list[float], list[str]]] = []
+        sections: list[str] = []
+        for f, (j, is_min) in enumerate(self._extremes):
+            x = own[j]
+            values, texts = [x], [repr(x)]
             k = 1
             while (1 << k) <= i + 1:
-                other = self.levels[i - (1 << (k - 1))][f][k - 1]
-                field_levels.append(pick(field_levels[k - 1], other))
+                other_values, other_texts = self.levels[i - (1 << (k - 1))][f]
+                mine, theirs = values[k - 1], other_values[k - 1]
+                if (theirs < mine) if is_min else (theirs > mine):
+                    values.append(theirs)
+                    texts.append(other_texts[k - 1])
+                else:
+                    values.append(mine)
+                    texts.append(texts[k - 1])
                 k += 1
-            levels.append(field_levels)
+            levels.append((values, texts))
+            sections.append(",".join(texts))
         self.payloads[i] = tuple(out)
         self.levels[i] = levels
-        member = event_member(self.first_seq + i, out, levels, self.tids[i])
+        member = (f"{self.first_seq + i:0{SEQ_DIGITS}x}|{payload_text(out)}|"
+                  f"{'/'.join(sections)}|{self.tids[i]}").encode()
         if rewrite:
             if member == self.members[i]:
                 return
