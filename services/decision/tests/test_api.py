@@ -843,3 +843,27 @@ def test_a_nested_lifespan_shares_the_first_ones_clients(make_service: ServiceFa
     assert service.writer is writer  # the inner lifespan started no writer of its own
     assert not writer.loop.stopping and not producer.closed  # nor stopped the outer's
     assert client.post("/v1/decisions", json=transaction()).status_code == 200
+
+
+def test_rules_read_the_requests_declared_fields(make_service: ServiceFactory) -> None:
+    """Issue #20: a rule reads any field the served set's schema declares (the handbook's
+    ``currency`` here, not a standard input before), checked against its type at upload."""
+    _, client = make_service(request_timeout_ms=3000)
+    admin = {"X-API-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    mistyped = client.put("/v1/admin/rules", headers=admin, content=(
+        "name: fields\nversion: 1\nrules:\n"
+        "  - {name: odd_currency, when: 'currency > 3', outcome: review}\n"))
+    assert mistyped.status_code == 422
+    assert "rule 'odd_currency': cannot compare str > number (currency is str)" in \
+        mistyped.json()["detail"]
+    uploaded = client.put("/v1/admin/rules", headers=admin, content=(
+        "name: fields\nversion: 1\nrules:\n"
+        "  - {name: foreign, when: 'currency != \"EUR\" and amount > 10', outcome: review,"
+        " reason: FOREIGN}\n"))
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["inputs"] == ["amount", "currency"]
+    foreign = client.post("/v1/decisions", json=transaction(currency="USD")).json()
+    assert not foreign["degraded"], foreign
+    assert foreign["outcome"] == "review" and foreign["fired_rules"][0]["rule"] == "foreign"
+    local = client.post("/v1/decisions", json=transaction()).json()  # EUR by default
+    assert local["outcome"] == "approve" and local["fired_rules"] == []
