@@ -261,3 +261,13 @@ def test_invalid_and_conflicting_events_are_refused_before_any_change() -> None:
         writer.apply_event(dict(event, transaction_id="b", amount="lots"))
     assert [len(s.events.times) for s in writer.states.values()] == [1] * len(writer.states)
     assert not writer.apply_event(event)
+
+
+@pytest.mark.parametrize("name", ["rtml_features.request_generic",
+                                  "rtml_features.online_store.redis.generic_layout"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
