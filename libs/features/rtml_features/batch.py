@@ -50,7 +50,7 @@ import pandas as pd
 
 from rtml_features.batch_distinct import distinct_intervals
 from rtml_features.batch_fields import SpineError, numeric_values, require_columns
-from rtml_features.batch_keys import EntityCodes
+from rtml_features.batch_keys import EntityCodes, positions_in
 from rtml_features.batch_previous import previous_positions, tie_order
 from rtml_features.batch_spread import range_stddev
 from rtml_features.definitions import (
@@ -115,8 +115,11 @@ class _EntityIndex:
 
 class _Engine:
     def __init__(self, feature_set: FeatureSet, history: pd.DataFrame,
-                 labels: pd.DataFrame | None, spine_ms: I64):
+                 labels: pd.DataFrame | None, spine_ms: I64, spine_is_history: bool = False):
         schema = feature_set.schema
+        #: The spine is the history frame itself (a training set's features): its rows'
+        #: entity codes are the history's, no lookup needed.
+        self.spine_is_history = spine_is_history
         self.schema = schema
         self.history = history.reset_index(drop=True)
         require_columns(self.history, [schema.id_field, schema.event_time,
@@ -241,12 +244,13 @@ def compute_features(
     require_columns(spine, [schema.event_time, *_key_fields(feature_set), *row_fields,
                             *([schema.id_field] if _needs_previous(feature_set) else [])],
                     "spine")
+    spine_is_history = spine is history
     spine = spine.reset_index(drop=True)
     spine_ms = to_epoch_ms(spine[schema.event_time])
     values: dict[str, F64] = {}
     for row_feature in feature_set.row_features:
         values[row_feature.name] = _row_feature(row_feature, spine, spine_ms, feature_set)
-    engine = _Engine(feature_set, history, labels, spine_ms)
+    engine = _Engine(feature_set, history, labels, spine_ms, spine_is_history=spine_is_history)
     aggregates = {
         aggregate.name: _window_aggregate(engine, aggregate, spine, spine_ms)
         for aggregate in feature_set.window_aggregates
@@ -280,7 +284,7 @@ def _row_feature(feature: RowFeature, spine: pd.DataFrame, spine_ms: I64,
         assert feature.field is not None
         categories = ([feature.value] if feature.kind is RowKind.EQUALS
                       else list(feature_set.schema.field(feature.field).categories or ()))
-        codes = np.asarray(pd.Index(categories).get_indexer(spine[feature.field]))
+        codes = positions_in(pd.Index(categories), spine[feature.field])
         if feature.kind is RowKind.EQUALS:
             return (codes == 0).astype(np.float64)
         return codes.astype(np.float64)  # -1: absent or not a declared category
@@ -324,7 +328,7 @@ def _spine_index(engine: _Engine, entity: Entity, spine: pd.DataFrame,
     if cached is not None:
         return cached
     index = engine.entity_index(entity)
-    codes = index.codes.lookup(spine)
+    codes = index.codes.codes if engine.spine_is_history else index.codes.lookup(spine)
     known = codes >= 0
     code_values = np.where(known, codes, 0)
     keys = (code_values << TIME_BITS) + (spine_ms - engine.origin)
@@ -427,8 +431,10 @@ def _previous(engine: _Engine, index: _EntityIndex, spine: pd.DataFrame, lower: 
     """Sorted position of each row's previous event: newest other in (time, id) order."""
     id_field = engine.schema.id_field
     history_ids, distinct_ids = pd.factorize(engine.history[id_field], sort=False)
-    sorted_ids = history_ids.astype(np.int64)[index.order]
-    spine_ids = np.asarray(pd.Index(distinct_ids).get_indexer(spine[id_field]), dtype=np.int64)
+    history_ids = history_ids.astype(np.int64)
+    sorted_ids = history_ids[index.order]
+    spine_ids = (history_ids if engine.spine_is_history
+                 else positions_in(pd.Index(distinct_ids), spine[id_field]))
 
     def own(positions: I64) -> npt.NDArray[np.bool_]:
         return (spine_ids >= 0) & (sorted_ids[positions] == spine_ids)

@@ -42,11 +42,11 @@ def distinct_intervals(keys: I64, value_codes: I64, window: int,
     ends = starts + window
     if len(present) < 2:
         return starts, ends
-    entity = starts >> bits
-    values = value_codes[present]
-    # Occurrences of one (entity, value) become neighbours, in key order.
-    order = np.lexsort((np.arange(len(present)), values, entity))
-    same = (entity[order[1:]] == entity[order[:-1]]) & (values[order[1:]] == values[order[:-1]])
+    # Occurrences of one (entity, value) become neighbours, in key order (a stable sort
+    # of one combined int64: entity codes < 2**(63 - bits), value codes < len(keys)).
+    group = (starts >> bits) * (int(value_codes.max()) + 1) + value_codes[present]
+    order = np.argsort(group, kind="stable")
+    same = group[order[1:]] == group[order[:-1]]
     has_next = order[:-1][same]
     ends[has_next] = np.minimum(ends[has_next], starts[order[1:][same]])
     return starts, ends

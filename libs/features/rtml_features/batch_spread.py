@@ -22,6 +22,9 @@ import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+#: Queries answered at a time: their accumulators stay in the CPU's cache (~2x faster
+#: than sweeping million-row arrays once per level).
+CHUNK = 32_768
 
 
 class _Moments:
@@ -34,9 +37,15 @@ class _Moments:
         self.m2 = np.zeros(size, dtype=np.float64)
 
     def merge(self, rows: I64, block: Moments, before: bool) -> None:
-        """Merge a group into ``rows`` (placed ``before`` or after the accumulated one)."""
+        """Merge a (non-empty) group into ``rows`` (``before`` or after the accumulated one)."""
+        fresh = self.count[rows] == 0
+        if fresh.any():  # nothing accumulated yet: the block as is
+            first = rows[fresh]
+            (self.count[first], self.mean[first], self.mean_error[first],
+             self.m2[first]) = _take(block, np.flatnonzero(fresh))
+            rows, block = rows[~fresh], _take(block, np.flatnonzero(~fresh))
         mine = (self.count[rows], self.mean[rows], self.mean_error[rows], self.m2[rows])
-        merged = _chan(block, mine) if before else _chan(mine, block)
+        merged = _merge_full(block, mine) if before else _merge_full(mine, block)
         self.count[rows], self.mean[rows], self.mean_error[rows], self.m2[rows] = merged
 
     @property
@@ -46,6 +55,21 @@ class _Moments:
 
 #: (count, mean, mean's rounding error, M2) of groups of values.
 Moments = tuple[F64, F64, F64, F64]
+
+
+def _merge_full(a: Moments, b: Moments) -> Moments:
+    """:func:`_chan` for two non-empty groups (no guards: the hot path)."""
+    n_a, mean_a, error_a, m2_a = a
+    n_b, mean_b, error_b, m2_b = b
+    n = n_a + n_b
+    delta = (mean_b - mean_a) + (error_b - error_a)
+    step = delta * (n_b / n)
+    total = mean_a + step
+    back = total - mean_a
+    error = error_a + ((mean_a - (total - back)) + (step - back))
+    mean = total + error
+    error -= mean - total
+    return n, mean, error, m2_a + m2_b + delta * delta * (n_a * n_b / n)
 
 
 def _chan(a: Moments, b: Moments) -> Moments:
@@ -86,21 +110,28 @@ def range_stddev(values: F64, lower: I64, upper: I64) -> F64:
     levels: list[Moments] = [(np.ones(len(values)), values.astype(np.float64), zeros, zeros)]
     while 2 ** len(levels) <= longest:
         pairs = np.arange(len(levels[-1][0]) // 2) * 2
-        levels.append(_chan(_take(levels[-1], pairs), _take(levels[-1], pairs + 1)))
+        levels.append(_merge_full(_take(levels[-1], pairs), _take(levels[-1], pairs + 1)))
+    for start in range(0, len(lower), CHUNK):
+        part = slice(start, start + CHUNK)
+        result[part] = _query(levels, lower[part], upper[part])
+    return result
+
+
+def _query(levels: list[Moments], lower: I64, upper: I64) -> F64:
+    """The deviation of each range: its blocks merged from both ends inwards."""
     left, right = _Moments(len(lower)), _Moments(len(lower))
     low, high = lower.astype(np.int64), upper.astype(np.int64)
     for k, level in enumerate(levels):
         size = 1 << k
         rows = np.flatnonzero(((low >> k) & 1).astype(bool) & (low + size <= high))
-        block = low[rows] >> k
-        left.merge(rows, _take(level, block), before=False)
+        left.merge(rows, _take(level, low[rows] >> k), before=False)
         low[rows] += size
         rows = np.flatnonzero(((high >> k) & 1).astype(bool) & (high - size >= low))
-        block = (high[rows] >> k) - 1
-        right.merge(rows, _take(level, block), before=True)
+        right.merge(rows, _take(level, (high[rows] >> k) - 1), before=True)
         high[rows] -= size
     assert bool(np.all(low == high)), "block decomposition did not cover every range"
     n, _, _, m2 = _chan(left.moments, right.moments)
+    result = np.zeros(len(lower), dtype=np.float64)
     many = n >= 2
     result[many] = np.sqrt(m2[many] / n[many])
     return result
