@@ -271,3 +271,29 @@ def test_docstring_examples(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_resend_rewrites_lost_keys_whole(client: redis.Redis) -> None:
+    """Redis lost the set's keys (or holds stale members): ``resend`` + ``flush`` puts back
+    exactly what the writer holds."""
+    scene = STREAMING.scenario(14, STREAMING._txn_event, n=100, span=4 * STREAMING.HOUR,
+                               lateness=10 * STREAMING.MINUTE, label_lag=STREAMING.HOUR,
+                               grid=timedelta(seconds=30))
+    feature_set = fresh(STREAMING.EVERY_KIND)
+    writer = GenericOnlineWriter(feature_set, ttl_s=3_600, lateness_ms=20 * 60_000,
+                                 trim_slack=0)
+    for kind, item, _ in scene.deliveries:
+        if kind == "event":
+            writer.apply_event(item)
+        else:
+            writer.apply_label(item["transaction_id"], item["labeled_at"],
+                               {"is_fraud": item["is_fraud"]})
+        writer.flush(client)
+    stored = _contents(client, feature_set)
+    keys = list(stored)
+    client.delete(*keys[: len(keys) // 2])
+    kept_sets = [key for key in keys[len(keys) // 2:] if client.type(key) == b"zset"]
+    client.zadd(kept_sets[0], {b"stale": 1})
+    writer.resend()
+    writer.flush(client)
+    assert _contents(client, feature_set) == stored

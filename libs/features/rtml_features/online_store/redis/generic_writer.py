@@ -59,14 +59,18 @@ _SLICE = 4_000
 
 #: KEYS: an entity's keys (:func:`~.generic_layout.entity_keys`); ARGV[1] the TTL (s),
 #: then per sorted-set key (every key but the meta hash, KEYS[4]): n, n members to
-#: remove, m, m arguments (score, member, ...) to add; then for the meta hash: p, p
-#: arguments (field, value, ...) to set.
+#: remove (n = -1: delete the key first, none listed), m, m arguments (score, member,
+#: ...) to add; then for the meta hash: p, p arguments (field, value, ...) to set.
 WRITE_SCRIPT = f"""
 local pos = 2
 for i = 1, #KEYS do
   if i ~= {FIXED_KEYS} then
     local key = KEYS[i]
     local n = tonumber(ARGV[pos])
+    if n < 0 then
+      redis.call('DEL', key)
+      n = 0
+    end
     for s = 0, n - 1, {_SLICE} do
       redis.call('ZREM', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
     end
@@ -92,11 +96,13 @@ class ConflictingEvent(ValueError):
 class _Diff:
     """Members to remove from and add to one sorted set (applied: removes, then adds)."""
 
-    __slots__ = ("added", "removed")
+    __slots__ = ("added", "removed", "replace")
 
     def __init__(self) -> None:
         self.added: dict[bytes, int] = {}
         self.removed: set[bytes] = set()
+        #: Delete the key before adding: ``added`` is then the whole set.
+        self.replace = False
 
     def add(self, member: bytes, score: int) -> None:
         self.added[member] = score
@@ -104,13 +110,19 @@ class _Diff:
 
     def remove(self, member: bytes) -> None:
         self.added.pop(member, None)
-        self.removed.add(member)
+        if not self.replace:
+            self.removed.add(member)
+
+    def replace_with(self, members: dict[bytes, int]) -> None:
+        """Make the next write set the key to exactly these members."""
+        self.replace, self.removed, self.added = True, set(), dict(members)
 
     def take(self) -> list[Any]:
-        out: list[Any] = [len(self.removed), *self.removed, 2 * len(self.added)]
+        out: list[Any] = ([-1] if self.replace else [len(self.removed), *self.removed])
+        out.append(2 * len(self.added))
         for member, score in self.added.items():
             out += [score, member]
-        self.added, self.removed = {}, set()
+        self.added, self.removed, self.replace = {}, set(), False
         return out
 
 
@@ -373,6 +385,25 @@ class _EntityState:
                 self.meta_dirty = True
         self.dirty = True
 
+    def resend(self) -> None:
+        """Make the next flush set every key of the entity to exactly what is held here
+        (keys that expired, were lost, or that a failed write left in doubt)."""
+        events, labels = self.events, self.labels
+        events.diff.replace_with(dict(zip(events.members, events.times, strict=True)))
+        labels.diff.replace_with(dict(zip(labels.members, labels.times, strict=True)))
+        labels.known.replace_with({
+            known_member(time_ms, values, tid): at for time_ms, values, tid, at in zip(
+                labels.times, labels.values, labels.tids, labels.labeled_at, strict=True)})
+        for f in range(len(self.spec.distinct_fields)):
+            seen = self.occurrences[f]
+            self.latest_diffs[f].replace_with({v.encode(): o[-1][0] for v, o in seen.items()})
+            self.occurrence_diffs[f].replace_with({
+                occurrence_member(v, time_ms, tid): 0
+                for v, o in seen.items() for time_ms, tid in o})
+            self.first_diffs[f].replace_with({v.encode(): at
+                                              for v, at in self.first_seen[f].items()})
+        self.dirty = self.meta_dirty = True
+
     def arguments(self, ttl_s: int) -> list[Any]:
         """The ARGV of :data:`WRITE_SCRIPT` for what changed; resets the diffs."""
         args: list[Any] = [ttl_s, *self.events.diff.take(), *self.labels.diff.take(),
@@ -494,6 +525,12 @@ class GenericOnlineWriter:
                                     tuple(own[f] for f in state.spec.label_fields),
                                     replaces=known is not None)
         return True
+
+    def resend(self) -> None:
+        """Make the next :meth:`flush` rewrite every held entity's keys whole (after Redis
+        lost data: a restart without persistence, a failover losing writes)."""
+        for state in self.states.values():
+            state.resend()
 
     def _prune(self) -> None:
         """Forget ids (and labels) of events no entity can hold any more."""
