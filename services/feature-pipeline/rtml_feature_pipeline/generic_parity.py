@@ -11,6 +11,7 @@ events and labels, to compare the ``features`` topic and the online store with.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -126,14 +127,22 @@ def schedule(feature_set: FeatureSet, data: RichData, out_of_order_fraction: flo
     return records
 
 
-def produce(kafka: KafkaSettings, records: Iterable[Scheduled]) -> int:
-    """Create the topics (one broker) and produce ``records`` in order; how many."""
+def produce(kafka: KafkaSettings, records: Iterable[Scheduled], rate: float | None = None
+            ) -> int:
+    """Create the topics (one broker) and produce ``records`` in order, at ``rate`` records
+    a second if given (else as fast as possible); how many."""
     ensure_topics(kafka.bootstrap_servers, TOPICS, replication_factor=1)
     sent = 0
+    started = time.monotonic()
     with EventProducer(kafka) as producer:
         for record in records:
             producer.send_raw(record.topic, record.key, record.value, record.headers)
             sent += 1
+            if rate is not None and sent % 50 == 0:
+                producer.flush()
+                ahead = started + sent / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
         producer.flush()
     return sent
 

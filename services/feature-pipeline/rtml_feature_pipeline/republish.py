@@ -16,8 +16,18 @@ Mechanism (publisher side, where the effect — a record on the topic — happen
    their current end (the crashed process is gone, so nothing of its is still
    to come) and keeps the keys found: ``(transaction_id, revision)`` of this
    feature set's vectors, ``transaction_id`` of late transactions.
-3. While replaying, an emission whose key was found is not sent (and the key
-   is forgotten: each is suppressed at most once).
+3. While replaying, an emission whose key was found *with the same values* is
+   not sent (and the key is forgotten: each is suppressed at most once). One
+   whose key was found with other values, or whose revision is not above the
+   highest the crashed run published for its transaction, is sent *above* that
+   highest revision, and the computer's revision of the transaction is moved
+   there (later revisions count on from it, and checkpoints carry it): the
+   replay may number a transaction's states differently from the crashed run
+   (batches cut and interleaved otherwise around an out-of-order event), and a
+   replayed revision 0 holding the final values, suppressed because the crashed
+   run's revision 0 — computed before that event — was found, left consumers
+   with the crashed run's stale vector (``tests/test_generic_crash.py`` caught
+   it: 13 values of 2,779 vectors).
 4. Until the replay has passed the input positions the crashed run could have
    reached (the input partitions' ends at restart), checkpoints keep the
    *older* positions, so a crash during the replay scans the first crash's
@@ -25,10 +35,11 @@ Mechanism (publisher side, where the effect — a record on the topic — happen
 
 Bound: a restart reads what was published since the last checkpoint saved
 before the crash (at most ``CHECKPOINT_INTERVAL_S`` of output, more while a
-replay is still catching up), once, before consuming. What it does not cover:
-a revision the replay numbers differently from the crashed run (partitions
-interleaved differently around a late event) is published under its own
-number — consumers keep the highest revision, so the newest content wins.
+replay is still catching up), once, before consuming; it keeps per vector a
+hash of its values (one int). So consumers keeping each transaction's highest
+revision hold the replay's newest values. Not covered: a transaction whose
+vector the crashed run revised and the replay never revises again (it could
+only differ if an event was refused as late in one run and not in the other).
 """
 
 from __future__ import annotations
@@ -45,6 +56,12 @@ from rtml_features.definitions import FeatureSet
 logger = logging.getLogger(__name__)
 
 
+def values_hash(features: Mapping[str, float]) -> int:
+    """A vector's values as one int (in the set's feature order, as published): what a
+    replayed vector is compared with. Floats hash alike in every process."""
+    return hash(tuple(features.values()))
+
+
 class PublishedOutputs:
     """What this worker's crashed predecessor published after its checkpoint; see module doc."""
 
@@ -55,8 +72,12 @@ class PublishedOutputs:
         self.features_topic = features_topic
         self.late_topic = late_topic
         self.input_topics = list(input_topics)
-        #: (transaction_id, revision) of vectors found after the checkpoint's positions.
-        self.vectors: set[tuple[str, int]] = set()
+        #: (transaction_id, revision) of vectors found after the checkpoint's positions ->
+        #: :func:`values_hash` of their features.
+        self.vectors: dict[tuple[str, int], int] = {}
+        #: transaction_id -> the highest revision found for it (a replayed vector that is
+        #: not suppressed is published above it).
+        self.highest: dict[str, int] = {}
         #: transaction_id of late transactions found after them.
         self.late: set[str] = set()
         #: Input offsets the crashed run cannot have gone beyond (their ends at restart);
@@ -93,7 +114,10 @@ class PublishedOutputs:
                 value = orjson.loads(message.value() or b"")
                 if message.topic() == self.features_topic:
                     if value["feature_set"] == name and value["feature_set_version"] == version:
-                        self.vectors.add((value["transaction_id"], int(value["revision"])))
+                        tid, revision = value["transaction_id"], int(value["revision"])
+                        self.vectors[(tid, revision)] = values_hash(value["features"])
+                        if revision > self.highest.get(tid, -1):
+                            self.highest[tid] = revision
                 else:
                     self.late.add(value["transaction_id"])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
@@ -115,6 +139,7 @@ class PublishedOutputs:
                         "re-emitted (their inputs were already in the restored state) dropped",
                         len(self.vectors), len(self.late))
             self.vectors.clear()
+            self.highest.clear()
             self.late.clear()
             return False
         return True

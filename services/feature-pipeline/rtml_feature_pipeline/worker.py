@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from opentelemetry import metrics, trace
 
 from rtml_common.batch_histogram import BatchHistogram
@@ -91,7 +92,7 @@ from rtml_feature_pipeline.generic_path import (
 )
 from rtml_feature_pipeline.inputs import LabelInput, TransactionInput, as_input
 from rtml_feature_pipeline.quarantine import dead_letter
-from rtml_feature_pipeline.republish import PublishedOutputs
+from rtml_feature_pipeline.republish import PublishedOutputs, values_hash
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.base import (
     EntityValues,
@@ -715,7 +716,7 @@ class FeatureWorker:
         if not emitted:
             return
         batch = _Outputs(datetime.now(UTC))
-        if self.published is not None and self.published.vectors:
+        if self.published is not None and self.published.highest:
             emitted = self._not_yet_published(emitted)
         for emission, output_headers in emitted:
             self._encode(emission, output_headers, batch)
@@ -728,19 +729,37 @@ class FeatureWorker:
 
     def _not_yet_published(self, emitted: list[tuple[Emission, TraceHeaders]]
                            ) -> list[tuple[Emission, TraceHeaders]]:
-        """Drop the vectors a crashed run published after the checkpoint (each once)."""
+        """Drop the vectors a crashed run published after the checkpoint (each once, when
+        the values are the same); renumber the others above its highest revision
+        (see :mod:`.republish`, step 3)."""
         assert self.published is not None
         found = self.published.vectors
+        highest = self.published.highest
         kept = []
         for item in emitted:
-            key = (item[0].transaction_id, item[0].revision)
-            if key in found:
-                found.discard(key)
+            emission = item[0]
+            tid = emission.transaction_id
+            values = found.pop((tid, emission.revision), None)
+            if values is not None and values == values_hash(emission.vector):
                 self.published.suppressed_vectors += 1
                 self._suppressed.add(1, {"topic": self._features_topic})
-            else:
-                kept.append(item)
+                continue
+            top = highest.get(tid)
+            if top is not None and emission.revision <= top:
+                item = (self._renumber(emission, top + 1), item[1])
+                highest[tid] = top + 1
+            kept.append(item)
         return kept
+
+    def _renumber(self, emission: Emission, revision: int) -> Emission:
+        """``emission`` as ``revision``; the computer's latest vector of its transaction too,
+        if it is this one (its next revision then counts on from ``revision``)."""
+        renumbered = msgspec.structs.replace(emission, revision=revision)
+        recent = self.computer.recent
+        if (latest := recent.get(emission.transaction_id)) is not None \
+                and latest.revision == emission.revision:
+            recent[emission.transaction_id] = msgspec.structs.replace(latest, revision=revision)
+        return renumbered
 
     def _send_late(self, record: Record[Any], transaction: TransactionInput | GenericInput,
                    reason: str) -> None:
