@@ -158,6 +158,11 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
         # bench/broker_latency.py). Batches this size cost Apache Kafka nothing either.
         "linger.ms": 20,
         "compression.type": "lz4",
+        # The Java client's key -> partition mapping (murmur2), not librdkafka's default
+        # CRC32: records keyed alike land on the same partition number whichever client
+        # produced them — the Flink job's sink (Java), Faust (aiokafka) and these — so topics
+        # stay co-partitioned (the scorer's River challengers join features and labels).
+        "partitioner": "murmur2_random",
         # Bounded: a broker outage surfaces as a delivery error, not a hang.
         "message.timeout.ms": int(settings.flush_timeout_s * 1000),
     }
