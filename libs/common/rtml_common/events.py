@@ -346,13 +346,6 @@ if TYPE_CHECKING:
 else:
     Transaction = event_model(TRANSACTION_SCHEMA, module=__name__)
     Label = event_model(LABEL_SCHEMA, module=__name__)
-    # The published contract (schemas/labels.schema.json) describes labels in two paragraphs
-    # and LABEL_SCHEMA in one: kept as published until the handbook's description says this
-    # (then this line goes).
-    Label.__doc__ = (
-        "The fraud tag of a past transaction, known only later (chargeback, investigation)."
-        "\n\nCarries the transaction's entities and event time so label-delayed features\n"
-        "(e.g. terminal risk) can be joined in event time without a lookup.")
 
 
 def utcnow() -> datetime:

@@ -49,8 +49,9 @@ LABEL_SCHEMA = EventSchema(
     name="label",
     topic="labels",
     description="The fraud tag of a past transaction, known only later (chargeback, "
-                "investigation). Carries the transaction's entities and event time so "
-                "label-delayed features can be joined in event time without a lookup.",
+                "investigation).\n\nCarries the transaction's entities and event time so "
+                "label-delayed features\n(e.g. terminal risk) can be joined in event time "
+                "without a lookup.",
     id_field="transaction_id",
     event_time="labeled_at",
     partition_key="customer_id",

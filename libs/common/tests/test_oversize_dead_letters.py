@@ -123,11 +123,15 @@ def test_records_at_and_above_the_limit_are_dead_lettered_and_the_loop_goes_on(
                 continue
             value = bad[offset][0]
             if value is issue:  # the issue's record: a default client, no headers
-                default = Producer({"bootstrap.servers": bootstrap})
+                # librdkafka's defaults but the Java client's key mapping, as ours and
+                # most clients use: KEY must land on the partition the others write to.
+                default = Producer({"bootstrap.servers": bootstrap,
+                                    "partitioner": "murmur2_random"})
                 default.produce("transactions", value, KEY)
                 assert default.flush(30) == 0
             elif value is above:
-                bigger = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 5 * LIMIT})
+                bigger = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 5 * LIMIT,
+                                   "partitioner": "murmur2_random"})
                 bigger.produce("transactions", value, KEY, headers=typed)
                 assert bigger.flush(30) == 0
             else:
