@@ -67,8 +67,8 @@ def test_replay_command_publishes_payment_events(kafka_broker: Any, rich_dir: Pa
         event = decode(record.value, record.headers)
         assert type(event) is event_model(schema)
         assert header_value(record.headers, "rtml-event-type") == b"Payment"
-        assert record.key == event.customer_id.encode()  # type: ignore[attr-defined]
-        row = rows[event.transaction_id]  # type: ignore[attr-defined]
+        assert record.key == event.customer_id.encode()
+        row = rows[event.transaction_id]
         assert {n: getattr(event, n) for n in RICH} == {n: columns[n][row] for n in RICH}
         seen.add(row)
     assert seen == set(plan.rows[plan.kinds == 0].tolist())

@@ -70,8 +70,11 @@ class Settings(ServiceSettings):
         ),
     )
     feature_set: str = Field(default_factory=default_feature_set, min_length=1,
-                             description="Feature set the challenger is trained on "
-                                         "(default: RTML_FEATURE_SET, else extended).")
+                             description="Feature set the challenger is trained on; its "
+                                         "event schema's events are consumed from its topics "
+                                         "and archived with every field (default: "
+                                         "RTML_FEATURE_SET, else extended; a set of "
+                                         "RTML_FEATURE_REPO's repo or the handbook's).")
     train_days: int = Field(default=14, ge=1,
                             description="Days of the training period (before the gap).")
     gap_days: int = Field(
