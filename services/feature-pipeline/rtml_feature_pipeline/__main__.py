@@ -16,6 +16,7 @@ from rtml_common.service_config import EXIT_BAD_CONFIG, ConfigError, load_settin
 from rtml_common.telemetry import init_telemetry
 from rtml_feature_pipeline import SERVICE_NAME
 from rtml_feature_pipeline.config import ENV_PREFIX, SHARED_SETTINGS_USED, Settings
+from rtml_feature_pipeline.generic_path import UnservableFeatureSet
 
 logger = logging.getLogger(SERVICE_NAME)
 
@@ -33,8 +34,12 @@ def main() -> int:
     else:
         from rtml_feature_pipeline import kafka_engine as engine  # type: ignore[no-redef]
     logger.info("starting %s engine for feature set %s", settings.engine, settings.feature_set)
-    run = engine.run(settings, KafkaSettings(), RedisSettings(),
-                     max_idle_s=settings.exit_when_idle_s or None)
+    try:
+        run = engine.run(settings, KafkaSettings(), RedisSettings(),
+                         max_idle_s=settings.exit_when_idle_s or None)
+    except UnservableFeatureSet as error:  # raised at start, before anything is consumed
+        print(f"{SERVICE_NAME}: invalid configuration: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     logger.info("stopped: %d events applied, %d vectors, %d late, resumed=%s",
                 run.events_applied, run.vectors_published, run.late_events,
                 run.resumed_from_checkpoint)

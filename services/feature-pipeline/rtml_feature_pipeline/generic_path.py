@@ -32,12 +32,18 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from rtml_common.handbook import TRANSACTION_SCHEMA
-from rtml_features import generic_snapshot
 from rtml_features.definitions import FeatureSet, UnsupportedDefinition
 from rtml_features.generic_aggregates import StoredEvent
+from rtml_features.generic_snapshot import restore as generic_restore
+from rtml_features.generic_snapshot import snapshot as generic_snapshot
 from rtml_features.online_store.redis.connection import Client
 from rtml_features.stream_generic import GenericStreamingComputer
 from rtml_features.vector_plan import VectorPlan
+
+
+class UnservableFeatureSet(ValueError):
+    """The configured feature set cannot be served as configured (the message says which
+    setting to change): the service exits with its bad-configuration code."""
 
 
 def uses_classic_path(feature_set: FeatureSet) -> bool:
@@ -95,7 +101,7 @@ class WorkerGenericComputer(GenericStreamingComputer):
 
 def snapshot_state(computer: WorkerGenericComputer) -> dict[str, Any]:
     """The computer's checkpoint data (the generic snapshot plus the guard's leads)."""
-    state = generic_snapshot.snapshot(computer)
+    state = generic_snapshot(computer)
     state["source_leads_ms"] = dict(computer.source_leads_ms)
     state["engine"] = "generic"
     return state
@@ -106,7 +112,7 @@ def restore_state(computer: WorkerGenericComputer, state: dict[str, Any]) -> Non
     if state.get("engine") != "generic":
         raise ValueError("the checkpoint holds the classic computer's state, not the generic "
                          "computer's (was the served set's path changed under the same key?)")
-    generic_snapshot.restore(computer, state)
+    generic_restore(computer, state)
     computer.source_leads_ms.clear()
     computer.source_leads_ms.update(state.get("source_leads_ms") or {})
 

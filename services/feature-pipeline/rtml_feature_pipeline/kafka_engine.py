@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_common.dependency import StoppedWaiting
@@ -31,7 +31,7 @@ from rtml_feature_pipeline.checkpoint import CheckpointStore, checkpoint_key
 from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.event_time_guard import EventTimeBounds
 from rtml_feature_pipeline.generic_inputs import generic_decoder
-from rtml_feature_pipeline.generic_path import uses_classic_path
+from rtml_feature_pipeline.generic_path import UnservableFeatureSet, uses_classic_path
 from rtml_feature_pipeline.inputs import INPUT_DECODERS
 from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_feature_pipeline.worker import FeatureWorker
@@ -39,6 +39,7 @@ from rtml_features.baseline import get_feature_set
 from rtml_features.online_store.redis.connection import connect
 from rtml_features.online_store.redis.prefix_writer import PrefixLogWriter
 from rtml_features.online_store.redis.store import RedisOnlineStore
+from rtml_features.stream import StreamingFeatureComputer
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,12 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
     feature_set = get_feature_set(settings.feature_set)
     if not uses_classic_path(feature_set):
         if settings.engine != "kafka":
-            raise ValueError(f"feature set {feature_set.name!r} needs the generic streaming "
-                             f"computer, which the {settings.engine} engine does not run: set "
-                             "RTML_FEATURE_PIPELINE_ENGINE=kafka")
+            raise UnservableFeatureSet(
+                f"feature set {feature_set.name!r} needs the generic streaming computer, which "
+                f"the {settings.engine} engine does not run: set "
+                "RTML_FEATURE_PIPELINE_ENGINE=kafka")
         if "prefix" in settings.online_layout:
-            raise ValueError(
+            raise UnservableFeatureSet(
                 f"feature set {feature_set.name!r} (schema {feature_set.schema.name!r}) is not "
                 "computed by the classic streaming computer, and the prefix online layout "
                 "holds only its aggregations: set RTML_FEATURE_PIPELINE_ONLINE_LAYOUT=latest "
@@ -156,7 +158,8 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
                             decoders=input_decoders(worker, topics),
                             **client_overrides)
         worker.watch_assignments(loop)
-        alignment = EventTimeAlignment(loop, worker.computer,
+        # The alignment reads the computer's source_times, which both computers keep.
+        alignment = EventTimeAlignment(loop, cast(StreamingFeatureComputer, worker.computer),
                                        int(settings.max_partition_lead_s * 1000))
         if install_signal_handlers:
             loop.install_signal_handlers()

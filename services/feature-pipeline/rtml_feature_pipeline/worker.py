@@ -61,7 +61,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from opentelemetry import metrics, trace
@@ -196,9 +196,13 @@ class FeatureWorker:
                                                      track_newest=write_latest,
                                                      prefix_logs=prefix_logs is not None)
             self._generic: WorkerGenericComputer | None = None
+            #: The classic computer (when it serves the set), typed as such.
+            self._classic: StreamingFeatureComputer = self.computer
         else:
             self.computer = self._generic = WorkerGenericComputer(
                 feature_set, allowed_lateness, track_newest=write_latest)
+            # Never called on this path: _apply dispatches on self._generic first.
+            self._classic = cast(StreamingFeatureComputer, None)
         self._schema = feature_set.schema
         #: Refuses implausible event times; its per-partition state lives on the computer
         #: (``source_leads_ms``), so checkpoints and restores carry it.
@@ -299,8 +303,7 @@ class FeatureWorker:
         if self._generic is not None:
             restore_state(self._generic, checkpoint.state)
         else:
-            assert isinstance(self.computer, StreamingFeatureComputer)
-            restore(self.computer, checkpoint.state)
+            restore(self._classic, checkpoint.state)
         if self.gc_freezer is not None:
             self.gc_freezer.freeze()  # the restored state: never walked by full collections
         self.offsets = dict(checkpoint.offsets)
@@ -366,7 +369,7 @@ class FeatureWorker:
             positions = self.published.checkpoint_positions(self.offsets, self._output_ends)
             self._output_ends = positions
         state = (snapshot_state(self._generic) if self._generic is not None
-                 else snapshot(self.computer))
+                 else snapshot(self._classic))
         size = self.checkpoints.save(Checkpoint(state, dict(self.offsets),
                                                 self.events_applied, positions))
         self._checkpointed_at = (self.events_applied, dict(self.offsets))
@@ -494,7 +497,7 @@ class FeatureWorker:
                 for (entity, entity_id), emission in unwritten.items()])
             if self.generic_writer is not None:
                 # The generic layout's changes since the last delivery (synchronous).
-                self.generic_writer.flush(self.store.client)
+                self.generic_writer.flush(cast(Any, self.store).client)
             try:
                 logged = self._begin_logs(logs)
                 try:
@@ -635,7 +638,7 @@ class FeatureWorker:
             if refusal is not None:
                 return self._quarantine(record, value, refusal)
             try:
-                emissions = self.computer.on_transaction(
+                emissions = self._classic.on_transaction(
                     value.transaction_id, value.customer_id, value.terminal_id,
                     value.time_ms, value.amount, source)
             except LateEvent as exc:
@@ -650,7 +653,7 @@ class FeatureWorker:
             refusal = guard.check_label(source, value.labeled_at_ms, value.transaction_time_ms)
             if refusal is not None:
                 return self._quarantine(record, value, refusal)
-            emissions = self.computer.on_label(
+            emissions = self._classic.on_label(
                 value.transaction_id, value.customer_id, value.terminal_id,
                 value.transaction_time_ms, value.labeled_at_ms, value.is_fraud, source)
             guard.advanced(source, value.labeled_at_ms)

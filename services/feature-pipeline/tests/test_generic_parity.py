@@ -35,12 +35,26 @@ from rtml_feature_pipeline.generic_parity import (
     rich_data,
     schedule,
 )
+from rtml_feature_pipeline.generic_path import UnservableFeatureSet
+from rtml_feature_pipeline.kafka_engine import build_worker
 from rtml_feature_pipeline.parity import streamed_vectors
 from rtml_features.online_store.redis.store import RedisOnlineStore
 from rtml_localstack.crash import published_keys
 from rtml_localstack.testing import consume
 
 pytestmark = [pytest.mark.integration]
+
+
+def test_a_generic_set_refuses_the_prefix_layout_and_the_faust_engine_naming_the_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTML_FEATURE_REPO", str(PAYMENTS_REPO))
+    kafka, redis_settings = KafkaSettings(), RedisSettings(url="redis://127.0.0.1:1/0")
+    for settings, setting in (
+            (Settings(feature_set="payments"), "RTML_FEATURE_PIPELINE_ONLINE_LAYOUT=latest"),
+            (Settings(feature_set="payments", online_layout="latest", engine="faust"),
+             "RTML_FEATURE_PIPELINE_ENGINE=kafka")):
+        with pytest.raises(UnservableFeatureSet, match=setting):
+            build_worker(settings, kafka, redis_settings, None)  # type: ignore[arg-type]
 
 
 def invalid_payments(valid: dict[str, Any]) -> list[tuple[Scheduled, str]]:
