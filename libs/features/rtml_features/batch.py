@@ -55,6 +55,7 @@ from rtml_features.batch_previous import previous_positions, tie_order
 from rtml_features.batch_spread import range_stddev
 from rtml_features.definitions import (
     CLASSIC_AGGS,
+    FIELD_ROW_KINDS,
     Agg,
     Entity,
     FeatureSet,
@@ -239,8 +240,7 @@ def compute_features(
     """
     schema = feature_set.schema
     row_fields = [r.field for r in feature_set.row_features
-                  if r.field is not None and r.kind in (RowKind.FIELD, RowKind.CATEGORY_CODE,
-                                                        RowKind.EQUALS)]
+                  if r.field is not None and r.kind in FIELD_ROW_KINDS]
     require_columns(spine, [schema.event_time, *_key_fields(feature_set), *row_fields,
                             *([schema.id_field] if _needs_previous(feature_set) else [])],
                     "spine")
