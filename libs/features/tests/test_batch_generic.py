@@ -330,3 +330,14 @@ def test_the_payments_example_set_equals_the_oracle_on_a_generated_frame() -> No
     random.Random(1).shuffle(order)
     assert_matches_oracle(payments, events, labels, order, list(reversed(order)))
     assert_matches_oracle(payments, events, labels, order, order)
+
+
+@pytest.mark.parametrize("name", ["batch_keys", "batch_spread", "batch_distinct",
+                                  "batch_previous"])
+def test_the_batch_modules_docstring_examples_hold(name: str) -> None:
+    """Each module's example is its rule on a few values (read before the code)."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"rtml_features.{name}"))
+    assert result.attempted > 0 and result.failed == 0
