@@ -192,3 +192,41 @@ def test_a_schema_with_its_own_names_and_topic(rich_dir: Path) -> None:
                                "promo_code"}
         assert record["promo_code"] is None  # not in the file: left out (None)
         assert key == record["device_id"].encode()
+
+
+def test_every_field_type_with_nulls_is_carried(tmp_path: Path) -> None:
+    """Integers, booleans, numbers from integers, timestamps and id strings, nulls included."""
+    table = pa.table({
+        "transaction_id": pa.array([1, 2], pa.int64()),
+        "tx_datetime": pa.array([0, 1_000_000], pa.timestamp("us", tz="UTC")),
+        "customer_id": pa.array([5, 6], pa.int64()),
+        "terminal_id": pa.array([1, 1], pa.int64()),
+        "tx_amount": pa.array([1.5, 2.0]),
+        "tx_time_seconds": pa.array([0, 1], pa.int64()),
+        "tx_time_days": pa.array([0, 0], pa.int32()),
+        "tx_fraud": pa.array([0, 1], pa.int8()),
+        "tx_fraud_scenario": pa.array([0, 1], pa.int8()),
+        "flag": pa.array([True, None]), "n": pa.array([3, None], pa.int64()),
+        "seen": pa.array([None, 5], pa.timestamp("us", tz="UTC")),
+        "score": pa.array([7, 8], pa.int32()), "ref": pa.array([None, 9], pa.int64())})
+    (tmp_path / "d").mkdir()
+    pq.write_table(table, tmp_path / "d" / TRANSACTIONS_FILE)
+    schema = EventSchema(
+        name="typed", topic="typed", id_field="transaction_id", event_time="at",
+        partition_key="customer_id",
+        fields=[Field("transaction_id", FieldType.STRING), Field("at", FieldType.TIMESTAMP),
+                Field("customer_id", FieldType.STRING),
+                Field("flag", FieldType.BOOLEAN, required=False),
+                Field("n", FieldType.INTEGER, required=False),
+                Field("score", FieldType.NUMBER),
+                Field("seen", FieldType.TIMESTAMP, required=False),
+                Field("ref", FieldType.STRING, required=False)])
+    sink = Recorder()
+    replay(tmp_path / "d", ReplayOptions(schema=schema, label_delay=timedelta(0)), producer=sink)
+    sent = [orjson.loads(v or b"") for topic, _, v, _ in sink.records if topic == "typed"]
+    assert sent == [
+        {"transaction_id": "1", "at": "1970-01-01T00:00:00+00:00", "customer_id": "5",
+         "flag": True, "n": 3, "score": 7.0, "seen": None, "ref": None},
+        {"transaction_id": "2", "at": "1970-01-01T00:00:01+00:00", "customer_id": "6",
+         "flag": None, "n": None, "score": 8.0, "seen": "1970-01-01T00:00:00.000005+00:00",
+         "ref": "9"}]
