@@ -50,12 +50,19 @@ from typing import Any
 
 import orjson
 
-from rtml_common.events import FiredRule, Transaction, utcnow
+from rtml_common.events import Event, FiredRule, Transaction, utcnow
+from rtml_common.handbook import TRANSACTION_SCHEMA
 from rtml_decision.active_rules import ActiveRules
 from rtml_decision.canary import CanaryRouter
 from rtml_decision.decision_events import Inputs, build_decision
+from rtml_decision.generic_request import (
+    GenericLookup,
+    GenericRequestStore,
+    request_event,
+    schema_fingerprint,
+)
 from rtml_decision.metrics import DecisionMetrics
-from rtml_decision.outputs import DecisionPublisher
+from rtml_decision.outputs import DecisionPublisher, route_schema
 from rtml_decision.request_features import RequestFeatures
 from rtml_decision.request_model import request_model
 from rtml_decision.request_store import (
@@ -70,7 +77,9 @@ from rtml_decision.request_store import (
 from rtml_decision.rules import RuleInputs, RuleResult, RuleSet, request_inputs
 from rtml_decision.scoring import Scored, explain, pick_model, score
 from rtml_features.definitions import FeatureSet
+from rtml_features.generic_rows import GenericRows
 from rtml_features.prefix_log import OutOfRange
+from rtml_features.request_generic import GenericRequestVectors
 from rtml_features.rows import RowFeatures, epoch_ms, weekend_and_hour
 from rtml_models.serving import ServingModels
 
@@ -115,10 +124,28 @@ class DecisionEngine:
         self.rules = rules
         self.router = router
         self.feature_set = feature_set
-        self.row_features = RowFeatures(feature_set)
-        self.request_features = RequestFeatures(feature_set)
+        schema = feature_set.schema
+        #: Any set but the handbook's classic ones takes the generic request path
+        #: (:mod:`rtml_decision.generic_request`); theirs stays as tuned.
+        self.generic = not (feature_set.classic and schema == TRANSACTION_SCHEMA)
+        if self.generic:
+            if not isinstance(store, GenericRequestStore):
+                raise TypeError(f"feature set {feature_set.name!r} is served from the generic "
+                                "layout: its store must be a GenericRequestStore")
+            self.generic_store = store
+            self.generic_vectors = GenericRequestVectors(feature_set)
+            self.generic_rows = GenericRows(feature_set)
+            self._row_names = frozenset(self.generic_rows.names)
+        else:
+            self.row_features = RowFeatures(feature_set)
+            self.request_features = RequestFeatures(feature_set)
+            self._row_names = frozenset(self.row_features.names)
+        self._id_field = schema.id_field
+        self._time_field = schema.event_time
+        self._key_field = schema.partition_key
         #: The request body (generated from the set's schema) and what rules may read.
         self.request_model = request_model(feature_set.schema)
+        route_schema(self.request_model, feature_set.schema)
         self.rule_inputs: RuleInputs = request_inputs(feature_set.schema, feature_set.names,
                                                       feature_set.name)
         #: Declared request fields put in the context besides those read below.
@@ -132,8 +159,11 @@ class DecisionEngine:
         self.explain_approvals = explain_approvals
 
     async def decide(self, tx: Transaction, started: float | None = None) -> Answer:
-        """Decide ``tx``; ``started`` (``perf_counter``) is when the request arrived."""
+        """Decide ``tx`` (an event of the set's schema); ``started`` (``perf_counter``) is
+        when the request arrived."""
         started = time.perf_counter() if started is None else started
+        if self.generic:
+            return await self._decide_generic(tx, started)
         rules = self.rules.current  # one rule-set state for the whole request
         snapshot = self.serving.current  # one model snapshot for the whole request
         time_ms = epoch_ms(tx.event_time)
@@ -172,6 +202,51 @@ class DecisionEngine:
                     reason = DegradedReason.OUT_OF_RANGE
                 else:
                     scored, reason = self._score(snapshot, tx, context)
+        return self._conclude(tx, started, rules, context, scored, reason, request_fingerprint)
+
+    async def _decide_generic(self, tx: Event, started: float) -> Answer:
+        """:meth:`decide` for a set served from the generic layout: the same steps over
+        the schema's fields and the set's entities (:mod:`rtml_decision.generic_request`)."""
+        rules = self.rules.current
+        snapshot = self.serving.current
+        event = request_event(tx, self.feature_set.schema)
+        time_ms: int = event[self._time_field]
+        transaction_id = str(event[self._id_field])
+        weekend, hour = weekend_and_hour(time_ms)
+        context: dict[str, Any] = {"hour": float(hour), "is_weekend": weekend}
+        for name in self.rule_inputs.fields:
+            context[name] = event[name]
+        context.update(self.generic_rows.values(time_ms, event))
+        reason: DegradedReason | None = None
+        scored: Scored | None = None
+        lookup: GenericLookup | None = None
+        request_fingerprint = schema_fingerprint(event, self.feature_set.schema)
+        try:
+            lookup = self.generic_store.lookup_event(transaction_id, request_fingerprint, event)
+        except REDIS_FAILURES as error:
+            logger.warning("redis unavailable, answering degraded: %r", error)
+            reason = DegradedReason.REDIS_UNAVAILABLE
+        if lookup is not None:
+            if lookup.stored is not None:
+                return await self._replay(transaction_id, request_fingerprint, lookup.stored,
+                                          started)
+            if time.perf_counter() - started > self.timeout_s:
+                reason = DegradedReason.TIMEOUT
+            else:
+                try:
+                    context.update(self.generic_vectors.compute(event, lookup.reads))
+                except OutOfRange as error:
+                    logger.debug("transaction %r older than the online logs hold: %s",
+                                 transaction_id[:64], error)
+                    reason = DegradedReason.OUT_OF_RANGE
+                else:
+                    scored, reason = self._score(snapshot, tx, context)
+        return self._conclude(tx, started, rules, context, scored, reason, request_fingerprint)
+
+    def _conclude(self, tx: Event, started: float, rules: Any, context: dict[str, Any],
+                  scored: Scored | None, reason: DegradedReason | None,
+                  request_fingerprint: bytes) -> Answer:
+        """Rules, contributions, the fallback when degraded, then :meth:`_finish`."""
         rule_set = rules.primary if reason is None else rules.fallback
         if reason is None:
             try:
@@ -191,7 +266,7 @@ class DecisionEngine:
         if reason is not None:
             scored = None
             context = {k: v for k, v in context.items() if k not in self.feature_set.names
-                       or k in self.row_features.names}
+                       or k in self._row_names}
             context["score"] = None
             self.metrics.degraded(reason)
             result = rule_set.evaluate(context)
@@ -222,9 +297,12 @@ class DecisionEngine:
         self.metrics.replayed()
         return Answer(stored.body, replayed=True)
 
-    def _score(self, snapshot: Any, tx: Transaction, context: dict[str, Any]
+    def _score(self, snapshot: Any, tx: Event, context: dict[str, Any]
                ) -> tuple[Scored | None, DegradedReason | None]:
-        key = tx.customer_id if self.canary_key == "customer_id" else tx.transaction_id
+        # the handbook's customer; another schema's partition key (its customer, or what
+        # stands for it), unless it declares a customer_id
+        key = (getattr(tx, "customer_id", None) or getattr(tx, self._key_field)
+               if self.canary_key == "customer_id" else getattr(tx, self._id_field))
         arm, served = pick_model(snapshot, self.router.arm(key))
         if served is None:
             return None, DegradedReason.NO_MODEL
@@ -237,7 +315,7 @@ class DecisionEngine:
         context["score"] = scored.score
         return scored, None
 
-    def _finish(self, tx: Transaction, started: float, rule_set: RuleSet, result: RuleResult,
+    def _finish(self, tx: Event, started: float, rule_set: RuleSet, result: RuleResult,
                 scored: Scored | None, context: dict[str, Any],
                 reason: DegradedReason | None, claimed: bytes | None) -> Answer:
         """Publish and answer the decision; ``claimed``: our claim's fingerprint, if we hold one."""
@@ -249,15 +327,16 @@ class DecisionEngine:
         arm = scored.arm if scored else None
         inputs: Inputs = {k: v for k, v in context.items()
                           if v is None or isinstance(v, float | int | str)}
+        transaction_id = getattr(tx, self._id_field)
         decision = build_decision(
-            transaction_id=tx.transaction_id, customer_id=tx.customer_id,
-            event_time=tx.event_time, outcome=result.outcome,
+            transaction_id=transaction_id, customer_id=str(getattr(tx, self._key_field)),
+            event_time=getattr(tx, self._time_field), outcome=result.outcome,
             score=scored.score if scored else None, model_name=model_name,
             model_version=model_version, rule_set_version=rule_set.version,
             fired_rules=fired, arm=arm, degraded=reason is not None,
             latency_ms=latency_ms, decided_at=decided_at, inputs=inputs)
         body = orjson.dumps({
-            "transaction_id": tx.transaction_id,
+            "transaction_id": transaction_id,
             "outcome": str(result.outcome),
             "score": decision.score,
             "model_name": model_name,
@@ -275,7 +354,7 @@ class DecisionEngine:
             "decided_at": decided_at,
         })
         if claimed is not None:  # we hold the claim: our decision replaces it
-            self.store.record(tx.transaction_id, claimed, body)
+            self.store.record(transaction_id, claimed, body)
         self.publisher.publish(decision, tx)
         self.metrics.decided(str(result.outcome), arm, reason is not None,
                              latency_ms / 1000, fired)

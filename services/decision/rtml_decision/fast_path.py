@@ -71,11 +71,11 @@ def in_progress_detail(transaction_id: str) -> str:
             "retry to get its decision")
 
 
-def conflict_detail(transaction_id: str) -> str:
+def conflict_detail(transaction_id: str, fields: str = "customer_id, terminal_id, amount, "
+                    "event_time or currency") -> str:
     return (f"transaction {transaction_id} was already decided (or is being decided) for a "
-            "request with a different customer_id, terminal_id, amount, event_time or "
-            "currency; a transaction_id names one payment: resend the original request to "
-            "get its decision, or use a new transaction_id")
+            f"request with a different {fields}; a transaction_id names one payment: resend "
+            "the original request to get its decision, or use a new transaction_id")
 
 
 UNSUPPORTED_DETAIL = "the body must be a JSON transaction (Content-Type: application/json)"
@@ -128,8 +128,14 @@ class DecisionFastPath:
         transaction, refusal = decode_request(self.engine.request_model, body)
         if refusal is not None:
             return refusal
-        transaction = cast(Transaction, transaction)  # check_servable: the handbook's schema
-        problem = self.limits.event_time_error(transaction.event_time.timestamp(), time.time())
+        transaction = cast(Transaction, transaction)  # or any schema's event (engine.generic)
+        engine = self.engine
+        if engine.generic:
+            event_time = getattr(transaction, engine.feature_set.schema.event_time)
+            transaction_id = getattr(transaction, engine.feature_set.schema.id_field)
+        else:
+            event_time, transaction_id = transaction.event_time, transaction.transaction_id
+        problem = self.limits.event_time_error(event_time.timestamp(), time.time())
         if problem is not None:
             return _invalid([{"loc": ("event_time",), "msg": problem,
                               "type": "event_time_out_of_range"}])
@@ -137,9 +143,11 @@ class DecisionFastPath:
             with _tracer.start_as_current_span("decide"):
                 answer = await self.engine.decide(transaction, started)
         except DecisionInProgress:
-            return _error(409, in_progress_detail(transaction.transaction_id), [_RETRY])
+            return _error(409, in_progress_detail(transaction_id), [_RETRY])
         except IdempotencyConflict:
-            return _error(409, conflict_detail(transaction.transaction_id))
+            if engine.generic:
+                return _error(409, conflict_detail(transaction_id, "value of another field"))
+            return _error(409, conflict_detail(transaction_id))
         return 200, answer.body, [_JSON, *([_REPLAYED] if answer.replayed else [])]
 
 

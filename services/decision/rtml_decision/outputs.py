@@ -6,7 +6,8 @@ for the broker. Durability of the decision log rests on the ``decisions``
 topic: the log writer consumes it into Cassandra (see
 :mod:`rtml_decision.log_writer`). The transaction goes to ``transactions``
 so the streaming features (and, downstream, the scorer's shadow models)
-see it: shadows are scored off the request path. Both records carry the
+see it: shadows are scored off the request path (a request of another
+feature set's schema goes to that schema's topic, :func:`route_schema`). Both records carry the
 request's W3C trace context (``traceparent``), so the feature pipeline and
 the scorer continue its trace.
 
@@ -20,9 +21,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from rtml_common.events import Decision, Transaction
+from rtml_common.events import Decision, Event, Transaction
 from rtml_common.kafka.producer import DeliveryError, EventProducer
-from rtml_common.serde import encode, headers_for
+from rtml_common.schema import EventSchema
+from rtml_common.serde import Headers, encode, headers_for
 from rtml_common.topics import spec_for_event
 from rtml_common.tracing import current_trace_headers
 from rtml_decision.decision_events import encode_decision
@@ -33,6 +35,26 @@ logger = logging.getLogger(__name__)
 DECISIONS = spec_for_event(Decision)
 TRANSACTIONS = spec_for_event(Transaction)
 _TX_HEADERS = headers_for(Transaction)
+
+
+_ROUTES: dict[type[Event], tuple[str, Headers]] = {
+    Transaction: (TRANSACTIONS.name, _TX_HEADERS)}
+
+
+def route_schema(model: type[Event], schema: EventSchema) -> None:
+    """Publish requests of ``model`` (generated from ``schema``) on the schema's topic with
+    the model's headers (what the schema's consumers check); the engine calls it once."""
+    if model is not Transaction:
+        _ROUTES[model] = (schema.topic, headers_for(model))
+
+
+def transaction_route(model: type[Event]) -> tuple[str, Headers]:
+    """The topic and headers of a request of ``model`` (see :func:`route_schema`)."""
+    try:
+        return _ROUTES[model]
+    except KeyError:
+        raise TypeError(f"no topic is known for {model.__name__} requests "
+                        "(route_schema was not called)") from None
 
 
 class DecisionPublisher:
@@ -50,16 +72,21 @@ class DecisionPublisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def publish(self, decision: Decision, transaction: Transaction) -> None:
-        """Queue both records (keyed by customer id, like every per-customer topic)."""
+    def publish(self, decision: Decision, transaction: Event) -> None:
+        """Queue both records (keyed by customer id, like every per-customer topic).
+
+        The transaction goes to its schema's topic with its model's headers
+        (:func:`transaction_route`); the decision's ``customer_id`` is the request's
+        partition key, so both share the key.
+        """
         key = decision.customer_id.encode()
         value, headers = encode_decision(decision)
         traced = current_trace_headers()  # the request's trace continues downstream
-        tx_headers = _TX_HEADERS
+        topic, tx_headers = transaction_route(type(transaction))
         if traced:
             headers, tx_headers = [*headers, *traced], [*tx_headers, *traced]
         self.producer.send_raw(DECISIONS.name, key, value, headers)
-        self.producer.send_raw(TRANSACTIONS.name, key, encode(transaction), tx_headers)
+        self.producer.send_raw(topic, key, encode(transaction), tx_headers)
 
     def start(self) -> None:
         """Start the periodic flusher (idempotent); after :meth:`close`, with a new producer."""

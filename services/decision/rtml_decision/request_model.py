@@ -16,10 +16,10 @@ one request with every field, one with the required fields only, each value
 valid for its field's type, bounds and categories), except for the handbook's
 schema, whose hand-picked examples stay (:data:`TRANSACTION_EXAMPLES`).
 
-What the service cannot do yet for another schema is compute its features at
-request time: the engine's request path (idempotency fingerprint, prefix-log
-lookups, the published transaction) is the handbook's. :func:`check_servable`
-refuses, with the reason, a set the service would decide wrongly with.
+Features are computed at request time for any set: the handbook's classic sets
+from their prefix logs, every other set from the generic layout
+(:func:`generic_path`, :mod:`rtml_decision.generic_request`). :func:`check_servable`
+refuses, with the reason, a set neither can compute.
 """
 
 from __future__ import annotations
@@ -127,25 +127,32 @@ def _example_string(field: Field, schema: EventSchema) -> str:
     return text
 
 
-def check_servable(feature_set: FeatureSet) -> None:
-    """Refuse, saying why, a set whose features the API cannot compute at request time yet.
+def generic_path(feature_set: FeatureSet) -> bool:
+    """Whether requests of ``feature_set`` take the generic request path
+    (:mod:`rtml_decision.generic_request`): every set but the classic ones over the
+    handbook's schema, which keep their tuned prefix-log path."""
+    return not (feature_set.classic and feature_set.schema == TRANSACTION_SCHEMA)
 
-    The request model and the rules follow any schema; the request path does
-    not yet: only classic sets (:attr:`FeatureSet.classic`) over the handbook's
-    ``transaction`` schema are computed at request time.
+
+def check_servable(feature_set: FeatureSet) -> None:
+    """Refuse, saying why, a set whose features the API cannot compute at request time.
+
+    Classic sets over the handbook's schema are served from the prefix logs; every
+    other set from the generic layout (:func:`generic_path`), whose request-time
+    engine (:class:`~rtml_features.request_generic.GenericRequestVectors`) and reads
+    are built here once so a definition they cannot serve stops the service at
+    start-up with the reason, not at the first request.
     """
+    if not generic_path(feature_set):
+        return
+    from rtml_features.online_store.redis.generic_layout import generic_spec
+    from rtml_features.request_generic import GenericRequestVectors
+
     try:
-        feature_set.require_classic("the decision API's request-time features")
-    except UnsupportedDefinition as error:
+        for entity in feature_set.entities:
+            generic_spec(feature_set, entity)
+        GenericRequestVectors(feature_set)
+    except (UnsupportedDefinition, ValueError, KeyError) as error:
         raise UnservableFeatureSet(
             f"feature set {feature_set.name!r} cannot be served (RTML_DECISION_FEATURE_SET): "
-            f"{error}; serve a classic set (baseline, extended) until request-time "
-            "computation of the new aggregations is wired into the decision API") from None
-    if feature_set.schema != TRANSACTION_SCHEMA:
-        raise UnservableFeatureSet(
-            f"feature set {feature_set.name!r} cannot be served (RTML_DECISION_FEATURE_SET): "
-            f"its event schema {feature_set.schema.name!r} (version "
-            f"{feature_set.schema.version}) is not the handbook's transaction schema, and "
-            "the decision API's request path (idempotency fingerprint, feature lookups, the "
-            "published transaction) is the handbook's until request-time computation for "
-            "other schemas is wired")
+            f"the generic request-time layout cannot compute it: {error}") from None

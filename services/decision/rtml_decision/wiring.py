@@ -27,11 +27,12 @@ from rtml_decision.config import Settings
 from rtml_decision.decision_log.base import DecisionLog
 from rtml_decision.decision_log.cassandra.store import DEFAULT_TABLE
 from rtml_decision.engine import DecisionEngine
+from rtml_decision.generic_request import GenericRequestStore
 from rtml_decision.limits import Limits
 from rtml_decision.log_writer import GROUP_ID, DecisionLogWriter
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher
-from rtml_decision.request_model import check_servable
+from rtml_decision.request_model import check_servable, generic_path
 from rtml_decision.request_store import RequestStore
 from rtml_decision.rule_store import RuleStore
 from rtml_decision.rule_sync import RuleSync
@@ -199,8 +200,9 @@ def build_service(settings: Settings, kafka: KafkaSettings, redis: RedisSettings
     except Exception as error:  # registry down: answer degraded until the watcher loads one
         logger.warning("no model loaded yet (%r): answering degraded meanwhile", error)
     budget_s = settings.request_timeout_ms / 1000
-    store = RequestStore.from_url(redis.url, feature_set, settings.idempotency_ttl_s,
-                                  timeout_s=min(redis.socket_timeout_s, budget_s))
+    store_type = GenericRequestStore if generic_path(feature_set) else RequestStore
+    store = store_type.from_url(redis.url, feature_set, settings.idempotency_ttl_s,
+                                timeout_s=min(redis.socket_timeout_s, budget_s))
     publisher = DecisionPublisher(EventProducer(kafka, **PRODUCER_OVERRIDES), metrics,
                                   new_producer=lambda: EventProducer(kafka, **PRODUCER_OVERRIDES))
     engine = DecisionEngine(store=store, serving=serving, rules=rules, router=router,

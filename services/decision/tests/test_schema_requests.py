@@ -20,7 +20,6 @@ import pytest
 from fastapi import Body, FastAPI
 from fastapi.responses import Response
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
 
 from rtml_common.events import Event, Transaction
 from rtml_common.handbook import TRANSACTION_SCHEMA
@@ -30,9 +29,9 @@ from rtml_decision.api import _DECISION_RESPONSES, add_decision_route
 from rtml_decision.config import Settings
 from rtml_decision.fast_path import decode_request
 from rtml_decision.request_model import (
-    UnservableFeatureSet,
     check_servable,
     generated_examples,
+    generic_path,
     request_examples,
     request_model,
 )
@@ -201,22 +200,16 @@ def test_the_handbook_route_documents_what_the_hand_written_route_did() -> None:
         assert refused.status_code == 422 and "amount" in refused.json()["detail"]
 
 
-def test_a_set_the_request_path_cannot_compute_is_refused_with_the_reason(
+def test_every_set_is_servable_classic_handbook_sets_on_their_own_path(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    check_servable(BASELINE)
-    check_servable(get_feature_set("extended"))
-    with pytest.raises(UnservableFeatureSet) as caught:
-        check_servable(PAYMENTS)
-    message = str(caught.value)
-    assert message.startswith("feature set 'payments' cannot be served "
-                              "(RTML_DECISION_FEATURE_SET): the decision API's request-time "
-                              "features cannot compute card_device_age_s (time_since_first)")
-    assert "tx_channel_web (equals)" in message and "until request-time computation" in message
+    """Classic sets over the handbook's schema keep the prefix-log path; the payments set
+    and a classic set over another schema take the generic one (issue #20)."""
+    for feature_set in (BASELINE, get_feature_set("extended")):
+        check_servable(feature_set)
+        assert not generic_path(feature_set)
     classic_payments = FeatureSet("classic_payments", BASELINE.features, schema=PAYMENT)
-    with pytest.raises(UnservableFeatureSet, match=r"its event schema 'payment' .* is not the "
-                                                   r"handbook's transaction schema"):
-        check_servable(classic_payments)
-    # the service refuses to start with it: the setting names the reason
+    for feature_set in (PAYMENTS, classic_payments):
+        check_servable(feature_set)
+        assert generic_path(feature_set)
     monkeypatch.setenv(FEATURE_REPO_ENV, str(REPO))
-    with pytest.raises(ValidationError, match="feature set 'payments' cannot be served"):
-        Settings(feature_set="payments")
+    assert Settings(feature_set="payments").feature_set == "payments"
