@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["rtml_common.events", "rtml_common.topics", "rtml_common.serde", "rtml_common.files",
            "rtml_common.config", "rtml_common.kafka.dead_letter", "rtml_common.gc_policy",
-           "rtml_common.strict_yaml"]
+           "rtml_common.strict_yaml", "rtml_common.schema", "rtml_common.handbook"]
 
 
 @pytest.mark.parametrize("name", MODULES)
