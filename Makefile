@@ -10,8 +10,9 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 ## Start the local stack, simulate transactions, replay a slice, show what happened.
+## FEATURE_REPO=examples/feature_repos/payments FEATURE_SET=payments: serve another feature set.
 demo: bootstrap
-	@$(VENV)/bin/rtml demo
+	@$(VENV)/bin/rtml demo $(if $(FEATURE_REPO),--feature-repo $(FEATURE_REPO)) $(if $(FEATURE_SET),--feature-set $(FEATURE_SET))
 
 ## The whole platform (stack, champion, every service) supervised, in the background; `make down` stops it.
 up: bootstrap

@@ -29,6 +29,7 @@ from rtml_cli.demo_steps.live import LIVE_SECONDS, run_live
 from rtml_cli.demo_steps.malformed import produce_malformed
 from rtml_cli.demo_steps.promote import promote_models
 from rtml_cli.demo_steps.replay import replay_slice
+from rtml_cli.demo_steps.served import RICH_DATA_DIR, select_feature_set
 from rtml_cli.demo_steps.stack import start_stack
 from rtml_cli.demo_steps.summary import print_summary
 from rtml_cli.demo_steps.train import train_models
@@ -80,9 +81,17 @@ def _split(value: str | None) -> list[str]:
 def demo_command(
     days: Annotated[int, typer.Option(min=1, help="Days to replay.")] = 14,
     start_day: Annotated[int, typer.Option(min=0, help="First day to replay.")] = 0,
-    data: Annotated[Path, typer.Option(
-        help="Data set directory (generated once, reused while its config matches).")] = (
-        DEFAULT_DATA_DIR),
+    data: Annotated[Path | None, typer.Option(
+        help=f"Data set directory (generated once, reused while its config matches) "
+             f"[default: {DEFAULT_DATA_DIR}; a feature set needing rich mode: "
+             f"{RICH_DATA_DIR}].", show_default=False)] = None,
+    feature_repo: Annotated[Path | None, typer.Option(
+        help="Feature repo folder to serve (RTML_FEATURE_REPO for every step and service), "
+             "e.g. examples/feature_repos/payments [default: the handbook's].",
+        show_default=False)] = None,
+    feature_set: Annotated[str | None, typer.Option(
+        help="Feature set to replay, train and serve (RTML_FEATURE_SET), e.g. payments "
+             "[default: $RTML_FEATURE_SET, else extended].", show_default=False)] = None,
     state_dir: Annotated[Path | None, typer.Option(
         envvar="RTML_STATE_DIR", show_default=False,
         help="Stack state directory, default ./.rtml/stack (`rtml stack` must use the same).",
@@ -109,14 +118,22 @@ def demo_command(
         raise typer.BadParameter("the demo needs kafka", param_hint="--without")
     settings = DemoSettings(
         state_dir=(state_dir or default_state_dir()).resolve(),
-        data_dir=data,
+        data_dir=data or DEFAULT_DATA_DIR,
         start_day=start_day,
         days=days,
         components=components,
         ports={"kafka": kafka_port, "redis": redis_port, "mlflow": mlflow_port,
                "cassandra": cassandra_port, "prometheus": prometheus_port},
+        feature_repo=feature_repo,
+        feature_set=feature_set,
     )
     console = make_console()
+    if feature_repo is not None and not feature_repo.is_dir():
+        raise typer.BadParameter(f"{feature_repo} is not a folder", param_hint="--feature-repo")
+    try:
+        settings = select_feature_set(settings, data_given=data is not None)
+    except DemoError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--feature-set/--feature-repo") from None
     ctx = DemoContext(settings=settings, console=console)
     try:
         run_demo(ctx)

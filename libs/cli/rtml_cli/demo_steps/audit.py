@@ -38,6 +38,22 @@ from rtml_common.kafka.dead_letter import DeadLetter
 from rtml_common.serde import header_value
 
 TOPICS: dict[str, type[Event]] = {"transactions": Transaction, "labels": Label}
+
+
+def audit_topics() -> dict[str, type[Event]]:
+    """The served feature set's event and label topics with their models (``RTML_FEATURE_SET``
+    in ``RTML_FEATURE_REPO``): the handbook's :data:`TOPICS`, or e.g. the payments schema's
+    generated model, so the payments' extra fields are valid records, not dead letters."""
+    from rtml_common.handbook import TRANSACTION_SCHEMA
+    from rtml_common.schema_models import event_model
+    from rtml_features.baseline import default_feature_set, get_feature_set
+
+    served = get_feature_set(default_feature_set())
+    if served.schema == TRANSACTION_SCHEMA:
+        return TOPICS
+    return {served.source_topic: event_model(served.schema), served.label_topic: Label}
+
+
 #: The local broker makes a group's first join wait about half the session
 #: timeout; 6 s (the test fixtures' value) keeps the wait to ~3 s.
 SESSION_TIMEOUT_MS = 6000
@@ -102,7 +118,7 @@ def consume_all(ctx: DemoContext, counts: AuditCounts, expected: int) -> None:
                 note += f", earlier runs {counts.earlier_records:,}"
             progress.update(task, completed=sum(counts.valid.values()), note=note)
 
-        loop = ConsumerLoop(TOPICS, counts.group_id, handle, settings=settings)
+        loop = ConsumerLoop(audit_topics(), counts.group_id, handle, settings=settings)
         started = time.perf_counter()
         try:
             stats = loop.run(max_idle_s=ctx.settings.audit_idle_s)

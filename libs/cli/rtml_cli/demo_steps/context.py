@@ -65,6 +65,20 @@ class DemoSettings:
     train_start: date | None = None
     #: Registered model name the demo trains and promotes.
     model_name: str = "fraud-detector"
+    #: Feature repo folder (``RTML_FEATURE_REPO``) and feature set (``RTML_FEATURE_SET``)
+    #: the demo replays, trains and serves; None: the handbook's repo and default set.
+    feature_repo: Path | None = None
+    feature_set: str | None = None
+
+    def feature_env(self) -> dict[str, str]:
+        """The variables that select the served feature set, for this process and every
+        service (empty: the handbook's defaults)."""
+        env: dict[str, str] = {}
+        if self.feature_repo is not None:
+            env["RTML_FEATURE_REPO"] = str(self.feature_repo.resolve())
+        if self.feature_set is not None:
+            env["RTML_FEATURE_SET"] = self.feature_set
+        return env
 
 
 @dataclass(frozen=True)

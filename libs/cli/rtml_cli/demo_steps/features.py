@@ -54,9 +54,25 @@ def compute_features(ctx: DemoContext) -> None:
         raise DemoError("the feature worker published no vectors: is the replay step missing?")
     ctx.features = run
     ctx.add_section("Features", _summary(run, worker, redis_url,
-                                         "prefix" in settings.online_layout))
+                                         "prefix" in settings.online_layout)
+                    if hasattr(worker.computer, "recent") else _counts(run, worker))
     ctx.next_commands.append(
         ("python -m rtml_feature_pipeline", "run the feature worker as a service (Ctrl-C stops)"))
+
+
+def _counts(run: Any, worker: FeatureWorker) -> Table:
+    """What the worker did, for a set the generic streaming computer serves (no classic
+    sample vector to set beside a request-time read)."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    feature_set = worker.feature_set
+    table.add_row("feature set", f"{feature_set.name} ({len(feature_set.names)} features, "
+                                 f"schema {feature_set.schema.name!r})")
+    table.add_row("vectors published", f"{run.vectors_published:,}")
+    table.add_row("events applied", f"{run.events_applied:,}")
+    table.add_row("revisions / late", f"{run.revisions:,} / {run.late_events:,}")
+    return table
 
 
 def _summary(run: Any, worker: FeatureWorker, redis_url: str, prefix_logs: bool) -> Table:

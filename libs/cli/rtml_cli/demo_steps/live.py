@@ -70,8 +70,9 @@ def run_live(ctx: DemoContext) -> None:
     from rtml_cli.platform.control import up
 
     settings = ctx.settings
+    _check_running_platform(ctx)
     result = up(settings.state_dir, data_dir=settings.data_dir, console=ctx.console,
-                model_name=settings.model_name)
+                model_name=settings.model_name, service_env=settings.feature_env())
     status = result.status
     services: dict[str, dict[str, Any]] = status.get("services") or {}
     metrics_ports = {name: int(record["metrics_port"]) for name, record in services.items()
@@ -95,7 +96,9 @@ def run_live(ctx: DemoContext) -> None:
     ctx.next_commands += [
         ("rtml top", "live view of the running platform from Prometheus (Ctrl-C leaves it)"),
         ("rtml status", "the platform's services: health, restarts, logs"),
-        (f"rtml traffic --event-times data --start-day {_next_day(ctx)} --rate 50",
+        ("".join(f"{name}={value} " for name, value in settings.feature_env().items())
+         + f"rtml traffic --event-times data --start-day {_next_day(ctx)} --rate 50"
+         + (f" --data {settings.data_dir}" if settings.feature_env() else ""),
          "more live payments (every option: rtml traffic --help)"),
         *([(f"curl -s http://127.0.0.1:{auditor}/v1/audit",
             f"the shadow auditor's figures (HTML report: http://127.0.0.1:{auditor}/report)")]
@@ -103,6 +106,33 @@ def run_live(ctx: DemoContext) -> None:
         *([(f"open {prometheus}", "Prometheus: every service's metrics")] if prometheus else []),
         ("rtml down", "stop the platform's services (the stack keeps running)"),
     ]
+
+
+def _check_running_platform(ctx: DemoContext) -> None:
+    """A platform already running is reused; it must serve the set this run asks for."""
+    from rtml_cli.platform.control import supervisor_running
+    from rtml_cli.platform.files import PlatformPaths, PlatformSpec
+
+    paths = PlatformPaths(ctx.settings.state_dir.resolve())
+    if not paths.spec.exists() or not supervisor_running(paths):
+        return
+    wanted = ctx.settings.feature_env()
+    for service in PlatformSpec.load(paths.spec).services:
+        serving = {name: service.env.get(name) for name in FEATURE_VARIABLES}
+        if serving != {name: wanted.get(name) for name in FEATURE_VARIABLES}:
+            raise DemoError(
+                f"the platform running in {ctx.settings.state_dir} serves another feature set "
+                f"({service.name}: {_describe(serving)}; this run: {_describe(wanted)}): "
+                "`rtml down` stops it, then run the demo again")
+
+
+#: The variables that choose the served feature set.
+FEATURE_VARIABLES = ("RTML_FEATURE_REPO", "RTML_FEATURE_SET")
+
+
+def _describe(env: dict[str, str | None] | dict[str, str]) -> str:
+    chosen = [f"{name}={value}" for name, value in env.items() if value]
+    return ", ".join(chosen) or "the handbook's default"
 
 
 def _first_live_day(ctx: DemoContext) -> int:

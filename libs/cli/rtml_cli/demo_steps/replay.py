@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from rtml_cli.demo_steps.context import DemoContext, DemoError
+from rtml_cli.demo_steps.context import DemoContext, DemoError, DemoSettings
 from rtml_common.config import KafkaSettings
 from rtml_common.kafka.producer import DeliveryError
 from rtml_simulator.pacing import Pace
@@ -26,11 +26,17 @@ def replay_slice(ctx: DemoContext) -> None:
             f"the data set has {available} days; days {settings.start_day}-"
             f"{settings.start_day + settings.days - 1} are not all in it (--start-day/--days)"
         )
+    from rtml_features.baseline import default_feature_set, get_feature_set
+
+    served = get_feature_set(default_feature_set())  # RTML_FEATURE_SET in RTML_FEATURE_REPO
     options = ReplayOptions(start_day=settings.start_day, days=settings.days,
-                            pace=Pace.max_speed())
+                            pace=Pace.max_speed(), schema=served.schema,
+                            transactions_topic=served.source_topic,
+                            labels_topic=served.label_topic)
     ctx.console.print(
         f"  days {settings.start_day}-{settings.start_day + settings.days - 1} of "
-        f"{settings.data_dir} -> {bootstrap} ({options.pace.describe()})", highlight=False,
+        f"{settings.data_dir} -> {bootstrap} ({options.pace.describe()}) as "
+        f"{served.schema.name!r} events of feature set {served.name!r}", highlight=False,
     )
     try:
         report = replay(settings.data_dir, options, KafkaSettings(bootstrap_servers=bootstrap),
@@ -47,7 +53,7 @@ def replay_slice(ctx: DemoContext) -> None:
     if next_day < available:
         ctx.next_commands.append((
             f"rtml replay --data {settings.data_dir} --start-day {next_day} --days 7 "
-            f"--speedup 3600" + _bootstrap_option(bootstrap),
+            f"--speedup 3600" + _bootstrap_option(bootstrap) + _feature_options(settings),
             "replay the following week, one event-hour per second",
         ))
 
@@ -56,6 +62,13 @@ def _bootstrap_option(bootstrap: str) -> str:
     """``--bootstrap-servers X`` unless X is what the commands default to anyway."""
     return "" if bootstrap == KafkaSettings().bootstrap_servers else (
         f" --bootstrap-servers {bootstrap}")
+
+
+def _feature_options(settings: DemoSettings) -> str:
+    """The demo's ``--feature-repo`` / ``--feature-set``, for commands that take them."""
+    return "".join([
+        f" --feature-repo {settings.feature_repo}" if settings.feature_repo else "",
+        f" --feature-set {settings.feature_set}" if settings.feature_set else ""])
 
 
 def replay_table(report: ReplayReport) -> Table:

@@ -142,8 +142,10 @@ def metric_port_names() -> list[str]:
 
 def build_catalog(ports: PlatformPorts, stack_env: Mapping[str, str], state_dir: Path,
                   secrets: Secrets, traffic: TrafficOptions | None = None,
-                  model_name: str = MODEL_NAME) -> list[ServiceSpec]:
-    """Every service with its environment; ``stack_env`` is the stack's client env.
+                  model_name: str = MODEL_NAME,
+                  service_env: Mapping[str, str] | None = None) -> list[ServiceSpec]:
+    """Every service with its environment; ``stack_env`` is the stack's client env, and
+    ``service_env`` is set for every service (the served feature set's variables).
 
     Only the variables each service's README documents are set; everything
     else keeps the service's default. State the services keep on disk goes
@@ -163,6 +165,7 @@ def build_catalog(ports: PlatformPorts, stack_env: Mapping[str, str], state_dir:
                     # MLflow's client retries a dead server for minutes by default.
                     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                    **(service_env or {}),
                     **env}
         job = name if metrics_port is not None else None
         return ServiceSpec(name, module, full_env, health, list(args or []), port,

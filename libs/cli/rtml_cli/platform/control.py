@@ -21,7 +21,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,8 +203,10 @@ def wait_healthy(paths: PlatformPaths, timeout_s: float,
 
 def up(state_dir: Path, api_port: int = DEFAULT_API_PORT, data_dir: Path | None = None,
        traffic: TrafficOptions | None = None, timeout_s: float = DEFAULT_UP_TIMEOUT_S,
-       console: Console | None = None, model_name: str = MODEL_NAME) -> UpResult:
-    """Bring the whole platform up (see the module doc); idempotent."""
+       console: Console | None = None, model_name: str = MODEL_NAME,
+       service_env: Mapping[str, str] | None = None) -> UpResult:
+    """Bring the whole platform up (see the module doc); idempotent. ``service_env`` is set
+    for every service (``rtml demo --feature-repo/--feature-set``: the served set)."""
     from rtml_common.kafka.admin import ensure_topics
     from rtml_common.topics import all_topic_names
     from rtml_simulator.cli import DEFAULT_DATA_DIR
@@ -246,7 +248,8 @@ def up(state_dir: Path, api_port: int = DEFAULT_API_PORT, data_dir: Path | None 
         ensure_champion(state_dir, client_env, data_dir, model_name, console)
         spec.services = build_catalog(
             ports, client_env, state_dir,
-            Secrets(secrets.token_urlsafe(24), secrets.token_urlsafe(24)), traffic, model_name)
+            Secrets(secrets.token_urlsafe(24), secrets.token_urlsafe(24)), traffic, model_name,
+            service_env)
         spec.save(paths.spec)
         paths.status.unlink(missing_ok=True)  # a dead supervisor's file must not be read
         console.print(f"[bold]services[/] (supervisor log {paths.supervisor_log})",

@@ -34,7 +34,7 @@ from rtml_cli.traffic.pacing import (
 )
 from rtml_cli.traffic.sender import Answer, ApiUnavailable, DecisionClient
 from rtml_cli.traffic.settings import TrafficSettings
-from rtml_cli.traffic.source import SlotPicker, TrafficSource, load_source
+from rtml_cli.traffic.source import SlotPicker, TrafficSource, load_source, served_extra_fields
 from rtml_cli.traffic.stats import TrafficStats
 from rtml_common.config import KafkaSettings
 from rtml_common.events import Transaction
@@ -65,7 +65,7 @@ async def run_traffic(settings: TrafficSettings, kafka: KafkaSettings, stop: asy
     Raises :class:`TrafficError` (or :class:`~rtml_cli.traffic.source.SourceError`)
     before sending anything when the data set, the API or the broker is not usable.
     """
-    source = load_source(settings.data, settings.start_day)
+    source = load_source(settings.data, settings.start_day, served_extra_fields())
     now = datetime.now(UTC)
     if settings.event_times == "data":
         mapping = data_time(source.start_time, settings.speed, source.span_us,
@@ -161,7 +161,7 @@ class _Run:
         row, transaction = item
         self.in_flight += 1
         try:
-            answer: Answer = await self.client.decide(transaction)
+            answer: Answer = await self.client.decide(transaction, self.source.extra(row))
         finally:
             self.in_flight -= 1
         self.stats.record(answer)

@@ -9,7 +9,9 @@ the loop keeps its schedule.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,14 @@ from rtml_common.serde import encode
 DECISIONS_PATH = "/v1/decisions"
 HEALTH_PATH = "/healthz"
 _OUTCOMES = frozenset(outcome.value for outcome in Outcome)
+
+
+def request_body(transaction: Transaction, extra: Mapping[str, str] | None = None) -> bytes:
+    """The request body: the transaction's fields and, when given, the extra fields."""
+    body = encode(transaction)
+    if not extra:
+        return body
+    return json.dumps({**json.loads(body), **extra}).encode()
 
 
 class ApiUnavailable(RuntimeError):
@@ -90,9 +100,11 @@ class DecisionClient:
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, 2.0)
 
-    async def decide(self, transaction: Transaction) -> Answer:
-        """POST one payment; never raises (the loop must keep its schedule)."""
-        body = encode(transaction)
+    async def decide(self, transaction: Transaction,
+                     extra: Mapping[str, str] | None = None) -> Answer:
+        """POST one payment (with the served schema's ``extra`` fields); never raises (the
+        loop must keep its schedule)."""
+        body = request_body(transaction, extra)
         started = time.perf_counter()
         try:
             response = await self._client.post(DECISIONS_PATH, content=body)

@@ -13,11 +13,18 @@ in between are *skipped* (counted); when it holds fewer, a slot with nothing
 due stays *idle* (counted): the rate is a target the data set's density at
 that speed may cap, never exceeded by inventing payments or sending them
 before their time.
+
+A served event schema with more fields than the handbook's (the payments
+example's device, IP address, merchant category, country, channel) is fed
+from the data set's columns of those names (the simulator's ``--rich``
+mode writes them): :func:`load_source` reads the ``fields`` it is given and
+:meth:`TrafficSource.extra` gives a row's values for the request body.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,6 +66,8 @@ class TrafficSource:
     amounts: npt.NDArray[np.float64]
     fraud: npt.NDArray[np.int8]
     scenarios: npt.NDArray[np.int8]
+    #: Values of the served schema's other fields per row (None: absent in that row).
+    extras: dict[str, list[str | None]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.offsets_us)
@@ -69,6 +78,11 @@ class TrafficSource:
             transaction_id=transaction_id(run_id, int(self.ids[row])), event_time=event_time,
             customer_id=str(int(self.customers[row])),
             terminal_id=str(int(self.terminals[row])), amount=float(self.amounts[row]))
+
+    def extra(self, row: int) -> dict[str, str]:
+        """Row ``row``'s values of the extra fields; an absent (null) value is left out."""
+        found = ((name, values[row]) for name, values in self.extras.items())
+        return {name: value for name, value in found if value is not None}
 
     def label(self, row: int, run_id: str, event_time: datetime,
               delay: timedelta) -> Label:
@@ -87,19 +101,27 @@ def transaction_id(run_id: str, data_id: int) -> str:
     return f"{run_id}-{data_id}"
 
 
-def load_source(data_dir: Path | str, start_day: int) -> TrafficSource:
-    """The payments from ``start_day`` on; :class:`SourceError` if there are none."""
+def load_source(data_dir: Path | str, start_day: int,
+                fields: Sequence[str] = ()) -> TrafficSource:
+    """The payments from ``start_day`` on, with the extra ``fields`` (columns of those names);
+    :class:`SourceError` if there are none or a field has no column."""
     try:
-        table = read_transactions(data_dir, COLUMNS)
+        table = read_transactions(data_dir)
     except FileNotFoundError as exc:
         raise SourceError(str(exc)) from None
-    except (pa.ArrowInvalid, KeyError) as exc:
+    except pa.ArrowInvalid as exc:
         raise SourceError(f"{data_dir} is not a simulator data set: {exc}") from None
-    return source_from_table(table, start_day, str(data_dir))
+    missing = [name for name in (*COLUMNS, *fields) if name not in table.column_names]
+    if missing:
+        hint = (" (the served event schema's fields: simulate the data set with "
+                "`rtml simulate --rich`)" if set(missing) <= set(fields) else "")
+        raise SourceError(f"{data_dir} has no column {', '.join(missing)}{hint}")
+    return source_from_table(table.select([*COLUMNS, *fields]), start_day, str(data_dir),
+                             fields)
 
 
-def source_from_table(table: pa.Table, start_day: int,
-                      where: str = "the data set") -> TrafficSource:
+def source_from_table(table: pa.Table, start_day: int, where: str = "the data set",
+                      fields: Sequence[str] = ()) -> TrafficSource:
     """:func:`load_source` on a table already read (tests)."""
     if table.num_rows == 0:
         raise SourceError(f"{where} holds no transactions")
@@ -126,7 +148,10 @@ def source_from_table(table: pa.Table, start_day: int,
         terminals=column("terminal_id").astype(np.int64),
         amounts=column("tx_amount").astype(np.float64),
         fraud=column("tx_fraud").astype(np.int8),
-        scenarios=column("tx_fraud_scenario").astype(np.int8))
+        scenarios=column("tx_fraud_scenario").astype(np.int8),
+        extras={name: [None if value is None else str(value)
+                       for value in table.column(name).slice(first).to_pylist()]
+                for name in fields})
 
 
 class SlotPicker:
@@ -158,3 +183,18 @@ class SlotPicker:
         self.skipped += row - self.next_row
         self.next_row = due
         return row
+
+
+def served_extra_fields() -> tuple[str, ...]:
+    """The served feature set's event fields beyond the handbook's (``RTML_FEATURE_SET`` in
+    ``RTML_FEATURE_REPO``, as the services resolve it): what a request must carry besides
+    a transaction's fields. None for the handbook's sets."""
+    from rtml_common.handbook import TRANSACTION_SCHEMA
+    from rtml_features.baseline import default_feature_set, get_feature_set
+
+    try:
+        schema = get_feature_set(default_feature_set()).schema
+    except (KeyError, ValueError) as exc:  # an unknown set, a repo that does not load
+        raise SourceError(f"the served feature set: {exc.args[0] if exc.args else exc}") from None
+    handbook = {f.name for f in TRANSACTION_SCHEMA.fields}
+    return tuple(f.name for f in schema.fields if f.name not in handbook)
