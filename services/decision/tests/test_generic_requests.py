@@ -8,8 +8,9 @@ generic layout (:class:`GenericOnlineWriter`), then later payments are decided t
 ``POST /v1/decisions``; each decision's ``inputs`` are read back from the ``decisions``
 topic and every feature must equal :func:`rtml_features.batch.compute_features` over the
 history plus that payment to 1e-9 — also for a payment the stream had applied before
-its request (counted once) and one without terminal or IP address. A retry returns the
-same body, an undeclared category is a 422 naming the field, and rules over the
+its request (counted once) and one without terminal or IP address —, and the same for
+the baseline's classic definitions over the payment schema (``classic_payments``). A
+retry returns the same body, an undeclared category is a 422 naming the field, and rules over the
 declared ``channel`` and a new feature decide; the transaction goes out on the
 schema's topic with the generated model's headers.
 """
@@ -38,7 +39,7 @@ from rtml_common.schema_models import event_model
 from rtml_common.serde import EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER
 from rtml_decision.config import Settings
 from rtml_decision.wiring import build_service
-from rtml_features.baseline import get_feature_set
+from rtml_features.baseline import BASELINE, REGISTRY, get_feature_set
 from rtml_features.batch import compute_features
 from rtml_features.definitions import FeatureSet
 from rtml_features.online_store.redis.generic_writer import GenericOnlineWriter
@@ -56,21 +57,30 @@ name: payments
 version: "1"
 rules:
   - {name: web, when: "channel == 'web'", outcome: review, reason: WEB_CHANNEL}
-  - {name: many_devices, when: "card_distinct_devices_1day >= 3", outcome: decline,
-     reason: MANY_DEVICES}
+  - {name: many, when: "FEATURE >= 3", outcome: decline, reason: MANY}
 """
+#: The rules' feature of each served set: a new aggregation (count_distinct over a
+#: compound-free entity) for payments, a baseline count for the classic set.
+RULE_FEATURE = {"payments": "card_distinct_devices_1day",
+                "classic_payments": "customer_id_nb_tx_1day_window"}
 DAY_MS = 86_400_000
 ORIGIN = datetime(2026, 1, 1, tzinfo=UTC)
 CATEGORIES = ["grocery", "fuel", "travel", "gaming"]
 
 
-@pytest.fixture
-def payments(monkeypatch: pytest.MonkeyPatch) -> FeatureSet:
+@pytest.fixture(params=["payments"])
+def payments(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> FeatureSet:
+    """The served set: ``payments`` of the example repo, or (parametrized)
+    ``classic_payments``: the baseline's definitions over the payment schema."""
     for name in [n for n in os.environ if is_developer_setting(n)]:
         monkeypatch.delenv(name)
     monkeypatch.setenv(FEATURE_REPO_ENV, str(REPO))
-    monkeypatch.setenv("RTML_DECISION_FEATURE_SET", "payments")
-    return get_feature_set("payments")
+    name = request.param
+    monkeypatch.setenv("RTML_DECISION_FEATURE_SET", name)
+    if name == "classic_payments":
+        schema = get_feature_set("payments").schema
+        monkeypatch.setitem(REGISTRY, name, FeatureSet(name, BASELINE.features, schema=schema))
+    return get_feature_set(name)
 
 
 def _model(feature_set: FeatureSet) -> XGBoostModel:
@@ -91,9 +101,9 @@ def client(payments: FeatureSet, kafka_broker: Any, redis_server: Any, mlflow_se
     registry.set_alias(model, "champion", registry.register(
         model, _model(payments), feature_set=payments).version)
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(RULES.replace("FEATURE", RULE_FEATURE.get(payments.name, "tx_amount")))
     settings = Settings(model_name=model, rules_path=rules, fallback_rules_path=rules)
-    assert settings.feature_set == "payments"
+    assert settings.feature_set == payments.name
     kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap_servers)
     service = build_service(settings, kafka, RedisSettings(url=redis_server.url),
                             MlflowSettings(tracking_uri=mlflow_server.tracking_uri), None,
@@ -191,6 +201,7 @@ def mismatches(got: dict[str, Any], expected: dict[str, float]) -> list[str]:
             or not math.isclose(got[name], value, rel_tol=1e-9, abs_tol=1e-9)]
 
 
+@pytest.mark.parametrize("payments", ["payments", "classic_payments"], indirect=True)
 def test_payments_decisions_equal_the_batch_engine(client: TestClient, payments: FeatureSet,
                                                    redis_server: Any,
                                                    kafka_broker: Any) -> None:
@@ -236,8 +247,8 @@ def test_payments_decisions_equal_the_batch_engine(client: TestClient, payments:
         decision = answers[tid].json()
         fired = {rule["rule"] for rule in decision["fired_rules"]}
         assert ("web" in fired) == (request["channel"] == "web"), (tid, decision)
-        many = expected["card_distinct_devices_1day"] >= 3
-        assert ("many_devices" in fired) == many, (tid, decision)
+        many = expected[RULE_FEATURE[payments.name]] >= 3
+        assert ("many" in fired) == many, (tid, decision)
         assert decision["outcome"] == ("decline" if many else "review"
                                        if request["channel"] == "web" else "approve")
         assert decisions[tid][0]["customer_id"] == request["customer_id"]
@@ -280,3 +291,4 @@ def test_an_undeclared_category_is_a_422_naming_the_field(client: TestClient) ->
     missing = client.post("/v1/decisions",
                           json={k: v for k, v in request.items() if k != "device_id"})
     assert missing.status_code == 422 and "device_id" in missing.json()["detail"]
+
