@@ -124,6 +124,36 @@ def schedule(feature_set: FeatureSet, data: RichData, out_of_order_fraction: flo
                                  dumps(label.model_dump()), label_headers))
     records += extra
     records.sort(key=lambda r: r.at)
+    records += warm_up_labels(records[0].at, records[-1].at, label_headers)
+    records.sort(key=lambda r: r.at)
+    return records
+
+
+#: Keys of the warm-up labels at each step: enough that every ``labels`` partition gets one.
+WARM_UP_KEYS = 20
+WARM_UP_EVERY = timedelta(hours=6)
+
+
+def warm_up_labels(start: datetime, end: datetime,
+                   headers: list[tuple[str, bytes]]) -> list[Scheduled]:
+    """Genuine labels of transactions that never come, every 6 hours of event time from
+    the stream's start, keyed so that every ``labels`` partition delivers from the start
+    on and keeps moving, as in a running system.
+
+    A labels partition joins the watermark once it has delivered; one whose first
+    label comes days into the stream (the simulation's labels start 7 days in) may
+    find the transactions read ahead of it by more than the lateness, and its first
+    labels then cannot revise the vectors they reach (the README's limit). Every 6
+    hours, not once: a partition jumping days ahead in event time is quarantined."""
+    records = []
+    at, step = start, 0
+    while at <= end:
+        for i in range(WARM_UP_KEYS):
+            tid = f"warm-up-{step}-{i}"
+            records.append(Scheduled(at, "labels", tid.encode(), dumps(Label(
+                transaction_id=tid, customer_id=tid, transaction_time=at, labeled_at=at,
+                is_fraud=False).model_dump()), headers))
+        at, step = at + WARM_UP_EVERY, step + 1
     return records
 
 

@@ -9,11 +9,15 @@ computer, must publish for every payment a last ``features`` vector equal to the
 batch engine's (``compute_features(PAYMENTS, ...)``, every one of the 32 features,
 max abs diff <= 1e-9), with the payment's customer / terminal / amount, write the
 ``latest`` hash of every entity (compound ones included) with the batch values at
-its newest payment, and dead-letter two invalid payments naming the field.
+its newest payment, dead-letter two invalid payments naming the field and
+quarantine a valid one dated 9999 (the event-time guard) and, restarted from its
+checkpoint, send a copy of the first payment produced at the end to
+``transactions.late``.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -76,7 +80,12 @@ def test_payments_set_streamed_equals_batch_and_invalid_payments_are_dead_letter
     data = rich_data()
     events = data.events()
     invalid = invalid_payments(events[len(events) // 2])
-    records = schedule(feature_set, data, extra=[record for record, _ in invalid])
+    # Valid for the schema, implausible for the event-time guard: quarantined.
+    middle = events[len(events) // 3]
+    far = Scheduled(middle["event_time"], "transactions", middle["customer_id"].encode(),
+                    dumps({**middle, "transaction_id": "far-future",
+                           "event_time": datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)}), [])
+    records = schedule(feature_set, data, extra=[*(record for record, _ in invalid), far])
     bootstrap = fresh_kafka_broker.bootstrap_servers
     kafka = KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=6000)
     produce(kafka, records)
@@ -85,8 +94,18 @@ def test_payments_set_streamed_equals_batch_and_invalid_payments_are_dead_letter
                         consumer_group="generic-parity")
     run = kafka_engine.run(settings, kafka, RedisSettings(url=fresh_redis_server.url),
                            max_idle_s=2, install_signal_handlers=False)
-    assert run.events_applied == len(records) - len(invalid)
+    assert run.events_applied == len(records) - len(invalid) - 1
     assert run.late_events == 0
+    # A copy of the first payment, produced once everything was applied: the worker,
+    # restarted from its checkpoint, sends it to transactions.late and changes nothing.
+    first = events[0]
+    late = Scheduled(first["event_time"], "transactions", first["customer_id"].encode(),
+                     dumps({**first, "transaction_id": "late-copy"}), [])
+    produce(kafka, [late])
+    again = kafka_engine.run(settings, kafka, RedisSettings(url=fresh_redis_server.url),
+                             max_idle_s=2, install_signal_handlers=False)
+    assert again.resumed_from_checkpoint and again.late_events == 1
+    assert again.vectors_published == 0
     assert run.revisions > 0  # out-of-order payments and late labels did revise vectors
 
     # Every payment's last vector == the batch engine's, every feature.
@@ -125,9 +144,16 @@ def test_payments_set_streamed_equals_batch_and_invalid_payments_are_dead_letter
     # Each invalid payment dead-lettered, as it was read, naming its field.
     topic = dead_letter_topic("transactions")
     letters = [DeadLetter.from_parts(topic, r.key, r.value, r.headers)
-               for r in consume(bootstrap, topic, len(invalid))]
+               for r in consume(bootstrap, topic, len(invalid) + 1)]
     by_value = {letter.value: letter for letter in letters}
     for record, field in invalid:
         letter = by_value[record.value]
         assert field in letter.reason, letter.reason
         assert letter.error_type == "DecodeError"
+    [sent_late] = consume(bootstrap, "transactions.late", 1)
+    assert sent_late.value == late.value
+    assert any(key == "rtml-late-reason" and b"behind the watermark" in (value or b"")
+               for key, value in sent_late.headers)
+    quarantined = by_value[far.value]
+    assert quarantined.error_type == "ImplausibleEventTime"
+    assert "ahead of the wall clock" in quarantined.reason, quarantined.reason
