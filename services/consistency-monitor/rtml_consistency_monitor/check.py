@@ -57,6 +57,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from rtml_common.handbook import TRANSACTION_SCHEMA
 from rtml_consistency_monitor.history import History, StoredTransaction
 from rtml_consistency_monitor.sampling import EntitySampler
 from rtml_features.batch import compute_features
@@ -65,6 +66,7 @@ from rtml_features.definitions import (
     Entity,
     Feature,
     FeatureSet,
+    UnsupportedDefinition,
     WindowAggregate,
     entity_of,
 )
@@ -153,6 +155,24 @@ class CheckReport:
 
     def mismatches(self) -> list[FeatureResult]:
         return [r for r in self.results if r.mismatch]
+
+
+def unchecked_reason(feature_set: FeatureSet) -> str | None:
+    """Why the monitor cannot check ``feature_set``'s decisions, or None when it can.
+
+    Its batch re-computation and lag markers handle the first definitions over the
+    handbook's transactions (it decodes them as :class:`~rtml_common.events.Transaction`);
+    any other set (e.g. the payments example) is reported as not checked, and the monitor
+    stays up doing nothing rather than failing the platform it watches.
+    """
+    if feature_set.schema != TRANSACTION_SCHEMA:
+        return (f"its events follow schema {feature_set.schema.name!r}, and the monitor "
+                "reads the handbook's transactions only")
+    try:
+        feature_set.require_classic("the consistency monitor")
+    except UnsupportedDefinition as exc:
+        return str(exc)
+    return None
 
 
 class Checker:

@@ -21,6 +21,8 @@ Names as exported (counters get ``_total``; the histogram ``_bucket``,
 * ``rtml_consistency_events_total{topic, outcome}`` — transactions and labels:
   ``kept`` (a sampled entity's), ``not_sampled``, ``ahead_of_wall_clock``.
 * ``rtml_consistency_watermark_seconds{topic}`` — each topic's watermark (epoch s).
+* ``rtml_consistency_feature_set_checked{feature_set}`` — 1 checked, 0 a served set
+  the monitor cannot re-compute (it stays up, checking nothing).
 """
 
 from __future__ import annotations
@@ -156,3 +158,15 @@ class ConsistencyMetrics:
         """Re-export the rolling maxima (they decay as checks leave the window)."""
         for feature in self.rolling.tracked():
             self.max_abs_diff.set(self.rolling.value(feature), {"feature": feature})
+
+
+def record_feature_set_checked(feature_set: str, checked: bool,
+                               meter: metrics.Meter | None = None) -> None:
+    """``rtml_consistency_feature_set_checked{feature_set}``: 1 when the monitor re-computes
+    the served set's decisions, 0 when it cannot (a set its engine does not compute yet): a
+    monitor that checks nothing says so on its dashboard, not only in a log line."""
+    meter = meter or metrics.get_meter("rtml.consistency_monitor")
+    gauge = meter.create_gauge(
+        "rtml_consistency_feature_set_checked",
+        description="1: the served feature set's decisions are re-computed; 0: not checked")
+    gauge.set(1 if checked else 0, {"feature_set": feature_set})

@@ -21,13 +21,16 @@ from rtml_common.events import Decision, Event, Label, Transaction
 from rtml_common.kafka.consumer import ConsumerLoop, LoopStats
 from rtml_common.kafka.producer import EventProducer
 from rtml_common.service_config import stop_on_signals
+from rtml_consistency_monitor.check import unchecked_reason
 from rtml_consistency_monitor.config import Settings
+from rtml_consistency_monitor.metrics import record_feature_set_checked
 from rtml_consistency_monitor.monitor import (
     DECISIONS_TOPIC,
     LABELS_TOPIC,
     TRANSACTIONS_TOPIC,
     ConsistencyMonitor,
 )
+from rtml_features.baseline import get_feature_set
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,22 @@ class MonitorRun:
     outcomes: dict[str, int] = field(default_factory=dict)
     mismatches: int = 0
     checked_values: int = 0
+    #: Why the served feature set was not checked (None: it was).
+    unchecked: str | None = None
+
+
+def _idle_unchecked(name: str, reason: str, max_idle_s: float | None,
+                    install_signal_handlers: bool, stop: threading.Event) -> MonitorRun:
+    """Stay up without consuming anything (its metrics say the set is not checked) until
+    stopped, or for ``max_idle_s``: the platform serving the set keeps a healthy monitor."""
+    logger.warning("feature set %s is not checked: %s; the monitor stays up and checks nothing "
+                   "(rtml_consistency_feature_set_checked{feature_set=%r} = 0)",
+                   name, reason, name)
+    if install_signal_handlers:
+        stop_on_signals(stop.set, logger)
+    stop.wait(max_idle_s)
+    stop.set()
+    return MonitorRun(LoopStats(), unchecked=reason)
 
 
 def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
@@ -50,6 +69,12 @@ def run(settings: Settings | None = None, kafka: KafkaSettings | None = None,
     settings = settings or Settings()
     kafka = kafka or KafkaSettings()
     stop = stop or threading.Event()
+    feature_set = get_feature_set(settings.feature_set)
+    reason = unchecked_reason(feature_set)
+    record_feature_set_checked(feature_set.name, reason is None)
+    if reason is not None:
+        return _idle_unchecked(feature_set.name, reason, max_idle_s, install_signal_handlers,
+                               stop)
     monitor = ConsistencyMonitor(settings)
     producer = EventProducer(kafka)  # dead letters only: the monitor publishes nothing
     topics: dict[str, type[Event]] = {TRANSACTIONS_TOPIC: Transaction, LABELS_TOPIC: Label,
