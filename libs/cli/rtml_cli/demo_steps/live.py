@@ -289,6 +289,11 @@ def _describe_counter(metric: str, text: str, **labels: str) -> Callable[
 
 
 def _consistency(samples: list[MetricSample]) -> str:
+    unchecked = [s.labels.get("feature_set", "?") for s in samples
+                 if s.name == "rtml_consistency_feature_set_checked" and s.value == 0]
+    if unchecked:
+        return (f"feature set {', '.join(unchecked)} not checked: the monitor re-computes the "
+                "handbook's sets only (its log says why)")
     checked = total(samples, "rtml_consistency_decisions_total", outcome="checked")
     pending = total(samples, "rtml_consistency_decisions_pending")
     values = total(samples, "rtml_consistency_checked_total", lag="current")
