@@ -22,7 +22,9 @@ Checkpoints: :func:`snapshot_state` / :func:`restore_state` wrap
 
 The online store's generic layout (request-time vectors of the new
 aggregations) is written by an object with the :class:`GenericStoreWriter`
-calls, plugged into the worker as ``generic_writer`` (see there).
+calls, plugged into the worker as ``generic_writer``
+(:class:`~rtml_feature_pipeline.generic_store.GenericStore`, built by the Kafka engine
+for the ``prefix`` layouts); its state is checkpointed with the computer's.
 """
 
 from __future__ import annotations
@@ -129,4 +131,17 @@ class GenericStoreWriter(Protocol):
     def apply_label(self, transaction_id: str, labeled_at_ms: int,
                     values: Mapping[str, Any]) -> bool: ...
 
-    def flush(self, client: Client) -> int: ...
+    def flush(self, client: Client) -> int:
+        """Send the changes; a failure leaves what it was sending to be rewritten whole."""
+
+    def pending(self) -> bool:
+        """Whether the next flush has anything to send."""
+
+    def resend(self) -> None:
+        """Rewrite every held entity whole at the next flush (Redis lost them)."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state as JSON-able data (for the worker's checkpoint; nothing pending)."""
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Load :meth:`snapshot`'s data into a fresh writer."""

@@ -8,8 +8,9 @@ partition from the worker's checkpoint.
 
 A feature set the classic computer cannot compute (:mod:`.generic_path`) has its
 ``transactions`` records decoded with its own schema (:mod:`.generic_inputs`);
-it is served with the ``latest`` online layout only (the prefix layout is
-refused at start, naming the setting).
+its ``prefix`` online layout is the generic layout
+(:class:`~rtml_features.online_store.redis.generic_writer.GenericOnlineWriter`, checkpointed
+with the worker, see :mod:`.generic_store`), ``latest`` the same hashes as the classic path.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from rtml_feature_pipeline.config import Settings
 from rtml_feature_pipeline.event_time_guard import EventTimeBounds
 from rtml_feature_pipeline.generic_inputs import generic_decoder
 from rtml_feature_pipeline.generic_path import UnservableFeatureSet, uses_classic_path
+from rtml_feature_pipeline.generic_store import GenericStore
 from rtml_feature_pipeline.inputs import INPUT_DECODERS
 from rtml_feature_pipeline.republish import PublishedOutputs
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.baseline import get_feature_set
 from rtml_features.online_store.redis.connection import connect
+from rtml_features.online_store.redis.generic_writer import GenericOnlineWriter
 from rtml_features.online_store.redis.prefix_writer import PrefixLogWriter
 from rtml_features.online_store.redis.store import RedisOnlineStore
 from rtml_features.stream import StreamingFeatureComputer
@@ -63,18 +66,13 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
                  producer: EventProducer) -> FeatureWorker:
     """The worker with its Redis online store and checkpoint store."""
     feature_set = get_feature_set(settings.feature_set)
-    if not uses_classic_path(feature_set):
-        if settings.engine != "kafka":
-            raise UnservableFeatureSet(
-                f"feature set {feature_set.name!r} needs the generic streaming computer, which "
-                f"the {settings.engine} engine does not run: set "
-                "RTML_FEATURE_PIPELINE_ENGINE=kafka")
-        if "prefix" in settings.online_layout:
-            raise UnservableFeatureSet(
-                f"feature set {feature_set.name!r} (schema {feature_set.schema.name!r}) is not "
-                "computed by the classic streaming computer, and the prefix online layout "
-                "holds only its aggregations: set RTML_FEATURE_PIPELINE_ONLINE_LAYOUT=latest "
-                f"(not {settings.online_layout!r}) until the generic layout's writer is served")
+    classic = uses_classic_path(feature_set)
+    prefix = "prefix" in settings.online_layout
+    if not classic and settings.engine != "kafka":
+        raise UnservableFeatureSet(
+            f"feature set {feature_set.name!r} needs the generic streaming computer, which "
+            f"the {settings.engine} engine does not run: set "
+            "RTML_FEATURE_PIPELINE_ENGINE=kafka")
     store = RedisOnlineStore(redis_settings.url, settings.redis_ttl_s,
                              redis_settings.socket_timeout_s)
     checkpoints = CheckpointStore(
@@ -94,8 +92,12 @@ def build_worker(settings: Settings, kafka: KafkaSettings, redis_settings: Redis
                          consumer_group=settings.consumer_group,
                          prefix_logs=(PrefixLogWriter(store.client, feature_set,
                                                       settings.redis_ttl_s)
-                                      if "prefix" in settings.online_layout else None),
-                         write_latest="latest" in settings.online_layout)
+                                      if prefix and classic else None),
+                         write_latest="latest" in settings.online_layout,
+                         generic_writer=(GenericStore(GenericOnlineWriter(
+                             feature_set, settings.redis_ttl_s,
+                             lateness_ms=round(settings.allowed_lateness_s * 1000)))
+                             if prefix and not classic else None))
 
 
 def input_decoders(worker: FeatureWorker, topics: dict[str, type[Event]]

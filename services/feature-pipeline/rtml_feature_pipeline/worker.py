@@ -44,7 +44,8 @@ generic API's aggregations, compound entities) on the generic computer
 (:mod:`.generic_path`), its records decoded with the set's own schema
 (:mod:`.generic_inputs`), with the same outputs, guarantees and checkpoints;
 such a set writes no prefix logs (the classic layout cannot hold its
-aggregations), only the ``latest`` hashes.
+aggregations) but the generic layout (``generic_writer``, :mod:`.generic_store`),
+checkpointed with the computer and rewritten whole when Redis lost it.
 
 Traces: a record carrying a W3C ``traceparent`` (a transaction the decision
 API published inside its request's trace) is applied inside a ``features``
@@ -116,6 +117,8 @@ from rtml_features.stream_generic import DuplicateEventId, InvalidEvent
 logger = logging.getLogger(__name__)
 
 LATE_REASON_HEADER = "rtml-late-reason"
+#: The checkpoint state's entry holding the generic online layout's writer.
+GENERIC_LAYOUT_KEY = "generic_online_layout"
 
 
 #: The output headers of an untraced record (shared, never mutated).
@@ -175,8 +178,8 @@ class FeatureWorker:
                 f"feature set {feature_set.name!r} is not computed by the classic streaming "
                 "computer (another schema, or aggregations / row kinds / compound entities "
                 "of the generic API), so its prefix logs cannot be written: set "
-                "RTML_FEATURE_PIPELINE_ONLINE_LAYOUT=latest (the generic online layout "
-                "is not served by this worker yet)")
+                "pass a generic_writer instead (the Kafka engine builds it for the prefix "
+                "layouts)")
         if self.classic and generic_writer is not None:
             raise ValueError("a generic online-store writer serves non-classic sets only")
         #: Writes the generic layout of a non-classic set (None: not written). Called per
@@ -302,6 +305,16 @@ class FeatureWorker:
             return None
         if self._generic is not None:
             restore_state(self._generic, checkpoint.state)
+            if self.generic_writer is not None:
+                layout = checkpoint.state.get(GENERIC_LAYOUT_KEY)
+                if layout is None:
+                    # Written without the generic layout (e.g. while serving ``latest``):
+                    # the layout then holds only what follows the checkpoint.
+                    logger.warning("the checkpoint holds no generic online layout: it starts "
+                                   "empty and holds only what follows the checkpoint (clear "
+                                   "the checkpoint to rebuild it from the topics)")
+                else:
+                    self.generic_writer.restore(layout)
         else:
             restore(self._classic, checkpoint.state)
         if self.gc_freezer is not None:
@@ -361,7 +374,7 @@ class FeatureWorker:
             return
         self._resync_if_lost()
         if (self._unwritten or self._unpublished or self._unwritten_logs
-                or self.computer.logs_pending()):
+                or self.computer.logs_pending() or self._generic_pending()):
             self._deliver()  # also before the snapshot: it refuses logs with unsent changes
         self.producer.flush()
         positions = None
@@ -370,6 +383,8 @@ class FeatureWorker:
             self._output_ends = positions
         state = (snapshot_state(self._generic) if self._generic is not None
                  else snapshot(self._classic))
+        if self.generic_writer is not None:
+            state[GENERIC_LAYOUT_KEY] = self.generic_writer.snapshot()
         size = self.checkpoints.save(Checkpoint(state, dict(self.offsets),
                                                 self.events_applied, positions))
         self._checkpointed_at = (self.events_applied, dict(self.offsets))
@@ -395,7 +410,8 @@ class FeatureWorker:
                 self._resync_if_lost()
             except OUTAGE_ERRORS:
                 return False  # Redis away: looked at again next interval (and at each write)
-            if not (self._unwritten or self.computer.logs_pending()):
+            if not (self._unwritten or self.computer.logs_pending()
+                    or self._generic_pending()):
                 return False
         self.checkpoint()
         return True
@@ -482,7 +498,8 @@ class FeatureWorker:
             logs = self._unwritten_logs = list(dict.fromkeys([*logs, *taken])) if logs else taken
         # The marker's Redis client, if this worker keeps one and writes anything now.
         client = (self.checkpoints.client
-                  if self.checkpoints is not None and (unwritten or logs) else None)
+                  if self.checkpoints is not None
+                  and (unwritten or logs or self._generic_pending()) else None)
         marker = self._marker_key() if client is not None else ""
         try:
             if client is not None and not self._marked:
@@ -580,7 +597,13 @@ class FeatureWorker:
         the marker is set again before they are written."""
         self._unwritten = {**self._written, **self._unwritten}
         self.computer.resend_logs()
+        if self.generic_writer is not None:
+            self.generic_writer.resend()
         self._marked = False
+
+    def _generic_pending(self) -> bool:
+        """Whether the generic layout has changes not yet sent."""
+        return self.generic_writer is not None and self.generic_writer.pending()
 
     def _apply(self, record: Record[Any], output_headers: TraceHeaders, produced_ms: list[int],
                emitted: list[tuple[Emission, TraceHeaders]]) -> None:
