@@ -23,6 +23,7 @@ from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_feature_pipeline import kafka_engine
 from rtml_feature_pipeline.checkpoint import checkpoint_key
 from rtml_feature_pipeline.config import Settings
+from rtml_feature_pipeline.generic_path import UnservableFeatureSet
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.online_store.redis.connection import connect
 from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
@@ -40,10 +41,14 @@ def compute_features(ctx: DemoContext) -> None:
         raise DemoError("no Redis: the stack step must start the redis component")
     settings = Settings(consumer_group=f"rtml-demo-features-{ctx.run_id}")
     workers: list[FeatureWorker] = []
-    run = kafka_engine.run(
-        settings, KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=SESSION_TIMEOUT_MS),
-        RedisSettings(url=redis_url), max_idle_s=3, install_signal_handlers=False,
-        on_worker=workers.append)
+    try:
+        run = kafka_engine.run(
+            settings,
+            KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=SESSION_TIMEOUT_MS),
+            RedisSettings(url=redis_url), max_idle_s=3, install_signal_handlers=False,
+            on_worker=workers.append)
+    except UnservableFeatureSet as exc:  # the served set needs a setting the worker lacks
+        raise DemoError(f"the feature worker cannot serve this feature set: {exc}") from None
     # The demo's group is used once: drop its checkpoint (and the worker's "my writes are in
     # Redis" marker beside it) rather than leave them in Redis.
     worker = workers[0]
