@@ -12,7 +12,8 @@ its request (counted once) and one without terminal or IP address —, and the s
 the baseline's classic definitions over the payment schema (``classic_payments``). A
 retry returns the same body, an undeclared category is a 422 naming the field, and rules over the
 declared ``channel`` and a new feature decide; the transaction goes out on the
-schema's topic with the generated model's headers.
+schema's topic with the generated model's headers. End to end: the feature pipeline's
+worker (payments produced to Kafka) writes the layout the API then decides from.
 """
 
 from __future__ import annotations
@@ -292,3 +293,75 @@ def test_an_undeclared_category_is_a_422_naming_the_field(client: TestClient) ->
                           json={k: v for k, v in request.items() if k != "device_id"})
     assert missing.status_code == 422 and "device_id" in missing.json()["detail"]
 
+
+
+def test_decisions_over_what_the_feature_pipeline_wrote_equal_the_batch_engine(
+        fresh_kafka_broker: Any, fresh_redis_server: Any, mlflow_server: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end: a rich simulation's payments and labels produced to Kafka, the feature
+    pipeline's worker (``kafka_engine.run``, payments set) writing the generic layout, then
+    later payments decided through the API over what it wrote: every logged feature equals
+    ``compute_features`` over the simulation plus the request, to 1e-9."""
+    from rtml_feature_pipeline import kafka_engine
+    from rtml_feature_pipeline.config import Settings as PipelineSettings
+    from rtml_feature_pipeline.generic_parity import produce, rich_data, schedule
+
+    for name in [n for n in os.environ if is_developer_setting(n)]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv(FEATURE_REPO_ENV, str(REPO))
+    monkeypatch.setenv("RTML_DECISION_FEATURE_SET", "payments")
+    feature_set = get_feature_set("payments")
+    data = rich_data()
+    kafka = KafkaSettings(bootstrap_servers=fresh_kafka_broker.bootstrap_servers,
+                          session_timeout_ms=6000)
+    redis_settings = RedisSettings(url=fresh_redis_server.url)
+    records = schedule(feature_set, data)
+    produce(kafka, records)
+    run = kafka_engine.run(PipelineSettings(feature_set="payments", online_layout="prefix",
+                                            allowed_lateness_s=300,
+                                            consumer_group="decision-e2e"),
+                           kafka, redis_settings, max_idle_s=2, install_signal_handlers=False)
+    assert run.events_applied == len(records)  # payments and labels
+
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    model = f"generic-e2e-{uuid.uuid4().hex[:8]}"
+    registry.set_alias(model, "champion", registry.register(
+        model, _model(feature_set), feature_set=feature_set).version)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.replace("FEATURE", RULE_FEATURE["payments"]))
+    service = build_service(Settings(model_name=model, rules_path=rules,
+                                     fallback_rules_path=rules),
+                            kafka, redis_settings,
+                            MlflowSettings(tracking_uri=mlflow_server.tracking_uri), None,
+                            watch_models=False)
+    events = data.events()
+    end = max(e["event_time"] for e in events)
+    rnd = random.Random(9)
+    requests = []
+    for i in range(20):  # later payments of known cards, devices, terminals, addresses
+        like = rnd.choice(events)
+        requests.append({**like, "transaction_id": f"e2e-{i}",
+                         "event_time": epoch_ms(end) + (i + 1) * 3 * 60_000,
+                         "amount": round(rnd.uniform(1, 400), 2)})
+    with TestClient(service.app()) as client:
+        for request in requests:
+            answer = client.post("/v1/decisions", json=body(request))
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["degraded"] is False, answer.json()
+    decisions = consumed(kafka.bootstrap_servers, "decisions",
+                         {r["transaction_id"] for r in requests})
+    history = data.history
+    labels = data.labels
+    problems = []
+    for request in requests:
+        row = pd.DataFrame([{name: request.get(name) for name in history.columns}])
+        row["event_time"] = pd.to_datetime(row["event_time"], unit="ms", utc=True).astype(
+            history["event_time"].dtype)
+        both = pd.concat([history, row], ignore_index=True)
+        result = compute_features(feature_set, both.iloc[[-1]], both, labels)
+        expected = {name: float(v) for name, v in zip(
+            feature_set.names, result.iloc[0, -len(feature_set.names):], strict=True)}
+        problems += [(request["transaction_id"], p)
+                     for p in mismatches(decisions[request["transaction_id"]][0]["inputs"],
+                                         expected)]
+    assert not problems, problems[:10]
