@@ -51,7 +51,6 @@ from typing import Any
 import orjson
 
 from rtml_common.events import Event, FiredRule, Transaction, utcnow
-from rtml_common.handbook import TRANSACTION_SCHEMA
 from rtml_decision.active_rules import ActiveRules
 from rtml_decision.canary import CanaryRouter
 from rtml_decision.decision_events import Inputs, build_decision
@@ -64,7 +63,7 @@ from rtml_decision.generic_request import (
 from rtml_decision.metrics import DecisionMetrics
 from rtml_decision.outputs import DecisionPublisher, route_schema
 from rtml_decision.request_features import RequestFeatures
-from rtml_decision.request_model import request_model
+from rtml_decision.request_model import generic_path, request_model
 from rtml_decision.request_store import (
     REDIS_FAILURES,
     DecisionInProgress,
@@ -127,7 +126,7 @@ class DecisionEngine:
         schema = feature_set.schema
         #: Any set but the handbook's classic ones takes the generic request path
         #: (:mod:`rtml_decision.generic_request`); theirs stays as tuned.
-        self.generic = not (feature_set.classic and schema == TRANSACTION_SCHEMA)
+        self.generic = generic_path(feature_set)
         if self.generic:
             if not isinstance(store, GenericRequestStore):
                 raise TypeError(f"feature set {feature_set.name!r} is served from the generic "

@@ -130,8 +130,22 @@ def _example_string(field: Field, schema: EventSchema) -> str:
 def generic_path(feature_set: FeatureSet) -> bool:
     """Whether requests of ``feature_set`` take the generic request path
     (:mod:`rtml_decision.generic_request`): every set but the classic ones over the
-    handbook's schema, which keep their tuned prefix-log path."""
-    return not (feature_set.classic and feature_set.schema == TRANSACTION_SCHEMA)
+    handbook's schema, which keep their tuned prefix-log path.
+
+    The feature pipeline decides its layout the same way
+    (``rtml_feature_pipeline.generic_path.uses_classic_path``: a classic set over the
+    handbook's schema whose vector plan compiles writes prefix logs, any other the
+    generic layout), so the service reads the layout the pipeline writes.
+    """
+    if not (feature_set.classic and feature_set.schema == TRANSACTION_SCHEMA):
+        return True
+    from rtml_features.vector_plan import VectorPlan
+
+    try:
+        VectorPlan(feature_set)
+    except (UnsupportedDefinition, KeyError, ValueError):
+        return True
+    return False
 
 
 def check_servable(feature_set: FeatureSet) -> None:
