@@ -14,7 +14,13 @@ needs of it beyond apply / flush:
   as plain JSON-able data in the worker's checkpoint, so a restarted worker holds exactly
   what the crashed one held at the checkpoint's offsets and the replayed tail is applied
   on top of it (redelivered events are no-ops, re-sent members are identical);
-* :meth:`GenericStore.resend`: every held entity rewritten whole (Redis restarted empty).
+* :meth:`GenericStore.resend`: every held entity rewritten whole (Redis restarted empty);
+* every entity's first write in this process replaces its keys whole (``DEL`` first):
+  a crashed run wrote members after its checkpoint that the replay of that tail need
+  not write again — the writer's state depends on the order events arrive in (when a
+  log is trimmed, hence its sequence numbers and running sums), and partitions
+  interleave differently on replay — and a stale member left beside the replay's would
+  be read as one more event. Once per entity, so about one resend of the state.
 
 The snapshot keeps what cannot be recomputed after a trim (the running sums, squares
 and sparse-table levels carry the dropped entries), so it is stored, not rebuilt.
@@ -36,6 +42,8 @@ class GenericStore:
 
     def __init__(self, writer: GenericOnlineWriter) -> None:
         self.writer = writer
+        #: Entities written whole since this process started (see the module docstring).
+        self._replaced: set[tuple[str, str]] = set()
 
     def apply_event(self, event: Mapping[str, Any]) -> bool:
         return self.writer.apply_event(event)
@@ -51,7 +59,14 @@ class GenericStore:
     def flush(self, client: Client) -> int:
         """Send the changes; on any failure the entities being sent are rewritten whole
         by the next flush (their diffs were taken, their keys may be half-written)."""
-        sending = [s for s in self.writer.states.values() if s.dirty or s.meta_dirty]
+        sending = []
+        replaced = self._replaced
+        for key, state in self.writer.states.items():
+            if state.dirty or state.meta_dirty:
+                if key not in replaced:
+                    state.resend()
+                    replaced.add(key)
+                sending.append(state)
         try:
             return self.writer.flush(client)
         except BaseException:
