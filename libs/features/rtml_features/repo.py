@@ -225,6 +225,7 @@ def _collect(repo_modules: list[tuple[str, types.ModuleType]], folder: Path,
         for variable, value in vars(module).items():
             if variable.startswith("_") or id(value) in seen:
                 continue
+            into: dict[str, Any]
             if isinstance(value, FeatureSet):
                 kind, name, into = "feature set", value.name, sets
             elif isinstance(value, EventSchema):
