@@ -23,7 +23,7 @@ from rtml_common.config import KafkaSettings, RedisSettings
 from rtml_feature_pipeline import kafka_engine
 from rtml_feature_pipeline.checkpoint import checkpoint_key
 from rtml_feature_pipeline.config import Settings
-from rtml_feature_pipeline.generic_path import UnservableFeatureSet
+from rtml_feature_pipeline.generic_path import UnservableFeatureSet, uses_classic_path
 from rtml_feature_pipeline.worker import FeatureWorker
 from rtml_features.online_store.redis.connection import connect
 from rtml_features.online_store.redis.prefix_reader import PrefixLogReader
@@ -58,11 +58,20 @@ def compute_features(ctx: DemoContext) -> None:
     if run.vectors_published == 0:
         raise DemoError("the feature worker published no vectors: is the replay step missing?")
     ctx.features = run
-    ctx.add_section("Features", _summary(run, worker, redis_url,
-                                         "prefix" in settings.online_layout)
-                    if hasattr(worker.computer, "recent") else _counts(run, worker))
+    ctx.add_section("Features", _section(run, worker, redis_url, settings.online_layout))
     ctx.next_commands.append(
         ("python -m rtml_feature_pipeline", "run the feature worker as a service (Ctrl-C stops)"))
+
+
+def _section(run: Any, worker: FeatureWorker, redis_url: str, layout: str) -> Table:
+    """A sample vector beside what Redis serves for it where this step can read it back:
+    the classic path's prefix logs or latest hashes, a generic set's latest hashes; else
+    (a generic set's request-time layout) what the worker did."""
+    if uses_classic_path(worker.feature_set):
+        return _summary(run, worker, redis_url, "prefix" in layout)
+    if layout == "latest" and hasattr(worker.computer, "recent"):
+        return _summary(run, worker, redis_url, False)
+    return _counts(run, worker)
 
 
 def _counts(run: Any, worker: FeatureWorker) -> Table:

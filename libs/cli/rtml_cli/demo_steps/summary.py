@@ -66,6 +66,11 @@ def print_summary(ctx: DemoContext) -> None:
     hint = activate_hint()
     if hint:
         console.print(f"[dim]{hint}[/]", soft_wrap=True, highlight=False)
+    served = ctx.settings.feature_env()
+    if served:  # the commands below serve the demo's set only with its variables
+        console.print("[dim]and, for this feature set:[/] export " + " ".join(
+            f"{name}={value}" for name, value in served.items()), soft_wrap=True,
+            highlight=False, markup=True)
     for command, why in what_next(ctx):
         console.print(f"  [dim]# {why}[/]", highlight=False)
         console.print(f"  [bold cyan]{command}[/]", soft_wrap=True, highlight=False,
