@@ -212,3 +212,24 @@ def test_the_platform_summary_says_the_set_is_not_checked() -> None:
     samples = [MetricSample("rtml_consistency_feature_set_checked",
                             {"feature_set": "payments"}, 0.0)]
     assert "payments not checked" in _consistency(samples)
+
+
+def test_a_generic_sets_request_time_layout_is_summarised_by_counts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step's Redis read-back reads prefix logs or latest hashes; a generic set on the
+    prefix layout (its request-time layout) gets the worker's counts instead."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from rtml_cli.demo_steps.features import _section
+    from rtml_features.baseline import get_feature_set
+
+    monkeypatch.setenv("RTML_FEATURE_REPO", str(PAYMENTS_REPO))
+    payments = get_feature_set("payments")
+    run = SimpleNamespace(vectors_published=10, events_applied=20, revisions=1, late_events=0)
+    worker = SimpleNamespace(feature_set=payments, computer=SimpleNamespace())
+    console = Console(width=200, record=True)
+    console.print(_section(run, worker, "redis://unused", "prefix"))
+    text = console.export_text()
+    assert "payments (32 features, schema 'payment')" in text and "10" in text
