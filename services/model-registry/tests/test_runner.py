@@ -42,8 +42,12 @@ def test_a_hanging_worker_is_killed_at_the_timeout() -> None:
 def test_the_worker_sees_no_rtml_settings_or_secrets() -> None:
     env = worker_environment({"PATH": "/bin", "RTML_MODEL_REGISTRY_API_KEY": "secret" * 4,
                               "MLFLOW_TRACKING_TOKEN": "t", "AWS_ACCESS_KEY_ID": "a",
-                              "SOME_OTHER_SECRET": "s"})
+                              "SOME_OTHER_SECRET": "s", "RTML_FEATURE_REPO": "/repo",
+                              "RTML_FEATURE_SET": "payments"})
     assert env["PATH"] == "/bin"
+    # the folder a candidate's feature set is declared in: the worker resolves the set there
+    assert env["RTML_FEATURE_REPO"] == "/repo"
+    assert "RTML_FEATURE_SET" not in env  # the set itself comes with the candidate
     assert env["MLFLOW_TRACKING_TOKEN"] == "t"
     assert "RTML_MODEL_REGISTRY_API_KEY" not in env
     assert "SOME_OTHER_SECRET" not in env

@@ -32,7 +32,9 @@ from rtml_models.registry.base import ModelRegistry, ModelVersion
 #: Environment variables passed to the worker: exact names, then prefixes.
 _ENV_NAMES = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "SYSTEMROOT",
               "PYTHONPATH", "VIRTUAL_ENV", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-              "http_proxy", "https_proxy", "no_proxy", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"}
+              "http_proxy", "https_proxy", "no_proxy", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
+              # the feature repo a candidate's feature set is declared in (a folder path)
+              "RTML_FEATURE_REPO"}
 _ENV_PREFIXES = ("MLFLOW_", "AWS_", "AZURE_", "GOOGLE_")
 #: Characters of the worker's stderr kept in a failed ``worker`` check.
 STDERR_TAIL = 1500
