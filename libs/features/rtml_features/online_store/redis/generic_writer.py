@@ -48,6 +48,7 @@ from rtml_features.online_store.redis.generic_layout import (
     occurrence_member,
     payload_text,
 )
+from rtml_features.online_store.redis.prefix_writer import APPLY_SORTED_SET_DIFF
 from rtml_features.prefix_log import dd_add
 from rtml_features.request_generic import two_prod
 
@@ -55,7 +56,6 @@ _PICK = {"min": min, "max": max}
 #: How long after its event a label still reaches a LIFETIME label window (the
 #: streaming computer's default label horizon, 60 days).
 LABEL_HORIZON_MS = 60 * 86_400_000
-_SLICE = 4_000
 
 #: KEYS: an entity's keys (:func:`~.generic_layout.entity_keys`); ARGV[1] the TTL (s),
 #: then per sorted-set key (every key but the meta hash, KEYS[4]): n, n members to
@@ -66,20 +66,7 @@ local pos = 2
 for i = 1, #KEYS do
   if i ~= {FIXED_KEYS} then
     local key = KEYS[i]
-    local n = tonumber(ARGV[pos])
-    if n < 0 then
-      redis.call('DEL', key)
-      n = 0
-    end
-    for s = 0, n - 1, {_SLICE} do
-      redis.call('ZREM', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
-    end
-    pos = pos + n + 1
-    n = tonumber(ARGV[pos])
-    for s = 0, n - 1, {_SLICE} do
-      redis.call('ZADD', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
-    end
-    pos = pos + n + 1
+    {APPLY_SORTED_SET_DIFF}
   end
 end
 local p = tonumber(ARGV[pos])

@@ -64,27 +64,33 @@ CHUNK_ARGS = 2_048
 #: Lua's ``unpack`` is limited by its C stack (~8,000 values): ZREM / ZADD in slices.
 _SLICE = 4_000
 
-#: KEYS: sorted sets; ARGV[1] the TTL (s), then per key: n, n members to remove
-#: (n = -1: delete the key first, none listed), m, m arguments (score, member, score,
-#: member, ...) to add.
+#: Lua statements applying one sorted set's diff to ``key``, read from ``ARGV`` at ``pos``
+#: (n, n members to remove — n = -1: delete the key first, none listed —, m, m arguments
+#: score, member, ... to add) and moving ``pos`` past it. Also the generic layout's writer's.
+APPLY_SORTED_SET_DIFF = f"""
+local n = tonumber(ARGV[pos])
+if n < 0 then
+  redis.call('DEL', key)
+  n = 0
+end
+for s = 0, n - 1, {_SLICE} do
+  redis.call('ZREM', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
+end
+pos = pos + n + 1
+n = tonumber(ARGV[pos])
+for s = 0, n - 1, {_SLICE} do
+  redis.call('ZADD', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
+end
+pos = pos + n + 1
+"""
+
+#: KEYS: sorted sets; ARGV[1] the TTL (s), then per key a diff
+#: (:data:`APPLY_SORTED_SET_DIFF`).
 WRITE_SCRIPT = f"""
 local pos = 2
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local n = tonumber(ARGV[pos])
-  if n < 0 then
-    redis.call('DEL', key)
-    n = 0
-  end
-  for s = 0, n - 1, {_SLICE} do
-    redis.call('ZREM', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
-  end
-  pos = pos + n + 1
-  n = tonumber(ARGV[pos])
-  for s = 0, n - 1, {_SLICE} do
-    redis.call('ZADD', key, unpack(ARGV, pos + 1 + s, pos + math.min(s + {_SLICE}, n)))
-  end
-  pos = pos + n + 1
+  {APPLY_SORTED_SET_DIFF}
   redis.call('EXPIRE', key, ARGV[1])
 end
 return #KEYS
